@@ -1,0 +1,28 @@
+import type { Next } from 'koa';
+import type { Orm } from '../db/orm';
+import { forbidden, unauthorized } from '../http/errors';
+import type { AppContext } from '../http/route';
+import type { UserService } from './users';
+
+/** The bearer token from an Authorization header, or null. */
+export function bearerToken(header: string | undefined): string | null {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  return match ? match[1] : null;
+}
+
+export function authenticate(orm: Orm, users: UserService) {
+  return async (ctx: AppContext, next: Next) => {
+    const token = bearerToken(ctx.get('authorization'));
+    if (!token) throw unauthorized();
+    const em = orm.em.fork();
+    const user = await users.authenticate(em, token);
+    if (!user) throw unauthorized('The API token is unknown or was revoked.');
+    ctx.state.user = user;
+    ctx.state.em = em;
+    await next();
+  };
+}
+
+export function requireAdmin(ctx: AppContext): void {
+  if (!ctx.state.user.isAdmin) throw forbidden('Only an admin may do this.');
+}

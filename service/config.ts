@@ -1,0 +1,211 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/** A configuration value that cannot be used: names the variable and what is allowed. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "500m", "25MiB", "1g" or a plain number of bytes. */
+export function parseSize(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
+  if (!match || unit === undefined) return undefined;
+  return Math.floor(Number(match[1]) * unit);
+}
+
+/** "30s", "5m", "4h", "250ms"; a plain number is milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text);
+  if (!match) return undefined;
+  return Math.floor(Number(match[1]) * DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()]);
+}
+
+interface Setting<T> {
+  default: string;
+  help: string;
+  parse(text: string, variable: string): T;
+}
+
+function setting<T>(defaultValue: string, help: string, parse: (text: string) => T | undefined): Setting<T> {
+  return {
+    default: defaultValue,
+    help,
+    parse(text, variable) {
+      const value = parse(text);
+      if (value === undefined) throw new ConfigError(variable, `got ${JSON.stringify(text)}; expected ${help}`);
+      return value;
+    },
+  };
+}
+
+const str = (d: string, help: string) => setting(d, help, (t) => t);
+const int = (d: string, min: number, max: number) =>
+  setting(d, `a whole number from ${min} to ${max}`, (t) => {
+    const n = /^\s*\d+\s*$/.test(t) ? Number(t) : NaN;
+    return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
+  });
+const size = (d: string, min = 1) =>
+  setting(d, `a size such as 500m, 25MiB or a number of bytes (at least ${min})`, (t) => {
+    const n = parseSize(t);
+    return n !== undefined && n >= min ? n : undefined;
+  });
+const duration = (d: string, min = 1) =>
+  setting(d, `a duration such as 250ms, 30s, 5m or 4h (at least ${min} ms)`, (t) => {
+    const n = parseDuration(t);
+    return n !== undefined && n >= min ? n : undefined;
+  });
+const bool = (d: string) =>
+  setting(d, 'true or false', (t) => (/^(1|true|yes|on)$/i.test(t) ? true : /^(0|false|no|off)$/i.test(t) ? false : undefined));
+const list = (d: string, help: string) =>
+  setting(d, help, (t) =>
+    t
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+
+const hostName = z.string().regex(/^[A-Za-z0-9.:[\]-]+$/);
+const origin = (t: string) => {
+  try {
+    const url = new URL(t);
+    return /^https?:$/.test(url.protocol) && url.origin === t.replace(/\/$/, '') ? url.origin : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Every setting the service reads, with its default and what it accepts. The README's
+ * configuration table is this list; `crawlhub config` prints it.
+ */
+export const SETTINGS = {
+  CRAWLHUB_HOST: setting('127.0.0.1', 'a host name or IP address to listen on', (t) => (hostName.safeParse(t).success ? t : undefined)),
+  CRAWLHUB_PORT: int('8000', 0, 65535),
+  CRAWLHUB_PUBLIC_URL: setting(
+    '',
+    'the URL users reach the service at, such as https://crawlhub.example.com (default: http://HOST:PORT)',
+    (t) => (t === '' ? '' : origin(t)),
+  ),
+  CRAWLHUB_DATA_DIR: str('./data', 'a directory'),
+  DATABASE_URL: setting('', 'sqlite:<file>, or postgres://user:pass@host:port/db (default: sqlite in the data dir)', (t) =>
+    t === '' || /^sqlite:.+/.test(t) || /^postgres(ql)?:\/\/.+/.test(t) ? t : undefined,
+  ),
+  CRAWLHUB_STORAGE: setting(
+    'fs',
+    'an OpenDAL scheme with options as a query, such as fs or fs?root=/srv/crawlhub or s3?bucket=b&region=r',
+    (t) => (/^[a-z0-9_-]+(\?.*)?$/.test(t) ? t : undefined),
+  ),
+  CRAWLHUB_LOG_LEVEL: setting('info', 'one of fatal, error, warn, info, debug, trace, silent', (t) =>
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(t) ? t : undefined,
+  ),
+  CRAWLHUB_MAX_FILE_SIZE: size('25m'),
+  CRAWLHUB_MAX_SPIDER_SIZE: size('500m'),
+  CRAWLHUB_MAX_SPIDER_FILES: int('10000', 1, 1_000_000),
+  CRAWLHUB_MAX_JSON_BODY: size('1m', 1024),
+  CRAWLHUB_IMAGE: str('crawlhub-code-server:latest', 'a Docker image reference'),
+  CRAWLHUB_INSTANCE: setting('', 'a name for this service instance, letters, digits, - and _ (default: derived from the data dir)', (t) =>
+    t === '' || /^[A-Za-z0-9_-]{1,40}$/.test(t) ? t : undefined,
+  ),
+  CRAWLHUB_DOCKER_TIMEOUT: duration('60s', 100),
+  CRAWLHUB_NETWORK: setting('crawlhub-sessions', 'a Docker network name', (t) =>
+    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(t) ? t : undefined,
+  ),
+  CRAWLHUB_SESSION_CPUS: setting('1', 'a number of CPUs such as 1 or 0.5', (t) => {
+    const n = Number(t);
+    return Number.isFinite(n) && n > 0 && n <= 64 ? n : undefined;
+  }),
+  CRAWLHUB_SESSION_MEMORY: size('1g', 64 * 1024 * 1024),
+  CRAWLHUB_SESSION_PIDS: int('1024', 16, 100_000),
+  CRAWLHUB_WORKSPACE_SIZE: size('500m', 0),
+  CRAWLHUB_PORT_RANGE: setting('10000-10100', 'two port numbers such as 10000-10100', (t) => {
+    const m = /^(\d+)-(\d+)$/.exec(t.trim());
+    if (!m) return undefined;
+    const [lo, hi] = [Number(m[1]), Number(m[2])];
+    return lo >= 1024 && hi <= 65535 && lo <= hi ? { first: lo, last: hi } : undefined;
+  }),
+  CRAWLHUB_START_TIMEOUT: duration('30s', 100),
+  CRAWLHUB_IDLE_TIMEOUT: duration('30m', 100),
+  CRAWLHUB_MAX_SESSION_AGE: duration('4h', 100),
+  CRAWLHUB_SWEEP_INTERVAL: duration('5m', 50),
+  CRAWLHUB_STOP_WARNING: duration('10m', 0),
+  CRAWLHUB_SYNC_IGNORE: list(
+    '__pycache__,.venv,venv,node_modules,.git',
+    'a comma-separated list of names or globs (matched against each path segment)',
+  ),
+  CRAWLHUB_SYNC_TIMEOUT: duration('120s', 100),
+  CRAWLHUB_CODE_DOMAIN: setting('', 'a domain such as code.example.com whose subdomains serve sessions', (t) =>
+    t === '' || /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?(:\d+)?$/.test(t) ? t : undefined,
+  ),
+  CRAWLHUB_TRUSTED_ORIGINS: setting('', 'a comma-separated list of origins such as https://ide.example.com', (t) => {
+    const items = t
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map(origin);
+    return items.every((o) => o !== undefined) ? items : undefined;
+  }),
+  CRAWLHUB_SECURE_COOKIES: setting('auto', 'auto, true or false', (t) => (['auto', 'true', 'false'].includes(t) ? t : undefined)),
+  CRAWLHUB_METRICS_PUBLIC: bool('true'),
+} satisfies Record<string, Setting<unknown>>;
+
+type Settings = typeof SETTINGS;
+type Raw = { [K in keyof Settings]: ReturnType<Settings[K]['parse']> };
+
+export interface Config extends Raw {
+  dataDir: string;
+  databaseUrl: string;
+  publicUrl: string;
+  instance: string;
+}
+
+/** Reads every setting from the environment; the first bad one throws a ConfigError. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Raw> = {}): Config {
+  const raw = {} as Record<string, unknown>;
+  for (const [name, spec] of Object.entries(SETTINGS) as [keyof Settings, Setting<unknown>][]) {
+    const value = env[name];
+    raw[name] = name in overrides ? overrides[name] : spec.parse(value === undefined || value === '' ? spec.default : value, name);
+  }
+  const cfg = raw as Raw;
+  const dataDir = path.resolve(cfg.CRAWLHUB_DATA_DIR);
+  const spiderSize = cfg.CRAWLHUB_MAX_SPIDER_SIZE;
+  if (cfg.CRAWLHUB_MAX_FILE_SIZE > spiderSize) {
+    throw new ConfigError('CRAWLHUB_MAX_FILE_SIZE', `must not exceed CRAWLHUB_MAX_SPIDER_SIZE (${spiderSize} bytes)`);
+  }
+  const host = cfg.CRAWLHUB_HOST.includes(':') ? `[${cfg.CRAWLHUB_HOST}]` : cfg.CRAWLHUB_HOST;
+  return {
+    ...cfg,
+    dataDir,
+    databaseUrl: cfg.DATABASE_URL || `sqlite:${path.join(dataDir, 'crawlhub.db')}`,
+    publicUrl: cfg.CRAWLHUB_PUBLIC_URL || `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${cfg.CRAWLHUB_PORT}`,
+    instance: cfg.CRAWLHUB_INSTANCE || defaultInstance(dataDir),
+  };
+}
+
+function defaultInstance(dataDir: string): string {
+  // Stable across restarts of the same deployment, distinct for two data dirs on one host.
+  let h = 0;
+  for (const c of dataDir) h = (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0;
+  return `chub-${h.toString(36)}`;
+}

@@ -1,0 +1,5 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration0001Initial } from './migrations/0001-initial';
+
+/** Every migration in order; esbuild bundles them, so the list is explicit. */
+export const migrations: MigrationObject[] = [{ name: 'Migration0001Initial', class: Migration0001Initial }];

@@ -1,0 +1,73 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app';
+import type { Config } from './config';
+import { createLogger, type Logger } from './logger';
+import { createServices, type Services } from './services';
+
+export interface RunningService {
+  services: Services;
+  server: http.Server;
+  url: string;
+  /** Finishes saves in flight, closes the database; session containers keep running. */
+  stop(): Promise<void>;
+}
+
+/** Reads nothing but its arguments: opens the services, bootstraps the admin, listens. */
+export async function serve(config: Config, opts: { logger?: Logger; print?: (line: string) => void } = {}): Promise<RunningService> {
+  const logger = opts.logger ?? createLogger(config.CRAWLHUB_LOG_LEVEL);
+  const print = opts.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const services = await createServices(config, logger);
+  const admin = await services.users.bootstrapAdmin(services.orm.em.fork(), config.dataDir);
+  if (admin) {
+    print(`Created the admin user. Its API token (shown once, also saved to ${admin.file}):`);
+    print(admin.token);
+  }
+  const app = createApp(services);
+  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, app.callback());
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.CRAWLHUB_PORT, config.CRAWLHUB_HOST, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.CRAWLHUB_HOST.includes(':') ? `[${config.CRAWLHUB_HOST}]` : config.CRAWLHUB_HOST;
+  const url = `http://${host}:${port}`;
+  logger.info({ url, dataDir: config.dataDir, db: config.databaseUrl.replace(/\/\/[^@]*@/, '//***@') }, 'CrawlHub Code is listening');
+  let stopping: Promise<void> | undefined;
+  return {
+    services,
+    server,
+    url,
+    stop() {
+      stopping ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await services.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** SIGTERM and SIGINT stop gracefully; a second signal exits at once. */
+export function handleSignals(running: RunningService, logger: Logger): void {
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) process.exit(1);
+    signalled = true;
+    logger.info({ signal }, 'stopping: finishing saves in flight; session containers keep running');
+    running.server.closeAllConnections();
+    running.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}

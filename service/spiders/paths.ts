@@ -1,0 +1,55 @@
+import { badRequest } from '../http/errors';
+
+export const MAX_PATH_BYTES = 1024;
+export const MAX_SEGMENT_BYTES = 255;
+export const MAX_DEPTH = 32;
+
+// C0 and C1 control characters, DEL, and Unicode line/paragraph separators.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** Why a path is refused, or null when it is fine. `normalizePath` is the checked form. */
+export function pathProblem(input: string): string | null {
+  if (typeof input !== 'string' || input.length === 0) return 'the path is empty';
+  if (CONTROL.test(input)) return 'the path contains NUL or control characters';
+  if (input.includes('\\')) return 'the path contains a backslash; use "/" between folders';
+  if (input.startsWith('/')) return 'the path is absolute; give it relative to the spider folder';
+  if (/^[A-Za-z]:/.test(input)) return 'the path starts with a drive letter';
+  const segments = input.split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.length === 0) return 'the path names no file';
+  if (segments.includes('..')) return 'the path contains ".."';
+  if (segments.length > MAX_DEPTH) return `the path is deeper than ${MAX_DEPTH} folders`;
+  if (segments.some((s) => Buffer.byteLength(s) > MAX_SEGMENT_BYTES)) return `a path segment is longer than ${MAX_SEGMENT_BYTES} bytes`;
+  if (Buffer.byteLength(segments.join('/')) > MAX_PATH_BYTES) return `the path is longer than ${MAX_PATH_BYTES} bytes`;
+  return null;
+}
+
+/** The canonical form of an untrusted path, or why it is refused (for archive entries that are skipped and reported). */
+export function tryNormalizePath(input: string): { path: string } | { problem: string } {
+  const nfc = typeof input === 'string' ? input.normalize('NFC') : input;
+  const problem = pathProblem(nfc);
+  if (problem) return { problem };
+  return {
+    path: nfc
+      .split('/')
+      .filter((s) => s !== '' && s !== '.')
+      .join('/'),
+  };
+}
+
+/**
+ * The canonical form of a file path inside a spider: relative, "/"-separated, NFC, no "." or
+ * empty segments. Throws a 400 `invalid_path` for anything that could escape the folder.
+ */
+export function normalizePath(input: string): string {
+  const result = tryNormalizePath(input);
+  if ('problem' in result)
+    throw badRequest(`Invalid path ${JSON.stringify(String(input).slice(0, 200))}: ${result.problem}.`, 'invalid_path');
+  return result.path;
+}
+
+/** Every folder that contains the path: "a/b/c.py" → ["a", "a/b"]. */
+export function parentFolders(p: string): string[] {
+  const parts = p.split('/');
+  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+}

@@ -1,0 +1,294 @@
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import type { Em } from '../db/orm';
+import type { User } from '../auth/entities';
+import { AppError, badRequest, conflict, notFound, tooLarge } from '../http/errors';
+import { KeyedLock } from '../keyed-lock';
+import type { BlobStore, StoredBlob } from '../storage/blobs';
+import { readTar } from '../sync/tar-reader';
+import { Spider, SpiderFile } from './entities';
+import { normalizePath, parentFolders } from './paths';
+
+export interface SpiderLimits {
+  maxFileBytes: number;
+  maxSpiderBytes: number;
+  maxSpiderFiles: number;
+}
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  sha256: string;
+  updatedAt: Date;
+}
+
+/** A set of changes to a spider's files, applied all together or not at all. */
+export interface FileChanges {
+  put: Map<string, StoredBlob>;
+  delete: Set<string>;
+  /** Make the spider hold exactly `put`: every other file is deleted. */
+  replaceAll?: boolean;
+}
+
+export interface SpiderHooks {
+  /** Whether a session of the spider still holds a container: such a spider cannot be deleted. */
+  hasLiveSession(em: Em, spiderId: string): Promise<boolean>;
+}
+
+export const SPIDER_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,98}[A-Za-z0-9_.-])?$/;
+
+export const fileInfo = (f: SpiderFile): FileInfo => ({ path: f.path, size: f.size, sha256: f.sha256, updatedAt: f.updatedAt });
+
+/**
+ * Spiders and their files. Every change to a spider's files runs under that spider's lock: the
+ * new blobs are written first, then one transaction switches the rows, then blobs that no row
+ * uses any more are removed. A failure at any point leaves the previous version whole.
+ */
+export class SpiderService {
+  readonly lock = new KeyedLock();
+
+  constructor(
+    readonly blobs: BlobStore,
+    readonly limits: SpiderLimits,
+    private readonly hooks: SpiderHooks = { hasLiveSession: () => Promise.resolve(false) },
+  ) {}
+
+  list(em: Em, actor: User): Promise<Spider[]> {
+    return em.find(Spider, actor.isAdmin ? {} : { ownerId: actor.id }, { orderBy: { name: 'asc', id: 'asc' } });
+  }
+
+  /** A spider the actor may see; someone else's is "not found", so that ids leak nothing. */
+  async get(em: Em, actor: User, id: string): Promise<Spider> {
+    const spider = /^[0-9a-f-]{36}$/.test(id) ? await em.findOne(Spider, { id }) : null;
+    if (!spider || (!actor.isAdmin && spider.ownerId !== actor.id)) throw notFound('Spider');
+    return spider;
+  }
+
+  async create(em: Em, actor: User, input: { name: string; description?: string }): Promise<Spider> {
+    await this.assertNameFree(em, actor.id, input.name);
+    const spider = em.create(Spider, { ownerId: actor.id, name: input.name, description: input.description ?? '' });
+    await flushUnique(em, input.name);
+    return spider;
+  }
+
+  async update(em: Em, actor: User, id: string, input: { name?: string; description?: string }): Promise<Spider> {
+    const spider = await this.get(em, actor, id);
+    if (input.name !== undefined && input.name !== spider.name) {
+      await this.assertNameFree(em, spider.ownerId, input.name);
+      spider.name = input.name;
+    }
+    if (input.description !== undefined) spider.description = input.description;
+    await flushUnique(em, spider.name);
+    return spider;
+  }
+
+  async remove(em: Em, actor: User, id: string): Promise<void> {
+    const spider = await this.get(em, actor, id);
+    await this.lock.run(spider.id, async () => {
+      if (await this.hooks.hasLiveSession(em, spider.id)) {
+        throw conflict('The spider has an open code session; close it first.', 'session_active');
+      }
+      await em.transactional(async (tx) => {
+        await tx.nativeDelete(SpiderFile, { spiderId: spider.id });
+        await tx.nativeDelete(Spider, { id: spider.id });
+      });
+      await this.blobs.deleteSpider(spider.id);
+    });
+  }
+
+  async listFiles(em: Em, actor: User, id: string): Promise<FileInfo[]> {
+    const spider = await this.get(em, actor, id);
+    return (await this.files(em, spider.id)).map(fileInfo);
+  }
+
+  files(em: Em, spiderId: string): Promise<SpiderFile[]> {
+    return em.find(SpiderFile, { spiderId }, { orderBy: { path: 'asc' } });
+  }
+
+  async readFile(em: Em, actor: User, id: string, rawPath: string): Promise<{ file: FileInfo; data: Buffer }> {
+    const spider = await this.get(em, actor, id);
+    const path = normalizePath(rawPath);
+    const file = await em.findOne(SpiderFile, { spiderId: spider.id, path });
+    if (!file) throw notFound(`File "${path}"`);
+    return { file: fileInfo(file), data: await this.blobs.get(file.storageKey) };
+  }
+
+  async writeFile(em: Em, actor: User, id: string, rawPath: string, data: Buffer): Promise<FileInfo> {
+    const spider = await this.get(em, actor, id);
+    const path = normalizePath(rawPath);
+    if (data.length > this.limits.maxFileBytes) throw tooLarge(`A file may hold at most ${this.limits.maxFileBytes} bytes.`);
+    return this.lock.run(spider.id, async () => {
+      const blob = await this.blobs.put(spider.id, data);
+      await this.commitChanges(em, spider.id, { put: new Map([[path, blob]]), delete: new Set() });
+      const row = await em.fork().findOneOrFail(SpiderFile, { spiderId: spider.id, path });
+      return fileInfo(row);
+    });
+  }
+
+  async deleteFile(em: Em, actor: User, id: string, rawPath: string): Promise<void> {
+    const spider = await this.get(em, actor, id);
+    const path = normalizePath(rawPath);
+    await this.lock.run(spider.id, async () => {
+      if (!(await em.findOne(SpiderFile, { spiderId: spider.id, path }))) throw notFound(`File "${path}"`);
+      await this.commitChanges(em, spider.id, { put: new Map(), delete: new Set([path]) });
+    });
+  }
+
+  /** Imports a tar or .tar.gz: every entry is checked before anything is stored, and any bad entry refuses the whole archive. */
+  async importArchive(
+    em: Em,
+    actor: User,
+    id: string,
+    body: Readable,
+    opts: { replace: boolean },
+  ): Promise<{ files: number; bytes: number }> {
+    const spider = await this.get(em, actor, id);
+    return this.lock.run(spider.id, async () => {
+      const put = new Map<string, StoredBlob>();
+      let bytes = 0;
+      try {
+        for await (const item of readTar(body, {
+          gunzip: true,
+          timeoutMs: 300_000,
+          limits: {
+            maxEntries: this.limits.maxSpiderFiles * 2 + 1000,
+            maxFileBytes: this.limits.maxFileBytes,
+            maxTotalBytes: this.limits.maxSpiderBytes,
+            maxHeaderBytes: 64 * 1024,
+          },
+        })) {
+          if (item.kind === 'skipped')
+            throw badRequest(
+              `The archive entry ${JSON.stringify(item.name)} was refused: ${item.reason}. Nothing was imported.`,
+              'invalid_archive',
+            );
+          if (item.kind !== 'file') continue;
+          put.set(item.path, await this.blobs.put(spider.id, item.data, item.sha256));
+          bytes += item.data.length;
+        }
+        if (put.size === 0 && !opts.replace) throw badRequest('The archive holds no files.', 'invalid_archive');
+        await this.commitChanges(em, spider.id, { put, delete: new Set(), replaceAll: opts.replace });
+      } catch (err) {
+        await this.collectGarbage(
+          em,
+          spider.id,
+          [...put.values()].map((b) => b.key),
+        );
+        if (err instanceof AppError && err.status === 422) throw new AppError(413, 'too_large', `${err.message} Nothing was imported.`);
+        throw err;
+      }
+      return { files: put.size, bytes };
+    });
+  }
+
+  /** The spider's files as an uncompressed tar, streamed. `uid`/`gid` set the owner recorded in each entry. */
+  async exportArchive(em: Em, spiderId: string, opts: { prefix?: string; uid?: number; gid?: number } = {}): Promise<Readable> {
+    const files = await this.files(em, spiderId);
+    const pack = tar.pack();
+    const owner = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
+    const prefix = opts.prefix ? opts.prefix.replace(/\/?$/, '/') : '';
+    void (async () => {
+      const dirs = new Set<string>();
+      for (const file of files) {
+        for (const dir of parentFolders(file.path)) {
+          if (dirs.has(dir)) continue;
+          dirs.add(dir);
+          await entry(pack, { name: prefix + dir, type: 'directory', mode: 0o755, mtime: file.updatedAt, ...owner });
+        }
+        const data = await this.blobs.get(file.storageKey);
+        await entry(
+          pack,
+          { name: prefix + file.path, type: 'file', mode: 0o644, size: data.length, mtime: file.updatedAt, ...owner },
+          data,
+        );
+      }
+      pack.finalize();
+    })().catch((err: Error) => pack.destroy(err));
+    return Readable.from(pack);
+  }
+
+  /**
+   * Applies changes in one transaction, checking the spider's limits and that no path is both a
+   * file and a folder. Blobs in `changes.put` must already be stored. Call under `lock`.
+   * `within` runs inside the same transaction (a save records its base manifest there).
+   */
+  async commitChanges(em: Em, spiderId: string, changes: FileChanges, within?: (tx: Em) => Promise<void>): Promise<void> {
+    const replacedKeys: string[] = [];
+    await em.transactional(async (tx) => {
+      const rows = await tx.find(SpiderFile, { spiderId });
+      const byPath = new Map(rows.map((r) => [r.path, r]));
+      const result = new Map<string, number>(rows.map((r) => [r.path, r.size]));
+      for (const path of changes.delete) result.delete(path);
+      if (changes.replaceAll) for (const path of [...result.keys()]) if (!changes.put.has(path)) result.delete(path);
+      for (const [path, blob] of changes.put) result.set(path, blob.size);
+      this.checkLimits(result);
+      const now = new Date();
+      for (const [path, row] of byPath) {
+        if (result.has(path)) continue;
+        replacedKeys.push(row.storageKey);
+        tx.remove(row);
+      }
+      for (const [path, blob] of changes.put) {
+        const row = byPath.get(path);
+        if (row && row.sha256 === blob.sha256) continue;
+        if (row) {
+          replacedKeys.push(row.storageKey);
+          Object.assign(row, { size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
+        } else {
+          tx.create(SpiderFile, { spiderId, path, size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
+        }
+      }
+      const spider = await tx.findOne(Spider, { id: spiderId });
+      if (spider) spider.updatedAt = now;
+      if (within) await within(tx);
+    });
+    await this.collectGarbage(em, spiderId, replacedKeys);
+  }
+
+  /** Removes the blobs among `keys` that no file row refers to any more. Call under `lock`. */
+  async collectGarbage(em: Em, spiderId: string, keys: string[]): Promise<void> {
+    const unique = [...new Set(keys)];
+    if (unique.length === 0) return;
+    const used = new Set(
+      (await em.find(SpiderFile, { spiderId, storageKey: { $in: unique } }, { fields: ['storageKey'] })).map((r) => r.storageKey),
+    );
+    for (const key of unique) if (!used.has(key)) await this.blobs.delete(key).catch(() => undefined);
+  }
+
+  private checkLimits(result: Map<string, number>): void {
+    if (result.size > this.limits.maxSpiderFiles)
+      throw tooLarge(`A spider may hold at most ${this.limits.maxSpiderFiles} files; this change would make ${result.size}.`);
+    let total = 0;
+    for (const size of result.values()) total += size;
+    if (total > this.limits.maxSpiderBytes)
+      throw tooLarge(`A spider may hold at most ${this.limits.maxSpiderBytes} bytes; this change would make ${total}.`);
+    for (const path of result.keys()) {
+      const clash = parentFolders(path).find((dir) => result.has(dir));
+      if (clash) throw conflict(`"${clash}" would be both a file and a folder (of "${path}").`, 'path_conflict');
+    }
+  }
+
+  private async assertNameFree(em: Em, ownerId: string, name: string): Promise<void> {
+    if (!SPIDER_NAME.test(name))
+      throw badRequest('A spider name is 1-100 letters, digits, spaces, "_", "." or "-", starting with a letter or digit.', 'invalid_name');
+    if (await em.findOne(Spider, { ownerId, name })) throw conflict(`You already have a spider named "${name}".`, 'duplicate_name');
+  }
+}
+
+async function flushUnique(em: Em, name: string): Promise<void> {
+  try {
+    await em.flush();
+  } catch (err) {
+    if ((err as { name?: string }).name === 'UniqueConstraintViolationException')
+      throw conflict(`You already have a spider named "${name}".`, 'duplicate_name');
+    throw err;
+  }
+}
+
+function entry(pack: tar.Pack, header: tar.Header extends infer H ? Partial<H> & { name: string } : never, data?: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    if (data) pack.entry(header, data, done);
+    else pack.entry(header, done);
+  });
+}

@@ -1,0 +1,131 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { tryNormalizePath } from '../spiders/paths';
+import { TarGuard, limitError, type TarLimits } from './tar-guard';
+import { AppError } from '../http/errors';
+
+type TarEntry = AsyncIterable<unknown> & { header: tar.Header; resume(): unknown };
+
+export type TarItem =
+  | { kind: 'file'; path: string; data: Buffer; sha256: string; mode: number }
+  | { kind: 'dir'; path: string }
+  | { kind: 'skipped'; name: string; reason: string };
+
+export interface ReadTarOptions {
+  limits: TarLimits;
+  /** Drop this leading folder from every name (docker's archive of /workspace names entries "workspace/…"). */
+  stripPrefix?: string;
+  /** Abort after this long: a slow or endless stream must not hold a save forever. */
+  timeoutMs?: number;
+  /** Accept gzip-compressed input (detected by its magic bytes). */
+  gunzip?: boolean;
+}
+
+const REFUSED: Record<string, string> = {
+  symlink: 'symbolic links are not stored',
+  link: 'hard links are not stored',
+  'character-device': 'devices are not stored',
+  'block-device': 'devices are not stored',
+  fifo: 'named pipes are not stored',
+};
+
+/**
+ * Reads an untrusted tar stream entry by entry. Caps (entries, file size, total bytes, header
+ * size, time) abort the whole read with a 422; entries that cannot be stored (links, devices,
+ * bad names) are reported as skipped and the caller decides whether that is fatal.
+ */
+export async function* readTar(source: Readable, opts: ReadTarOptions): AsyncGenerator<TarItem> {
+  const guard = new TarGuard(opts.limits);
+  const extract = tar.extract();
+  const input = opts.gunzip ? await sniffGzip(source) : source;
+  let timedOut = false;
+  const timer = opts.timeoutMs
+    ? setTimeout(() => {
+        timedOut = true;
+        const err = new AppError(504, 'archive_timeout', `Reading the archive took longer than ${Math.round(opts.timeoutMs! / 1000)} s.`);
+        input.destroy(err);
+        guard.destroy(err);
+        extract.destroy(err);
+      }, opts.timeoutMs)
+    : undefined;
+  const piping = pipeline(input, guard, extract).catch((err: unknown) => {
+    extract.destroy(err as Error);
+  });
+  try {
+    for await (const entry of extract) {
+      const item = await readEntry(entry, opts);
+      if (item) yield item;
+    }
+    await piping;
+  } catch (err) {
+    if (timedOut)
+      throw new AppError(504, 'archive_timeout', `Reading the archive took longer than ${Math.round(opts.timeoutMs! / 1000)} s.`);
+    if (err instanceof AppError) throw err;
+    throw new AppError(400, 'invalid_archive', `The archive could not be read: ${(err as Error).message}`);
+  } finally {
+    if (timer) clearTimeout(timer);
+    input.destroy();
+  }
+}
+
+async function readEntry(entry: TarEntry, opts: ReadTarOptions): Promise<TarItem | null> {
+  const { header } = entry;
+  let name = header.name;
+  if (opts.stripPrefix) {
+    const prefix = opts.stripPrefix.replace(/\/?$/, '/');
+    if (name === opts.stripPrefix || name === prefix) {
+      entry.resume();
+      return null; // the root folder itself
+    }
+    if (!name.startsWith(prefix)) return skip(entry, name, 'outside the workspace');
+    name = name.slice(prefix.length);
+  }
+  const type = header.type ?? 'file';
+  if (REFUSED[type]) return skip(entry, name, REFUSED[type]);
+  if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory')
+    return skip(entry, name, `entries of type ${type} are not stored`);
+  const checked = tryNormalizePath(name);
+  if ('problem' in checked) return skip(entry, name, checked.problem);
+  if (type === 'directory') {
+    entry.resume();
+    return { kind: 'dir', path: checked.path };
+  }
+  const size = header.size ?? 0;
+  if (size > opts.limits.maxFileBytes)
+    throw limitError(`${checked.path} is ${size} bytes; at most ${opts.limits.maxFileBytes} are allowed.`);
+  const hash = createHash('sha256');
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of entry as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > opts.limits.maxFileBytes) throw limitError(`${checked.path} is larger than ${opts.limits.maxFileBytes} bytes.`);
+    hash.update(chunk);
+    chunks.push(chunk);
+  }
+  return { kind: 'file', path: checked.path, data: Buffer.concat(chunks, length), sha256: hash.digest('hex'), mode: header.mode ?? 0o644 };
+}
+
+function skip(entry: TarEntry, name: string, reason: string): TarItem {
+  entry.resume();
+  return { kind: 'skipped', name: name.slice(0, 300), reason };
+}
+
+/** Passes the stream through a gunzip when it starts with the gzip magic bytes. */
+async function sniffGzip(source: Readable): Promise<Readable> {
+  const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first = await chunks.next();
+  const replay = Readable.from(
+    (async function* () {
+      if (first.done) return;
+      yield first.value;
+      for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+    })(),
+  );
+  if (first.done || first.value.length < 2 || first.value[0] !== 0x1f || first.value[1] !== 0x8b) return replay;
+  const gunzip = createGunzip();
+  replay.on('error', (err) => gunzip.destroy(err));
+  return replay.pipe(gunzip);
+}

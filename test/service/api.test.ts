@@ -1,0 +1,351 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { databases, json, startTestService, type TestService } from '../helpers/service';
+import { makeTar, readTarFiles } from '../helpers/tar';
+
+for (const db of databases()) {
+  describe(`HTTP API on ${db}`, () => {
+    let svc: TestService;
+    let alice: { id: string; token: string };
+    let bob: { id: string; token: string };
+
+    before(async () => {
+      svc = await startTestService({
+        db,
+        env: {
+          CRAWLHUB_MAX_FILE_SIZE: '64k',
+          CRAWLHUB_MAX_SPIDER_SIZE: '256k',
+          CRAWLHUB_MAX_SPIDER_FILES: '50',
+          CRAWLHUB_MAX_JSON_BODY: '4k',
+        },
+      });
+      alice = await svc.newUser('alice');
+      bob = await svc.newUser('bob');
+    });
+    after(() => svc.close());
+
+    const newSpider = async (token: string, name: string) => {
+      const res = await svc.api(token, 'POST', '/api/spiders', { name });
+      assert.equal(res.status, 201, await res.clone().text());
+      return json<{ id: string; name: string }>(res);
+    };
+    const expectError = async (res: Response, status: number, code?: string) => {
+      const body = await json<{ error: { code: string; message: string } }>(res);
+      assert.equal(res.status, status, JSON.stringify(body));
+      assert.equal(typeof body.error.message, 'string');
+      assert.ok(body.error.message.length > 0);
+      if (code) assert.equal(body.error.code, code);
+      return body.error;
+    };
+
+    describe('service endpoints', () => {
+      it('GET /healthz answers without a token and names db, storage and docker', async () => {
+        const res = await svc.api(null, 'GET', '/healthz');
+        const body = await json(res);
+        assert.equal(res.status, 200);
+        assert.equal(body.db, 'ok');
+        assert.equal(body.storage, 'ok');
+        assert.equal(typeof body.docker.reachable, 'boolean');
+      });
+
+      it('GET /metrics is Prometheus text with request counts, latencies and process metrics', async () => {
+        await svc.api(alice.token, 'GET', '/api/me');
+        const text = await (await svc.api(null, 'GET', '/metrics')).text();
+        assert.match(text, /crawlhub_http_requests_total\{method="GET",route="\/api\/me",status="200"\} \d+/);
+        assert.match(text, /crawlhub_http_request_duration_seconds_bucket/);
+        assert.match(text, /process_cpu_user_seconds_total/);
+      });
+
+      it('GET /openapi.json describes every endpoint', async () => {
+        const doc = await json(await svc.api(null, 'GET', '/openapi.json'));
+        assert.equal(doc.openapi, '3.1.0');
+        for (const p of [
+          '/api/me',
+          '/api/spiders',
+          '/api/spiders/{id}',
+          '/api/spiders/{id}/files',
+          '/api/spiders/{id}/files/{path}',
+          '/api/spiders/{id}/archive',
+          '/healthz',
+          '/metrics',
+        ]) {
+          assert.ok(doc.paths[p], `missing ${p}`);
+        }
+        assert.ok(doc.paths['/api/spiders'].post.requestBody);
+      });
+
+      it('an unknown path is a JSON 404', async () => {
+        await expectError(await svc.api(alice.token, 'GET', '/api/nothing-here'), 404, 'not_found');
+      });
+    });
+
+    describe('auth', () => {
+      it('GET /api/me names the token owner', async () => {
+        const me = await json(await svc.api(alice.token, 'GET', '/api/me'));
+        assert.deepEqual(me, { id: alice.id, name: 'alice', isAdmin: false });
+      });
+
+      it('refuses no token, a malformed one, an unknown one and a revoked one with 401', async () => {
+        await expectError(await svc.api(null, 'GET', '/api/me'), 401, 'unauthorized');
+        await expectError(await svc.api('not-a-token', 'GET', '/api/spiders'), 401, 'unauthorized');
+        await expectError(await svc.api(`chub_${'A'.repeat(43)}`, 'GET', '/api/spiders'), 401, 'unauthorized');
+        await expectError(await svc.api(null, 'GET', '/api/spiders', undefined, { authorization: `Basic ${alice.token}` }), 401);
+        const carol = await svc.newUser('carol');
+        assert.equal((await svc.api(carol.token, 'GET', '/api/me')).status, 200);
+        const em = svc.services.orm.em.fork();
+        const [info] = await svc.services.users.listTokens(em, await svc.services.users.findUser(em, 'carol'));
+        await svc.services.users.revokeToken(em, info.id);
+        await expectError(await svc.api(carol.token, 'GET', '/api/me'), 401, 'unauthorized');
+      });
+    });
+
+    describe('spiders', () => {
+      it('creates, reads, renames and deletes a spider', async () => {
+        const created = await newSpider(alice.token, 'books');
+        const got = await json(await svc.api(alice.token, 'GET', `/api/spiders/${created.id}`));
+        assert.equal(got.name, 'books');
+        assert.equal(got.ownerId, alice.id);
+        const patched = await json(
+          await svc.api(alice.token, 'PATCH', `/api/spiders/${created.id}`, { name: 'books2', description: 'all the books' }),
+        );
+        assert.equal(patched.name, 'books2');
+        assert.equal(patched.description, 'all the books');
+        assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${created.id}`)).status, 204);
+        await expectError(await svc.api(alice.token, 'GET', `/api/spiders/${created.id}`), 404, 'not_found');
+      });
+
+      it('refuses a duplicate name with 409 but lets another user use it', async () => {
+        await newSpider(alice.token, 'quotes');
+        await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: 'quotes' }), 409, 'duplicate_name');
+        await newSpider(bob.token, 'quotes');
+        const other = await newSpider(alice.token, 'quotes-2');
+        await expectError(await svc.api(alice.token, 'PATCH', `/api/spiders/${other.id}`, { name: 'quotes' }), 409, 'duplicate_name');
+      });
+
+      it('refuses bad bodies: bad names, unknown fields, bad JSON, wrong type, too large', async () => {
+        await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: '' }), 400);
+        await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: '../etc' }), 400, 'invalid_name');
+        await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: 'a\u0000b' }), 400, 'invalid_name');
+        await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: 'ok', owner: 'x' }), 400, 'invalid_request');
+        await expectError(await svc.api(alice.token, 'POST', '/api/spiders', {}), 400, 'invalid_request');
+        await expectError(
+          await svc.api(alice.token, 'POST', '/api/spiders', '{"name":', { 'content-type': 'application/json' }),
+          400,
+          'invalid_json',
+        );
+        await expectError(
+          await svc.api(alice.token, 'POST', '/api/spiders', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' }),
+          415,
+        );
+        await expectError(
+          await svc.api(alice.token, 'POST', '/api/spiders', { name: 'big', description: 'x'.repeat(8000) }),
+          413,
+          'too_large',
+        );
+        await expectError(await svc.api(alice.token, 'PATCH', '/api/spiders/00000000-0000-0000-0000-000000000000', {}), 400);
+      });
+
+      it("keeps users out of each other's spiders; an admin sees all", async () => {
+        const mine = await newSpider(alice.token, 'private');
+        const bobs = await json<{ id: string }[]>(await svc.api(bob.token, 'GET', '/api/spiders'));
+        assert.ok(!bobs.some((s) => s.id === mine.id));
+        for (const [method, p, body] of [
+          ['GET', `/api/spiders/${mine.id}`],
+          ['PATCH', `/api/spiders/${mine.id}`, { description: 'pwned' }],
+          ['DELETE', `/api/spiders/${mine.id}`],
+          ['GET', `/api/spiders/${mine.id}/files`],
+          ['PUT', `/api/spiders/${mine.id}/files/x.py`, 'print(1)'],
+          ['GET', `/api/spiders/${mine.id}/archive`],
+          ['POST', `/api/spiders/${mine.id}/archive`, Buffer.alloc(1024)],
+        ] as const) {
+          await expectError(await svc.api(bob.token, method, p, body), 404, 'not_found');
+        }
+        assert.equal((await json(await svc.api(alice.token, 'GET', `/api/spiders/${mine.id}`))).description, '');
+        const all = await json<{ id: string }[]>(await svc.api(svc.adminToken, 'GET', '/api/spiders'));
+        assert.ok(all.some((s) => s.id === mine.id));
+        assert.equal((await svc.api(svc.adminToken, 'GET', `/api/spiders/${mine.id}`)).status, 200);
+      });
+    });
+
+    describe('files', () => {
+      let spider: { id: string };
+      before(async () => {
+        spider = await newSpider(alice.token, 'files');
+      });
+      const file = (p: string) => `/api/spiders/${spider.id}/files/${p}`;
+
+      it('puts, lists, gets and deletes raw bytes', async () => {
+        const body = Buffer.from('import scrapy\n\nclass Q(scrapy.Spider):\n    name = "q"\n');
+        const put = await json(await svc.api(alice.token, 'PUT', file('spiders/q.py'), body));
+        assert.equal(put.path, 'spiders/q.py');
+        assert.equal(put.size, body.length);
+        assert.match(put.sha256, /^[0-9a-f]{64}$/);
+        const list = await json<{ path: string; size: number; sha256: string; updatedAt: string }[]>(
+          await svc.api(alice.token, 'GET', `/api/spiders/${spider.id}/files`),
+        );
+        assert.deepEqual(
+          list.map((f) => [f.path, f.size, f.sha256]),
+          [['spiders/q.py', body.length, put.sha256]],
+        );
+        assert.ok(!Number.isNaN(Date.parse(list[0].updatedAt)));
+        const got = await svc.api(alice.token, 'GET', file('spiders/q.py'));
+        assert.equal(got.status, 200);
+        assert.deepEqual(Buffer.from(await got.arrayBuffer()), body);
+        const replaced = await json(await svc.api(alice.token, 'PUT', file('spiders/q.py'), 'v2'));
+        assert.equal(replaced.size, 2);
+        assert.equal(await (await svc.api(alice.token, 'GET', file('spiders/q.py'))).text(), 'v2');
+        assert.equal((await svc.api(alice.token, 'DELETE', file('spiders/q.py'))).status, 204);
+        await expectError(await svc.api(alice.token, 'GET', file('spiders/q.py')), 404, 'not_found');
+        await expectError(await svc.api(alice.token, 'DELETE', file('spiders/q.py')), 404, 'not_found');
+      });
+
+      it('normalises harmless forms: "./a//b" is "a/b"', async () => {
+        const put = await json(await svc.api(alice.token, 'PUT', file('./norm//x.txt'), 'n'));
+        assert.equal(put.path, 'norm/x.txt');
+        assert.equal(await (await svc.api(alice.token, 'GET', file('norm/x.txt'))).text(), 'n');
+      });
+
+      it('refuses paths that could escape or confuse: .., absolute, backslash, NUL, control, too long, too deep', async () => {
+        const bad = [
+          '..%2F..%2Fetc%2Fpasswd',
+          'a/..%2F..%2Fb',
+          '%2Fetc%2Fpasswd',
+          'a%5Cb.py',
+          'a%00b',
+          'a%0Ab',
+          'a%1Bb',
+          'C%3A%5Cx',
+          `${'d/'.repeat(40)}f`,
+          'x'.repeat(300),
+          `${'abcdefghij/'.repeat(100)}f`,
+        ];
+        for (const p of bad) {
+          const res = await svc.api(alice.token, 'PUT', file(p), 'evil');
+          await expectError(res, 400, 'invalid_path');
+        }
+        await expectError(await svc.api(alice.token, 'GET', file('..%2Fx')), 400, 'invalid_path');
+        await expectError(await svc.api(alice.token, 'DELETE', file('%2Fx')), 400, 'invalid_path');
+        const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${spider.id}/files`));
+        assert.ok(list.every((f) => !f.path.includes('evil') && !f.path.includes('..')));
+      });
+
+      it('refuses a file over the size limit with 413 and keeps the old content', async () => {
+        await svc.api(alice.token, 'PUT', file('big.bin'), 'small');
+        await expectError(await svc.api(alice.token, 'PUT', file('big.bin'), Buffer.alloc(65 * 1024)), 413, 'too_large');
+        assert.equal(await (await svc.api(alice.token, 'GET', file('big.bin'))).text(), 'small');
+      });
+
+      it('refuses a file where a folder is, and a folder where a file is', async () => {
+        await svc.api(alice.token, 'PUT', file('pkg/mod.py'), 'x');
+        await expectError(await svc.api(alice.token, 'PUT', file('pkg'), 'x'), 409, 'path_conflict');
+        await expectError(await svc.api(alice.token, 'PUT', file('pkg/mod.py/inner.py'), 'x'), 409, 'path_conflict');
+      });
+
+      it('enforces the spider size and file count limits', async () => {
+        const s = await newSpider(alice.token, 'limits');
+        for (let i = 0; i < 4; i++)
+          assert.equal((await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/f${i}`, Buffer.alloc(60 * 1024))).status, 200);
+        await expectError(await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/f5`, Buffer.alloc(60 * 1024)), 413, 'too_large');
+      });
+    });
+
+    describe('archives', () => {
+      it('imports a tar and a tar.gz, and exports what is stored', async () => {
+        const s = await newSpider(alice.token, 'archive');
+        const tarball = await makeTar([
+          { name: 'scrapy.cfg', data: '[settings]\ndefault = q.settings\n' },
+          { name: 'q/', type: 'directory' },
+          { name: 'q/__init__.py', data: '' },
+          { name: './q/settings.py', data: 'BOT_NAME = "q"\n' },
+        ]);
+        const res = await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, tarball, { 'content-type': 'application/x-tar' });
+        assert.deepEqual(await json(res), { files: 3, bytes: 47 });
+        const gz = await makeTar([{ name: 'q/spiders/quotes.py', data: 'import scrapy\n' }], { gzip: true });
+        assert.equal((await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, gz)).status, 200);
+        const exported = await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/archive`);
+        assert.equal(exported.headers.get('content-type'), 'application/x-tar');
+        const files = await readTarFiles(Buffer.from(await exported.arrayBuffer()));
+        assert.deepEqual([...files.keys()].sort(), ['q/__init__.py', 'q/settings.py', 'q/spiders/quotes.py', 'scrapy.cfg']);
+        assert.equal(files.get('q/settings.py')!.toString(), 'BOT_NAME = "q"\n');
+      });
+
+      it('?replace=1 makes the spider exactly the archive', async () => {
+        const s = await newSpider(alice.token, 'replace');
+        await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/old.py`, 'old');
+        await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive?replace=1`, await makeTar([{ name: 'new.py', data: 'new' }]));
+        const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
+        assert.deepEqual(
+          list.map((f) => f.path),
+          ['new.py'],
+        );
+      });
+
+      it('refuses the whole archive for one bad entry and stores nothing', async () => {
+        const s = await newSpider(alice.token, 'all-or-nothing');
+        await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/keep.py`, 'keep');
+        const good = { name: 'good.py', data: 'ok' };
+        const cases: [string, Buffer, number][] = [
+          ['symlink', await makeTar([good, { name: 'link', type: 'symlink', linkname: '/etc/passwd' }]), 400],
+          ['hardlink', await makeTar([good, { name: 'hard', type: 'link', linkname: 'good.py' }]), 400],
+          ['device', await makeTar([good, { name: 'dev', type: 'character-device', devmajor: 1, devminor: 3 }]), 400],
+          ['fifo', await makeTar([good, { name: 'fifo', type: 'fifo' }]), 400],
+          ['dot-dot', await makeTar([good, { name: '../escape.py', data: 'x' }]), 400],
+          ['absolute', await makeTar([good, { name: '/etc/cron.d/x', data: 'x' }]), 400],
+          ['backslash', await makeTar([good, { name: 'a\\b.py', data: 'x' }]), 400],
+          ['control', await makeTar([good, { name: 'a\u0007.py', data: 'x' }]), 400],
+          ['too large', await makeTar([good, { name: 'big.bin', data: Buffer.alloc(70 * 1024) }]), 413],
+          ['too many', await makeTar(Array.from({ length: 51 }, (_, i) => ({ name: `f${i}`, data: 'x' }))), 413],
+          ['file and folder', await makeTar([good, { name: 'good.py/x', data: 'x' }]), 409],
+          ['not a tar', Buffer.from('this is not a tar archive at all, just words. '.repeat(30)), 400],
+          ['truncated', (await makeTar([{ name: 'big.py', data: Buffer.alloc(10_000, 97) }])).subarray(0, 3000), 400],
+          ['empty', Buffer.alloc(0), 400],
+        ];
+        for (const [label, body, status] of cases) {
+          const res = await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, body);
+          const err = await json(res);
+          assert.equal(res.status, status, `${label}: ${JSON.stringify(err)}`);
+          assert.ok(err.error?.message, label);
+        }
+        const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
+        assert.deepEqual(
+          list.map((f) => f.path),
+          ['keep.py'],
+        );
+      });
+
+      it('refuses a huge pax header before reading it', async () => {
+        const s = await newSpider(alice.token, 'pax');
+        const res = await svc.api(
+          alice.token,
+          'POST',
+          `/api/spiders/${s.id}/archive`,
+          await makeTar([{ name: `${'a/'.repeat(20)}${'b'.repeat(200)}`, data: 'x', pax: { comment: 'c'.repeat(100_000) } }]),
+        );
+        assert.ok([400, 413].includes(res.status));
+      });
+    });
+
+    describe('secrets', () => {
+      it('never stores or logs a token in clear', async () => {
+        await svc.api(alice.token, 'GET', '/api/me');
+        await svc.api(`chub_${'B'.repeat(43)}`, 'GET', '/api/me');
+        const logs = svc.logs();
+        assert.ok(logs.length > 0);
+        for (const token of [alice.token, bob.token, svc.adminToken, `chub_${'B'.repeat(43)}`]) {
+          assert.ok(!logs.includes(token), 'a token appears in the logs');
+          assert.ok(!logs.includes(token.slice(12)), 'the secret part of a token appears in the logs');
+        }
+        const conn = svc.services.orm.em.fork().getConnection();
+        const rows: unknown[] = [];
+        for (const table of ['users', 'api_tokens', 'spiders', 'spider_files', 'code_sessions']) {
+          rows.push(...((await conn.execute(`select * from ${table}`)) as unknown[]));
+        }
+        const dump = JSON.stringify(rows);
+        for (const token of [alice.token, bob.token, svc.adminToken]) {
+          assert.ok(!dump.includes(token.slice(12)), 'a token is stored in clear');
+        }
+        assert.ok(dump.includes(alice.token.slice(0, 12)), 'the visible prefix is stored to identify the token');
+      });
+    });
+  });
+}
