@@ -7,6 +7,7 @@ import { mount, openApiDocument, route, type RouteDef } from './http/route';
 import { pathOnly } from './logger';
 import type { Services } from './services';
 import { spiderRoutes } from './spiders/routes';
+import { sessionRoutes } from './sessions/routes';
 
 export const VERSION = '0.1.0';
 
@@ -32,7 +33,13 @@ export async function checkHealth(services: Services): Promise<Health> {
       .then(() => 'ok' as const)
       .catch(() => 'error' as const),
   ]);
-  const docker = { reachable: false, error: 'not configured' };
+  let docker: Health['docker'];
+  try {
+    const [info, limit] = await Promise.all([services.docker.ping(), services.docker.storageLimitSupport()]);
+    docker = { reachable: true, version: info.version, workspaceLimit: limit.supported || services.config.CRAWLHUB_WORKSPACE_SIZE === 0 };
+  } catch (err) {
+    docker = { reachable: false, error: (err as Error).message };
+  }
   return { status: db === 'ok' && storage === 'ok' ? 'ok' : 'degraded', db, storage, docker };
 }
 
@@ -90,7 +97,15 @@ export function createApp(services: Services): Koa {
   const app = new Koa({ proxy: false });
   const router = new Router();
   const routes: RouteDef[] = [];
-  routes.push(...coreRoutes(services, () => routes), ...spiderRoutes(services.spiders));
+  routes.push(
+    ...coreRoutes(services, () => routes),
+    ...spiderRoutes(services.spiders),
+    ...sessionRoutes({
+      sessions: services.sessions,
+      maxFileBytes: services.config.CRAWLHUB_MAX_FILE_SIZE,
+      launchUrl: (s) => services.launchUrl(s),
+    }),
+  );
   mount(router, routes, { jsonLimit: services.config.CRAWLHUB_MAX_JSON_BODY, authenticate: authenticate(services.orm, services.users) });
 
   app.on('error', (err: Error, ctx?: Koa.Context) => {

@@ -25,6 +25,10 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   }
   const app = createApp(services);
   const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, app.callback());
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    if (!services.sockets.handleUpgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -33,7 +37,10 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   const { port } = server.address() as AddressInfo;
   const host = config.CRAWLHUB_HOST.includes(':') ? `[${config.CRAWLHUB_HOST}]` : config.CRAWLHUB_HOST;
   const url = `http://${host}:${port}`;
+  // With port 0 (tests) the real port is known only now; session URLs and origin checks use it.
+  if (!config.CRAWLHUB_PUBLIC_URL) config.publicUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   logger.info({ url, dataDir: config.dataDir, db: config.databaseUrl.replace(/\/\/[^@]*@/, '//***@') }, 'CrawlHub Code is listening');
+  await services.sessions.startBackground();
   let stopping: Promise<void> | undefined;
   return {
     services,
@@ -41,11 +48,11 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
     url,
     stop() {
       stopping ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
         await services.close();
+        server.closeAllConnections();
+        await closed;
       })();
       return stopping;
     },

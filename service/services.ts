@@ -1,10 +1,19 @@
 import type { Config } from './config';
 import { initOrm, type Orm } from './db/orm';
+import { EventHub } from './events/hub';
+import { ApiSockets } from './events/socket';
 import { Metrics } from './http/metrics';
+import { unavailable } from './http/errors';
 import type { Logger } from './logger';
+import { DockerRuntime } from './runtime/docker';
+import { ServiceSecret } from './secret';
+import { SessionService } from './sessions/service';
+import { WorkspaceWatcher } from './sessions/watcher';
 import { SpiderService } from './spiders/service';
 import { BlobStore } from './storage/blobs';
+import { SyncService } from './sync/save';
 import { UserService } from './auth/users';
+import { CodeSession, LIVE_STATUSES } from './sessions/entities';
 
 /** Everything the HTTP app and the background jobs share; `close()` releases it all. */
 export interface Services {
@@ -15,6 +24,15 @@ export interface Services {
   users: UserService;
   spiders: SpiderService;
   metrics: Metrics;
+  docker: DockerRuntime;
+  secret: ServiceSecret;
+  events: EventHub;
+  sync: SyncService;
+  sessions: SessionService;
+  watcher: WorkspaceWatcher;
+  sockets: ApiSockets;
+  /** The browser IDE's URL with a one-time ticket; set once the proxy is wired in. */
+  launchUrl(session: { id: string; userId: string }): string;
   close(): Promise<void>;
 }
 
@@ -22,12 +40,49 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
   const orm = await initOrm(config.databaseUrl);
   const blobs = BlobStore.fromConfig(config.CRAWLHUB_STORAGE, config.dataDir);
   const users = new UserService();
-  const spiders = new SpiderService(blobs, {
-    maxFileBytes: config.CRAWLHUB_MAX_FILE_SIZE,
-    maxSpiderBytes: config.CRAWLHUB_MAX_SPIDER_SIZE,
-    maxSpiderFiles: config.CRAWLHUB_MAX_SPIDER_FILES,
-  });
   const metrics = new Metrics();
+  const spiders = new SpiderService(
+    blobs,
+    {
+      maxFileBytes: config.CRAWLHUB_MAX_FILE_SIZE,
+      maxSpiderBytes: config.CRAWLHUB_MAX_SPIDER_SIZE,
+      maxSpiderFiles: config.CRAWLHUB_MAX_SPIDER_FILES,
+    },
+    {
+      hasLiveSession: async (em, spiderId) =>
+        (await em.count(CodeSession, { spiderId, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] })) > 0,
+    },
+  );
+  const docker = new DockerRuntime(logger, config.CRAWLHUB_DOCKER_TIMEOUT);
+  const secret = ServiceSecret.loadOrCreate(config.dataDir);
+  const events = new EventHub();
+  const sync = new SyncService(
+    spiders,
+    {
+      ignore: config.CRAWLHUB_SYNC_IGNORE,
+      timeoutMs: config.CRAWLHUB_SYNC_TIMEOUT,
+      limits: {
+        maxEntries: config.CRAWLHUB_MAX_SPIDER_FILES * 2 + 1000,
+        maxFileBytes: config.CRAWLHUB_MAX_FILE_SIZE,
+        maxTotalBytes: config.CRAWLHUB_MAX_SPIDER_SIZE,
+        maxHeaderBytes: 64 * 1024,
+      },
+    },
+    logger,
+    metrics,
+  );
+  const sessions = new SessionService({ config, orm, docker, spiders, sync, events, secret, logger, metrics });
+  const watcher = new WorkspaceWatcher(events, logger, config.CRAWLHUB_SYNC_IGNORE);
+  const sockets = new ApiSockets({
+    orm,
+    users,
+    sessions,
+    events,
+    watcher,
+    docker,
+    logger,
+    publicOrigin: () => new URL(config.publicUrl).origin,
+  });
   return {
     config,
     logger,
@@ -36,7 +91,20 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     users,
     spiders,
     metrics,
+    docker,
+    secret,
+    events,
+    sync,
+    sessions,
+    watcher,
+    sockets,
+    launchUrl() {
+      throw unavailable('The browser IDE proxy is not available in this build.');
+    },
     async close() {
+      await sessions.shutdown();
+      sockets.close();
+      watcher.stopAll();
       await orm.close();
     },
   };

@@ -1,0 +1,161 @@
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { User } from '../auth/entities';
+import { bearerToken } from '../auth/middleware';
+import type { UserService } from '../auth/users';
+import type { Orm } from '../db/orm';
+import { AppError } from '../http/errors';
+import type { Logger } from '../logger';
+import type { SessionService } from '../sessions/service';
+import type { WorkspaceWatcher } from '../sessions/watcher';
+import type { DockerRuntime } from '../runtime/docker';
+import { CONTAINER_USER, WORKSPACE } from '../sessions/workspace';
+import type { EventHub, ServiceEvent } from './hub';
+
+export interface SocketDeps {
+  orm: Orm;
+  users: UserService;
+  sessions: SessionService;
+  events: EventHub;
+  watcher: WorkspaceWatcher;
+  docker: DockerRuntime;
+  logger: Logger;
+  /** The service's own origin (read when a connection arrives: the port may be known only after listening). */
+  publicOrigin(): string;
+}
+
+const TERMINAL_PATH = /^\/api\/sessions\/([0-9a-f-]{36})\/terminal$/;
+const MAX_MESSAGE = 1024 * 1024;
+
+function refuse(socket: Duplex, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * The API's WebSockets: /api/events (session changes, saves, warnings, file changes) and
+ * /api/sessions/:id/terminal (a shell in the container). Both take the same Bearer token as the
+ * rest of the API; a browser page cannot send that header, and a foreign Origin is refused too.
+ */
+export class ApiSockets {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE });
+
+  constructor(private readonly d: SocketDeps) {}
+
+  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const path = (req.url ?? '').split('?')[0];
+    const terminal = TERMINAL_PATH.exec(path);
+    if (path !== '/api/events' && !terminal) return false;
+    void this.accept(req, socket, head, terminal?.[1]).catch((err: unknown) => {
+      const e = err instanceof AppError ? err : new AppError(500, 'internal', 'Something went wrong on the server.');
+      if (!(err instanceof AppError)) this.d.logger.error({ err }, 'websocket upgrade failed');
+      refuse(socket, e.status, e.code, e.message);
+    });
+    return true;
+  }
+
+  close(): void {
+    for (const client of this.wss.clients) client.close(1001, 'service stopping');
+    this.wss.close();
+  }
+
+  private async accept(req: http.IncomingMessage, socket: Duplex, head: Buffer, sessionId?: string): Promise<void> {
+    const origin = req.headers.origin;
+    if (origin && origin !== this.d.publicOrigin())
+      throw new AppError(403, 'forbidden_origin', 'This WebSocket does not accept connections from that origin.');
+    const token = bearerToken(req.headers.authorization);
+    const em = this.d.orm.em.fork();
+    const user = token ? await this.d.users.authenticate(em, token) : null;
+    if (!user) throw new AppError(401, 'unauthorized', 'A valid API token is required: send "Authorization: Bearer <token>".');
+    if (sessionId) {
+      const { session } = await this.d.sessions.workspace(em, user, sessionId);
+      const url = new URL(req.url ?? '/', 'http://x');
+      const size = (name: string, dflt: number) => Math.min(Math.max(Number(url.searchParams.get(name)) || dflt, 1), 1000);
+      const tty = await this.d.docker.execTty(session.containerId!, ['/bin/bash', '-l'], {
+        user: CONTAINER_USER,
+        workingDir: WORKSPACE,
+        env: ['TERM=xterm-256color', 'HOME=/home/coder'],
+        cols: size('cols', 80),
+        rows: size('rows', 24),
+      });
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.terminal(ws, tty, session.id));
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.eventsChannel(ws, user));
+  }
+
+  private eventsChannel(ws: WebSocket, user: User): void {
+    const watches = new Map<string, () => void>();
+    const send = (event: ServiceEvent) => {
+      if (event.type === 'files' && !watches.has(event.session_id)) return;
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(event));
+    };
+    const unsubscribe = this.d.events.subscribe(user, send);
+    ws.send(JSON.stringify({ type: 'hello', user: { id: user.id, name: user.name, isAdmin: user.isAdmin } }));
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      let msg: { type?: unknown; session_id?: unknown };
+      try {
+        msg = JSON.parse((data as Buffer).toString('utf8')) as typeof msg;
+      } catch {
+        return;
+      }
+      const sessionId = typeof msg.session_id === 'string' ? msg.session_id : '';
+      if (msg.type === 'watch' && sessionId && !watches.has(sessionId) && watches.size < 50) {
+        void this.d.sessions
+          .workspace(this.d.orm.em.fork(), user, sessionId)
+          .then(({ session, workspace }) => {
+            if (ws.readyState !== ws.OPEN || watches.has(sessionId)) return;
+            watches.set(sessionId, this.d.watcher.watch(sessionId, session.userId, workspace));
+          })
+          .catch((err: unknown) => {
+            const e = err instanceof AppError ? err : new AppError(500, 'internal', 'watch failed');
+            if (ws.readyState === ws.OPEN)
+              ws.send(JSON.stringify({ type: 'error', session_id: sessionId, error: { code: e.code, message: e.message } }));
+          });
+      } else if (msg.type === 'unwatch' && sessionId) {
+        watches.get(sessionId)?.();
+        watches.delete(sessionId);
+      }
+    });
+    const alive = setInterval(() => ws.ping(), 30_000);
+    ws.on('close', () => {
+      clearInterval(alive);
+      unsubscribe();
+      for (const leave of watches.values()) leave();
+    });
+    ws.on('error', () => ws.terminate());
+  }
+
+  private terminal(ws: WebSocket, tty: { socket: Duplex; resize(cols: number, rows: number): Promise<void> }, sessionId: string): void {
+    tty.socket.on('data', (chunk: Buffer) => {
+      if (ws.readyState === ws.OPEN) ws.send(chunk, { binary: true });
+      this.d.sessions.touch(sessionId);
+    });
+    tty.socket.on('end', () => ws.close(1000, 'the shell exited'));
+    tty.socket.on('error', () => ws.close(1011, 'the terminal stream failed'));
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) {
+        tty.socket.write(data);
+        return;
+      }
+      try {
+        const msg = JSON.parse((data as Buffer).toString('utf8')) as { type?: string; cols?: unknown; rows?: unknown };
+        if (msg.type === 'resize' && Number.isInteger(msg.cols) && Number.isInteger(msg.rows)) {
+          const cols = Math.min(Math.max(msg.cols as number, 1), 1000);
+          const rows = Math.min(Math.max(msg.rows as number, 1), 1000);
+          void tty.resize(cols, rows).catch(() => undefined);
+        } else if (msg.type === 'input' && typeof (msg as { data?: unknown }).data === 'string') {
+          tty.socket.write((msg as { data: string }).data);
+        }
+      } catch {
+        // ignore malformed control frames
+      }
+    });
+    ws.on('close', () => tty.socket.destroy());
+    ws.on('error', () => tty.socket.destroy());
+  }
+}

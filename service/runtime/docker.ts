@@ -1,0 +1,386 @@
+import Docker from 'dockerode';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
+import type { Logger } from '../logger';
+
+/**
+ * The one module that talks to the Docker Engine. Every call logs the container it concerns and
+ * has a time limit; streams have an idle limit instead. Nothing that comes back from a container
+ * is trusted here: callers validate it.
+ */
+
+export const LABEL = {
+  app: 'crawlhub.app',
+  session: 'crawlhub.session',
+  spider: 'crawlhub.spider',
+  user: 'crawlhub.user',
+  instance: 'crawlhub.instance',
+} as const;
+export const APP_LABEL_VALUE = 'crawlhub-code';
+
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  env: Record<string, string>;
+  cmd: string[];
+  user: string;
+  workingDir: string;
+  containerPort: number;
+  hostPort: number;
+  memoryBytes: number;
+  nanoCpus: number;
+  pidsLimit: number;
+  /** Limit of the container's writable storage, or 0 for none. */
+  storageBytes: number;
+  network: string;
+}
+
+export interface ContainerState {
+  id: string;
+  name: string;
+  running: boolean;
+  status: string;
+  exitCode: number | null;
+  oomKilled: boolean;
+  labels: Record<string, string>;
+  hostPort: number | null;
+}
+
+export interface ListedContainer {
+  id: string;
+  name: string;
+  state: string;
+  labels: Record<string, string>;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+export class DockerError extends Error {
+  constructor(
+    message: string,
+    readonly statusCode?: number,
+  ) {
+    super(message);
+    this.name = 'DockerError';
+  }
+}
+
+export class DockerTimeoutError extends DockerError {
+  constructor(what: string, ms: number) {
+    super(`${what} did not finish within ${ms} ms`);
+    this.name = 'DockerTimeoutError';
+  }
+}
+
+const statusOf = (err: unknown) => (err as { statusCode?: number })?.statusCode;
+export const isNotFound = (err: unknown) => statusOf(err) === 404;
+
+export class DockerRuntime {
+  private readonly docker: Docker;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly timeoutMs: number,
+    options?: Docker.DockerOptions,
+  ) {
+    this.docker = new Docker(options);
+  }
+
+  private async call<T>(what: string, containerId: string | undefined, task: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = await Promise.race([
+        task(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new DockerTimeoutError(what, timeoutMs)), timeoutMs);
+        }),
+      ]);
+      this.logger.debug({ container: containerId?.slice(0, 12), op: what, ms: Math.round(performance.now() - started) }, 'docker');
+      return result;
+    } catch (err) {
+      this.logger.debug({ container: containerId?.slice(0, 12), op: what, err: (err as Error).message }, 'docker call failed');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async ping(): Promise<{ version: string; driver: string }> {
+    return this.call('info', undefined, async () => {
+      const info = (await this.docker.info()) as { ServerVersion: string; Driver: string };
+      return { version: info.ServerVersion, driver: info.Driver };
+    });
+  }
+
+  /** Whether `--storage-opt size=` works on this engine: btrfs and zfs always, overlay2 only on XFS with pquota. */
+  async storageLimitSupport(): Promise<{ supported: boolean; driver: string; backing: string }> {
+    const info = (await this.call('info', undefined, () => this.docker.info())) as { Driver: string; DriverStatus?: [string, string][] };
+    const backing = info.DriverStatus?.find(([k]) => k === 'Backing Filesystem')?.[1] ?? '';
+    const supported = info.Driver === 'btrfs' || info.Driver === 'zfs' || (info.Driver === 'overlay2' && backing === 'xfs');
+    return { supported, driver: info.Driver, backing };
+  }
+
+  async imageSize(image: string): Promise<number | null> {
+    return this.call('image inspect', undefined, async () => {
+      try {
+        return ((await this.docker.getImage(image).inspect()) as { Size: number }).Size;
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    });
+  }
+
+  /** A bridge network on which containers reach the internet but not each other. */
+  async ensureNetwork(name: string, labels: Record<string, string>): Promise<void> {
+    await this.call('network ensure', undefined, async () => {
+      try {
+        await this.docker.getNetwork(name).inspect();
+        return;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      try {
+        await this.docker.createNetwork({
+          Name: name,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Labels: labels,
+          Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+        });
+      } catch (err) {
+        if (statusOf(err) !== 409) throw err; // created meanwhile by another caller
+      }
+    });
+  }
+
+  async create(spec: ContainerSpec): Promise<string> {
+    const port = `${spec.containerPort}/tcp`;
+    const container = await this.call('create', spec.name, () =>
+      this.docker.createContainer({
+        name: spec.name,
+        Image: spec.image,
+        Cmd: spec.cmd,
+        User: spec.user,
+        WorkingDir: spec.workingDir,
+        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Labels: spec.labels,
+        ExposedPorts: { [port]: {} },
+        HostConfig: {
+          PortBindings: { [port]: [{ HostIp: '127.0.0.1', HostPort: String(spec.hostPort) }] },
+          Memory: spec.memoryBytes,
+          MemorySwap: spec.memoryBytes,
+          NanoCpus: spec.nanoCpus,
+          PidsLimit: spec.pidsLimit,
+          Privileged: false,
+          CapDrop: ['ALL'],
+          SecurityOpt: ['no-new-privileges:true'],
+          Init: true,
+          IpcMode: 'private',
+          NetworkMode: spec.network,
+          RestartPolicy: { Name: 'no' },
+          LogConfig: { Type: 'json-file', Config: { 'max-size': '5m', 'max-file': '2' } },
+          ...(spec.storageBytes > 0 ? { StorageOpt: { size: String(spec.storageBytes) } } : {}),
+        },
+      }),
+    );
+    return container.id;
+  }
+
+  async start(id: string): Promise<void> {
+    await this.call('start', id, async () => {
+      try {
+        await this.docker.getContainer(id).start();
+      } catch (err) {
+        if (statusOf(err) !== 304) throw err; // already running
+      }
+    });
+  }
+
+  /** Stops gracefully; idempotent. */
+  async stop(id: string, graceSeconds = 10): Promise<void> {
+    await this.call(
+      'stop',
+      id,
+      async () => {
+        try {
+          await this.docker.getContainer(id).stop({ t: graceSeconds });
+        } catch (err) {
+          if (statusOf(err) !== 304 && !isNotFound(err)) throw err;
+        }
+      },
+      this.timeoutMs + graceSeconds * 1000,
+    );
+  }
+
+  /** Removes with force; idempotent. */
+  async remove(id: string): Promise<void> {
+    await this.call('remove', id, async () => {
+      try {
+        await this.docker.getContainer(id).remove({ force: true, v: true });
+      } catch (err) {
+        if (!isNotFound(err) && statusOf(err) !== 409) throw err;
+      }
+    });
+  }
+
+  /** The container's state, or null when it does not exist. */
+  async inspect(id: string): Promise<ContainerState | null> {
+    return this.call('inspect', id, async () => {
+      try {
+        const info = await this.docker.getContainer(id).inspect();
+        const binding = Object.values(info.NetworkSettings?.Ports ?? {})[0]?.[0];
+        return {
+          id: info.Id,
+          name: info.Name.replace(/^\//, ''),
+          running: info.State.Running,
+          status: info.State.Status,
+          exitCode: info.State.Running ? null : info.State.ExitCode,
+          oomKilled: info.State.OOMKilled,
+          labels: info.Config.Labels ?? {},
+          hostPort: binding ? Number(binding.HostPort) : null,
+        };
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    });
+  }
+
+  /** The raw `docker inspect` document, for tests and diagnostics. */
+  async inspectRaw(id: string): Promise<Docker.ContainerInspectInfo> {
+    return this.call('inspect', id, () => this.docker.getContainer(id).inspect());
+  }
+
+  async listByLabel(labels: Record<string, string>): Promise<ListedContainer[]> {
+    return this.call('list', undefined, async () => {
+      const list = await this.docker.listContainers({ all: true, filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) } });
+      return list.map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), state: c.State, labels: c.Labels ?? {} }));
+    });
+  }
+
+  /** Extracts a tar stream into a folder of the container (docker cp in). */
+  async putArchive(id: string, path: string, tar: Readable): Promise<void> {
+    await this.call('putArchive', id, async () => {
+      const res = await this.docker.getContainer(id).putArchive(tar, { path });
+      // dockerode resolves with the response stream; drain it so the socket is released.
+      (res as unknown as Readable | undefined)?.resume?.();
+    });
+  }
+
+  /** A folder of the container as a tar stream (docker cp out), produced by the engine. */
+  async getArchive(id: string, path: string): Promise<Readable> {
+    return this.call('getArchive', id, async () => (await this.docker.getContainer(id).getArchive({ path })) as unknown as Readable);
+  }
+
+  /**
+   * Runs a command (argv, no shell) and collects its output, each stream capped at `maxOutput`
+   * bytes (a container can print without end). `stdin`, when given, is written and closed.
+   */
+  async exec(
+    id: string,
+    cmd: string[],
+    opts: { user?: string; workingDir?: string; stdin?: Buffer; maxOutput?: number; timeoutMs?: number } = {},
+  ): Promise<ExecResult> {
+    const max = opts.maxOutput ?? 16 * 1024 * 1024;
+    return this.call(
+      `exec ${cmd[0]}`,
+      id,
+      async () => {
+        const { stream, done } = await this.execStream(id, cmd, opts);
+        const out: Buffer[] = [];
+        const err: Buffer[] = [];
+        let outLen = 0;
+        let errLen = 0;
+        stream.stdout.on('data', (c: Buffer) => {
+          outLen += c.length;
+          if (outLen <= max) out.push(c);
+          else stream.stdout.destroy(new DockerError(`output of ${cmd[0]} exceeds ${max} bytes`));
+        });
+        stream.stderr.on('data', (c: Buffer) => {
+          errLen += c.length;
+          if (errLen <= 64 * 1024) err.push(c);
+        });
+        if (opts.stdin) stream.stdin.end(opts.stdin);
+        const exitCode = await done;
+        if (outLen > max) throw new DockerError(`output of ${cmd[0]} exceeds ${max} bytes`);
+        return { exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
+      },
+      opts.timeoutMs ?? this.timeoutMs,
+    );
+  }
+
+  /**
+   * Starts a command and hands back its separated streams: stdout and stderr demultiplexed, stdin
+   * writable. `done` resolves with the exit code once the output has ended.
+   */
+  async execStream(
+    id: string,
+    cmd: string[],
+    opts: { user?: string; workingDir?: string; stdin?: Buffer | boolean } = {},
+  ): Promise<{ stream: { stdout: PassThrough; stderr: PassThrough; stdin: Duplex }; done: Promise<number> }> {
+    const container = this.docker.getContainer(id);
+    const exec = await container.exec({
+      Cmd: cmd,
+      AttachStdin: Boolean(opts.stdin),
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      User: opts.user,
+      WorkingDir: opts.workingDir,
+    });
+    const socket = await exec.start({ hijack: true, stdin: Boolean(opts.stdin) });
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    this.docker.modem.demuxStream(socket, stdout, stderr);
+    const done = new Promise<number>((resolve, reject) => {
+      const finish = () => {
+        stdout.end();
+        stderr.end();
+        exec.inspect().then((info) => resolve(info.ExitCode ?? -1), reject);
+      };
+      socket.once('end', finish);
+      socket.once('close', finish);
+      socket.once('error', reject);
+    });
+    // Later callers may only watch `done`; keep an unobserved rejection from crashing the process.
+    done.catch(() => undefined);
+    stdout.on('error', () => socket.destroy());
+    return { stream: { stdout, stderr, stdin: socket }, done };
+  }
+
+  /** An interactive command with a TTY (a terminal): raw bytes both ways, resizable. */
+  async execTty(id: string, cmd: string[], opts: { user?: string; workingDir?: string; env?: string[]; cols: number; rows: number }) {
+    const exec = await this.call('exec tty', id, () =>
+      this.docker.getContainer(id).exec({
+        Cmd: cmd,
+        AttachStdin: true,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: true,
+        User: opts.user,
+        WorkingDir: opts.workingDir,
+        Env: opts.env,
+        ConsoleSize: [opts.rows, opts.cols],
+      }),
+    );
+    const socket = await this.call('exec tty start', id, () => exec.start({ hijack: true, stdin: true, Tty: true }));
+    return {
+      socket,
+      resize: (cols: number, rows: number) => this.call('exec resize', id, () => exec.resize({ w: cols, h: rows })).then(() => undefined),
+    };
+  }
+
+  /** Engine events for our containers (die, destroy…), for noticing containers that stop behind our back. */
+  async events(labels: Record<string, string>): Promise<Readable> {
+    const stream = await this.docker.getEvents({
+      filters: { type: ['container'], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`), event: ['die', 'destroy', 'oom'] },
+    });
+    return stream as unknown as Readable;
+  }
+}

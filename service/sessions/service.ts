@@ -1,0 +1,835 @@
+import type { User } from '../auth/entities';
+import type { Config } from '../config';
+import type { Em, Orm } from '../db/orm';
+import type { EventHub, SessionView } from '../events/hub';
+import { AppError, conflict, notFound, unavailable } from '../http/errors';
+import type { Metrics } from '../http/metrics';
+import { KeyedLock } from '../keyed-lock';
+import type { Logger } from '../logger';
+import { APP_LABEL_VALUE, DockerTimeoutError, LABEL, type DockerRuntime } from '../runtime/docker';
+import { ServiceSecret } from '../secret';
+import { Spider } from '../spiders/entities';
+import type { SpiderService } from '../spiders/service';
+import type { SaveResult, SyncService } from '../sync/save';
+import { CodeSession, LIVE_STATUSES, SessionEvent, type SessionStatus, type SyncTrigger } from './entities';
+import { CODE_SERVER_PORT, CONTAINER_UID, CONTAINER_USER, WORKSPACE, Workspace } from './workspace';
+
+/** What the proxy and the sweeper need of a live session, kept in memory. */
+export interface LiveSession {
+  id: string;
+  userId: string;
+  spiderId: string;
+  status: SessionStatus;
+  port: number | null;
+  containerId: string | null;
+}
+
+export interface SessionDeps {
+  config: Config;
+  orm: Orm;
+  docker: DockerRuntime;
+  spiders: SpiderService;
+  sync: SyncService;
+  events: EventHub;
+  secret: ServiceSecret;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+// code-server's own state (extensions, logs) lives next to /workspace in the writable layer.
+const STORAGE_HEADROOM = 64 * 1024 * 1024;
+const HEALTH_POLL_MS = 100;
+const ACTIVITY_PERSIST_MS = 30_000;
+
+const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
+
+/**
+ * Code sessions: one hardened code-server container per user and spider. Owns the session rows,
+ * their containers (through DockerRuntime), Save to Server (through SyncService), the idle and
+ * age limits, and recovery after a restart.
+ */
+export class SessionService {
+  private readonly live = new Map<string, LiveSession>();
+  private readonly openLock = new KeyedLock();
+  private readonly sessionLock = new KeyedLock();
+  private readonly portLock = new KeyedLock();
+  private readonly starting = new Map<string, Promise<void>>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Containers we are stopping ourselves: their "die" events are expected. */
+  private readonly stopping = new Set<string>();
+  private readonly warned = new Map<string, string>();
+  private readonly lastPersistedActivity = new Map<string, number>();
+  private imageStorage: { image: string; bytes: number } | null = null;
+  private storageLimit: boolean | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private eventStream: NodeJS.ReadableStream | null = null;
+  private closed = false;
+
+  constructor(private readonly d: SessionDeps) {}
+
+  private get cfg() {
+    return this.d.config;
+  }
+
+  private labels(extra: Record<string, string> = {}): Record<string, string> {
+    return { [LABEL.app]: APP_LABEL_VALUE, [LABEL.instance]: this.cfg.instance, ...extra };
+  }
+
+  // ---- views -----------------------------------------------------------------------------------
+
+  sessionUrl(id: string): string {
+    if (this.cfg.CRAWLHUB_CODE_DOMAIN) {
+      const base = new URL(this.cfg.publicUrl);
+      return `${base.protocol}//${id}.${this.cfg.CRAWLHUB_CODE_DOMAIN}/`;
+    }
+    return `${this.cfg.publicUrl}/code-server/${id}/`;
+  }
+
+  async view(em: Em, s: CodeSession, spiderName?: string): Promise<SessionView> {
+    const name = spiderName ?? (await em.findOne(Spider, { id: s.spiderId }))?.name ?? '';
+    return {
+      session_id: s.id,
+      spider_id: s.spiderId,
+      spider_name: name,
+      user_id: s.userId,
+      status: s.status,
+      status_reason: s.statusReason,
+      url: this.sessionUrl(s.id),
+      created_at: s.createdAt.toISOString(),
+      last_active_at: s.lastActiveAt.toISOString(),
+      idle_deadline: new Date(s.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT).toISOString(),
+      expires_at: s.expiresAt.toISOString(),
+      last_saved_at: s.lastSavedAt?.toISOString() ?? null,
+      save_pending: s.savePending,
+      last_error: s.lastError ?? null,
+    };
+  }
+
+  // ---- the API's operations --------------------------------------------------------------------
+
+  /** Creates the session or returns the live one (resuming a kept container). 20 concurrent calls make one container. */
+  async open(em: Em, user: User, spiderId: string, opts: { wait: boolean }): Promise<{ session: CodeSession; created: boolean }> {
+    const spider = await this.d.spiders.get(em, user, spiderId);
+    const result = await this.openLock.run(`${user.id}:${spider.id}`, async () => {
+      const existing = await em.findOne(
+        CodeSession,
+        { userId: user.id, spiderId: spider.id, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] },
+        { orderBy: { createdAt: 'desc' } },
+      );
+      if (existing && isLive(existing.status)) return { session: existing, created: false };
+      if (existing?.savePending) {
+        this.resume(existing);
+        return { session: existing, created: false };
+      }
+      await this.checkEngine();
+      const session = await this.portLock.run('ports', async () => {
+        const port = await this.allocatePort(em);
+        const now = new Date();
+        const row = em.create(CodeSession, {
+          spiderId: spider.id,
+          userId: user.id,
+          port,
+          status: 'pending',
+          statusReason: 'requested',
+          accessTokenHash: '',
+          lastActiveAt: now,
+          expiresAt: new Date(now.getTime() + this.cfg.CRAWLHUB_MAX_SESSION_AGE),
+        });
+        row.accessTokenHash = ServiceSecret.hash(this.d.secret.codeServerSecret(row.id));
+        await em.flush();
+        em.create(SessionEvent, { sessionId: row.id, status: 'pending', reason: 'requested' });
+        await em.flush();
+        return row;
+      });
+      this.track(session);
+      const startup = this.startContainer(session.id).finally(() => this.starting.delete(session.id));
+      this.starting.set(session.id, startup);
+      return { session, created: true };
+    });
+    if (opts.wait) await this.starting.get(result.session.id);
+    return { session: await this.reload(em, result.session.id), created: result.created };
+  }
+
+  /** The user's live session for a spider, else their most recent one. */
+  async current(em: Em, user: User, spiderId: string): Promise<CodeSession> {
+    const spider = await this.d.spiders.get(em, user, spiderId);
+    const rows = await em.find(
+      CodeSession,
+      { spiderId: spider.id, ...(user.isAdmin ? {} : { userId: user.id }) },
+      { orderBy: { createdAt: 'desc' }, limit: 20 },
+    );
+    const session = rows.find((s) => isLive(s.status) || s.savePending) ?? rows[0];
+    if (!session) throw new AppError(404, 'no_session', 'This spider has no code session; open one with POST.');
+    return session;
+  }
+
+  async get(em: Em, user: User, sessionId: string): Promise<CodeSession> {
+    const session = /^[0-9a-f-]{36}$/.test(sessionId) ? await em.findOne(CodeSession, { id: sessionId }) : null;
+    if (!session || (!user.isAdmin && session.userId !== user.id)) throw notFound('Session');
+    return session;
+  }
+
+  list(em: Em, user: User): Promise<CodeSession[]> {
+    return em.find(CodeSession, user.isAdmin ? {} : { userId: user.id }, { orderBy: { createdAt: 'desc' }, limit: 500 });
+  }
+
+  async heartbeat(em: Em, user: User, spiderId: string): Promise<CodeSession> {
+    const session = await this.current(em, user, spiderId);
+    if (!isLive(session.status)) throw conflict(`The session is ${session.status}; open a new one.`, 'session_not_live');
+    session.lastActiveAt = new Date();
+    await em.flush();
+    this.lastPersistedActivity.set(session.id, Date.now());
+    this.warned.delete(session.id);
+    await this.publish(em, session);
+    return session;
+  }
+
+  /** Save to Server on demand. */
+  async sync(em: Em, user: User, spiderId: string, opts: { dryRun: boolean; overwrite: boolean }): Promise<SaveResult> {
+    const session = await this.current(em, user, spiderId);
+    return this.sessionLock.run(session.id, async () => {
+      const fresh = await this.reload(em, session.id);
+      if (fresh.status !== 'ready' && !(fresh.savePending && fresh.containerId))
+        throw conflict(`The session is ${fresh.status}; it can be saved once it is ready.`, 'session_not_ready');
+      return this.runSave(em, fresh, 'manual', opts);
+    });
+  }
+
+  /** Saves, then destroys. A failed save keeps the container and answers 409; conflicts keep the session open. */
+  async close(
+    em: Em,
+    user: User,
+    spiderId: string,
+    opts: { discard: boolean },
+  ): Promise<{ session: CodeSession; save: SaveResult | null }> {
+    const session = await this.current(em, user, spiderId);
+    return this.sessionLock.run(session.id, async () => {
+      const fresh = await this.reload(em, session.id);
+      if (!isLive(fresh.status) && !fresh.savePending) return { session: fresh, save: null };
+      await this.starting.get(fresh.id)?.catch(() => undefined);
+      const s = await this.reload(em, fresh.id);
+      if (opts.discard || !s.containerId || s.status === 'pending' || s.status === 'starting') {
+        await this.destroy(em, s, opts.discard ? 'closed without saving' : 'closed');
+        return { session: s, save: null };
+      }
+      const save = await this.stopWithSave(em, s, 'close');
+      if (!save) throw conflict(s.lastError ?? 'Saving failed; the container is kept.', 'save_failed');
+      if (save.conflicts.length > 0) {
+        throw conflict(
+          `Saving found ${save.conflicts.length} conflict(s): a stored file changed since this session pulled it. Save with overwrite, or close with discard.`,
+          'conflicts',
+          save.conflicts,
+        );
+      }
+      return { session: s, save };
+    });
+  }
+
+  /** The workspace of a session the user may use, for the editor's file operations and the terminal. */
+  async workspace(em: Em, user: User, sessionId: string): Promise<{ session: CodeSession; workspace: Workspace }> {
+    const session = await this.get(em, user, sessionId);
+    if (!(session.status === 'ready' || session.status === 'syncing') || !session.containerId) {
+      throw conflict(`The session is ${session.status}; its files are reachable once it is ready.`, 'session_not_ready');
+    }
+    return { session, workspace: new Workspace(this.d.docker, session.containerId) };
+  }
+
+  // ---- for the proxy ---------------------------------------------------------------------------
+
+  find(sessionId: string): LiveSession | null {
+    return this.live.get(sessionId) ?? null;
+  }
+
+  /** Activity seen by the proxy or the events: moves the idle deadline, written at most every 30 s. */
+  touch(sessionId: string): void {
+    const now = Date.now();
+    if (now - (this.lastPersistedActivity.get(sessionId) ?? 0) < ACTIVITY_PERSIST_MS) return;
+    this.lastPersistedActivity.set(sessionId, now);
+    this.warned.delete(sessionId);
+    void this.d.orm.em
+      .fork()
+      .nativeUpdate(CodeSession, { id: sessionId, status: { $in: [...LIVE_STATUSES] } }, { lastActiveAt: new Date(now) })
+      .catch((err: unknown) => this.d.logger.warn({ err, session: sessionId }, 'could not record activity'));
+  }
+
+  upstreamSecret(sessionId: string): string {
+    return this.d.secret.codeServerSecret(sessionId);
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------
+
+  /** Reconciles with the engine, then watches container events and sweeps on a timer. */
+  async startBackground(): Promise<void> {
+    try {
+      await this.reconcile();
+    } catch (err) {
+      this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable');
+    }
+    await this.watchEngine();
+    this.sweepTimer = setInterval(() => void this.sweep(), this.cfg.CRAWLHUB_SWEEP_INTERVAL);
+    this.sweepTimer.unref();
+  }
+
+  /** SIGTERM: no new work; saves in flight finish; containers keep running for the next start to adopt. */
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    (this.eventStream as { destroy?: () => void } | null)?.destroy?.();
+    await Promise.allSettled([...this.inFlight]);
+    await Promise.allSettled([...this.starting.values()]);
+  }
+
+  /** Idle and over-age sessions are saved, then destroyed; failed saves are retried; stop warnings go out. */
+  async sweep(now = Date.now()): Promise<void> {
+    if (this.closed) return;
+    const em = this.d.orm.em.fork();
+    const rows = await em.find(CodeSession, { $or: [{ status: { $in: ['ready'] } }, { savePending: true }] });
+    for (const s of rows) {
+      if (this.closed) return;
+      try {
+        if (s.savePending) {
+          await this.track2(this.sessionLock.run(s.id, () => this.retrySave(em, s.id)));
+          continue;
+        }
+        await this.pollBrowserActivity(em, s);
+        const idleAt = s.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT;
+        const ageAt = s.expiresAt.getTime();
+        if (now >= ageAt || now >= idleAt) {
+          const trigger: SyncTrigger = now >= ageAt ? 'max_age' : 'idle';
+          await this.track2(
+            this.sessionLock.run(s.id, async () => {
+              const fresh = await this.reload(em, s.id);
+              if (fresh.status === 'ready') await this.stopWithSave(em, fresh, trigger);
+            }),
+          );
+          continue;
+        }
+        this.warn(s, idleAt, ageAt, now);
+      } catch (err) {
+        this.d.logger.error({ err, session: s.id }, 'sweep failed for a session');
+      }
+    }
+    this.updateGauge();
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  private track(s: CodeSession): void {
+    if (isLive(s.status)) {
+      this.live.set(s.id, {
+        id: s.id,
+        userId: s.userId,
+        spiderId: s.spiderId,
+        status: s.status,
+        port: s.port ?? null,
+        containerId: s.containerId ?? null,
+      });
+    } else {
+      this.live.delete(s.id);
+      this.warned.delete(s.id);
+      this.lastPersistedActivity.delete(s.id);
+    }
+    this.updateGauge();
+  }
+
+  private track2<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private updateGauge(): void {
+    const counts: Record<string, number> = { pending: 0, starting: 0, ready: 0, syncing: 0 };
+    for (const s of this.live.values()) counts[s.status] = (counts[s.status] ?? 0) + 1;
+    for (const [status, n] of Object.entries(counts)) this.d.metrics.sessions.set({ status }, n);
+  }
+
+  private async reload(em: Em, id: string): Promise<CodeSession> {
+    return em.findOneOrFail(CodeSession, { id }, { refresh: true });
+  }
+
+  private async transition(em: Em, s: CodeSession, status: SessionStatus, reason: string, patch: Partial<CodeSession> = {}): Promise<void> {
+    Object.assign(s, patch, { status, statusReason: reason });
+    if (status === 'stopped' || status === 'failed') s.stoppedAt ??= new Date();
+    em.create(SessionEvent, { sessionId: s.id, status, reason });
+    await em.flush();
+    this.track(s);
+    this.d.logger.info({ session: s.id, status, reason }, 'session status');
+    await this.publish(em, s);
+  }
+
+  private async publish(em: Em, s: CodeSession): Promise<void> {
+    this.d.events.publish(s.userId, { type: 'session', session: await this.view(em, s) });
+  }
+
+  private async checkEngine(): Promise<void> {
+    try {
+      await this.d.docker.ping();
+    } catch (err) {
+      throw unavailable(`The Docker engine cannot be reached (${(err as Error).message}).`, 'docker_unavailable');
+    }
+    const size = await this.d.docker.imageSize(this.cfg.CRAWLHUB_IMAGE);
+    if (size === null) {
+      throw unavailable(
+        `The session image ${this.cfg.CRAWLHUB_IMAGE} is not on this Docker engine; build it with images/local/build.sh or pull it.`,
+        'image_missing',
+      );
+    }
+    this.imageStorage = { image: this.cfg.CRAWLHUB_IMAGE, bytes: size };
+    if (this.storageLimit === null) {
+      const support = await this.d.docker.storageLimitSupport();
+      this.storageLimit = support.supported;
+      if (!support.supported && this.cfg.CRAWLHUB_WORKSPACE_SIZE > 0) {
+        this.d.logger.warn(
+          { driver: support.driver, backing: support.backing },
+          'this Docker engine cannot limit container storage: sessions run without the workspace size limit',
+        );
+      }
+    }
+  }
+
+  /** The lowest free port of the pool: not held by a live session or a kept container. Call under portLock. */
+  private async allocatePort(em: Em, avoid: Set<number> = new Set()): Promise<number> {
+    const held = await em.find(
+      CodeSession,
+      { port: { $ne: null }, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] },
+      { fields: ['port'] },
+    );
+    const used = new Set([...held.map((s) => s.port), ...avoid]);
+    const { first, last } = this.cfg.CRAWLHUB_PORT_RANGE;
+    for (let port = first; port <= last; port++) if (!used.has(port)) return port;
+    throw unavailable(
+      `All ${last - first + 1} session ports (${first}-${last}) are in use; close a session or try again later.`,
+      'port_pool_exhausted',
+    );
+  }
+
+  private containerName(sessionId: string): string {
+    return `crawlhub-${this.cfg.instance}-${sessionId}`;
+  }
+
+  /** pending → starting → ready, or failed with the container removed and the port freed. */
+  private async startContainer(sessionId: string): Promise<void> {
+    const em = this.d.orm.em.fork();
+    const s = await this.reload(em, sessionId);
+    const avoid = new Set<number>();
+    try {
+      await this.transition(em, s, 'starting', 'creating the container');
+      await this.d.docker.ensureNetwork(this.cfg.CRAWLHUB_NETWORK, this.labels());
+      for (let attempt = 0; ; attempt++) {
+        const id = await this.d.docker.create(this.containerSpec(s));
+        s.containerId = id;
+        await em.flush();
+        this.track(s);
+        try {
+          await this.d.docker.start(id);
+          break;
+        } catch (err) {
+          // Another program holds the port: take the next one.
+          if (attempt < 5 && /port is already allocated|address already in use/i.test((err as Error).message)) {
+            await this.d.docker.remove(id);
+            avoid.add(s.port!);
+            s.port = await this.portLock.run('ports', async () => {
+              const port = await this.allocatePort(em, avoid);
+              s.port = port;
+              await em.flush();
+              return port;
+            });
+            continue;
+          }
+          throw err;
+        }
+      }
+      const deadline = Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT;
+      await Promise.all([this.pull(em, s), this.waitHealthy(s, deadline)]);
+      await this.transition(em, s, 'ready', 'code-server answers');
+      void this.d.sync
+        .primeCache(this.d.orm.em.fork(), s.id, new Workspace(this.d.docker, s.containerId))
+        .catch((err: unknown) => this.d.logger.warn({ err, session: s.id }, 'could not list the workspace after the pull'));
+    } catch (err) {
+      const reason =
+        err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${(err as Error).message}`;
+      this.d.logger.error({ err, session: s.id }, 'session failed to start');
+      if (s.containerId) await this.d.docker.remove(s.containerId).catch(() => undefined);
+      await this.transition(em, s, 'failed', reason, { lastError: reason }).catch(() => undefined);
+    }
+  }
+
+  private containerSpec(s: CodeSession) {
+    const cfg = this.cfg;
+    const limit =
+      cfg.CRAWLHUB_WORKSPACE_SIZE > 0 && this.storageLimit
+        ? (this.imageStorage?.bytes ?? 0) + cfg.CRAWLHUB_WORKSPACE_SIZE + STORAGE_HEADROOM
+        : 0;
+    return {
+      name: this.containerName(s.id),
+      image: cfg.CRAWLHUB_IMAGE,
+      labels: this.labels({ [LABEL.session]: s.id, [LABEL.spider]: s.spiderId, [LABEL.user]: s.userId }),
+      env: { HASHED_PASSWORD: this.d.secret.codeServerSecret(s.id), CRAWLHUB_SESSION: s.id },
+      cmd: [
+        '--bind-addr',
+        `0.0.0.0:${CODE_SERVER_PORT}`,
+        '--auth',
+        'password',
+        '--disable-telemetry',
+        '--disable-update-check',
+        '--disable-workspace-trust',
+        WORKSPACE,
+      ],
+      user: CONTAINER_USER,
+      workingDir: WORKSPACE,
+      containerPort: CODE_SERVER_PORT,
+      hostPort: s.port!,
+      memoryBytes: cfg.CRAWLHUB_SESSION_MEMORY,
+      nanoCpus: Math.round(cfg.CRAWLHUB_SESSION_CPUS * 1e9),
+      pidsLimit: cfg.CRAWLHUB_SESSION_PIDS,
+      storageBytes: limit,
+      network: cfg.CRAWLHUB_NETWORK,
+    };
+  }
+
+  /** The spider's files into /workspace as one uncompressed tar, and the base they form. */
+  private async pull(em: Em, s: CodeSession): Promise<void> {
+    await this.d.spiders.lock.run(s.spiderId, async () => {
+      const files = await this.d.spiders.files(em, s.spiderId);
+      const tar = await this.d.spiders.exportArchive(em, s.spiderId, { uid: CONTAINER_UID, gid: CONTAINER_UID });
+      await new Workspace(this.d.docker, s.containerId!).push(tar);
+      await this.d.sync.recordBase(em, s.id, files);
+    });
+  }
+
+  private async waitHealthy(s: CodeSession, deadline: number): Promise<void> {
+    let lastCheck = 0;
+    while (Date.now() < deadline) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${s.port}/healthz`, { signal: AbortSignal.timeout(2000) });
+        await res.body?.cancel();
+        if (res.ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() - lastCheck > 1000) {
+        lastCheck = Date.now();
+        const state = await this.d.docker.inspect(s.containerId!);
+        if (!state?.running)
+          throw new AppError(
+            502,
+            'container_exited',
+            `The container exited during start (exit code ${state?.exitCode ?? '?'}${state?.oomKilled ? ', out of memory' : ''}).`,
+          );
+      }
+      await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
+    }
+    throw new AppError(504, 'start_timeout', `code-server did not answer within ${Math.round(this.cfg.CRAWLHUB_START_TIMEOUT / 1000)} s.`);
+  }
+
+  /** Saves with the status shown as syncing; results and failures are announced. */
+  private async runSave(
+    em: Em,
+    s: CodeSession,
+    trigger: SyncTrigger,
+    opts: { dryRun?: boolean; overwrite?: boolean } = {},
+  ): Promise<SaveResult> {
+    const state = s.containerId ? await this.d.docker.inspect(s.containerId) : null;
+    if (!state) throw new AppError(410, 'container_gone', 'The session container no longer exists; the last save is what the server has.');
+    const wasReady = s.status === 'ready';
+    if (wasReady && !opts.dryRun) await this.transition(em, s, 'syncing', `saving (${trigger})`);
+    try {
+      const result = await this.track2(
+        this.d.sync.save(em, s, new Workspace(this.d.docker, s.containerId!), {
+          dryRun: Boolean(opts.dryRun),
+          overwrite: Boolean(opts.overwrite),
+          trigger,
+          containerRunning: state.running,
+        }),
+      );
+      if (!opts.dryRun) {
+        s.lastSavedAt = result.saved_at ? new Date(result.saved_at) : s.lastSavedAt;
+        if (wasReady) await this.transition(em, s, 'ready', `saved (${trigger})`, { lastError: null });
+        else await em.flush();
+        this.d.events.publish(s.userId, { type: 'sync', session_id: s.id, spider_id: s.spiderId, trigger, result, error: null });
+      }
+      return result;
+    } catch (err) {
+      const e = err instanceof AppError ? err : new AppError(500, 'internal', (err as Error).message);
+      if (wasReady && !opts.dryRun)
+        await this.transition(em, s, 'ready', `save failed (${trigger})`, { lastError: e.message }).catch(() => undefined);
+      this.d.events.publish(s.userId, {
+        type: 'sync',
+        session_id: s.id,
+        spider_id: s.spiderId,
+        trigger,
+        result: null,
+        error: { code: e.code, message: e.message },
+      });
+      throw err;
+    }
+  }
+
+  /**
+   * The "sync before destroy" rule: save, and destroy only when everything was saved. A failed
+   * save or unresolved conflicts stop the container but keep it (and its port) for a retry or a resume.
+   */
+  private async stopWithSave(em: Em, s: CodeSession, trigger: SyncTrigger): Promise<SaveResult | null> {
+    let result: SaveResult | null = null;
+    let failure: string | null = null;
+    try {
+      result = await this.runSave(em, s, trigger);
+      if (result.conflicts.length > 0 && trigger !== 'close')
+        failure = `${result.conflicts.length} conflict(s) with files changed on the server`;
+    } catch (err) {
+      failure = err instanceof AppError ? err.message : (err as Error).message;
+    }
+    if (result && result.conflicts.length > 0 && trigger === 'close') return result;
+    if (failure === null) {
+      await this.destroy(em, s, `stopped after saving (${trigger})`);
+      return result;
+    }
+    await this.keep(em, s, `save failed (${trigger}): ${failure}; the container is kept and the save will be retried`, failure);
+    return null;
+  }
+
+  private async keep(em: Em, s: CodeSession, reason: string, error: string): Promise<void> {
+    if (s.containerId) {
+      this.stopping.add(s.containerId);
+      await this.d.docker
+        .stop(s.containerId)
+        .catch((err: unknown) => this.d.logger.warn({ err, session: s.id }, 'could not stop a kept container'));
+    }
+    await this.transition(em, s, 'failed', reason, { savePending: true, lastError: error });
+  }
+
+  private async destroy(em: Em, s: CodeSession, reason: string): Promise<void> {
+    if (s.containerId) {
+      this.stopping.add(s.containerId);
+      await this.d.docker.remove(s.containerId);
+    }
+    this.d.sync.forget(s.id);
+    await this.transition(em, s, 'stopped', reason, { savePending: false });
+  }
+
+  private resume(s: CodeSession): void {
+    const startup = (async () => {
+      const em = this.d.orm.em.fork();
+      const row = await this.reload(em, s.id);
+      try {
+        if (!row.containerId || !(await this.d.docker.inspect(row.containerId)))
+          throw new AppError(410, 'container_gone', 'the kept container is gone');
+        await this.transition(em, row, 'starting', 'resuming the kept container', { savePending: false });
+        await this.d.docker.start(row.containerId);
+        await this.waitHealthy(row, Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT);
+        row.lastActiveAt = new Date();
+        await this.transition(em, row, 'ready', 'resumed');
+      } catch (err) {
+        await this.transition(em, row, 'failed', `could not resume: ${(err as Error).message}`, {
+          savePending: Boolean(row.containerId),
+          lastError: (err as Error).message,
+        });
+      }
+    })().finally(() => this.starting.delete(s.id));
+    this.starting.set(s.id, startup);
+  }
+
+  /** A kept container: start it if needed (exec works only on a running one), save, destroy. */
+  private async retrySave(em: Em, id: string): Promise<void> {
+    const s = await this.reload(em, id);
+    if (!s.savePending) return;
+    const state = s.containerId ? await this.d.docker.inspect(s.containerId) : null;
+    if (!state) {
+      await this.transition(em, s, 'failed', 'the kept container is gone; the last save is intact', { savePending: false });
+      return;
+    }
+    if (!state.running) {
+      try {
+        this.stopping.delete(s.containerId!);
+        await this.d.docker.start(s.containerId!);
+      } catch (err) {
+        this.d.logger.warn({ err, session: s.id }, 'could not start a kept container; saving from its archive');
+      }
+    }
+    try {
+      const result = await this.runSave(em, s, 'retry');
+      if (result.conflicts.length > 0) {
+        await this.keep(
+          em,
+          s,
+          `${result.conflicts.length} conflict(s) with files changed on the server; open the session to resolve them`,
+          'conflicts',
+        );
+        return;
+      }
+      await this.destroy(em, s, 'stopped after a retried save');
+    } catch (err) {
+      await this.keep(em, s, `save failed again: ${(err as Error).message}; it will be retried`, (err as Error).message);
+    }
+  }
+
+  /** code-server's /healthz lastHeartbeat is browser activity: validated, never in the future. */
+  private async pollBrowserActivity(em: Em, s: CodeSession): Promise<void> {
+    if (!s.port) return;
+    try {
+      const res = await fetch(`http://127.0.0.1:${s.port}/healthz`, { signal: AbortSignal.timeout(2000) });
+      const text = (await res.text()).slice(0, 1000);
+      const body = JSON.parse(text) as { lastHeartbeat?: unknown };
+      const beat =
+        typeof body.lastHeartbeat === 'number' && Number.isFinite(body.lastHeartbeat) ? Math.min(body.lastHeartbeat, Date.now()) : 0;
+      if (beat > s.lastActiveAt.getTime()) {
+        s.lastActiveAt = new Date(beat);
+        await em.flush();
+        this.warned.delete(s.id);
+        await this.publish(em, s);
+      }
+    } catch {
+      // an unreachable or lying code-server adds no activity
+    }
+  }
+
+  private warn(s: CodeSession, idleAt: number, ageAt: number, now: number): void {
+    const window = this.cfg.CRAWLHUB_STOP_WARNING;
+    if (window <= 0) return;
+    const [reason, at] = ageAt <= idleAt ? (['max_age', ageAt] as const) : (['idle', idleAt] as const);
+    if (at - now > window) return;
+    const key = `${reason}:${at}`;
+    if (this.warned.get(s.id) === key) return;
+    this.warned.set(s.id, key);
+    this.d.events.publish(s.userId, {
+      type: 'warning',
+      session_id: s.id,
+      spider_id: s.spiderId,
+      reason,
+      stops_at: new Date(at).toISOString(),
+      minutes: Math.max(0, Math.ceil((at - now) / 60_000)),
+    });
+  }
+
+  /** Engine events: a container that dies or disappears behind our back is noticed at once. */
+  private async watchEngine(): Promise<void> {
+    try {
+      const stream = await this.d.docker.events(this.labels());
+      this.eventStream = stream;
+      let buffer = '';
+      stream.on('data', (chunk: Buffer) => {
+        buffer += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          try {
+            const ev = JSON.parse(line) as { Action?: string; id?: string; Actor?: { Attributes?: Record<string, string> } };
+            const sessionId = ev.Actor?.Attributes?.[LABEL.session];
+            if (sessionId && ev.id && (ev.Action === 'die' || ev.Action === 'destroy'))
+              void this.onContainerGone(sessionId, ev.id, ev.Action, ev.Actor?.Attributes?.exitCode);
+          } catch {
+            // not an event line
+          }
+        }
+      });
+      stream.on('error', () => undefined);
+    } catch (err) {
+      this.d.logger.warn({ err }, 'not watching Docker events; the sweeper will notice stopped containers');
+    }
+  }
+
+  private async onContainerGone(sessionId: string, containerId: string, action: 'die' | 'destroy', exitCode?: string): Promise<void> {
+    if (this.stopping.has(containerId)) {
+      if (action === 'destroy') this.stopping.delete(containerId);
+      return;
+    }
+    await this.sessionLock.run(sessionId, async () => {
+      const em = this.d.orm.em.fork();
+      const s = await em.findOne(CodeSession, { id: sessionId });
+      if (!s || s.containerId !== containerId || !isLive(s.status)) return;
+      if (action === 'destroy') {
+        await this.transition(em, s, 'failed', 'the container was removed outside the service; the last save is intact', {
+          lastError: 'container removed',
+        });
+      } else {
+        await this.transition(
+          em,
+          s,
+          'failed',
+          `the container stopped unexpectedly (exit code ${exitCode ?? '?'}); it is kept and its files will be saved`,
+          {
+            savePending: true,
+            lastError: 'container stopped',
+          },
+        );
+      }
+    });
+  }
+
+  /**
+   * At start: containers with our labels are matched to rows. Live rows adopt their running
+   * container; rows whose container is gone are marked; containers without a live row are saved
+   * (when their spider still exists) and removed.
+   */
+  async reconcile(): Promise<void> {
+    const em = this.d.orm.em.fork();
+    const containers = await this.d.docker.listByLabel(this.labels());
+    const byId = new Map(containers.map((c) => [c.id, c]));
+    const rows = await em.find(CodeSession, { $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
+    const claimed = new Set<string>();
+    for (const s of rows) {
+      const c = s.containerId ? byId.get(s.containerId) : undefined;
+      if (c) claimed.add(c.id);
+      if (!c) {
+        await this.transition(em, s, 'failed', 'the container was gone when the service restarted; the last save is intact', {
+          savePending: false,
+          lastError: 'container gone',
+        });
+      } else if (s.savePending) {
+        this.track(s); // kept for a retry: the sweeper handles it
+      } else if (s.status === 'pending' || s.status === 'starting') {
+        this.stopping.add(c.id);
+        await this.d.docker.remove(c.id);
+        await this.transition(em, s, 'failed', 'the service restarted while the session was starting; open it again', {
+          lastError: 'interrupted start',
+        });
+      } else if (c.state !== 'running') {
+        await this.transition(em, s, 'failed', 'the container stopped while the service was down; it is kept and its files will be saved', {
+          savePending: true,
+          lastError: 'container stopped',
+        });
+      } else {
+        await this.transition(
+          em,
+          s,
+          'ready',
+          s.status === 'syncing'
+            ? 'adopted after a restart (the interrupted save left the stored files as they were)'
+            : 'adopted after a restart',
+        );
+        void this.d.sync.primeCache(this.d.orm.em.fork(), s.id, new Workspace(this.d.docker, c.id)).catch(() => undefined);
+      }
+    }
+    for (const c of containers) {
+      if (claimed.has(c.id)) continue;
+      await this.cleanOrphan(em, c.id, c.labels, c.state === 'running');
+    }
+  }
+
+  private async cleanOrphan(em: Em, containerId: string, labels: Record<string, string>, running: boolean): Promise<void> {
+    const sessionId = labels[LABEL.session];
+    const row = sessionId ? await em.findOne(CodeSession, { id: sessionId }) : null;
+    const spider = labels[LABEL.spider] ? await em.findOne(Spider, { id: labels[LABEL.spider] }) : null;
+    if (spider && sessionId && labels[LABEL.user]) {
+      // Without a row there is no base: only files the server lacks are added, the rest are conflicts and left alone.
+      const session = row ?? ({ id: sessionId, spiderId: spider.id, userId: labels[LABEL.user] } as CodeSession);
+      try {
+        const result = await this.d.sync.save(em, session, new Workspace(this.d.docker, containerId), {
+          dryRun: false,
+          overwrite: false,
+          trigger: 'orphan',
+          containerRunning: running,
+        });
+        this.d.logger.info({ session: session.id, conflicts: result.conflicts.length }, 'saved an orphaned container');
+      } catch (err) {
+        this.d.logger.error({ err, container: containerId.slice(0, 12) }, 'could not save an orphaned container; keeping it');
+        return;
+      }
+    }
+    this.stopping.add(containerId);
+    await this.d.docker.remove(containerId);
+    this.d.logger.info({ container: containerId.slice(0, 12), session: sessionId }, 'removed an orphaned container');
+  }
+}

@@ -1,0 +1,90 @@
+import type { EventHub } from '../events/hub';
+import type { Logger } from '../logger';
+import type { Workspace } from './workspace';
+
+interface Watch {
+  ownerId: string;
+  workspace: Workspace;
+  watchers: number;
+  previous: Map<string, string> | null;
+  timer: NodeJS.Timeout;
+  busy: boolean;
+}
+
+/**
+ * Tells watching editors what changed in a container's /workspace (a crawl writing output, edits
+ * in the browser IDE): while anyone watches a session, its file list is compared every interval.
+ */
+export class WorkspaceWatcher {
+  private readonly watches = new Map<string, Watch>();
+
+  constructor(
+    private readonly events: EventHub,
+    private readonly logger: Logger,
+    private readonly ignore: string[],
+    private readonly intervalMs = 2000,
+  ) {}
+
+  /** Starts (or joins) watching; the returned function leaves. */
+  watch(sessionId: string, ownerId: string, workspace: Workspace): () => void {
+    let w = this.watches.get(sessionId);
+    if (!w) {
+      const created: Watch = {
+        ownerId,
+        workspace,
+        watchers: 0,
+        previous: null,
+        busy: false,
+        timer: setInterval(() => void this.poll(sessionId, created), this.intervalMs),
+      };
+      created.timer.unref();
+      this.watches.set(sessionId, created);
+      w = created;
+      void this.poll(sessionId, created);
+    }
+    w.watchers++;
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      const current = this.watches.get(sessionId);
+      if (current && --current.watchers <= 0) this.stop(sessionId);
+    };
+  }
+
+  stop(sessionId: string): void {
+    const w = this.watches.get(sessionId);
+    if (!w) return;
+    clearInterval(w.timer);
+    this.watches.delete(sessionId);
+  }
+
+  stopAll(): void {
+    for (const id of [...this.watches.keys()]) this.stop(id);
+  }
+
+  private async poll(sessionId: string, w: Watch): Promise<void> {
+    if (w.busy) return;
+    w.busy = true;
+    try {
+      const manifest = await w.workspace.manifest(this.ignore, 100_000);
+      const now = new Map(manifest.entries.map((e) => [e.path, `${e.type}:${e.statKey}`]));
+      if (w.previous) {
+        const changes: { path: string; kind: 'created' | 'changed' | 'deleted' }[] = [];
+        for (const [path, key] of now) {
+          const before = w.previous.get(path);
+          if (before === undefined) changes.push({ path, kind: 'created' });
+          else if (before !== key && !key.startsWith('directory:')) changes.push({ path, kind: 'changed' });
+        }
+        for (const path of w.previous.keys()) if (!now.has(path)) changes.push({ path, kind: 'deleted' });
+        for (let i = 0; i < changes.length; i += 500)
+          this.events.publish(w.ownerId, { type: 'files', session_id: sessionId, changes: changes.slice(i, i + 500) });
+      }
+      w.previous = now;
+    } catch (err) {
+      this.logger.debug({ err, session: sessionId }, 'workspace watch poll failed');
+    } finally {
+      w.busy = false;
+    }
+  }
+}

@@ -1,0 +1,229 @@
+import picomatch from 'picomatch';
+import type { Readable } from 'node:stream';
+import { AppError, conflict, notFound, tooLarge } from '../http/errors';
+import type { DockerRuntime } from '../runtime/docker';
+import { tryNormalizePath } from '../spiders/paths';
+import { readTar, type TarItem } from '../sync/tar-reader';
+import type { TarLimits } from '../sync/tar-guard';
+
+/** The contract every session image keeps (images/code-server/Dockerfile, images/local/build.sh). */
+export const WORKSPACE = '/workspace';
+export const CONTAINER_USER = '1000:1000';
+export const CONTAINER_UID = 1000;
+export const CODE_SERVER_PORT = 8080;
+
+export type EntryType = 'file' | 'directory' | 'symlink' | 'other';
+
+export interface ManifestEntry {
+  path: string;
+  type: EntryType;
+  size: number;
+  /** What changes whenever the content may have: size, mtime, ctime and inode, as git's index uses them. */
+  statKey: string;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export interface Manifest {
+  entries: ManifestEntry[];
+  /** Names that cannot be stored (bad paths), with the reason. */
+  problems: { path: string; reason: string }[];
+}
+
+const TYPE: Record<string, EntryType> = { f: 'file', d: 'directory', l: 'symlink' };
+// %y type, %s size, %T@ mtime, %C@ ctime, %i inode, %P path below the start point; NUL-terminated.
+const FIND_FORMAT = '%y\\t%s\\t%T@\\t%C@\\t%i\\t%P\\0';
+// The same for one path, whose own name is not printed: a placeholder stands in.
+const STAT_FORMAT = FIND_FORMAT.replace('%P', 'x');
+
+/** Matches a path against the ignore list: every segment is tried against every name or glob. */
+export function ignoreMatcher(patterns: string[]): (path: string) => boolean {
+  if (patterns.length === 0) return () => false;
+  const isMatch = picomatch(patterns, { dot: true });
+  return (path) => path.split('/').some((segment) => isMatch(segment));
+}
+
+/** `find` arguments that list the workspace and skip (prune) ignored folders without walking them. */
+export function manifestCommand(dir: string, ignore: string[], opts: { maxDepth?: number; minDepth?: number } = {}): string[] {
+  const depth = [
+    ...(opts.minDepth !== undefined ? ['-mindepth', String(opts.minDepth)] : []),
+    ...(opts.maxDepth !== undefined ? ['-maxdepth', String(opts.maxDepth)] : []),
+  ];
+  const prune = ignore.length ? ['(', ...ignore.flatMap((p, i) => (i ? ['-o', '-name', p] : ['-name', p])), ')', '-prune', '-o'] : [];
+  return ['find', dir, ...depth, ...prune, '-printf', FIND_FORMAT];
+}
+
+/** Parses `find -printf` output from an untrusted container: every field is checked, bad names are reported. */
+export function parseManifest(out: Buffer, maxEntries: number): Manifest {
+  const entries: ManifestEntry[] = [];
+  const problems: Manifest['problems'] = [];
+  const records = out.toString('utf8').split('\0');
+  if (records.at(-1) === '') records.pop();
+  if (records.length > maxEntries) throw new AppError(422, 'archive_limit', `The workspace has more than ${maxEntries} entries.`);
+  for (const record of records) {
+    const parts = record.split('\t');
+    if (parts.length < 6) throw new AppError(502, 'bad_container_output', 'The container returned a malformed file list.');
+    const [y, s, m, c, i] = parts;
+    const name = parts.slice(5).join('\t');
+    if (
+      !/^[a-zA-Z]$/.test(y) ||
+      !/^\d{1,15}$/.test(s) ||
+      !/^\d{1,12}(\.\d{1,10})?$/.test(m) ||
+      !/^\d{1,12}(\.\d{1,10})?$/.test(c) ||
+      !/^\d{1,20}$/.test(i)
+    ) {
+      throw new AppError(502, 'bad_container_output', 'The container returned a malformed file list.');
+    }
+    if (name === '') continue; // the starting point itself
+    const checked = tryNormalizePath(name);
+    if ('problem' in checked) {
+      problems.push({ path: name.slice(0, 300), reason: checked.problem });
+      continue;
+    }
+    entries.push({
+      path: checked.path,
+      type: TYPE[y] ?? 'other',
+      size: Number(s),
+      statKey: `${s}:${m}:${c}:${i}`,
+      mtimeMs: Math.round(Number(m) * 1000),
+      ctimeMs: Math.round(Number(c) * 1000),
+    });
+  }
+  return { entries, problems };
+}
+
+const abs = (path: string) => (path === '' ? WORKSPACE : `${WORKSPACE}/${path}`);
+
+/**
+ * The files of one session's container. Reads and writes run inside the container as its own user
+ * (argv, never a shell), so they can do exactly what the user could do in a terminal there.
+ */
+export class Workspace {
+  constructor(
+    private readonly docker: DockerRuntime,
+    readonly containerId: string,
+  ) {}
+
+  /** Copies a tar of the spider's files into /workspace (before or just after code-server starts). */
+  push(tar: Readable): Promise<void> {
+    return this.docker.putArchive(this.containerId, WORKSPACE, tar);
+  }
+
+  async manifest(ignore: string[], maxEntries: number, dir = '', opts: { maxDepth?: number; minDepth?: number } = {}): Promise<Manifest> {
+    const res = await this.docker.exec(this.containerId, manifestCommand(abs(dir), ignore, opts), {
+      user: CONTAINER_USER,
+      maxOutput: Math.max(maxEntries, 1) * 1400,
+    });
+    if (res.exitCode !== 0 && res.stdout.length === 0) {
+      const message = res.stderr.toString('utf8').slice(0, 300);
+      if (/No such file/i.test(message)) throw notFound(`"${dir}"`);
+      throw new AppError(502, 'container_error', `Listing the workspace failed: ${message}`);
+    }
+    const manifest = parseManifest(res.stdout, maxEntries);
+    if (dir) {
+      for (const e of manifest.entries) e.path = `${dir}/${e.path}`;
+    }
+    return manifest;
+  }
+
+  /** The listed files as a tar made in the container (untrusted: every entry is checked by readTar). */
+  async *readFiles(paths: string[], limits: TarLimits, timeoutMs: number): AsyncGenerator<TarItem> {
+    if (paths.length === 0) return;
+    const list = Buffer.from(paths.map((p) => `./${p}\0`).join(''));
+    const { stream, done } = await this.docker.execStream(
+      this.containerId,
+      ['tar', '-c', '-f', '-', '--no-recursion', '--null', '--verbatim-files-from', '-T', '-', '-C', WORKSPACE],
+      { user: CONTAINER_USER, stdin: true },
+    );
+    stream.stdin.end(list);
+    try {
+      yield* readTar(stream.stdout, { limits, timeoutMs });
+    } finally {
+      stream.stdin.destroy();
+    }
+    await done;
+  }
+
+  /** The whole /workspace as the engine archives it: works on a stopped container too. */
+  async *readAll(limits: TarLimits, timeoutMs: number): AsyncGenerator<TarItem> {
+    const tar = await this.docker.getArchive(this.containerId, WORKSPACE);
+    yield* readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace' });
+  }
+
+  // ---- file operations for the desktop editor -------------------------------------------------
+
+  async stat(path: string): Promise<ManifestEntry> {
+    const res = await this.docker.exec(this.containerId, ['find', abs(path), '-maxdepth', '0', '-printf', STAT_FORMAT], {
+      user: CONTAINER_USER,
+      maxOutput: 8192,
+    });
+    if (res.exitCode !== 0 || res.stdout.length === 0) throw notFound(`"${path || '/'}"`);
+    const [entry] = parseManifest(res.stdout, 1).entries;
+    if (!entry) throw notFound(`"${path}"`);
+    return { ...entry, path };
+  }
+
+  async list(path: string): Promise<ManifestEntry[]> {
+    const root = await this.stat(path);
+    if (root.type !== 'directory') throw new AppError(400, 'not_a_directory', `"${path}" is not a folder.`);
+    return (await this.manifest([], 100_000, path, { minDepth: 1, maxDepth: 1 })).entries;
+  }
+
+  async read(path: string, maxBytes: number): Promise<Buffer> {
+    const entry = await this.stat(path);
+    if (entry.type === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
+    if (entry.size > maxBytes) throw tooLarge(`"${path}" is larger than ${maxBytes} bytes.`);
+    const res = await this.docker.exec(this.containerId, ['cat', '--', abs(path)], { user: CONTAINER_USER, maxOutput: maxBytes });
+    if (res.exitCode !== 0) throw this.failure('Reading', path, res.stderr);
+    return res.stdout;
+  }
+
+  async write(path: string, data: Buffer, opts: { create: boolean; overwrite: boolean }): Promise<void> {
+    const existing = await this.stat(path).catch((err: unknown) => {
+      if (err instanceof AppError && err.status === 404) return null;
+      throw err;
+    });
+    if (existing?.type === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
+    if (!existing && !opts.create) throw new AppError(404, 'file_not_found', `"${path}" does not exist.`);
+    if (existing && !opts.overwrite) throw conflict(`"${path}" already exists.`, 'file_exists');
+    const res = await this.docker.exec(this.containerId, ['dd', `of=${abs(path)}`, 'bs=1M', 'status=none'], {
+      user: CONTAINER_USER,
+      stdin: data,
+    });
+    if (res.exitCode !== 0) throw this.failure('Writing', path, res.stderr);
+  }
+
+  async mkdir(path: string): Promise<void> {
+    const res = await this.docker.exec(this.containerId, ['mkdir', '-p', '--', abs(path)], { user: CONTAINER_USER });
+    if (res.exitCode !== 0) throw this.failure('Creating', path, res.stderr);
+  }
+
+  async remove(path: string, recursive: boolean): Promise<void> {
+    const entry = await this.stat(path);
+    if (entry.type === 'directory' && !recursive) {
+      const res = await this.docker.exec(this.containerId, ['rmdir', '--', abs(path)], { user: CONTAINER_USER });
+      if (res.exitCode !== 0) throw conflict(`"${path}" is a folder that is not empty.`, 'not_empty');
+      return;
+    }
+    const res = await this.docker.exec(this.containerId, ['rm', '-rf', '--', abs(path)], { user: CONTAINER_USER });
+    if (res.exitCode !== 0) throw this.failure('Deleting', path, res.stderr);
+  }
+
+  async rename(from: string, to: string, overwrite: boolean): Promise<void> {
+    await this.stat(from);
+    const target = await this.stat(to).catch(() => null);
+    if (target && !overwrite) throw conflict(`"${to}" already exists.`, 'file_exists');
+    const res = await this.docker.exec(this.containerId, ['mv', '-f', '-T', '--', abs(from), abs(to)], { user: CONTAINER_USER });
+    if (res.exitCode !== 0) throw this.failure('Renaming', from, res.stderr);
+  }
+
+  private failure(verb: string, path: string, stderr: Buffer): AppError {
+    const message = stderr.toString('utf8').trim().split('\n')[0]?.slice(0, 300) ?? '';
+    if (/No such file|not a directory/i.test(message)) return notFound(`"${path}"`);
+    if (/Permission denied/i.test(message))
+      return new AppError(403, 'no_permission', `${verb} "${path}" is not permitted in the container.`);
+    if (/No space left|Disk quota/i.test(message))
+      return new AppError(507, 'workspace_full', `${verb} "${path}" failed: the workspace is full.`);
+    return new AppError(502, 'container_error', `${verb} "${path}" failed: ${message}`);
+  }
+}

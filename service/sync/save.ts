@@ -1,0 +1,325 @@
+import type { Em } from '../db/orm';
+import { AppError } from '../http/errors';
+import type { Logger } from '../logger';
+import type { Metrics } from '../http/metrics';
+import { SessionBaseFile, SyncRecord, type CodeSession, type SyncTrigger } from '../sessions/entities';
+import { ignoreMatcher, type Workspace } from '../sessions/workspace';
+import type { SpiderFile } from '../spiders/entities';
+import type { SpiderService } from '../spiders/service';
+import type { StoredBlob } from '../storage/blobs';
+import type { TarLimits } from './tar-guard';
+import type { TarItem } from './tar-reader';
+
+export interface SaveOptions {
+  dryRun: boolean;
+  overwrite: boolean;
+  trigger: SyncTrigger;
+  /** Read through `docker exec` (fast, incremental) or the engine's archive (works on a stopped container). */
+  containerRunning: boolean;
+}
+
+export interface SaveResult {
+  added: string[];
+  modified: string[];
+  deleted: string[];
+  unchanged: number;
+  skipped: { path: string; reason: string }[];
+  conflicts: { path: string; reason: string }[];
+  bytes: number;
+  dry_run: boolean;
+  saved_at: string | null;
+}
+
+export interface SyncSettings {
+  ignore: string[];
+  timeoutMs: number;
+  limits: TarLimits;
+}
+
+interface WorkspaceFile {
+  sha256: string;
+  /** Held only when the file may be written to storage. */
+  data?: Buffer;
+}
+
+type Plan = Pick<SaveResult, 'added' | 'modified' | 'deleted' | 'conflicts'> & { unchanged: number; newBase: Map<string, string> };
+
+/**
+ * Three-way comparison of one path: the base (what the container got at its last pull or save),
+ * the workspace and the stored file. Only changes made in the workspace are written; a stored file
+ * that changed since the base is a conflict unless `overwrite`.
+ */
+export function planPath(
+  base: string | undefined,
+  workspace: string | undefined,
+  stored: string | undefined,
+  overwrite: boolean,
+): { action: 'none' | 'add' | 'modify' | 'delete' | 'conflict'; newBase: string | undefined; reason?: string } {
+  if (workspace === base) return { action: 'none', newBase: base }; // not touched in the workspace
+  if (workspace === stored) return { action: 'none', newBase: workspace }; // the same change on both sides
+  if (stored !== base && !overwrite) {
+    const reason =
+      stored === undefined
+        ? 'deleted on the server since this session pulled it'
+        : base === undefined
+          ? 'added on the server too, with other content'
+          : 'changed on the server since this session pulled it';
+    return { action: 'conflict', newBase: base, reason };
+  }
+  if (workspace === undefined) return { action: 'delete', newBase: undefined };
+  return { action: stored === undefined ? 'add' : 'modify', newBase: workspace };
+}
+
+/**
+ * Save to Server: reads a session's /workspace as untrusted input, compares it with the stored
+ * files and writes what the user changed. Storage and database change together under the
+ * spider's lock; a failure leaves the previous version whole.
+ */
+export class SyncService {
+  /** Per session: path → the stat key and sha256 last seen, so unchanged files are not read again. */
+  private readonly statCache = new Map<string, Map<string, { statKey: string; sha256: string }>>();
+  readonly isIgnored: (path: string) => boolean;
+
+  constructor(
+    private readonly spiders: SpiderService,
+    readonly settings: SyncSettings,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.isIgnored = ignoreMatcher(settings.ignore);
+  }
+
+  forget(sessionId: string): void {
+    this.statCache.delete(sessionId);
+  }
+
+  /** The base of a fresh session: the stored files it was given. */
+  async recordBase(em: Em, sessionId: string, files: SpiderFile[]): Promise<void> {
+    await em.nativeDelete(SessionBaseFile, { sessionId });
+    const rows = files.filter((f) => !this.isIgnored(f.path)).map((f) => ({ sessionId, path: f.path, sha256: f.sha256 }));
+    for (let i = 0; i < rows.length; i += 500) await em.insertMany(SessionBaseFile, rows.slice(i, i + 500));
+  }
+
+  /** After a pull: remembers the stat key of every file, whose content is the base. */
+  async primeCache(em: Em, sessionId: string, workspace: Workspace): Promise<void> {
+    const manifest = await workspace.manifest(this.settings.ignore, this.settings.limits.maxEntries);
+    const base = new Map((await em.find(SessionBaseFile, { sessionId })).map((b) => [b.path, b.sha256]));
+    const cache = new Map<string, { statKey: string; sha256: string }>();
+    for (const e of manifest.entries) {
+      const sha256 = base.get(e.path);
+      if (e.type === 'file' && sha256) cache.set(e.path, { statKey: e.statKey, sha256 });
+    }
+    this.statCache.set(sessionId, cache);
+  }
+
+  async save(em: Em, session: CodeSession, workspace: Workspace, opts: SaveOptions): Promise<SaveResult> {
+    const started = new Date();
+    const endTimer = this.metrics.syncDuration.startTimer();
+    try {
+      const result = await this.spiders.lock.run(session.spiderId, () => this.saveLocked(em, session, workspace, opts, started));
+      this.metrics.syncs.inc({ outcome: opts.dryRun ? 'dry_run' : 'ok' });
+      return result;
+    } catch (err) {
+      this.metrics.syncs.inc({ outcome: 'failed' });
+      if (!opts.dryRun) {
+        const message = err instanceof AppError ? err.message : 'internal error';
+        await em
+          .fork()
+          .insert(SyncRecord, {
+            sessionId: session.id,
+            spiderId: session.spiderId,
+            userId: session.userId,
+            trigger: opts.trigger,
+            ok: false,
+            error: message,
+            startedAt: started,
+            finishedAt: new Date(),
+          })
+          .catch((e: unknown) => this.logger.error({ err: e }, 'could not record a failed save'));
+      }
+      throw err;
+    } finally {
+      endTimer();
+    }
+  }
+
+  private async saveLocked(em: Em, session: CodeSession, workspace: Workspace, opts: SaveOptions, started: Date): Promise<SaveResult> {
+    const stored = new Map((await this.spiders.files(em, session.spiderId)).map((f) => [f.path, f]));
+    const base = new Map((await em.find(SessionBaseFile, { sessionId: session.id })).map((b) => [b.path, b.sha256]));
+    const mayWrite = (path: string, sha256: string) => sha256 !== base.get(path) && sha256 !== stored.get(path)?.sha256;
+    const { files, skipped } = opts.containerRunning
+      ? await this.readIncremental(session.id, workspace, mayWrite)
+      : await this.readArchive(workspace, mayWrite);
+
+    const plan = this.plan(base, files, stored, opts.overwrite);
+    const result: SaveResult = {
+      added: plan.added,
+      modified: plan.modified,
+      deleted: plan.deleted,
+      unchanged: plan.unchanged,
+      skipped,
+      conflicts: plan.conflicts,
+      bytes: [...plan.added, ...plan.modified].reduce((n, p) => n + (files.get(p)?.data?.length ?? 0), 0),
+      dry_run: opts.dryRun,
+      saved_at: null,
+    };
+    if (opts.dryRun) return result;
+
+    const put = new Map<string, StoredBlob>();
+    try {
+      for (const path of [...plan.added, ...plan.modified]) {
+        const file = files.get(path)!;
+        put.set(path, await this.spiders.blobs.put(session.spiderId, file.data!, file.sha256));
+      }
+      const finishedAt = new Date();
+      await this.spiders.commitChanges(em, session.spiderId, { put, delete: new Set(plan.deleted) }, async (tx) => {
+        await this.writeBase(tx, session.id, base, plan.newBase);
+        tx.create(SyncRecord, {
+          sessionId: session.id,
+          spiderId: session.spiderId,
+          userId: session.userId,
+          trigger: opts.trigger,
+          ok: true,
+          added: plan.added.length,
+          modified: plan.modified.length,
+          deleted: plan.deleted.length,
+          unchanged: plan.unchanged,
+          skipped: skipped.length,
+          conflicts: plan.conflicts.length,
+          bytes: result.bytes,
+          startedAt: started,
+          finishedAt,
+        });
+      });
+      result.saved_at = finishedAt.toISOString();
+    } catch (err) {
+      await this.spiders.collectGarbage(
+        em,
+        session.spiderId,
+        [...put.values()].map((b) => b.key),
+      );
+      throw err;
+    }
+    this.logger.info(
+      {
+        session: session.id,
+        spider: session.spiderId,
+        trigger: opts.trigger,
+        added: plan.added.length,
+        modified: plan.modified.length,
+        deleted: plan.deleted.length,
+        conflicts: plan.conflicts.length,
+      },
+      'saved to server',
+    );
+    return result;
+  }
+
+  private plan(base: Map<string, string>, files: Map<string, WorkspaceFile>, stored: Map<string, SpiderFile>, overwrite: boolean): Plan {
+    const plan: Plan = { added: [], modified: [], deleted: [], conflicts: [], unchanged: 0, newBase: new Map(base) };
+    const paths = [...new Set([...base.keys(), ...files.keys()])].filter((p) => !this.isIgnored(p)).sort();
+    for (const path of paths) {
+      const decision = planPath(base.get(path), files.get(path)?.sha256, stored.get(path)?.sha256, overwrite);
+      if (decision.newBase === undefined) plan.newBase.delete(path);
+      else plan.newBase.set(path, decision.newBase);
+      switch (decision.action) {
+        case 'add':
+          plan.added.push(path);
+          break;
+        case 'modify':
+          plan.modified.push(path);
+          break;
+        case 'delete':
+          if (stored.has(path)) plan.deleted.push(path);
+          break;
+        case 'conflict':
+          plan.conflicts.push({ path, reason: decision.reason! });
+          break;
+        default:
+          if (files.has(path)) plan.unchanged++;
+      }
+    }
+    return plan;
+  }
+
+  /** The running container: list with stat keys, then read only the files whose stat key moved. */
+  private async readIncremental(sessionId: string, workspace: Workspace, mayWrite: (path: string, sha: string) => boolean) {
+    const { limits, timeoutMs, ignore } = this.settings;
+    const manifest = await workspace.manifest(ignore, limits.maxEntries);
+    const skipped = [...manifest.problems];
+    const cache = this.statCache.get(sessionId) ?? new Map<string, { statKey: string; sha256: string }>();
+    const files = new Map<string, WorkspaceFile>();
+    const wanted = new Map<string, string>();
+    let total = 0;
+    let count = 0;
+    for (const entry of manifest.entries) {
+      if (this.isIgnored(entry.path) || entry.type === 'directory') continue;
+      if (entry.type !== 'file') {
+        skipped.push({
+          path: entry.path,
+          reason: entry.type === 'symlink' ? 'symbolic links are not stored' : 'only regular files are stored',
+        });
+        continue;
+      }
+      if (++count > limits.maxEntries) throw new AppError(422, 'archive_limit', `The workspace has more than ${limits.maxEntries} files.`);
+      if (entry.size > limits.maxFileBytes)
+        throw new AppError(
+          413,
+          'too_large',
+          `${entry.path} is ${entry.size} bytes; a file may hold at most ${limits.maxFileBytes}. Nothing was saved.`,
+        );
+      total += entry.size;
+      if (total > limits.maxTotalBytes)
+        throw new AppError(413, 'too_large', `The workspace holds more than ${limits.maxTotalBytes} bytes. Nothing was saved.`);
+      // A known, unmoved file is not read again, unless its bytes are about to be written.
+      const known = cache.get(entry.path);
+      if (known && known.statKey === entry.statKey && !mayWrite(entry.path, known.sha256)) files.set(entry.path, { sha256: known.sha256 });
+      else wanted.set(entry.path, entry.statKey);
+    }
+    for await (const item of workspace.readFiles([...wanted.keys()], limits, timeoutMs)) {
+      if (item.kind === 'file' && !wanted.has(item.path)) continue; // only what was asked for
+      this.collect(item, files, skipped, mayWrite);
+      if (item.kind === 'file' && wanted.has(item.path)) cache.set(item.path, { statKey: wanted.get(item.path)!, sha256: item.sha256 });
+    }
+    for (const path of cache.keys()) if (!files.has(path)) cache.delete(path);
+    this.statCache.set(sessionId, cache);
+    return { files, skipped };
+  }
+
+  /** A stopped container: the engine's archive of /workspace, every entry read. */
+  private async readArchive(workspace: Workspace, mayWrite: (path: string, sha: string) => boolean) {
+    const files = new Map<string, WorkspaceFile>();
+    const skipped: SaveResult['skipped'] = [];
+    // Ignored folders still stream by here, so the byte cap counts them: the container's own storage limit bounds them.
+    const limits = {
+      ...this.settings.limits,
+      maxEntries: this.settings.limits.maxEntries * 4,
+      maxTotalBytes: this.settings.limits.maxTotalBytes * 2,
+    };
+    for await (const item of workspace.readAll(limits, this.settings.timeoutMs)) {
+      if ('path' in item && this.isIgnored(item.path)) continue;
+      this.collect(item, files, skipped, mayWrite);
+    }
+    return { files, skipped };
+  }
+
+  private collect(
+    item: TarItem,
+    files: Map<string, WorkspaceFile>,
+    skipped: SaveResult['skipped'],
+    mayWrite: (path: string, sha: string) => boolean,
+  ): void {
+    if (item.kind === 'skipped') skipped.push({ path: item.name, reason: item.reason });
+    else if (item.kind === 'file' && !this.isIgnored(item.path)) {
+      files.set(item.path, { sha256: item.sha256, data: mayWrite(item.path, item.sha256) ? item.data : undefined });
+    }
+  }
+
+  private async writeBase(tx: Em, sessionId: string, before: Map<string, string>, after: Map<string, string>): Promise<void> {
+    const removed = [...before.keys()].filter((p) => !after.has(p) || after.get(p) !== before.get(p));
+    for (let i = 0; i < removed.length; i += 500)
+      await tx.nativeDelete(SessionBaseFile, { sessionId, path: { $in: removed.slice(i, i + 500) } });
+    const added = [...after].filter(([p, sha]) => before.get(p) !== sha).map(([path, sha256]) => ({ sessionId, path, sha256 }));
+    for (let i = 0; i < added.length; i += 500) await tx.insertMany(SessionBaseFile, added.slice(i, i + 500));
+  }
+}
