@@ -1,0 +1,174 @@
+import { confineSetCookie, splitCookieHeader } from './cookie';
+
+/** Added to every response the proxy sends: no other site may frame the IDE (clickjacking). */
+export const FRAME_POLICY = "frame-ancestors 'none'";
+
+/**
+ * Request headers that never travel to a container: hop-by-hop ones (RFC 9110 §7.6.1), the
+ * client's credentials for the service, and anything a client could use to lie about where it
+ * is (the proxy writes its own). The cookie header is rebuilt, not dropped.
+ */
+const DROP_REQUEST = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'expect',
+  'authorization',
+  'proxy-authorization',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+]);
+
+/** Response headers that are hop-by-hop: Node frames the response to the browser itself. */
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+export interface Forwarding {
+  /** Host (and port) the browser used for the IDE: the public URL's, or the session's subdomain. */
+  host: string;
+  proto: 'http' | 'https';
+  /** `code-server-session=<secret>`. */
+  upstreamCookie: string;
+}
+
+/** `::ffff:1.2.3.4` is how an IPv4 client shows on a dual-stack socket. */
+export function clientAddress(remote: string | undefined): string {
+  if (!remote) return 'unknown';
+  return remote.startsWith('::ffff:') && remote.indexOf('.') !== -1 ? remote.slice(7) : remote;
+}
+
+/** One pass over a request's raw headers: what the admission check needs, and the headers that may go on. */
+export interface ScannedRequest {
+  /** Flat [name, value, …], Host first, without the dropped headers and without cookies. */
+  headers: string[];
+  /** Cookie pairs that may go to the container. */
+  cookies: string[];
+  /** Every value of the IDE cookie the browser sent. */
+  ideCookies: string[];
+  origin: string | undefined;
+  /** Index of the Origin value in `headers`, or -1. */
+  originAt: number;
+  hasBody: boolean;
+  upgrade: string | undefined;
+}
+
+export function scanRequest(raw: string[]): ScannedRequest {
+  const headers: string[] = ['Host', ''];
+  const cookies: string[] = [];
+  const ideCookies: string[] = [];
+  let origin: string | undefined;
+  let originAt = -1;
+  let hasBody = false;
+  let upgrade: string | undefined;
+  let named: string[] | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    switch (name) {
+      case 'cookie':
+        splitCookieHeader(value, ideCookies, cookies);
+        continue;
+      case 'connection':
+        // Headers the client names in Connection are hop-by-hop too.
+        for (const token of value.split(',')) {
+          const t = token.trim().toLowerCase();
+          if (t && t !== 'keep-alive' && t !== 'close' && t !== 'upgrade') (named ??= []).push(t);
+        }
+        continue;
+      case 'upgrade':
+        upgrade = value;
+        continue;
+      case 'origin':
+        // Two Origin headers are no browser's: neither can be trusted, so neither is allowed.
+        origin = origin === undefined ? value : 'null';
+        originAt = headers.length + 1;
+        break;
+      case 'content-length':
+        if (value !== '0') hasBody = true;
+        break;
+      case 'transfer-encoding':
+        hasBody = true;
+        break;
+      default:
+        if (DROP_REQUEST.has(name) || name.startsWith('x-forwarded-') || name.startsWith('x-original-')) continue;
+    }
+    headers.push(raw[i], value);
+  }
+  if (named) {
+    for (let i = headers.length - 2; i >= 2; i -= 2) {
+      if (named.includes(headers[i].toLowerCase())) {
+        headers.splice(i, 2);
+        if (originAt > i) originAt = originAt === i + 1 ? -1 : originAt - 2;
+      }
+    }
+  }
+  return { headers, cookies, ideCookies, origin, originAt, hasBody, upgrade };
+}
+
+/**
+ * Completes the headers for the container (as a flat list, which http.request takes without
+ * building an object): Host, code-server's cookie next to the browser's other cookies, the
+ * forwarding headers written by the service (the client's were dropped), and for a WebSocket
+ * the handshake's Connection/Upgrade. `originOverride` is set when the Origin is a configured
+ * trusted one: code-server compares Origin with the host, so it is shown the session's own.
+ */
+export function upstreamHeaders(
+  scan: ScannedRequest,
+  clientIp: string,
+  fwd: Forwarding,
+  upgrade: boolean,
+  originOverride: string | null,
+): string[] {
+  const out = scan.headers;
+  out[1] = fwd.host;
+  if (originOverride !== null && scan.originAt !== -1) out[scan.originAt] = originOverride;
+  out.push('Cookie', scan.cookies.length ? `${scan.cookies.join('; ')}; ${fwd.upstreamCookie}` : fwd.upstreamCookie);
+  out.push('X-Forwarded-For', clientIp, 'X-Forwarded-Proto', fwd.proto, 'X-Forwarded-Host', fwd.host);
+  // RFC 7239. No host= here: code-server would read a quoted host="name:port" with its quotes and
+  // then refuse every WebSocket; it takes the host from X-Forwarded-Host instead.
+  out.push('Forwarded', `for=${clientIp.indexOf(':') === -1 ? clientIp : `"[${clientIp}]"`};proto=${fwd.proto}`);
+  if (upgrade) out.push('Connection', 'Upgrade', 'Upgrade', 'websocket');
+  return out;
+}
+
+/**
+ * The container's response headers for the browser, flat: hop-by-hop ones dropped, cookies and
+ * redirects kept inside the session's prefix, the framing policy added.
+ */
+export function browserResponseHeaders(raw: string[], prefix: string, upstreamOrigin: string, publicOrigin: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const lower = name.toLowerCase();
+    if (DROP_RESPONSE.has(lower)) continue;
+    if (lower === 'set-cookie') {
+      const value = confineSetCookie(raw[i + 1], prefix);
+      if (value !== null) out.push(name, value);
+      continue;
+    }
+    if (lower === 'location' && prefix) {
+      out.push(name, relocate(raw[i + 1], prefix, upstreamOrigin, publicOrigin));
+      continue;
+    }
+    out.push(name, raw[i + 1]);
+  }
+  out.push('Content-Security-Policy', FRAME_POLICY);
+  return out;
+}
+
+/** A redirect from the container, which believes it serves from `/`, moved under the session's prefix. */
+function relocate(location: string, prefix: string, upstreamOrigin: string, publicOrigin: string): string {
+  if (location.charCodeAt(0) === 47 /* / */ && location.charCodeAt(1) !== 47) return prefix + location;
+  for (const origin of [publicOrigin, upstreamOrigin]) {
+    if (location.startsWith(origin) && location.charCodeAt(origin.length) === 47) {
+      const rest = location.slice(origin.length);
+      return publicOrigin + (rest.startsWith(`${prefix}/`) ? rest : prefix + rest);
+    }
+  }
+  return location;
+}

@@ -1,0 +1,319 @@
+import type http from 'node:http';
+import type stream from 'node:stream';
+import type { Metrics } from '../http/metrics';
+import { pathOnly, type Logger } from '../logger';
+import { ActivityThrottle } from './activity';
+import { IDE_COOKIE, IdeCookieSigner, UPSTREAM_COOKIE } from './cookie';
+import { Forwarder, type ForwardOutcome, type Upstream } from './forward';
+import { clientAddress, scanRequest, upstreamHeaders, type ScannedRequest } from './headers';
+import { PAGES, refuseUpgrade, sendPage, sendRedirect, type Page } from './pages';
+import { route, sessionBaseUrl, sessionOrigin, takeTicket, topology, type Route } from './routing';
+import { TicketBook } from './tickets';
+
+export interface ProxySession {
+  id: string;
+  userId: string;
+  status: 'pending' | 'starting' | 'ready' | 'syncing' | 'stopped' | 'failed';
+  port: number | null;
+}
+
+export interface ProxySessions {
+  /** The session, or null when unknown. Called on every request: the lead keeps it in memory, so it is cheap. */
+  find(sessionId: string): ProxySession | null | Promise<ProxySession | null>;
+  /** Browser activity through the proxy; throttled here (at most once per 30 s per session), not per byte. */
+  touch(sessionId: string): void;
+  /** The value code-server in that container accepts as its `code-server-session` cookie. */
+  upstreamSecret(sessionId: string): string;
+}
+
+export interface ProxyOptions {
+  publicUrl: string;
+  /** `` for path mode; `code.example.com` to serve each session at `<id>.code.example.com`. */
+  codeDomain: string;
+  trustedOrigins: string[];
+  secureCookies: 'auto' | 'true' | 'false';
+  /** 32 bytes, the service's HMAC key. */
+  secretKey: Buffer;
+  logger: Logger;
+  metrics: Metrics;
+  /** How long the IDE cookie admits its user (while the session lives). Default 24 h. */
+  cookieMaxAgeMs?: number;
+  /** Tests move time. */
+  now?: () => number;
+}
+
+export interface Proxy {
+  /** The URL that opens the session's browser IDE, with a one-time ticket (single use, valid 60 s) for this user. */
+  launchUrl(session: { id: string; userId: string }): string;
+  /** Handles the request if it is the proxy's (`/code-server/<id>/…`, or a `<id>.<codeDomain>` host); false otherwise. */
+  handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+  handleUpgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): boolean;
+  close(): void;
+}
+
+export const TICKET_TTL_MS = 60_000;
+export const ACTIVITY_WINDOW_MS = 30_000;
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+type Kind = 'http' | 'ws';
+type Refusal = 'forbidden' | 'ticket' | 'origin' | 'gone' | 'starting' | 'bad_request' | 'error';
+type Admitted = { port: number; originOverride: string | null };
+
+/**
+ * The authenticated reverse proxy to each session's code-server. Every request and upgrade is
+ * admitted by a signed cookie for a live session of the cookie's user (no I/O), the WebSocket's
+ * Origin, and the session's state; then it is streamed to 127.0.0.1:<port> with the service's own
+ * forwarding headers and code-server's cookie in place of the browser's credentials.
+ */
+export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy {
+  const now = opts.now ?? Date.now;
+  const topo = topology(opts.publicUrl, opts.codeDomain);
+  const publicHost = new URL(opts.publicUrl).host;
+  const trusted = new Set(opts.trustedOrigins.map((o) => o.toLowerCase().replace(/\/$/, '')));
+  const secure = opts.secureCookies === 'true' || (opts.secureCookies === 'auto' && topo.proto === 'https');
+  const cookieMaxAgeMs = opts.cookieMaxAgeMs ?? 24 * 3_600_000;
+  const signer = new IdeCookieSigner(opts.secretKey);
+  const tickets = new TicketBook(TICKET_TTL_MS, now);
+  const log = opts.logger.child({ component: 'proxy' });
+  const activity = new ActivityThrottle(
+    (id) => sessions.touch(id),
+    ACTIVITY_WINDOW_MS,
+    now,
+    (err, sessionId) => log.warn({ err, sessionId }, 'touch failed'),
+  );
+  const forwarder = new Forwarder(topo.publicOrigin, (err, port, path) =>
+    log.warn(
+      { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, port, path: pathOnly(path) },
+      'container did not answer',
+    ),
+  );
+  // `code-server-session=<secret>` per session: the secret is an HMAC, worth computing once.
+  const upstreamCookies = new Map<string, string>();
+  const sweeper = setInterval(() => tickets.sweep(), TICKET_TTL_MS);
+  sweeper.unref();
+
+  // Label children bound once: prom-client would otherwise hash the labels on every request.
+  const counters = new Map<string, { inc(): void }>();
+  const count = (kind: Kind, outcome: Refusal | ForwardOutcome | 'redirect' | 'ticket_redeemed') => {
+    const key = `${kind}:${outcome}`;
+    let counter = counters.get(key);
+    if (!counter) counters.set(key, (counter = opts.metrics.proxyRequests.labels({ kind, outcome })));
+    counter.inc();
+  };
+
+  function upstreamCookie(sessionId: string): string {
+    let value = upstreamCookies.get(sessionId);
+    if (value === undefined) {
+      if (upstreamCookies.size >= 4096) upstreamCookies.clear();
+      value = `${UPSTREAM_COOKIE}=${sessions.upstreamSecret(sessionId)}`;
+      upstreamCookies.set(sessionId, value);
+    }
+    return value;
+  }
+
+  function originAllowed(origin: string, own: string): boolean {
+    return origin === own || origin.toLowerCase() === own || trusted.has(origin.toLowerCase());
+  }
+
+  /** The user a valid IDE cookie names for this session, or null. Each value is tried (a decoy may shadow the real one). */
+  function cookieUser(scan: ScannedRequest, sessionId: string): string | null {
+    const t = now();
+    for (const value of scan.ideCookies) {
+      const user = signer.verify(value, sessionId, t);
+      if (user !== null) return user;
+    }
+    return null;
+  }
+
+  /**
+   * Decides whether a request may reach the container. Synchronous whenever `sessions.find` is,
+   * so the common path allocates no promise.
+   */
+  function admit(
+    kind: Kind,
+    method: string,
+    r: Extract<Route, { kind: 'session' }>,
+    scan: ScannedRequest,
+    next: (result: Admitted | Page, refusal?: Refusal) => void,
+  ): void {
+    const own = sessionOrigin(topo, r.sessionId);
+    let originOverride: string | null = null;
+    if (scan.origin !== undefined || kind === 'ws') {
+      // Browsers always send Origin on a WebSocket handshake; a state-changing request from another
+      // site is refused too (SameSite=Lax already keeps the cookie off most of them).
+      const allowed = scan.origin !== undefined && originAllowed(scan.origin, own);
+      if (!allowed && (kind === 'ws' || !SAFE_METHODS.has(method))) return next(PAGES.origin, 'origin');
+      if (allowed && scan.origin !== own) originOverride = own;
+    }
+    const userId = cookieUser(scan, r.sessionId);
+    if (userId === null) return next(PAGES.forbidden, 'forbidden');
+    const decide = (session: ProxySession | null) => {
+      if (!session || session.status === 'stopped' || session.status === 'failed') {
+        upstreamCookies.delete(r.sessionId);
+        return next(PAGES.gone, 'gone');
+      }
+      if (session.userId !== userId) return next(PAGES.forbidden, 'forbidden');
+      if (session.status === 'pending' || session.status === 'starting') return next(PAGES.starting, 'starting');
+      if (session.port === null) return next(PAGES.starting, 'starting');
+      next({ port: session.port, originOverride });
+    };
+    const found = sessions.find(r.sessionId);
+    if (found !== null && typeof (found as Promise<unknown>).then === 'function') {
+      (found as Promise<ProxySession | null>).then(decide).catch((err: unknown) => {
+        log.error({ err, sessionId: r.sessionId }, 'session lookup failed');
+        next(PAGES.error, 'error');
+      });
+    } else {
+      decide(found as ProxySession | null);
+    }
+  }
+
+  function upstream(
+    req: http.IncomingMessage,
+    r: Extract<Route, { kind: 'session' }>,
+    scan: ScannedRequest,
+    a: Admitted,
+    ws: boolean,
+  ): Upstream {
+    const host = topo.codeHost ? `${r.sessionId}.${topo.codeHost}${topo.codePort}` : publicHost;
+    const fwd = { host, proto: topo.proto, upstreamCookie: upstreamCookie(r.sessionId) };
+    return {
+      port: a.port,
+      path: r.upstreamPath,
+      headers: upstreamHeaders(scan, clientAddress(req.socket.remoteAddress), fwd, ws, a.originOverride),
+      prefix: r.prefix,
+      hasBody: scan.hasBody,
+    };
+  }
+
+  /** Trades a launch ticket for the IDE cookie, then sends the browser to the same URL without it. */
+  function redeemTicket(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    r: Extract<Route, { kind: 'session' }>,
+    scan: ScannedRequest,
+  ): boolean {
+    const method = req.method;
+    if (method !== 'GET' && method !== 'HEAD') return false;
+    const found = takeTicket(r.upstreamPath);
+    if (!found) return false;
+    const location = r.prefix + found.rest;
+    const userId = tickets.redeem(found.ticket, r.sessionId);
+    if (userId !== null) {
+      const value = signer.sign(r.sessionId, userId, now() + cookieMaxAgeMs);
+      const cookie =
+        `${IDE_COOKIE}=${value}; Path=${r.prefix}/; Max-Age=${Math.floor(cookieMaxAgeMs / 1000)}; HttpOnly; SameSite=Lax` +
+        (secure ? '; Secure' : '');
+      count('http', 'ticket_redeemed');
+      log.info({ sessionId: r.sessionId, userId }, 'launch ticket redeemed');
+      sendRedirect(res, location, cookie);
+    } else if (cookieUser(scan, r.sessionId) !== null) {
+      // A spent ticket in a reloaded or bookmarked URL: the cookie already admits this browser.
+      count('http', 'redirect');
+      sendRedirect(res, location);
+    } else {
+      count('http', 'ticket');
+      log.info(
+        { sessionId: r.sessionId, path: pathOnly(req.url) },
+        'launch ticket refused: unknown, spent, expired or for another session',
+      );
+      sendPage(req, res, PAGES.ticket);
+    }
+    return true;
+  }
+
+  function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const r = route(topo, req);
+    if (r === null) return false;
+    try {
+      if (r.kind === 'redirect') {
+        count('http', 'redirect');
+        sendRedirect(res, r.location);
+        return true;
+      }
+      if (r.kind === 'invalid') {
+        count('http', 'bad_request');
+        log.debug({ path: pathOnly(req.url), reason: r.reason }, 'proxy request refused');
+        sendPage(req, res, r.status === 404 ? PAGES.gone : PAGES.badRequest);
+        return true;
+      }
+      const scan = scanRequest(req.rawHeaders);
+      if (redeemTicket(req, res, r, scan)) return true;
+      const method = req.method ?? 'GET';
+      admit('http', method, r, scan, (result, refusal) => {
+        if (refusal) {
+          count('http', refusal);
+          if (refusal !== 'starting') log.debug({ sessionId: r.sessionId, path: pathOnly(req.url), refusal }, 'proxy request refused');
+          sendPage(req, res, result as Page);
+          return;
+        }
+        const a = result as Admitted;
+        activity.seen(r.sessionId);
+        forwarder.web(req, res, upstream(req, r, scan, a, false), (outcome) => count('http', outcome));
+      });
+    } catch (err) {
+      log.error({ err, path: pathOnly(req.url) }, 'proxy request failed');
+      if (!res.headersSent) sendPage(req, res, PAGES.error);
+      else res.destroy();
+    }
+    return true;
+  }
+
+  function handleUpgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): boolean {
+    const r = route(topo, req);
+    if (r === null) return false;
+    // A client that resets mid-handshake must not take the service down.
+    socket.on('error', () => socket.destroy());
+    try {
+      if (r.kind !== 'session') {
+        count('ws', 'bad_request');
+        refuseUpgrade(socket, r.kind === 'invalid' && r.status === 404 ? PAGES.gone : PAGES.badRequest);
+        return true;
+      }
+      const scan = scanRequest(req.rawHeaders);
+      if (req.method !== 'GET' || scan.upgrade?.toLowerCase() !== 'websocket') {
+        count('ws', 'bad_request');
+        refuseUpgrade(socket, PAGES.badRequest);
+        return true;
+      }
+      admit('ws', 'GET', r, scan, (result, refusal) => {
+        if (refusal) {
+          count('ws', refusal);
+          if (refusal !== 'starting') log.info({ sessionId: r.sessionId, path: pathOnly(req.url), refusal }, 'proxy upgrade refused');
+          refuseUpgrade(socket, result as Page);
+          return;
+        }
+        const sessionId = r.sessionId;
+        activity.seen(sessionId);
+        forwarder.ws(
+          req,
+          socket,
+          head,
+          upstream(req, r, scan, result as Admitted, true),
+          () => activity.seen(sessionId),
+          (outcome) => count('ws', outcome),
+        );
+      });
+    } catch (err) {
+      log.error({ err, path: pathOnly(req.url) }, 'proxy upgrade failed');
+      refuseUpgrade(socket, PAGES.error);
+    }
+    return true;
+  }
+
+  return {
+    launchUrl(session) {
+      const ticket = tickets.issue(session.id, session.userId);
+      return `${sessionBaseUrl(topo, session.id)}?folder=/workspace&ticket=${ticket}`;
+    },
+    handleRequest,
+    handleUpgrade,
+    close() {
+      clearInterval(sweeper);
+      tickets.clear();
+      activity.clear();
+      upstreamCookies.clear();
+      forwarder.close();
+    },
+  };
+}

@@ -1,0 +1,302 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import net from 'node:net';
+import { Writable, type Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import { Metrics } from '../../service/http/metrics';
+import { createLogger } from '../../service/logger';
+import { createProxy, type Proxy, type ProxyOptions, type ProxySession, type ProxySessions } from '../../service/proxy';
+
+/** What the sessions service would hold, in memory, with every touch recorded. */
+export class FakeSessions implements ProxySessions {
+  readonly sessions = new Map<string, ProxySession>();
+  readonly touches: string[] = [];
+  readonly secrets = new Map<string, string>();
+
+  add(s: ProxySession, secret = randomBytes(16).toString('hex')): ProxySession {
+    this.sessions.set(s.id, s);
+    this.secrets.set(s.id, secret);
+    return s;
+  }
+  find(id: string): ProxySession | null {
+    return this.sessions.get(id) ?? null;
+  }
+  touch(id: string): void {
+    this.touches.push(id);
+  }
+  upstreamSecret(id: string): string {
+    return this.secrets.get(id) ?? 'none';
+  }
+}
+
+export interface Received {
+  method: string;
+  url: string;
+  rawHeaders: string[];
+  body?: string;
+  /** The proxy's end of the upstream connection. */
+  remotePort?: number;
+}
+
+/**
+ * The stand-in container: answers every request with what it received, echoes request bodies,
+ * streams for as long as the client reads, dies mid-response on request, and echoes WebSocket
+ * messages after first sending the handshake's headers.
+ */
+export interface Echo {
+  port: number;
+  /** Responses the client abandoned (their upstream request was closed early). */
+  abandoned: number;
+  close(): Promise<void>;
+}
+
+export async function startEcho(): Promise<Echo> {
+  const state = { abandoned: 0 };
+  const server = http.createServer((req, res) => {
+    const received = (body?: string): Received => ({
+      method: req.method!,
+      url: req.url!,
+      rawHeaders: req.rawHeaders,
+      body,
+      remotePort: req.socket.remotePort,
+    });
+    if (req.url === '/stream') {
+      // Writes until the client goes away, for at most 10 s.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(16 * 1024, 120);
+      const started = Date.now();
+      const timer = setInterval(() => {
+        if (Date.now() - started > 10_000) {
+          clearInterval(timer);
+          res.end();
+          return;
+        }
+        res.write(chunk);
+      }, 5);
+      res.on('close', () => {
+        clearInterval(timer);
+        if (!res.writableFinished) state.abandoned++;
+      });
+      return;
+    }
+    if (req.url === '/die') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100000' });
+      res.write('partial');
+      setTimeout(() => req.socket.destroy(), 20);
+      return;
+    }
+    if (req.url === '/redirect') {
+      res.writeHead(302, { location: '/elsewhere?x=1' });
+      res.end();
+      return;
+    }
+    if (req.url === '/set-cookie') {
+      res.writeHead(200, [
+        'Set-Cookie',
+        'pref=dark; Path=/; Domain=example.com; HttpOnly',
+        'Set-Cookie',
+        'crawlhub_ide=planted; Path=/',
+        'Set-Cookie',
+        'code-server-session=x; Path=/',
+      ]);
+      res.end('ok');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = chunks.length ? Buffer.concat(chunks).toString() : undefined;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(received(body)));
+    });
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    if (req.url === '/refuse') {
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\nrefused');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.send(JSON.stringify({ method: req.method, url: req.url, rawHeaders: req.rawHeaders }));
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    get abandoned() {
+      return state.abandoned;
+    },
+    async close() {
+      for (const c of wss.clients) c.terminate();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+export interface ProxyServer {
+  proxy: Proxy;
+  url: string;
+  port: number;
+  metrics: Metrics;
+  /** Everything the proxy logged. */
+  logs: () => string;
+  /** Requests the proxy passed on to "Koa". */
+  passedOn: string[];
+  close(): Promise<void>;
+}
+
+/** The proxy inside a plain http.Server configured like main.ts's, with a stand-in for Koa behind it. */
+export async function startProxyServer(sessions: ProxySessions, options: Partial<ProxyOptions> = {}): Promise<ProxyServer> {
+  const chunks: string[] = [];
+  const logger = createLogger(
+    'debug',
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        chunks.push(chunk.toString());
+        done();
+      },
+    }),
+  );
+  const metrics = new Metrics();
+  const passedOn: string[] = [];
+  // The public URL names the port, so the proxy is built once the server listens.
+  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${port}`;
+  const proxy = createProxy(sessions, {
+    publicUrl: url,
+    codeDomain: '',
+    trustedOrigins: [],
+    secureCookies: 'auto',
+    secretKey: randomBytes(32),
+    logger,
+    metrics,
+    ...options,
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (proxy.handleRequest(req, res)) return;
+    passedOn.push(req.url!);
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('koa');
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!proxy.handleUpgrade(req, socket, head)) socket.destroy();
+  });
+  return {
+    proxy,
+    url,
+    port,
+    metrics,
+    logs: () => chunks.join(''),
+    passedOn,
+    async close() {
+      proxy.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: string;
+}
+
+/** One request with exactly the headers given (fetch would add and forbid some). */
+export function request(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string | string[]> | string[]; body?: string | Buffer; path?: string } = {},
+): Promise<Reply> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: opts.path ?? u.pathname + u.search,
+        method: opts.method ?? 'GET',
+        headers: opts.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks).toString() }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(15_000, () => req.destroy(new Error('request timed out')));
+    req.end(opts.body);
+  });
+}
+
+/** Sends raw bytes and returns whatever comes back before the server closes or `ms` pass. */
+export function rawExchange(port: number, bytes: string | Buffer, ms = 2000): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    };
+    const timer = setTimeout(done, ms);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('end', done);
+    socket.on('error', done);
+    socket.write(bytes);
+  });
+}
+
+/** The `name=value` of a Set-Cookie header, and the whole header. */
+export function cookieFrom(reply: Reply, name = 'crawlhub_ide'): { pair: string; header: string } | null {
+  const all = reply.headers['set-cookie'] ?? [];
+  const header = all.find((h) => h.startsWith(`${name}=`));
+  return header ? { pair: header.split(';')[0], header } : null;
+}
+
+/** Launches the session for its user and trades the ticket: the browser's cookie pair. */
+export async function signIn(p: ProxyServer, session: { id: string; userId: string }): Promise<string> {
+  const reply = await request(p.proxy.launchUrl(session));
+  const cookie = cookieFrom(reply);
+  if (reply.status !== 302 || !cookie) throw new Error(`sign-in failed: ${reply.status} ${reply.body}`);
+  return cookie.pair;
+}
+
+/** Opens a WebSocket and resolves with it and its first message, or rejects with the HTTP status of a refusal. */
+export function openWs(url: string, headers: Record<string, string>): Promise<{ ws: WebSocket; first: any }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers, handshakeTimeout: 10_000 });
+    ws.once('message', (data) => resolve({ ws, first: JSON.parse((data as Buffer).toString()) }));
+    ws.once('unexpected-response', (_req, res) => {
+      reject(Object.assign(new Error(`refused: ${res.statusCode}`), { status: res.statusCode }));
+      ws.terminate();
+    });
+    ws.once('error', reject);
+  });
+}
+
+/** The value of a header the echo server received (the last one wins), or undefined. */
+export function receivedHeader(raw: string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) out.push(raw[i + 1]);
+  return out;
+}
+
+/** Waits for `check` to hold, polling for at most `ms`. */
+export async function eventually(check: () => boolean, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,589 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import {
+  cookieFrom,
+  eventually,
+  FakeSessions,
+  openWs,
+  rawExchange,
+  receivedHeader,
+  request,
+  signIn,
+  startEcho,
+  startProxyServer,
+  type Echo,
+  type ProxyServer,
+  type Received,
+} from './harness';
+
+const ALICE = 'a11ce000-0000-4000-8000-000000000001';
+const BOB = 'b0b00000-0000-4000-8000-000000000002';
+const S1 = '5e551011-0000-4000-8000-000000000001';
+const S2 = '5e551022-0000-4000-8000-000000000002';
+
+describe('proxy in path mode, against an echo server', () => {
+  let echo: Echo;
+  let p: ProxyServer;
+  let sessions: FakeSessions;
+  let clock = 1_700_000_000_000;
+  let cookie: string;
+
+  before(async () => {
+    echo = await startEcho();
+    sessions = new FakeSessions();
+    p = await startProxyServer(sessions, { now: () => clock });
+  });
+  after(async () => {
+    await p.close();
+    await echo.close();
+  });
+  beforeEach(async () => {
+    sessions.sessions.clear();
+    sessions.add({ id: S1, userId: ALICE, status: 'ready', port: echo.port }, 'secret-one');
+    sessions.add({ id: S2, userId: ALICE, status: 'ready', port: echo.port }, 'secret-two');
+    cookie = await signIn(p, { id: S1, userId: ALICE });
+  });
+
+  const at = (path: string, id = S1) => `${p.url}/code-server/${id}${path}`;
+  const echoed = async (path: string, headers: Record<string, string | string[]> = {}, id = S1): Promise<Received> => {
+    const reply = await request(at(path, id), { headers: { cookie, ...headers } });
+    assert.equal(reply.status, 200, reply.body);
+    return JSON.parse(reply.body) as Received;
+  };
+
+  describe('opening a session', () => {
+    it('gives a launch URL with the workspace folder and a one-time ticket', () => {
+      const url = new URL(p.proxy.launchUrl({ id: S1, userId: ALICE }));
+      assert.equal(url.origin, p.url);
+      assert.equal(url.pathname, `/code-server/${S1}/`);
+      assert.equal(url.searchParams.get('folder'), '/workspace');
+      assert.match(url.searchParams.get('ticket')!, /^[A-Za-z0-9_-]{32}$/);
+    });
+
+    it('trades the ticket for an HttpOnly, SameSite=Lax cookie scoped to the session, then redirects without the ticket', async () => {
+      const reply = await request(p.proxy.launchUrl({ id: S1, userId: ALICE }));
+      assert.equal(reply.status, 302);
+      assert.equal(reply.headers.location, `/code-server/${S1}/?folder=/workspace`);
+      assert.equal(reply.headers['cache-control'], 'no-store');
+      assert.equal(reply.headers['referrer-policy'], 'no-referrer');
+      const set = cookieFrom(reply)!.header;
+      assert.match(set, new RegExp(`; Path=/code-server/${S1}/;`));
+      assert.match(set, /; HttpOnly/);
+      assert.match(set, /; SameSite=Lax/);
+      assert.doesNotMatch(set, /Secure/, 'the public URL is http');
+      assert.match(set, /Max-Age=\d+/);
+    });
+
+    it('refuses a ticket used twice', async () => {
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      assert.equal((await request(url)).status, 302);
+      const again = await request(url);
+      assert.equal(again.status, 403);
+      assert.match(again.body, /expired/);
+      assert.equal(cookieFrom(again), null);
+    });
+
+    it('refuses an expired ticket', async () => {
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      clock += 61_000;
+      const reply = await request(url);
+      assert.equal(reply.status, 403);
+      assert.equal(cookieFrom(reply), null);
+    });
+
+    it('refuses a ticket minted for another session', async () => {
+      const url = p.proxy.launchUrl({ id: S2, userId: ALICE }).replace(S2, S1);
+      const reply = await request(url);
+      assert.equal(reply.status, 403);
+      assert.equal(cookieFrom(reply), null);
+    });
+
+    it('sends a reloaded launch URL on without its spent ticket when the cookie already admits the browser', async () => {
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      await request(url);
+      const reply = await request(url, { headers: { cookie } });
+      assert.equal(reply.status, 302);
+      assert.equal(reply.headers.location, `/code-server/${S1}/?folder=/workspace`);
+      assert.equal(cookieFrom(reply), null);
+    });
+
+    it('redirects /code-server/<id> to /code-server/<id>/, query kept', async () => {
+      const reply = await request(`${p.url}/code-server/${S1}?folder=/workspace`);
+      assert.equal(reply.status, 302);
+      assert.equal(reply.headers.location, `/code-server/${S1}/?folder=/workspace`);
+    });
+
+    it('never logs a ticket or a cookie', async () => {
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      const ticket = new URL(url).searchParams.get('ticket')!;
+      await request(url);
+      await request(url);
+      assert.equal((await request(at('/x?ticket=zzz'), { headers: { cookie } })).status, 302);
+      assert.ok(!p.logs().includes(ticket));
+      assert.ok(!p.logs().includes(cookie.split('=')[1]));
+      assert.ok(!p.logs().includes('secret-one'));
+    });
+  });
+
+  describe('forwarding', () => {
+    it('strips the prefix, keeps the query and adds code-server’s cookie and the framing policy', async () => {
+      const reply = await request(at('/static/app.js?v=1&folder=/workspace'), { headers: { cookie } });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers['content-security-policy'], "frame-ancestors 'none'");
+      const got = JSON.parse(reply.body) as Received;
+      assert.equal(got.url, '/static/app.js?v=1&folder=/workspace');
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'cookie'), ['code-server-session=secret-one']);
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'host'), [`127.0.0.1:${p.port}`]);
+    });
+
+    it('replaces forged X-Forwarded-* and Forwarded headers with its own', async () => {
+      const got = await echoed('/', {
+        'x-forwarded-for': '6.6.6.6',
+        'X-Forwarded-Host': 'evil.example',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-prefix': '/evil',
+        forwarded: 'for=6.6.6.6;host=evil.example;proto=https',
+        'x-real-ip': '6.6.6.6',
+        'x-original-host': 'evil.example',
+      });
+      const h = (name: string) => receivedHeader(got.rawHeaders, name);
+      assert.deepEqual(h('x-forwarded-for'), ['127.0.0.1']);
+      assert.deepEqual(h('x-forwarded-proto'), ['http']);
+      assert.deepEqual(h('x-forwarded-host'), [`127.0.0.1:${p.port}`]);
+      assert.deepEqual(h('forwarded'), ['for=127.0.0.1;proto=http']);
+      assert.deepEqual(h('x-forwarded-prefix'), []);
+      assert.deepEqual(h('x-real-ip'), []);
+      assert.deepEqual(h('x-original-host'), []);
+      assert.ok(!JSON.stringify(got).includes('6.6.6.6'));
+      assert.ok(!JSON.stringify(got).includes('evil.example'));
+    });
+
+    it('strips Authorization and the service’s own cookies, keeps the others, and replaces a forged code-server cookie', async () => {
+      const got = await echoed('/', {
+        authorization: 'Bearer chub_secret_token',
+        'proxy-authorization': 'Basic eDp5',
+        cookie: `theme=dark; ${cookie}; crawlhub_token=chub_x; code-server-session=forged; lang=en`,
+      });
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'authorization'), []);
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'proxy-authorization'), []);
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'cookie'), ['theme=dark; lang=en; code-server-session=secret-one']);
+    });
+
+    it('drops hop-by-hop headers, including those the client names in Connection', async () => {
+      const got = await echoed('/', { connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'x-kept': '2', te: 'trailers' });
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'x-secret-hop'), []);
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'te'), []);
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'x-kept'), ['2']);
+    });
+
+    it('streams request bodies both ways', async () => {
+      const body = 'x'.repeat(3 * 1024 * 1024);
+      const reply = await request(at('/upload'), { method: 'POST', headers: { cookie, 'content-type': 'text/plain' }, body });
+      const got = JSON.parse(reply.body) as Received;
+      assert.equal(got.method, 'POST');
+      assert.equal(got.body?.length, body.length);
+    });
+
+    it('keeps the container’s cookies and redirects inside the session’s prefix', async () => {
+      const redirect = await request(at('/redirect'), { headers: { cookie } });
+      assert.equal(redirect.status, 302);
+      assert.equal(redirect.headers.location, `/code-server/${S1}/elsewhere?x=1`);
+      const set = await request(at('/set-cookie'), { headers: { cookie } });
+      assert.deepEqual(set.headers['set-cookie'], [`pref=dark; Path=/code-server/${S1}/; HttpOnly`]);
+    });
+
+    it('passes everything else to Koa', async () => {
+      const before = p.passedOn.length;
+      for (const path of ['/api/me', '/code-server', '/healthz', '/code-serverx/1/']) {
+        const reply = await request(p.url + path, { headers: { cookie } });
+        assert.equal(reply.body, 'koa', path);
+      }
+      assert.equal(p.passedOn.length, before + 4);
+    });
+
+    it('keeps upstream connections alive', async () => {
+      const ports = new Set<number>();
+      for (let i = 0; i < 5; i++) {
+        const got = await echoed(`/n${i}`);
+        assert.deepEqual(receivedHeader(got.rawHeaders, 'connection'), ['keep-alive']);
+        ports.add(got.remotePort!);
+      }
+      assert.equal(ports.size, 1, 'five requests in a row share one upstream connection');
+    });
+  });
+
+  describe('refusals', () => {
+    const refused = async (headers: Record<string, string>, status: number, path = '/') => {
+      const reply = await request(at(path), { headers });
+      assert.equal(reply.status, status, reply.body);
+      assert.match(String(reply.headers['content-type']), /text\/html/);
+      assert.equal(reply.headers['content-security-policy']?.includes("frame-ancestors 'none'"), true);
+      return reply;
+    };
+
+    it('refuses a request without a cookie', async () => {
+      const reply = await refused({}, 403);
+      assert.match(reply.body, /Open this session from CrawlHub/);
+    });
+
+    it('refuses another user’s cookie for the session', async () => {
+      const bobs = await signIn(p, { id: S1, userId: BOB });
+      await refused({ cookie: bobs }, 403);
+    });
+
+    it('refuses a cookie for another session', async () => {
+      const other = await signIn(p, { id: S2, userId: ALICE });
+      await refused({ cookie: other }, 403);
+      // …and the other session's own cookie still works there.
+      assert.equal((await request(at('/', S2), { headers: { cookie: other } })).status, 200);
+    });
+
+    it('refuses a tampered cookie', async () => {
+      const [name, value] = cookie.split('=');
+      const [exp, user, mac] = value.split('.');
+      const flip = (s: string) => s.slice(0, -1) + (s.endsWith('A') ? 'B' : 'A');
+      for (const forged of [
+        `${exp}.${user}.${flip(mac)}`,
+        `${exp}.${BOB}.${mac}`,
+        `${(parseInt(exp, 36) + 1e9).toString(36)}.${user}.${mac}`,
+        `${exp}.${user}`,
+        '',
+        'garbage',
+        `${exp}.${user}.${mac}.${mac}`,
+      ]) {
+        await refused({ cookie: `${name}=${forged}` }, 403);
+      }
+    });
+
+    it('refuses an expired cookie', async () => {
+      clock += 25 * 3_600_000;
+      await refused({ cookie }, 403);
+    });
+
+    it('admits the real cookie next to a planted decoy of the same name', async () => {
+      const reply = await request(at('/'), { headers: { cookie: `crawlhub_ide=decoy; ${cookie}` } });
+      assert.equal(reply.status, 200);
+    });
+
+    it('refuses a state-changing request from a foreign origin', async () => {
+      const reply = await request(at('/upload'), { method: 'POST', headers: { cookie, origin: 'https://evil.example' }, body: 'x' });
+      assert.equal(reply.status, 403);
+      const own = await request(at('/upload'), { method: 'POST', headers: { cookie, origin: p.url }, body: 'x' });
+      assert.equal(own.status, 200);
+    });
+
+    it('says a starting session is starting, with a page that reloads itself', async () => {
+      sessions.sessions.get(S1)!.status = 'starting';
+      const reply = await refused({ cookie }, 503);
+      assert.match(reply.body, /http-equiv="refresh"/);
+      assert.match(reply.body, /starting/);
+      assert.equal(reply.headers['retry-after'], '2');
+      sessions.sessions.get(S1)!.status = 'pending';
+      await refused({ cookie }, 503);
+    });
+
+    it('answers 404 for a session that is gone', async () => {
+      for (const status of ['stopped', 'failed'] as const) {
+        sessions.sessions.get(S1)!.status = status;
+        const reply = await refused({ cookie }, 404);
+        assert.match(reply.body, /does not exist or has stopped/);
+      }
+      sessions.sessions.delete(S1);
+      await refused({ cookie }, 404);
+    });
+
+    it('answers 502 when the container does not answer', async () => {
+      const closed = http.createServer();
+      await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+      const port = (closed.address() as { port: number }).port;
+      await new Promise<void>((r) => closed.close(() => r()));
+      sessions.sessions.get(S1)!.port = port;
+      const reply = await refused({ cookie }, 502);
+      assert.match(reply.body, /not answering/);
+    });
+
+    it('refuses malformed URLs without falling over', async () => {
+      const targets = [
+        `/code-server/${S1}/%zz%`,
+        `/code-server/${S1}/../../api/me`,
+        `/code-server/${S1}/%2e%2E/%2e%2e/api/me`,
+        `/code-server/${S1}/a/..`,
+        '/code-server/../api/me',
+        '/code-server/%2e%2e/api/me',
+        '/code-server//',
+        `/code-server/${'x'.repeat(5000)}/`,
+        `/code-server/${S1}/${'%'.repeat(3000)}`,
+        `/code-server/${S1}/\u00ff`,
+      ];
+      for (const target of targets) {
+        const text = await rawExchange(p.port, `GET ${target} HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+        const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
+        assert.ok(status >= 200 && status < 500, `${target.slice(0, 60)} → ${text.slice(0, 80)}`);
+        if (target.includes('..') || target.includes('%2e')) assert.ok(status === 400 || status === 404, `${target} → ${status}`);
+      }
+      const absolute = await rawExchange(
+        p.port,
+        `GET http://evil.example/code-server/${S1}/ HTTP/1.1\r\nHost: evil.example\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.match(absolute, /^HTTP\/1\.1 400/);
+      assert.equal((await request(at('/'), { headers: { cookie } })).status, 200, 'still serving');
+    });
+
+    it('survives thousands of headers', async () => {
+      let many = '';
+      for (let i = 0; i < 3000; i++) many += `X-H${i}: ${i}\r\n`;
+      const text = await rawExchange(
+        p.port,
+        `GET /code-server/${S1}/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\n${many}Connection: close\r\n\r\n`,
+      );
+      assert.match(text, /^HTTP\/1\.1 (200|431|400)/);
+      let huge = '';
+      for (let i = 0; i < 20000; i++) huge += `X-H${i}: ${i}\r\n`;
+      const text2 = await rawExchange(p.port, `GET /code-server/${S1}/ HTTP/1.1\r\nHost: x\r\n${huge}\r\n`);
+      assert.match(text2, /^HTTP\/1\.1 431|^$/);
+      assert.equal((await request(at('/'), { headers: { cookie } })).status, 200, 'still serving');
+    });
+  });
+
+  describe('streams that end early', () => {
+    it('closes the container’s side when the browser disconnects mid-stream, and keeps serving', async () => {
+      const before = echo.abandoned;
+      await new Promise<void>((resolve, reject) => {
+        const req = http.get(at('/stream'), { headers: { cookie }, agent: false }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+      });
+      await eventually(() => echo.abandoned === before + 1);
+      assert.equal((await request(at('/'), { headers: { cookie } })).status, 200);
+    });
+
+    it('cuts the browser’s response when the container vanishes mid-stream, and keeps serving', async () => {
+      const outcome = await new Promise<string>((resolve) => {
+        const req = http.get(at('/die'), { headers: { cookie }, agent: false }, (res) => {
+          res.on('data', () => undefined);
+          res.on('end', () => resolve('ended'));
+          res.on('error', () => resolve('error'));
+          res.on('aborted', () => resolve('aborted'));
+        });
+        req.on('error', () => resolve('error'));
+      });
+      assert.notEqual(outcome, 'ended');
+      assert.equal((await request(at('/'), { headers: { cookie } })).status, 200);
+    });
+  });
+
+  describe('activity', () => {
+    it('touches the session at most once per 30 s, for requests and WebSocket traffic', async () => {
+      clock += 60_000;
+      sessions.touches.length = 0;
+      for (let i = 0; i < 5; i++) await echoed('/');
+      assert.deepEqual(sessions.touches, [S1]);
+      clock += 31_000;
+      const { ws } = await openWs(`ws://127.0.0.1:${p.port}/code-server/${S1}/`, { cookie, origin: p.url });
+      assert.deepEqual(sessions.touches, [S1, S1]);
+      clock += 31_000;
+      await new Promise((resolve) => {
+        ws.once('message', resolve);
+        ws.send('typing');
+      });
+      assert.deepEqual(sessions.touches, [S1, S1, S1]);
+      ws.close();
+    });
+  });
+
+  describe('WebSockets', () => {
+    const wsUrl = (path = '/') => `ws://127.0.0.1:${p.port}/code-server/${S1}${path}`;
+
+    it('carries a WebSocket to the container with its own forwarding headers and cookie', async () => {
+      const { ws, first } = await openWs(wsUrl('/?reconnectionToken=abc'), {
+        cookie: `${cookie}; other=1`,
+        origin: p.url,
+        authorization: 'Bearer chub_x',
+        'x-forwarded-for': '6.6.6.6',
+      });
+      assert.equal(first.url, '/?reconnectionToken=abc');
+      const h = (name: string) => receivedHeader(first.rawHeaders, name);
+      assert.deepEqual(h('cookie'), ['other=1; code-server-session=secret-one']);
+      assert.deepEqual(h('authorization'), []);
+      assert.deepEqual(h('x-forwarded-for'), ['127.0.0.1']);
+      assert.deepEqual(h('origin'), [p.url]);
+      const text = await new Promise<string>((resolve) => {
+        ws.once('message', (d) => resolve((d as Buffer).toString()));
+        ws.send('hello through the proxy');
+      });
+      assert.equal(text, 'hello through the proxy');
+      const big = Buffer.alloc(2 * 1024 * 1024, 7);
+      const back = await new Promise<Buffer>((resolve) => {
+        ws.once('message', (d) => resolve(d as Buffer));
+        ws.send(big);
+      });
+      assert.equal(back.length, big.length);
+      ws.close();
+    });
+
+    it('refuses a foreign Origin, a missing Origin, no cookie and another session’s cookie', async () => {
+      const other = await signIn(p, { id: S2, userId: ALICE });
+      const cases: [Record<string, string>, number][] = [
+        [{ cookie, origin: 'https://evil.example' }, 403],
+        [{ cookie, origin: 'null' }, 403],
+        [{ cookie }, 403],
+        [{ origin: p.url }, 403],
+        [{ cookie: other, origin: p.url }, 403],
+      ];
+      for (const [headers, status] of cases) {
+        await assert.rejects(openWs(wsUrl(), headers), (err: any) => err.status === status);
+      }
+      sessions.sessions.get(S1)!.status = 'stopped';
+      await assert.rejects(openWs(wsUrl(), { cookie, origin: p.url }), (err: any) => err.status === 404);
+    });
+
+    it('relays the container’s refusal of an upgrade', async () => {
+      await assert.rejects(openWs(wsUrl('/refuse'), { cookie, origin: p.url }), (err: any) => err.status === 403);
+    });
+
+    it('ends both sides when the browser drops the socket, and keeps serving', async () => {
+      const { ws } = await openWs(wsUrl(), { cookie, origin: p.url });
+      ws.terminate();
+      const { ws: again } = await openWs(wsUrl(), { cookie, origin: p.url });
+      again.close();
+    });
+
+    it('refuses a non-WebSocket upgrade', async () => {
+      const text = await rawExchange(
+        p.port,
+        `GET /code-server/${S1}/ HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+      );
+      assert.match(text, /^HTTP\/1\.1 400/);
+    });
+  });
+
+  it('works with a sessions service whose find is asynchronous', async () => {
+    const asyncSessions = new FakeSessions();
+    asyncSessions.add({ id: S1, userId: ALICE, status: 'ready', port: echo.port }, 'async-secret');
+    const find = asyncSessions.find.bind(asyncSessions);
+    (asyncSessions as any).find = (id: string) => Promise.resolve(find(id));
+    const q = await startProxyServer(asyncSessions);
+    try {
+      const c = await signIn(q, { id: S1, userId: ALICE });
+      const reply = await request(`${q.url}/code-server/${S1}/`, { headers: { cookie: c } });
+      assert.equal(reply.status, 200);
+      assert.deepEqual(receivedHeader((JSON.parse(reply.body) as Received).rawHeaders, 'cookie'), ['code-server-session=async-secret']);
+      const { ws } = await openWs(`ws://127.0.0.1:${q.port}/code-server/${S1}/`, { cookie: c, origin: q.url });
+      ws.close();
+    } finally {
+      await q.close();
+    }
+  });
+});
+
+describe('cookie flags and trusted origins', () => {
+  let echo: Echo;
+  before(async () => {
+    echo = await startEcho();
+  });
+  after(() => echo.close());
+
+  it('marks the cookie Secure when the public URL is https, or when told to', async () => {
+    for (const [publicUrl, secureCookies, secure] of [
+      ['https://crawlhub.example.com', 'auto', true],
+      ['https://crawlhub.example.com', 'false', false],
+      [null, 'true', true],
+      [null, 'auto', false],
+    ] as const) {
+      const sessions = new FakeSessions();
+      sessions.add({ id: S1, userId: ALICE, status: 'ready', port: echo.port });
+      const p = await startProxyServer(sessions, { secureCookies, ...(publicUrl ? { publicUrl } : {}) });
+      try {
+        const launch = new URL(p.proxy.launchUrl({ id: S1, userId: ALICE }));
+        const reply = await request(`${p.url}${launch.pathname}${launch.search}`);
+        assert.equal(/; Secure/.test(cookieFrom(reply)!.header), secure, `${publicUrl} ${secureCookies}`);
+      } finally {
+        await p.close();
+      }
+    }
+  });
+
+  it('lets a configured trusted origin open WebSockets, showing code-server the session’s own origin', async () => {
+    const sessions = new FakeSessions();
+    sessions.add({ id: S1, userId: ALICE, status: 'ready', port: echo.port });
+    const p = await startProxyServer(sessions, { trustedOrigins: ['https://ide.example.com'] });
+    try {
+      const cookie = await signIn(p, { id: S1, userId: ALICE });
+      const { ws, first } = await openWs(`ws://127.0.0.1:${p.port}/code-server/${S1}/`, { cookie, origin: 'https://ide.example.com' });
+      assert.deepEqual(receivedHeader(first.rawHeaders, 'origin'), [p.url]);
+      ws.close();
+      await assert.rejects(
+        openWs(`ws://127.0.0.1:${p.port}/code-server/${S1}/`, { cookie, origin: 'https://other.example.com' }),
+        (err: any) => err.status === 403,
+      );
+    } finally {
+      await p.close();
+    }
+  });
+});
+
+describe('proxy in subdomain mode', () => {
+  let echo: Echo;
+  let p: ProxyServer;
+  let sessions: FakeSessions;
+  let host: string;
+  let cookie: string;
+  const sid = S1;
+
+  before(async () => {
+    echo = await startEcho();
+    sessions = new FakeSessions();
+    sessions.add({ id: sid, userId: ALICE, status: 'ready', port: echo.port }, 'sub-secret');
+    p = await startProxyServer(sessions, { codeDomain: 'code.test' });
+    host = `${sid}.code.test:${p.port}`;
+  });
+  after(async () => {
+    await p.close();
+    await echo.close();
+  });
+
+  it('launches at https-or-http://<id>.<code domain>[:port]/ and scopes the cookie to that host', async () => {
+    const launch = new URL(p.proxy.launchUrl({ id: sid, userId: ALICE }));
+    assert.equal(launch.origin, `http://${host}`);
+    assert.equal(launch.pathname, '/');
+    const reply = await request(`${p.url}/${launch.search}`, { headers: { host } });
+    assert.equal(reply.status, 302);
+    assert.equal(reply.headers.location, '/?folder=/workspace');
+    const set = cookieFrom(reply)!;
+    assert.match(set.header, /; Path=\/;/);
+    assert.doesNotMatch(set.header, /Domain/i);
+    cookie = set.pair;
+  });
+
+  it('proxies the whole host, path untouched, with the session host forwarded', async () => {
+    const reply = await request(`${p.url}/static/x.js?y=1`, { headers: { host, cookie } });
+    assert.equal(reply.status, 200);
+    const got = JSON.parse(reply.body) as Received;
+    assert.equal(got.url, '/static/x.js?y=1');
+    assert.deepEqual(receivedHeader(got.rawHeaders, 'x-forwarded-host'), [host]);
+    assert.deepEqual(receivedHeader(got.rawHeaders, 'host'), [host]);
+    assert.deepEqual(receivedHeader(got.rawHeaders, 'cookie'), ['code-server-session=sub-secret']);
+    const redirect = await request(`${p.url}/redirect`, { headers: { host, cookie } });
+    assert.equal(redirect.headers.location, '/elsewhere?x=1');
+  });
+
+  it('takes WebSockets only from the session’s own origin', async () => {
+    const { ws } = await openWs(`ws://127.0.0.1:${p.port}/`, { host, cookie, origin: `http://${host}` });
+    ws.close();
+    for (const origin of [p.url, `http://${S2}.code.test:${p.port}`, 'http://code.test']) {
+      await assert.rejects(openWs(`ws://127.0.0.1:${p.port}/`, { host, cookie, origin }), (err: any) => err.status === 403);
+    }
+  });
+
+  it('leaves the service’s own host to Koa, path mode off, and answers 404 for other names under the code domain', async () => {
+    assert.equal((await request(`${p.url}/code-server/${sid}/`, { headers: { cookie } })).body, 'koa');
+    assert.equal((await request(`${p.url}/api/me`)).body, 'koa');
+    assert.equal((await request(`${p.url}/`, { headers: { host: `not_a.session.code.test:${p.port}` } })).status, 404);
+    assert.equal((await request(`${p.url}/`, { headers: { host: `${S2}.code.test:${p.port}`, cookie } })).status, 403);
+  });
+});
