@@ -1,0 +1,60 @@
+import { ErrorBody } from './types';
+
+/**
+ * Every failure of a server call: `status` is the HTTP status (0 when no answer came), `code` the
+ * server's machine-readable code or one of ours: `unreachable`, `cancelled`, `timeout`,
+ * `bad_response`, `foreign_origin`, `redirected`.
+ */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  get cancelled(): boolean {
+    return this.code === 'cancelled';
+  }
+
+  /** No answer from the server (down, DNS, TLS, timeout): the views show "cannot reach". */
+  get unreachable(): boolean {
+    return this.status === 0 && (this.code === 'unreachable' || this.code === 'timeout');
+  }
+
+  /** Reads `{"error":{"code","message"}}`; anything else becomes a message made from the status. */
+  static async fromResponse(res: Response): Promise<ApiError> {
+    const text = await res.text().catch(() => '');
+    try {
+      const body = ErrorBody.parse(JSON.parse(text));
+      return new ApiError(res.status, body.error.code, body.error.message, body.error.details);
+    } catch {
+      const snippet = text.trim().slice(0, 200);
+      return new ApiError(
+        res.status,
+        `http_${res.status}`,
+        `The server answered ${res.status} ${res.statusText}${snippet ? `: ${snippet}` : ''}`,
+      );
+    }
+  }
+
+  /** A thrown fetch failure (network, abort, timeout) as an ApiError. */
+  static fromFetchFailure(err: unknown, url: URL, signal?: AbortSignal): ApiError {
+    if (err instanceof ApiError) return err;
+    const name = (err as { name?: string } | null)?.name;
+    if (name === 'TimeoutError') return new ApiError(0, 'timeout', `${url.origin} did not answer in time.`);
+    if (name === 'AbortError' || signal?.aborted) return new ApiError(0, 'cancelled', 'Cancelled.');
+    const cause = (err as { cause?: { code?: string; message?: string } } | null)?.cause;
+    const why = cause?.code ?? cause?.message ?? (err as Error | null)?.message ?? String(err);
+    return new ApiError(0, 'unreachable', `Cannot reach ${url.origin} (${why}).`);
+  }
+}
+
+/** The message to show a person: the server's own words when there are any. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

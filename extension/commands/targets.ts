@@ -1,0 +1,90 @@
+import * as vscode from 'vscode';
+import { isLive, type Session, type Spider } from '../api/types';
+import { isSessionUri } from '../fs/uris';
+import type { CrawlHubState } from '../state/store';
+import { isCrawlHubNode } from '../views/nodes';
+import { STATE_LABEL, sessionDescription, spiderState } from '../views/presentation';
+import type { WindowSessions } from '../workspace/windowSessions';
+
+/**
+ * Commands run from a tree item (a node), from the status bar (a crawlhub: URI) or from the
+ * palette (nothing: the window's session, else a pick). These turn that argument into a target.
+ */
+export class Targets {
+  constructor(
+    private readonly state: CrawlHubState,
+    private readonly window: WindowSessions,
+  ) {}
+
+  /** The spider a command is about; asks when the argument does not say. */
+  async spider(arg: unknown, title: string): Promise<Spider | undefined> {
+    if (isCrawlHubNode(arg)) {
+      if (arg.kind === 'spider') return arg.spider;
+      return this.state.spider(arg.session.spider_id) ?? { id: arg.session.spider_id, name: arg.session.spider_name };
+    }
+    const fromUri = this.sessionFromUri(arg);
+    if (fromUri) return this.state.spider(fromUri.spider_id) ?? { id: fromUri.spider_id, name: fromUri.spider_name };
+    return this.pickSpider(title);
+  }
+
+  /** A live session a command is about: the node's, the URI's, the window's, else a pick among mine. */
+  async liveSession(arg: unknown, title: string): Promise<Session | undefined> {
+    if (isCrawlHubNode(arg)) {
+      const session =
+        arg.kind === 'session' ? (this.state.session(arg.session.session_id) ?? arg.session) : this.state.sessionForSpider(arg.spider.id);
+      if (session && isLive(session)) return session;
+      void vscode.window.showInformationMessage(
+        `CrawlHub: ${arg.kind === 'spider' ? arg.spider.name : arg.session.spider_name} has no open session.`,
+      );
+      return undefined;
+    }
+    const fromUri = this.sessionFromUri(arg);
+    if (fromUri) return fromUri;
+    const current = this.window.current();
+    const windowSession = current ? this.state.session(current) : undefined;
+    if (windowSession && isLive(windowSession)) return windowSession;
+    return this.pickSession(title);
+  }
+
+  private sessionFromUri(arg: unknown): Session | undefined {
+    if (!(arg instanceof vscode.Uri) || !isSessionUri(arg)) return undefined;
+    return this.state.session(arg.authority);
+  }
+
+  private async pickSpider(title: string): Promise<Spider | undefined> {
+    const spiders = this.state.spiders();
+    if (spiders.length === 0) {
+      void vscode.window.showInformationMessage(
+        this.state.connection.kind === 'online'
+          ? 'CrawlHub: you have no spiders yet.'
+          : 'CrawlHub: sign in first (or Refresh if the server was down).',
+      );
+      return undefined;
+    }
+    const picked = await vscode.window.showQuickPick(
+      spiders.map((spider) => ({
+        label: spider.name,
+        description: STATE_LABEL[spiderState(this.state.sessionForSpider(spider.id))],
+        detail: spider.description || undefined,
+        spider,
+      })),
+      { title, placeHolder: 'Pick a spider', matchOnDescription: true },
+    );
+    return picked?.spider;
+  }
+
+  private async pickSession(title: string): Promise<Session | undefined> {
+    const sessions = this.state.liveSessions();
+    if (sessions.length === 0) {
+      void vscode.window.showInformationMessage('CrawlHub: you have no open sessions. Open one from the Spiders view.');
+      return undefined;
+    }
+    if (sessions.length === 1) return sessions[0];
+    const now = Date.now();
+    const picked = await vscode.window.showQuickPick(
+      sessions.map((session) => ({ label: session.spider_name, description: sessionDescription(session, now), session })),
+      { title, placeHolder: 'Pick a session' },
+    );
+    return picked?.session;
+  }
+}

@@ -1,0 +1,248 @@
+import * as vscode from 'vscode';
+import type { CrawlHubClient } from '../api/client';
+import { EventsSocket } from '../api/events';
+import { isLive, type ServerEvent } from '../api/types';
+import { Credentials } from '../auth/credentials';
+import { registerCommands } from '../commands/register';
+import { readySession, type SessionDeps } from '../commands/sessions';
+import { Targets } from '../commands/targets';
+import { SessionFileSystemProvider } from '../fs/provider';
+import { SCHEME, sessionUri } from '../fs/uris';
+import { HeartbeatController } from '../heartbeat/heartbeat';
+import { StopWarnings } from '../heartbeat/warnings';
+import { PendingCounter } from '../save/pendingCounter';
+import { SaveController } from '../save/saveController';
+import { SERVER_SCHEME, ServerDocumentProvider } from '../save/serverDocuments';
+import { describeResult } from '../save/summary';
+import { SaveTracker } from '../save/tracker';
+import { SaveButton } from '../statusBar/saveButton';
+import { CrawlHubState } from '../state/store';
+import { refreshWhileVisible } from '../views/refreshWhileVisible';
+import { SessionsTreeProvider } from '../views/sessionsTree';
+import { SpidersTreeProvider } from '../views/spidersTree';
+import { WindowSessions } from '../workspace/windowSessions';
+import { Commands } from '../commands/ids';
+import { ContextKeys, setContext } from './contextKeys';
+import { Notifier } from './notify';
+import { countPendingChanges } from './settings';
+
+const COUNTDOWN_REDRAW_MS = 30_000;
+
+/**
+ * Builds every part of the extension and wires them together; owns all of it. activate() only
+ * creates this and hands it to context.subscriptions.
+ */
+export class CrawlHubExtension implements vscode.Disposable {
+  private readonly disposables: vscode.Disposable[] = [];
+  private client: CrawlHubClient | undefined;
+  private readonly noticed = new Set<string>();
+
+  constructor(context: vscode.ExtensionContext) {
+    const own = <T extends vscode.Disposable>(d: T): T => {
+      this.disposables.push(d);
+      return d;
+    };
+
+    // ---- the core: log, credentials, state, the events socket -----------------------------------
+    const log = own(vscode.window.createOutputChannel('CrawlHub', { log: true }));
+    const notify = new Notifier(log);
+    const credentials = own(new Credentials(context.secrets, log));
+    const clientFn = () => credentials.client();
+    const state = own(new CrawlHubState(clientFn, log));
+    const windowSessions = own(new WindowSessions());
+    const events = own(
+      new EventsSocket({
+        log,
+        target: () => {
+          const client = this.client;
+          if (!client) return undefined;
+          const url = client.socketUrl('/api/events');
+          return { url, headers: client.authorize(url) };
+        },
+      }),
+    );
+
+    // ---- files: crawlhub:// and the stored side of diffs ------------------------------------------
+    const fs = own(
+      new SessionFileSystemProvider({
+        client: clientFn,
+        watchSession: (id) => events.watch(id),
+        // The window's own folders stay watched even when no editor watches them.
+        unwatchSession: (id) => {
+          if (!windowSessions.folders().includes(id)) events.unwatch(id);
+        },
+      }),
+    );
+    own(vscode.workspace.registerFileSystemProvider(SCHEME, fs, { isCaseSensitive: true }));
+    own(vscode.workspace.registerTextDocumentContentProvider(SERVER_SCHEME, new ServerDocumentProvider(clientFn)));
+
+    // ---- saving, heartbeat, warnings ----------------------------------------------------------------
+    const tracker = own(new SaveTracker());
+    const saves = new SaveController(clientFn, state, tracker, notify, log);
+    const heartbeat = own(new HeartbeatController(clientFn, state, log));
+    const counter = own(new PendingCounter(clientFn, tracker, (id) => state.session(id)?.spider_id, countPendingChanges, log));
+
+    // ---- views and the status bar ---------------------------------------------------------------------
+    const spidersTree = own(new SpidersTreeProvider(state));
+    const spidersView = own(vscode.window.createTreeView('crawlhub.spiders', { treeDataProvider: spidersTree }));
+    const sessionsTree = own(new SessionsTreeProvider(state));
+    const sessionsView = own(vscode.window.createTreeView('crawlhub.sessions', { treeDataProvider: sessionsTree }));
+    own(refreshWhileVisible(sessionsView, COUNTDOWN_REDRAW_MS, () => sessionsTree.refresh()));
+    own(new SaveButton(state, tracker, windowSessions));
+    const warnings = new StopWarnings(
+      state,
+      heartbeat,
+      saves,
+      notify,
+      (id) => windowSessions.has(id) || spidersView.visible || sessionsView.visible,
+    );
+
+    // ---- commands ---------------------------------------------------------------------------------------
+    const terminals = new Set<vscode.Terminal>();
+    own(vscode.window.onDidCloseTerminal((t) => terminals.delete(t)));
+    own({ dispose: () => terminals.forEach((t) => t.dispose()) });
+    const sessionDeps: SessionDeps = {
+      client: clientFn,
+      state,
+      targets: new Targets(state, windowSessions),
+      window: windowSessions,
+      saves,
+      heartbeat,
+      notify,
+      log,
+      trackTerminal: (t) => terminals.add(t),
+    };
+    const connect = async () => {
+      this.client = await credentials.client();
+      if (this.client) events.start();
+      else events.stop();
+      await state.refresh();
+    };
+    for (const d of registerCommands({ ...sessionDeps, credentials, refresh: connect })) own(d);
+
+    // ---- live updates ---------------------------------------------------------------------------------
+    own(events.onEvent((event) => this.onServerEvent(event, { state, fs, tracker, counter, warnings, windowSessions, log })));
+    own(
+      events.onState((s) => {
+        if (s.kind === 'closed' && (s.status === 401 || s.status === 403))
+          state.markUnreachable(`${this.client?.origin ?? 'The server'} refused the stored token; sign in again.`, true);
+      }),
+    );
+    own(credentials.onDidChange(() => void connect()));
+    own(
+      fs.onDidWrite((id) => {
+        heartbeat.note(id);
+        counter.schedule(id);
+      }),
+    );
+    const watchFolders = () => windowSessions.folders().forEach((id) => events.watch(id));
+    own(windowSessions.onDidChange(watchFolders));
+    watchFolders();
+    own(
+      state.onDidChange(() => {
+        const conn = state.connection;
+        setContext(ContextKeys.signedIn, conn.kind !== 'signedOut');
+        setContext(ContextKeys.unreachable, conn.kind === 'unreachable');
+        setContext(ContextKeys.loaded, conn.kind === 'online');
+        spidersView.message =
+          conn.kind === 'unreachable' ? conn.message : conn.kind === 'loading' ? `Loading from ${conn.server}…` : undefined;
+        if (conn.kind === 'online') this.checkWindowSessions(state, windowSessions, sessionDeps);
+      }),
+    );
+    setContext(ContextKeys.signedIn, false);
+
+    void connect().then(() => {
+      if (state.connection.kind === 'signedOut' && windowSessions.folders().length > 0) {
+        void notify.info("Sign in to reach the files of this window's session.", 'Sign In').then((choice) => {
+          if (choice) void vscode.commands.executeCommand(Commands.signIn);
+        });
+      }
+    });
+  }
+
+  private onServerEvent(
+    event: ServerEvent,
+    d: {
+      state: CrawlHubState;
+      fs: SessionFileSystemProvider;
+      tracker: SaveTracker;
+      counter: PendingCounter;
+      warnings: StopWarnings;
+      windowSessions: WindowSessions;
+      log: vscode.LogOutputChannel;
+    },
+  ): void {
+    switch (event.type) {
+      case 'hello':
+        // A (re)connect may have missed events: load everything once, unless that just happened.
+        if (d.state.connection.kind !== 'online' || Date.now() - d.state.loadedAt > 5000) void d.state.refresh();
+        break;
+      case 'session':
+        d.state.upsertSession(event.session);
+        d.tracker.session(event.session);
+        break;
+      case 'sync':
+        if (event.result && !event.result.dry_run) {
+          d.tracker.saved(event.session_id, event.result);
+          if (event.trigger !== 'manual' && d.windowSessions.has(event.session_id))
+            vscode.window.setStatusBarMessage(
+              `$(cloud-upload) CrawlHub saved the session (${event.trigger}): ${describeResult(event.result)}`,
+              8000,
+            );
+        } else if (event.error) {
+          d.tracker.failed(event.session_id, event.error.message);
+        }
+        break;
+      case 'warning':
+        void d.warnings.show(event);
+        break;
+      case 'files':
+        d.fs.applyServerChanges(event);
+        if (d.windowSessions.folders().includes(event.session_id)) d.counter.schedule(event.session_id);
+        break;
+      case 'error':
+        d.log.warn(`events: ${event.session_id ?? ''} ${event.error.code}: ${event.error.message}`);
+        break;
+    }
+  }
+
+  /** A session this window shows that has stopped: say so once, and offer a new one. */
+  private checkWindowSessions(state: CrawlHubState, windowSessions: WindowSessions, deps: SessionDeps): void {
+    for (const id of windowSessions.folders()) {
+      const session = state.session(id);
+      if (!session || isLive(session) || this.noticed.has(id)) continue;
+      this.noticed.add(id);
+      const why = session.status_reason ? ` (${session.status_reason})` : '';
+      void vscode.window
+        .showWarningMessage(
+          `CrawlHub: the session of ${session.spider_name} is ${session.status}${why}; its files are no longer reachable here.`,
+          'Open a New Session',
+        )
+        .then(async (choice) => {
+          if (!choice) return;
+          try {
+            const fresh = await readySession(deps, state.spider(session.spider_id) ?? { id: session.spider_id, name: session.spider_name });
+            if (!fresh) return;
+            const folders = vscode.workspace.workspaceFolders ?? [];
+            const index = folders.findIndex((f) => f.uri.authority === id);
+            if (folders.length <= 1)
+              await vscode.commands.executeCommand('vscode.openFolder', sessionUri(fresh.session_id), { forceReuseWindow: true });
+            else vscode.workspace.updateWorkspaceFolders(index, 1, { uri: sessionUri(fresh.session_id), name: session.spider_name });
+          } catch (err) {
+            void deps.notify.error(`Opening a new session of ${session.spider_name}`, err);
+          }
+        });
+    }
+  }
+
+  dispose(): void {
+    for (const d of this.disposables.reverse()) {
+      try {
+        d.dispose();
+      } catch {
+        // keep disposing the rest
+      }
+    }
+    this.disposables.length = 0;
+  }
+}

@@ -1,0 +1,28 @@
+import * as vscode from 'vscode';
+import { ApiError, errorMessage } from '../api/errors';
+
+/**
+ * A failed fs call as the FileSystemError VS Code expects: the explorer and editors react to the
+ * kind (FileNotFound makes "create this file?" work, FileExists asks before replacing).
+ */
+export function toFileSystemError(err: unknown, uri: vscode.Uri): vscode.FileSystemError {
+  if (err instanceof vscode.FileSystemError) return err;
+  if (!(err instanceof ApiError)) return vscode.FileSystemError.Unavailable(`${uri.path}: ${errorMessage(err)}`);
+  switch (err.status) {
+    case 404:
+      return vscode.FileSystemError.FileNotFound(uri);
+    case 409:
+      if (err.code === 'file_exists') return vscode.FileSystemError.FileExists(uri);
+      if (err.code === 'not_empty') return vscode.FileSystemError.NoPermissions(err.message);
+      return vscode.FileSystemError.Unavailable(err.message);
+    case 400:
+      if (err.code === 'is_a_directory') return vscode.FileSystemError.FileIsADirectory(uri);
+      if (err.code === 'not_a_directory') return vscode.FileSystemError.FileNotADirectory(uri);
+      return vscode.FileSystemError.NoPermissions(err.message);
+    case 401:
+    case 403:
+      return vscode.FileSystemError.NoPermissions(err.message);
+    default:
+      return vscode.FileSystemError.Unavailable(err.message);
+  }
+}

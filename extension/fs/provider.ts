@@ -1,0 +1,146 @@
+import * as vscode from 'vscode';
+import type { CrawlHubClient } from '../api/client';
+import type { FileStat, FilesEvent } from '../api/types';
+import { ChangeBatcher } from './changeBatcher';
+import { toFileSystemError } from './errors';
+import { sessionUri, workspacePath } from './uris';
+
+const FILE_TYPE: Record<string, vscode.FileType> = {
+  file: vscode.FileType.File,
+  directory: vscode.FileType.Directory,
+  // The server does not follow links; most links in a workspace point at files.
+  symlink: vscode.FileType.SymbolicLink | vscode.FileType.File,
+};
+const fileType = (type: string) => FILE_TYPE[type] ?? vscode.FileType.Unknown;
+
+const CHANGE_TYPE: Record<FilesEvent['changes'][number]['kind'], vscode.FileChangeType> = {
+  created: vscode.FileChangeType.Created,
+  changed: vscode.FileChangeType.Changed,
+  deleted: vscode.FileChangeType.Deleted,
+};
+
+export interface SessionFileSystemOptions {
+  client: () => Promise<CrawlHubClient | undefined>;
+  /** Asks the events socket for `files` events of a session (and stops asking). */
+  watchSession(sessionId: string): void;
+  unwatchSession(sessionId: string): void;
+  batchDelayMs?: number;
+}
+
+/**
+ * A session's /workspace as `crawlhub://<session_id>/…`, over the service's fs endpoints. Changes
+ * made here are announced at once; changes made in the container (terminal, crawls, the browser IDE)
+ * arrive as `files` events from /api/events. Both are batched into onDidChangeFile.
+ */
+export class SessionFileSystemProvider implements vscode.FileSystemProvider, vscode.Disposable {
+  private readonly changes = new vscode.EventEmitter<vscode.FileChangeEvent[]>();
+  readonly onDidChangeFile = this.changes.event;
+  /** A session's files were changed from this window (an edit was written, a file created…). */
+  private readonly writes = new vscode.EventEmitter<string>();
+  readonly onDidWrite = this.writes.event;
+  private readonly batcher: ChangeBatcher<vscode.FileChangeEvent>;
+  private readonly watchers = new Map<string, number>();
+
+  constructor(private readonly opts: SessionFileSystemOptions) {
+    this.batcher = new ChangeBatcher(
+      opts.batchDelayMs ?? 25,
+      (e) => `${e.type}:${e.uri.toString()}`,
+      (events) => this.changes.fire(events),
+    );
+  }
+
+  // ---- watching ----------------------------------------------------------------------------------
+
+  watch(uri: vscode.Uri): vscode.Disposable {
+    const id = uri.authority;
+    const count = this.watchers.get(id) ?? 0;
+    this.watchers.set(id, count + 1);
+    if (count === 0) this.opts.watchSession(id);
+    let disposed = false;
+    return new vscode.Disposable(() => {
+      if (disposed) return;
+      disposed = true;
+      const left = (this.watchers.get(id) ?? 1) - 1;
+      if (left > 0) {
+        this.watchers.set(id, left);
+        return;
+      }
+      this.watchers.delete(id);
+      this.opts.unwatchSession(id);
+    });
+  }
+
+  /** Sessions something in this window watches. */
+  get watchedSessions(): string[] {
+    return [...this.watchers.keys()];
+  }
+
+  /** A `files` event from the server. */
+  applyServerChanges(event: FilesEvent): void {
+    this.batcher.add(...event.changes.map((c) => ({ type: CHANGE_TYPE[c.kind], uri: sessionUri(event.session_id, c.path) })));
+  }
+
+  // ---- the FileSystemProvider contract -----------------------------------------------------------
+
+  async stat(uri: vscode.Uri): Promise<vscode.FileStat> {
+    const s: FileStat = await this.call(uri, (c) => c.stat(uri.authority, workspacePath(uri.path)));
+    return { type: fileType(s.type), size: s.size, mtime: s.mtime, ctime: s.ctime };
+  }
+
+  async readDirectory(uri: vscode.Uri): Promise<[string, vscode.FileType][]> {
+    const entries = await this.call(uri, (c) => c.readDirectory(uri.authority, workspacePath(uri.path)));
+    return entries.map((e) => [e.name, fileType(e.type)]);
+  }
+
+  readFile(uri: vscode.Uri): Promise<Uint8Array> {
+    return this.call(uri, (c) => c.readFile(uri.authority, workspacePath(uri.path)));
+  }
+
+  async writeFile(uri: vscode.Uri, content: Uint8Array, options: { readonly create: boolean; readonly overwrite: boolean }): Promise<void> {
+    const path = workspacePath(uri.path);
+    await this.call(uri, (c) => c.writeFile(uri.authority, path, content, { create: options.create, overwrite: options.overwrite }));
+    // A save replaces (overwrite); "New File" creates. A Save As onto a new name is announced as a change
+    // here and as a creation by the server's watcher a moment later: no extra round trip to tell them apart.
+    this.announce(uri, options.overwrite ? vscode.FileChangeType.Changed : vscode.FileChangeType.Created);
+  }
+
+  async createDirectory(uri: vscode.Uri): Promise<void> {
+    await this.call(uri, (c) => c.createDirectory(uri.authority, workspacePath(uri.path)));
+    this.announce(uri, vscode.FileChangeType.Created);
+  }
+
+  async delete(uri: vscode.Uri, options: { readonly recursive: boolean }): Promise<void> {
+    await this.call(uri, (c) => c.delete(uri.authority, workspacePath(uri.path), { recursive: options.recursive }));
+    this.announce(uri, vscode.FileChangeType.Deleted);
+  }
+
+  async rename(oldUri: vscode.Uri, newUri: vscode.Uri, options: { readonly overwrite: boolean }): Promise<void> {
+    if (oldUri.authority !== newUri.authority) throw vscode.FileSystemError.NoPermissions('Files cannot be moved between sessions.');
+    await this.call(oldUri, (c) => c.rename(oldUri.authority, workspacePath(oldUri.path), workspacePath(newUri.path), options));
+    this.announce(oldUri, vscode.FileChangeType.Deleted);
+    this.announce(newUri, vscode.FileChangeType.Created);
+  }
+
+  // ---- plumbing ------------------------------------------------------------------------------------
+
+  private announce(uri: vscode.Uri, type: vscode.FileChangeType): void {
+    this.batcher.add({ type, uri });
+    this.writes.fire(uri.authority);
+  }
+
+  private async call<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>): Promise<T> {
+    const client = await this.opts.client();
+    if (!client) throw vscode.FileSystemError.NoPermissions('Sign in to CrawlHub to reach the files of this session.');
+    try {
+      return await op(client);
+    } catch (err) {
+      throw toFileSystemError(err, uri);
+    }
+  }
+
+  dispose(): void {
+    this.batcher.dispose();
+    this.changes.dispose();
+    this.writes.dispose();
+  }
+}

@@ -1,0 +1,52 @@
+import * as vscode from 'vscode';
+import type { WarningEvent } from '../api/types';
+import type { Notifier } from '../core/notify';
+import type { SaveController } from '../save/saveController';
+import type { CrawlHubState } from '../state/store';
+import { formatClock } from '../views/presentation';
+import type { HeartbeatController } from './heartbeat';
+
+const KEEP_WORKING = 'Keep working';
+const SAVE_NOW = 'Save now';
+
+/**
+ * The server's "stops in N minutes" warning, shown in the windows that care: the one with the
+ * session's files open, or one showing the CrawlHub views. An idle stop can be put off with a
+ * heartbeat; the hard stop (max age) cannot, so only saving is offered then.
+ */
+export class StopWarnings {
+  constructor(
+    private readonly state: CrawlHubState,
+    private readonly heartbeat: HeartbeatController,
+    private readonly saves: SaveController,
+    private readonly notify: Notifier,
+    private readonly relevant: (sessionId: string) => boolean,
+  ) {}
+
+  async show(event: WarningEvent): Promise<void> {
+    if (!this.relevant(event.session_id)) return;
+    const session = this.state.session(event.session_id);
+    const name = session?.spider_name ?? this.state.spider(event.spider_id)?.name ?? 'a spider';
+    const idle = event.reason === 'idle';
+    const when = `in ${event.minutes} minute${event.minutes === 1 ? '' : 's'} (${formatClock(event.stops_at, Date.now())})`;
+    const message = idle
+      ? `CrawlHub: the session of ${name} stops ${when} for lack of activity. It is saved first.`
+      : `CrawlHub: the session of ${name} reaches its maximum age and stops ${when}. It is saved first; open a new session to go on.`;
+    const choice = await vscode.window.showWarningMessage(message, ...(idle ? [KEEP_WORKING, SAVE_NOW] : [SAVE_NOW]));
+    const ref = session ?? { session_id: event.session_id, spider_id: event.spider_id, spider_name: name };
+    if (choice === KEEP_WORKING) {
+      try {
+        const fresh = await this.heartbeat.send(event.session_id);
+        if (fresh)
+          vscode.window.setStatusBarMessage(
+            `$(check) CrawlHub: ${name} stays open until ${formatClock(fresh.idle_deadline, Date.now())} without activity`,
+            5000,
+          );
+      } catch (err) {
+        void this.notify.error(`Keeping ${name} open`, err);
+      }
+    } else if (choice === SAVE_NOW) {
+      await this.saves.save(ref);
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import type { CrawlHubClient } from '../api/client';
+import type { Log } from '../core/log';
+import type { SaveTracker } from './tracker';
+
+/**
+ * Counts the changes waiting to be saved with a dry run, a few seconds after files stop changing
+ * (not on a timer): the status bar can then say "Save to Server (3)".
+ */
+export class PendingCounter {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly running = new Set<string>();
+
+  constructor(
+    private readonly client: () => Promise<CrawlHubClient | undefined>,
+    private readonly tracker: SaveTracker,
+    private readonly spiderOf: (sessionId: string) => string | undefined,
+    private readonly enabled: () => boolean,
+    private readonly log: Log,
+    private readonly quietMs = 4000,
+  ) {}
+
+  /** Files of the session changed: count again once things are quiet. */
+  schedule(sessionId: string): void {
+    this.tracker.touched(sessionId);
+    if (!this.enabled()) return;
+    clearTimeout(this.timers.get(sessionId));
+    this.timers.set(
+      sessionId,
+      setTimeout(() => {
+        this.timers.delete(sessionId);
+        void this.count(sessionId);
+      }, this.quietMs),
+    );
+  }
+
+  async count(sessionId: string): Promise<void> {
+    const spiderId = this.spiderOf(sessionId);
+    if (!spiderId || this.running.has(sessionId) || this.tracker.get(sessionId).saving) return;
+    const client = await this.client();
+    if (!client) return;
+    this.running.add(sessionId);
+    try {
+      const plan = await client.sync(spiderId, { dryRun: true });
+      // A save that started meanwhile has the better answer.
+      if (!this.tracker.get(sessionId).saving) this.tracker.planned(sessionId, plan);
+    } catch (err) {
+      this.log.debug(`counting changes of ${sessionId} failed: ${(err as Error).message}`);
+    } finally {
+      this.running.delete(sessionId);
+    }
+  }
+
+  dispose(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+}

@@ -1,0 +1,273 @@
+import * as vscode from 'vscode';
+import type { CrawlHubClient } from '../api/client';
+import { ApiError } from '../api/errors';
+import type { SaveResult, Session } from '../api/types';
+import { ContextKeys, setContext } from '../core/contextKeys';
+import { abortOn, type Notifier } from '../core/notify';
+import { sessionUri } from '../fs/uris';
+import type { CrawlHubState } from '../state/store';
+import { openSaveDiff } from './serverDocuments';
+import { changeCount, describeResult, listPaths, previewEntries, type PreviewEntry } from './summary';
+import type { SaveTracker } from './tracker';
+
+export type SessionRef = Pick<Session, 'session_id' | 'spider_id' | 'spider_name'>;
+
+const MAX_DIFFS_OPENED = 5;
+const OVERWRITE = 'Overwrite on Server';
+const SHOW_DIFFS = 'Show Diffs';
+
+/**
+ * Save to Server and everything around it: the preview (a dry run with diffs, before anything is
+ * written), conflicts (overwrite or look at the diffs), and Close Session (save, then stop).
+ */
+export class SaveController {
+  private running = 0;
+
+  constructor(
+    private readonly client: () => Promise<CrawlHubClient | undefined>,
+    private readonly state: CrawlHubState,
+    private readonly tracker: SaveTracker,
+    private readonly notify: Notifier,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
+
+  private async requireClient(): Promise<CrawlHubClient> {
+    const client = await this.client();
+    if (!client) throw new ApiError(401, 'signed_out', 'Sign in to CrawlHub first.');
+    return client;
+  }
+
+  /** Save to Server with progress; conflicts are offered for overwrite or review. */
+  async save(session: SessionRef, opts: { overwrite?: boolean } = {}): Promise<SaveResult | undefined> {
+    const id = session.session_id;
+    if (this.tracker.get(id).saving) {
+      void this.notify.info(`A save of ${session.spider_name} is already running.`);
+      return undefined;
+    }
+    this.tracker.begin(id);
+    this.setSaving(+1);
+    try {
+      const client = await this.requireClient();
+      const result = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Saving ${session.spider_name} to the server…` },
+        () => client.sync(session.spider_id, { overwrite: opts.overwrite }),
+      );
+      this.tracker.saved(id, result);
+      this.log.info(`saved ${session.spider_name}: ${describeResult(result)}`);
+      if (result.conflicts.length > 0) void this.offerConflicts(session, result);
+      else void this.notify.info(`Saved ${session.spider_name}: ${describeResult(result)}.`);
+      return result;
+    } catch (err) {
+      this.tracker.failed(id, err instanceof Error ? err.message : String(err));
+      void this.notify.error(`Saving ${session.spider_name}`, err);
+      return undefined;
+    } finally {
+      this.tracker.end(id);
+      this.setSaving(-1);
+    }
+  }
+
+  /** A dry run: lists what would be saved and opens the diffs of modified files, then offers to save. */
+  async preview(session: SessionRef): Promise<void> {
+    let result: SaveResult;
+    try {
+      const client = await this.requireClient();
+      result = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Comparing ${session.spider_name} with the server…`, cancellable: true },
+        async (_progress, token) => {
+          const abort = abortOn(token);
+          try {
+            return await client.sync(session.spider_id, { dryRun: true, signal: abort.signal });
+          } finally {
+            abort.dispose();
+          }
+        },
+      );
+    } catch (err) {
+      void this.notify.error(`Preview of ${session.spider_name}`, err);
+      return;
+    }
+    this.tracker.planned(session.session_id, result);
+    if (changeCount(result) === 0 && result.conflicts.length === 0) {
+      void this.notify.info(
+        `Nothing to save: the server has every file of ${session.spider_name}${result.skipped.length ? ` (${result.skipped.length} skipped)` : ''}.`,
+      );
+      return;
+    }
+    for (const path of result.modified.slice(0, MAX_DIFFS_OPENED)) {
+      await openSaveDiff(session.spider_id, session.session_id, path, 'both', { preview: false, preserveFocus: true });
+    }
+    const choice = await this.pickFromPreview(session, result);
+    if (choice === 'save') await this.save(session);
+    else if (choice === 'overwrite') await this.save(session, { overwrite: true });
+  }
+
+  /** The preview list: each file opens its diff; the top items save. */
+  private pickFromPreview(session: SessionRef, result: SaveResult): Promise<'save' | 'overwrite' | undefined> {
+    type Item = vscode.QuickPickItem & { action?: 'save' | 'overwrite'; entry?: PreviewEntry };
+    const ICON: Record<PreviewEntry['kind'], string> = {
+      conflict: '$(warning)',
+      modified: '$(diff-modified)',
+      added: '$(diff-added)',
+      deleted: '$(diff-removed)',
+      skipped: '$(circle-slash)',
+    };
+    const count = changeCount(result);
+    const items: Item[] = [];
+    if (count > 0) {
+      items.push({
+        label: `$(cloud-upload) Save ${count} change${count === 1 ? '' : 's'} to the server`,
+        description: result.conflicts.length ? 'conflicting files are left as they are on the server' : describeResult(result),
+        action: 'save',
+        alwaysShow: true,
+      });
+    }
+    if (result.conflicts.length > 0) {
+      items.push({
+        label: `$(warning) Save and overwrite ${result.conflicts.length} conflicting file${result.conflicts.length === 1 ? '' : 's'}`,
+        description: 'replaces what changed on the server since this session pulled it',
+        action: 'overwrite',
+        alwaysShow: true,
+      });
+    }
+    let section: string | undefined;
+    for (const entry of previewEntries(result)) {
+      if (entry.kind !== section) {
+        section = entry.kind;
+        items.push({ label: entry.kind, kind: vscode.QuickPickItemKind.Separator });
+      }
+      items.push({
+        label: `${ICON[entry.kind]} ${entry.path}`,
+        description: entry.reason ?? entry.kind,
+        detail: entry.kind === 'skipped' ? undefined : 'open the diff: server ↔ session',
+        entry,
+      });
+    }
+    const pick = vscode.window.createQuickPick<Item>();
+    pick.title = `Preview Save: ${session.spider_name} — ${describeResult(result)}`;
+    pick.placeholder = 'Pick a file to see its diff, or save';
+    pick.items = items;
+    pick.ignoreFocusOut = true;
+    pick.matchOnDescription = true;
+    return new Promise((resolve) => {
+      let decided: 'save' | 'overwrite' | undefined;
+      pick.onDidAccept(() => {
+        const item = pick.selectedItems[0];
+        if (item?.action) {
+          decided = item.action;
+          pick.hide();
+        } else if (item?.entry && item.entry.kind !== 'skipped') {
+          void this.openEntry(session, item.entry);
+        }
+      });
+      pick.onDidHide(() => {
+        pick.dispose();
+        resolve(decided);
+      });
+      pick.show();
+    });
+  }
+
+  private async openEntry(session: SessionRef, entry: PreviewEntry): Promise<void> {
+    const side =
+      entry.kind === 'added'
+        ? 'serverMissing'
+        : entry.kind === 'deleted'
+          ? 'workspaceMissing'
+          : await this.conflictSide(session, entry.path);
+    await openSaveDiff(session.spider_id, session.session_id, entry.path, side, { preview: true, preserveFocus: true });
+  }
+
+  /** A conflicting file may be gone from the workspace (deleted here, changed there). */
+  private async conflictSide(session: SessionRef, path: string): Promise<'both' | 'workspaceMissing'> {
+    try {
+      await vscode.workspace.fs.stat(sessionUri(session.session_id, path));
+      return 'both';
+    } catch {
+      return 'workspaceMissing';
+    }
+  }
+
+  /** Conflicts after a save: the rest was saved; these files changed on the server meanwhile. */
+  async offerConflicts(session: SessionRef, result: Pick<SaveResult, 'conflicts'>, then?: 'close'): Promise<void> {
+    const paths = result.conflicts.map((c) => c.path);
+    const choice = await vscode.window.showWarningMessage(
+      `CrawlHub: ${paths.length} file${paths.length === 1 ? '' : 's'} of ${session.spider_name} changed on the server since this session pulled ${paths.length === 1 ? 'it' : 'them'}: ${listPaths(paths)}. ${then === 'close' ? 'The session was kept open.' : 'Everything else was saved.'}`,
+      OVERWRITE,
+      SHOW_DIFFS,
+    );
+    if (choice === OVERWRITE) {
+      const saved = await this.save(session, { overwrite: true });
+      if (saved && then === 'close') await this.close(session, { confirmed: true });
+    } else if (choice === SHOW_DIFFS) {
+      for (const path of paths.slice(0, MAX_DIFFS_OPENED)) {
+        await openSaveDiff(session.spider_id, session.session_id, path, await this.conflictSide(session, path), { preview: false });
+      }
+    }
+  }
+
+  /** Close Session: asks, saves, then stops the container. Conflicts or a failed save keep it. */
+  async close(session: SessionRef, opts: { confirmed?: boolean } = {}): Promise<boolean> {
+    if (!opts.confirmed) {
+      const answer = await vscode.window.showWarningMessage(
+        `Close the CrawlHub session of ${session.spider_name}?`,
+        { modal: true, detail: 'Its files are saved to the server first; then the container is stopped and removed.' },
+        'Save and Close',
+      );
+      if (answer !== 'Save and Close') return false;
+    }
+    return this.runClose(session, false);
+  }
+
+  private async runClose(session: SessionRef, discard: boolean): Promise<boolean> {
+    this.tracker.begin(session.session_id);
+    this.setSaving(+1);
+    try {
+      const client = await this.requireClient();
+      const closed = await vscode.window.withProgress(
+        {
+          location: vscode.ProgressLocation.Notification,
+          title: discard ? `Closing ${session.spider_name} without saving…` : `Saving and closing ${session.spider_name}…`,
+        },
+        () => client.closeSession(session.spider_id, { discard }),
+      );
+      this.state.upsertSession(closed.session);
+      if (closed.save) this.tracker.saved(session.session_id, closed.save);
+      void this.notify.info(
+        `Closed the session of ${session.spider_name}${closed.save ? ` (saved: ${describeResult(closed.save)})` : discard ? ' without saving' : ''}.`,
+      );
+      return true;
+    } catch (err) {
+      this.tracker.end(session.session_id);
+      if (err instanceof ApiError && err.status === 409 && err.code === 'conflicts') {
+        const conflicts = Array.isArray(err.details) ? (err.details as { path: string; reason: string }[]) : [];
+        this.tracker.saved(session.session_id, { ...emptyResult(), conflicts });
+        void this.offerConflicts(session, { conflicts }, 'close');
+        return false;
+      }
+      const action = err instanceof ApiError && err.code === 'save_failed' ? 'Close Without Saving' : undefined;
+      const choice = await this.notify.error(`Closing ${session.spider_name}`, err, ...(action ? [action] : []));
+      if (choice === action && action) {
+        const sure = await vscode.window.showWarningMessage(
+          `Close ${session.spider_name} without saving?`,
+          { modal: true, detail: 'Changes made in the session since the last save are lost.' },
+          'Close Without Saving',
+        );
+        if (sure) return this.runClose(session, true);
+      }
+      return false;
+    } finally {
+      this.tracker.end(session.session_id);
+      this.setSaving(-1);
+    }
+  }
+
+  private setSaving(delta: number): void {
+    this.running += delta;
+    setContext(ContextKeys.saving, this.running > 0);
+  }
+}
+
+function emptyResult(): SaveResult {
+  return { added: [], modified: [], deleted: [], unchanged: 0, skipped: [], conflicts: [], bytes: 0, dry_run: false, saved_at: null };
+}

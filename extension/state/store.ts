@@ -1,0 +1,144 @@
+import type { CrawlHubClient } from '../api/client';
+import { ApiError, errorMessage } from '../api/errors';
+import { isLive, type Me, type Session, type Spider } from '../api/types';
+import { Emitter } from '../core/emitter';
+import { silentLog, type Log } from '../core/log';
+
+export type Connection =
+  | { kind: 'signedOut' }
+  | { kind: 'loading'; server: string }
+  | { kind: 'online'; server: string; me: Me }
+  /** `rejected`: the server answered but refused the token (401). */
+  | { kind: 'unreachable'; server: string; message: string; rejected: boolean };
+
+/**
+ * What the extension knows about the server: the user, their spiders and sessions. Loaded in full
+ * on sign-in, refresh and every (re)connect of the events socket, and kept current in between by
+ * the socket's `session` events, so nothing polls.
+ */
+export class CrawlHubState {
+  private readonly changed = new Emitter<void>();
+  readonly onDidChange = this.changed.event;
+  private spiderMap = new Map<string, Spider>();
+  private sessionMap = new Map<string, Session>();
+  private conn: Connection = { kind: 'signedOut' };
+  private loading: Promise<void> | undefined;
+  private again = false;
+  private lastLoadedAt = 0;
+
+  constructor(
+    private readonly client: () => Promise<CrawlHubClient | undefined>,
+    private readonly log: Log = silentLog,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get connection(): Connection {
+    return this.conn;
+  }
+
+  get me(): Me | undefined {
+    return this.conn.kind === 'online' ? this.conn.me : undefined;
+  }
+
+  /** When the last full load finished (ms since the epoch; 0: never). */
+  get loadedAt(): number {
+    return this.lastLoadedAt;
+  }
+
+  /** Loads everything again; calls made while a load runs share one more load after it. */
+  refresh(): Promise<void> {
+    if (this.loading) {
+      this.again = true;
+      return this.loading;
+    }
+    this.loading = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.load();
+        } while (this.again);
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
+  }
+
+  private async load(): Promise<void> {
+    const client = await this.client();
+    if (!client) {
+      this.spiderMap.clear();
+      this.sessionMap.clear();
+      this.setConnection({ kind: 'signedOut' });
+      return;
+    }
+    const server = client.origin;
+    if (this.conn.kind !== 'online' || this.conn.server !== server) this.setConnection({ kind: 'loading', server });
+    try {
+      const [me, spiders, sessions] = await Promise.all([client.me(), client.spiders(), client.sessions()]);
+      this.spiderMap = new Map(spiders.map((s) => [s.id, s]));
+      this.sessionMap = new Map(sessions.filter((s) => s.user_id === me.id).map((s) => [s.session_id, s]));
+      this.lastLoadedAt = this.now();
+      this.setConnection({ kind: 'online', server, me });
+    } catch (err) {
+      const rejected = err instanceof ApiError && err.status === 401;
+      this.log.warn(`loading spiders and sessions failed: ${errorMessage(err)}`);
+      this.setConnection({
+        kind: 'unreachable',
+        server,
+        rejected,
+        message: rejected ? `${server} refused the stored token; sign in again.` : errorMessage(err),
+      });
+    }
+  }
+
+  /** Marks the server unreachable without a request (the events socket was refused, say). */
+  markUnreachable(message: string, rejected: boolean): void {
+    if (this.conn.kind === 'signedOut') return;
+    this.setConnection({ kind: 'unreachable', server: this.conn.server, message, rejected });
+  }
+
+  private setConnection(conn: Connection): void {
+    this.conn = conn;
+    this.changed.fire();
+  }
+
+  /** A session as the server now has it (from an event or an answer). Other users' sessions (an admin sees them) are left out. */
+  upsertSession(session: Session): void {
+    const me = this.me;
+    if (me && session.user_id !== me.id) return;
+    this.sessionMap.set(session.session_id, session);
+    if (!this.spiderMap.has(session.spider_id)) {
+      this.spiderMap.set(session.spider_id, { id: session.spider_id, name: session.spider_name });
+    }
+    this.changed.fire();
+  }
+
+  spiders(): Spider[] {
+    return [...this.spiderMap.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  spider(id: string): Spider | undefined {
+    return this.spiderMap.get(id);
+  }
+
+  session(id: string): Session | undefined {
+    return this.sessionMap.get(id);
+  }
+
+  /** The spider's live session, else its newest one. */
+  sessionForSpider(spiderId: string): Session | undefined {
+    const mine = [...this.sessionMap.values()].filter((s) => s.spider_id === spiderId);
+    const newest = (list: Session[]) => list.reduce<Session | undefined>((a, b) => (!a || b.created_at > a.created_at ? b : a), undefined);
+    return newest(mine.filter(isLive)) ?? newest(mine);
+  }
+
+  /** My live sessions, newest first. */
+  liveSessions(): Session[] {
+    return [...this.sessionMap.values()].filter(isLive).sort((a, b) => b.created_at.localeCompare(a.created_at));
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}

@@ -1,0 +1,70 @@
+import * as vscode from 'vscode';
+import type { SaveTracker } from '../save/tracker';
+import type { CrawlHubState } from '../state/store';
+import type { WindowSessions } from '../workspace/windowSessions';
+import { StatusBarItems } from './items';
+import { saveButtonView } from './view';
+
+const TICK_MS = 30_000;
+
+/**
+ * "$(cloud-upload) Save to Server" while this window has a session open: a running save, the changes
+ * waiting when known, the last save; the tooltip gives both deadlines. A click saves.
+ */
+export class SaveButton implements vscode.Disposable {
+  private readonly item: vscode.StatusBarItem;
+  private readonly disposables: vscode.Disposable[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly state: CrawlHubState,
+    private readonly tracker: SaveTracker,
+    private readonly window: WindowSessions,
+    private readonly now: () => number = Date.now,
+  ) {
+    const spec = StatusBarItems.save;
+    this.item = vscode.window.createStatusBarItem(
+      spec.id,
+      spec.alignment === 'left' ? vscode.StatusBarAlignment.Left : vscode.StatusBarAlignment.Right,
+      spec.priority,
+    );
+    this.item.name = spec.name;
+    this.disposables.push(
+      this.item,
+      { dispose: () => clearInterval(this.timer) },
+      state.onDidChange(() => this.update()),
+      tracker.onDidChange(() => this.update()),
+      window.onDidChange(() => this.update()),
+    );
+    this.update();
+  }
+
+  update(): void {
+    const sessionId = this.window.current();
+    if (!sessionId) {
+      this.item.hide();
+      clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    const session = this.state.session(sessionId);
+    const view = saveButtonView(session, this.tracker.get(sessionId), this.now());
+    this.item.text = view.text;
+    const tooltip = new vscode.MarkdownString(view.tooltip.join('  \n'));
+    this.item.tooltip = tooltip;
+    this.item.backgroundColor = view.warning ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
+    this.item.accessibilityInformation = { label: view.accessibilityLabel };
+    this.item.command = {
+      title: 'Save to Server',
+      command: StatusBarItems.save.command,
+      arguments: [vscode.Uri.from({ scheme: 'crawlhub', authority: sessionId, path: '/' })],
+    };
+    this.item.show();
+    // Countdowns and "saved 5 min ago" move with the clock: redraw while shown, no server calls.
+    this.timer ??= setInterval(() => this.update(), TICK_MS);
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+  }
+}

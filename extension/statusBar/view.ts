@@ -1,0 +1,59 @@
+import type { Session } from '../api/types';
+import type { SaveStatus } from '../save/tracker';
+import { escapeMarkdown, formatAgo, formatClock, formatCountdown, spiderState } from '../views/presentation';
+
+export interface SaveButtonView {
+  text: string;
+  /** Markdown lines. */
+  tooltip: string[];
+  /** Needs attention (conflicts, a failed save, a stopped session): warning background. */
+  warning: boolean;
+  accessibilityLabel: string;
+}
+
+/** The Save to Server button for the window's session: pure, so its every state is unit-tested. */
+export function saveButtonView(session: Session | undefined, status: SaveStatus, now: number): SaveButtonView {
+  const tooltip: string[] = [];
+  const name = session?.spider_name ?? 'this session';
+  tooltip.push(`**Save to Server** — ${escapeMarkdown(name)}`);
+
+  let text: string;
+  let warning = false;
+  const state = session ? spiderState(session) : 'none';
+  if (status.saving || state === 'syncing') {
+    text = '$(sync~spin) Saving to Server…';
+  } else if (status.conflicts > 0) {
+    text = `$(warning) Save to Server (${status.conflicts} conflict${status.conflicts === 1 ? '' : 's'})`;
+    warning = true;
+  } else if (status.pending !== undefined && status.pending > 0) {
+    text = `$(cloud-upload) Save to Server (${status.pending})`;
+  } else {
+    text = '$(cloud-upload) Save to Server';
+  }
+  if (status.lastSavedAt && !status.saving) text += ` · saved ${formatAgo(status.lastSavedAt, now)}`;
+
+  if (session && (state === 'none' || state === 'failed')) {
+    text = `$(cloud-upload) Save to Server · session ${session.status}`;
+    warning = true;
+    tooltip.push(`The session is ${escapeMarkdown(session.status)}: its files can no longer be saved from here.`);
+  }
+  if (status.lastError) {
+    warning = true;
+    tooltip.push(`Last save failed: ${escapeMarkdown(status.lastError)}`);
+  }
+
+  if (status.pending === undefined) tooltip.push('Changes waiting: not counted yet');
+  else if (status.pending === 0) tooltip.push('Changes waiting: none');
+  else tooltip.push(`Changes waiting: ${status.pending}${status.conflicts ? ` (${status.conflicts} in conflict with the server)` : ''}`);
+  tooltip.push(
+    `Last saved: ${status.lastSavedAt ? `${formatClock(status.lastSavedAt, now)} (${formatAgo(status.lastSavedAt, now)})` : 'not yet in this session'}`,
+  );
+  if (session && state !== 'none' && state !== 'failed') {
+    tooltip.push(
+      `Idle stop: ${formatClock(session.idle_deadline, now)} (${formatCountdown(session.idle_deadline, now)}; activity moves it)`,
+      `Hard stop: ${formatClock(session.expires_at, now)} (${formatCountdown(session.expires_at, now)})`,
+    );
+  }
+  tooltip.push('', 'Click to save.');
+  return { text, tooltip, warning, accessibilityLabel: text.replace(/\$\([^)]*\)\s*/g, '') };
+}

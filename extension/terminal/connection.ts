@@ -1,0 +1,93 @@
+import WebSocket from 'ws';
+import { Emitter } from '../core/emitter';
+import type { Log } from '../core/log';
+
+export interface TerminalTarget {
+  url: URL;
+  headers: Record<string, string>;
+}
+
+export interface Dimensions {
+  columns: number;
+  rows: number;
+}
+
+/**
+ * The terminal WebSocket of a session: binary frames carry the shell's bytes both ways, a text frame
+ * `{"type":"resize",cols,rows}` resizes its TTY. Output is decoded as a UTF-8 stream (a character may
+ * span two frames).
+ */
+export class TerminalConnection {
+  private readonly output = new Emitter<string>();
+  private readonly closed = new Emitter<{ code: number; reason: string; error?: string }>();
+  readonly onOutput = this.output.event;
+  readonly onClose = this.closed.event;
+  private socket: WebSocket | undefined;
+  private readonly decoder = new TextDecoder('utf-8');
+  private pendingSize: Dimensions | undefined;
+  private ended = false;
+
+  constructor(private readonly log: Log) {}
+
+  connect(target: TerminalTarget): void {
+    const socket = new WebSocket(target.url, { headers: target.headers, handshakeTimeout: 20_000, followRedirects: false });
+    this.socket = socket;
+    socket.binaryType = 'nodebuffer';
+    let failure: string | undefined;
+    socket.on('open', () => {
+      if (this.pendingSize) this.resize(this.pendingSize);
+    });
+    socket.on('message', (data, isBinary) => {
+      const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      if (isBinary) this.output.fire(this.decoder.decode(chunk, { stream: true }));
+    });
+    socket.on('unexpected-response', (_req, res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => {
+        try {
+          failure = (JSON.parse(Buffer.concat(parts).toString('utf8')) as { error: { message: string } }).error.message;
+        } catch {
+          failure = `the server answered ${res.statusCode}`;
+        }
+        socket.terminate();
+      });
+    });
+    socket.on('error', (err) => {
+      failure ??= err.message;
+      this.log.debug(`terminal: ${err.message}`);
+    });
+    socket.on('close', (code, reason) => {
+      if (this.ended) return;
+      this.ended = true;
+      const rest = this.decoder.decode();
+      if (rest) this.output.fire(rest);
+      this.closed.fire({ code, reason: reason.toString(), error: failure });
+    });
+  }
+
+  get open(): boolean {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  input(data: string): void {
+    if (this.open) this.socket!.send(Buffer.from(data, 'utf8'), { binary: true });
+  }
+
+  resize(size: Dimensions): void {
+    this.pendingSize = size;
+    if (this.open) this.socket!.send(JSON.stringify({ type: 'resize', cols: size.columns, rows: size.rows }));
+  }
+
+  close(): void {
+    this.ended = true;
+    this.socket?.close(1000, 'closed by the user');
+    this.socket = undefined;
+  }
+
+  dispose(): void {
+    this.close();
+    this.output.dispose();
+    this.closed.dispose();
+  }
+}
