@@ -55,6 +55,7 @@ export class SessionService {
   private readonly portLock = new KeyedLock();
   private readonly starting = new Map<string, Promise<void>>();
   private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly removals = new Set<Promise<unknown>>();
   /** Containers we are stopping ourselves: their "die" events are expected. */
   private readonly stopping = new Set<string>();
   private readonly warned = new Map<string, string>();
@@ -277,6 +278,7 @@ export class SessionService {
     (this.eventStream as { destroy?: () => void } | null)?.destroy?.();
     await Promise.allSettled([...this.inFlight]);
     await Promise.allSettled([...this.starting.values()]);
+    await Promise.allSettled([...this.removals]);
   }
 
   /** Idle and over-age sessions are saved, then destroyed; failed saves are retried; stop warnings go out. */
@@ -441,11 +443,11 @@ export class SessionService {
         }
       }
       const deadline = Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT;
-      await Promise.all([this.pull(em, s), this.waitHealthy(s, deadline)]);
+      // The stat keys of the pulled files are taken before anyone can edit them (nothing reaches the
+      // workspace before the session is ready), while code-server is still starting.
+      const workspace = new Workspace(this.d.docker, s.containerId!);
+      await Promise.all([this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace)), this.waitHealthy(s, deadline)]);
       await this.transition(em, s, 'ready', 'code-server answers');
-      void this.d.sync
-        .primeCache(this.d.orm.em.fork(), s.id, new Workspace(this.d.docker, s.containerId))
-        .catch((err: unknown) => this.d.logger.warn({ err, session: s.id }, 'could not list the workspace after the pull'));
     } catch (err) {
       const reason =
         err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${(err as Error).message}`;
@@ -602,10 +604,18 @@ export class SessionService {
   private async destroy(em: Em, s: CodeSession, reason: string): Promise<void> {
     if (s.containerId) {
       this.stopping.add(s.containerId);
-      await this.d.docker.remove(s.containerId);
+      // Everything is saved: stop at once, and leave the slow part (deleting the storage layer) to the background.
+      await this.d.docker.stop(s.containerId, 1);
+      this.removeLater(s.containerId);
     }
     this.d.sync.forget(s.id);
     await this.transition(em, s, 'stopped', reason, { savePending: false });
+  }
+
+  private removeLater(containerId: string): void {
+    const removal = this.d.docker.remove(containerId).catch((err: unknown) => this.d.logger.warn({ err, container: containerId.slice(0, 12) }, 'could not remove a container; the next start cleans it up'));
+    this.removals.add(removal);
+    void removal.finally(() => this.removals.delete(removal));
   }
 
   private resume(s: CodeSession): void {
@@ -791,6 +801,7 @@ export class SessionService {
           lastError: 'container stopped',
         });
       } else {
+        // No stat keys are assumed for an adopted container: its first save reads every file.
         await this.transition(
           em,
           s,
@@ -799,7 +810,6 @@ export class SessionService {
             ? 'adopted after a restart (the interrupted save left the stored files as they were)'
             : 'adopted after a restart',
         );
-        void this.d.sync.primeCache(this.d.orm.em.fork(), s.id, new Workspace(this.d.docker, c.id)).catch(() => undefined);
       }
     }
     for (const c of containers) {

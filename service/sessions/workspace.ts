@@ -132,7 +132,7 @@ export class Workspace {
     const list = Buffer.from(paths.map((p) => `./${p}\0`).join(''));
     const { stream, done } = await this.docker.execStream(
       this.containerId,
-      ['tar', '-c', '-f', '-', '--no-recursion', '--null', '--verbatim-files-from', '-T', '-', '-C', WORKSPACE],
+      ['tar', '-c', '-f', '-', '--no-recursion', '--hard-dereference', '--null', '--verbatim-files-from', '-T', '-', '-C', WORKSPACE],
       { user: CONTAINER_USER, stdin: true },
     );
     stream.stdin.end(list);

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { json, startTestService, type TestService } from '../helpers/service';
+import { containerName, docker, dockerExec, removeContainers, requireDocker } from '../helpers/docker';
+import { makeTar } from '../helpers/tar';
+
+describe('session containers are hardened and limited', () => {
+  let svc: TestService;
+  before(async () => {
+    requireDocker();
+    svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+  });
+  after(async () => {
+    await svc?.close();
+    if (svc) removeContainers(svc.config.instance);
+  });
+
+  const openFor = async (s: TestService, name: string, token = s.adminToken) => {
+    const spider = await json(await s.api(token, 'POST', '/api/spiders', { name }));
+    await s.api(token, 'POST', `/api/spiders/${spider.id}/archive`, await makeTar([{ name: 'main.py', data: 'print(1)\n' }]));
+    const res = await s.api(token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`);
+    return { spider, res, session: await json(res) };
+  };
+
+  it('has the hardening fields on docker inspect', async () => {
+    const { session } = await openFor(svc, 'inspect');
+    assert.equal(session.status, 'ready');
+    const [info] = JSON.parse(docker('inspect', containerName(svc, session.session_id)));
+    const host = info.HostConfig;
+    assert.equal(info.Config.User, '1000:1000');
+    assert.equal(host.Privileged, false);
+    assert.deepEqual(host.CapDrop, ['ALL']);
+    assert.ok(!host.CapAdd || host.CapAdd.length === 0);
+    assert.ok(host.SecurityOpt.includes('no-new-privileges:true'));
+    assert.equal(host.Memory, 1024 ** 3);
+    assert.equal(host.MemorySwap, 1024 ** 3, 'no swap');
+    assert.equal(host.NanoCpus, 1e9);
+    assert.equal(host.PidsLimit, 1024);
+    assert.equal(host.Init, true);
+    assert.ok(Number(host.StorageOpt.size) > 500 * 1024 ** 2, 'writable storage is limited');
+    assert.deepEqual(host.Binds ?? [], [], 'no host bind mounts');
+    assert.deepEqual(info.Mounts, [], 'no mounts at all');
+    const binding = host.PortBindings['8080/tcp'][0];
+    assert.equal(binding.HostIp, '127.0.0.1');
+    assert.ok(Number(binding.HostPort) >= 10000 && Number(binding.HostPort) <= 10100);
+    assert.equal(host.NetworkMode, 'crawlhub-sessions');
+    const [net] = JSON.parse(docker('network', 'inspect', 'crawlhub-sessions'));
+    assert.equal(net.Options['com.docker.network.bridge.enable_icc'], 'false');
+    for (const [k, v] of Object.entries({ 'crawlhub.app': 'crawlhub-code', 'crawlhub.session': session.session_id, 'crawlhub.spider': session.spider_id, 'crawlhub.user': session.user_id, 'crawlhub.instance': svc.config.instance })) {
+      assert.equal(info.Config.Labels[k], v, k);
+    }
+    assert.equal(info.Name, `/crawlhub-${svc.config.instance}-${session.session_id}`, 'a deterministic name');
+    const inside = dockerExec(containerName(svc, session.session_id), 'id -u; grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status');
+    assert.match(inside.stdout, /^1000\nCapEff:\s+0000000000000000\nNoNewPrivs:\s+1\n$/);
+  });
+
+  it('a write past 500 MB in /workspace fails inside the container', async () => {
+    const { session } = await openFor(svc, 'quota');
+    const c = containerName(svc, session.session_id);
+    const ok = dockerExec(c, 'dd if=/dev/zero of=/workspace/fits.bin bs=1M count=300 2>&1; echo "exit=$?"');
+    assert.match(ok.stdout, /exit=0/, ok.stdout);
+    const over = dockerExec(c, 'dd if=/dev/zero of=/workspace/over.bin bs=1M count=400 2>&1; echo "exit=$?"');
+    assert.match(over.stdout, /Disk quota exceeded|No space left/, over.stdout);
+    assert.doesNotMatch(over.stdout, /exit=0/);
+    const used = Number(dockerExec(c, 'du -sm /workspace | cut -f1').stdout.trim());
+    assert.ok(used <= 560, `at most about 500 MB were written (${used} MB)`);
+  });
+
+  it("containers of different sessions cannot reach each other", async () => {
+    const a = await openFor(svc, 'net-a');
+    const b = await openFor(svc, 'net-b');
+    const ipOf = (id: string) => docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', containerName(svc, id)).trim();
+    const probe = (from: string, ip: string) =>
+      dockerExec(containerName(svc, from), `python3 -c "import socket; s=socket.socket(); s.settimeout(3); print('open' if s.connect_ex(('${ip}', 8080)) == 0 else 'closed')"`).stdout.trim();
+    assert.equal(probe(a.session.session_id, ipOf(a.session.session_id)), 'open', 'the probe itself works');
+    assert.equal(probe(a.session.session_id, ipOf(b.session.session_id)), 'closed');
+    assert.equal(probe(b.session.session_id, ipOf(a.session.session_id)), 'closed');
+  });
+
+  it('twenty concurrent opens of one spider by one user make exactly one container', async () => {
+    const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'twenty' }));
+    const responses = await Promise.all(Array.from({ length: 20 }, () => svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session`)));
+    const bodies = await Promise.all(responses.map((r) => json(r)));
+    assert.equal(new Set(bodies.map((b) => b.session_id)).size, 1);
+    assert.equal(responses.filter((r) => r.status === 201).length, 1, 'one created it');
+    assert.equal(responses.filter((r) => r.status === 200).length, 19, 'the others got the same session');
+    await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`);
+    const containers = docker('ps', '-aq', '--filter', `label=crawlhub.spider=${spider.id}`).trim().split('\n').filter(Boolean);
+    assert.equal(containers.length, 1);
+  });
+
+  it('an exhausted port pool answers 503 with a clear message', async () => {
+    const small = await startTestService({ env: { CRAWLHUB_PORT_RANGE: '10095-10096', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    try {
+      assert.equal((await openFor(small, 'one')).session.status, 'ready');
+      assert.equal((await openFor(small, 'two')).session.status, 'ready');
+      const third = await openFor(small, 'three');
+      assert.equal(third.res.status, 503);
+      assert.equal(third.session.error.code, 'port_pool_exhausted');
+      assert.match(third.session.error.message, /10095-10096/);
+      // Closing one frees its port for the next.
+      await small.api(small.adminToken, 'DELETE', `/api/spiders/${(await openFor(small, 'one')).spider.id}/code-session`);
+    } finally {
+      await small.close();
+      removeContainers(small.config.instance);
+    }
+  });
+
+  it('a save that breaks a cap aborts with a clear error and writes nothing', async () => {
+    const capped = await startTestService({ env: { CRAWLHUB_MAX_FILE_SIZE: '64k', CRAWLHUB_MAX_SPIDER_FILES: '20', CRAWLHUB_SYNC_TIMEOUT: '100ms', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    try {
+      const { spider, session } = await openFor(capped, 'caps');
+      const c = containerName(capped, session.session_id);
+      const sync = async () => {
+        const res = await capped.api(capped.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+        return { status: res.status, body: await json(res) };
+      };
+      const files = async () => (await json<{ path: string }[]>(await capped.api(capped.adminToken, 'GET', `/api/spiders/${spider.id}/files`))).map((f) => f.path);
+      dockerExec(c, 'echo small > /workspace/ok.py && head -c 70000 /dev/zero > /workspace/big.bin');
+      const big = await sync();
+      assert.equal(big.status, 413, JSON.stringify(big.body));
+      assert.match(big.body.error.message, /big\.bin/);
+      assert.deepEqual(await files(), ['main.py'], 'nothing was written');
+      dockerExec(c, 'rm /workspace/big.bin && for i in $(seq 1 25); do echo $i > /workspace/f$i.py; done');
+      const many = await sync();
+      assert.ok([413, 422].includes(many.status), JSON.stringify(many.body));
+      assert.deepEqual(await files(), ['main.py']);
+      dockerExec(c, 'rm /workspace/f*.py && for i in 1 2 3 4 5 6 7 8; do head -c 60000 /dev/urandom > /workspace/r$i.bin; done');
+      const slow = await sync();
+      assert.ok([200, 504].includes(slow.status), JSON.stringify(slow.body));
+      if (slow.status === 504) {
+        assert.equal(slow.body.error.code, 'archive_timeout');
+        assert.deepEqual(await files(), ['main.py']);
+      }
+      const session2 = await json(await capped.api(capped.adminToken, 'GET', `/api/spiders/${spider.id}/code-session`));
+      assert.equal(session2.status, 'ready', 'a failed manual save leaves the session usable');
+    } finally {
+      await capped.close();
+      removeContainers(capped.config.instance);
+    }
+  });
+});

@@ -1,0 +1,290 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { json, startTestService, type TestService } from '../helpers/service';
+import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
+import { makeTar } from '../helpers/tar';
+
+const SCRAPY_PROJECT = [
+  { name: 'scrapy.cfg', data: '[settings]\ndefault = quotes.settings\n\n[deploy]\nproject = quotes\n' },
+  { name: 'quotes/__init__.py', data: '' },
+  { name: 'quotes/settings.py', data: 'BOT_NAME = "quotes"\nSPIDER_MODULES = ["quotes.spiders"]\nROBOTSTXT_OBEY = True\n' },
+  { name: 'quotes/spiders/__init__.py', data: '' },
+  {
+    name: 'quotes/spiders/quotes.py',
+    data: 'import scrapy\n\n\nclass QuotesSpider(scrapy.Spider):\n    name = "quotes"\n    start_urls = ["https://quotes.toscrape.com/"]\n\n    def parse(self, response):\n        for q in response.css("div.quote"):\n            yield {"text": q.css("span.text::text").get()}\n',
+  },
+];
+
+describe('code sessions on the real engine', () => {
+  let svc: TestService;
+  let alice: { id: string; token: string };
+  let bob: { id: string; token: string };
+
+  before(async () => {
+    requireDocker();
+    svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    alice = await svc.newUser('alice');
+    bob = await svc.newUser('bob');
+  });
+  after(async () => {
+    await svc?.close();
+    if (svc) removeContainers(svc.config.instance);
+  });
+
+  const spiderWithProject = async (token: string, name: string) => {
+    const spider = await json(await svc.api(token, 'POST', '/api/spiders', { name }));
+    const res = await svc.api(token, 'POST', `/api/spiders/${spider.id}/archive`, await makeTar(SCRAPY_PROJECT));
+    assert.equal(res.status, 200);
+    return spider as { id: string };
+  };
+  const open = async (token: string, spiderId: string) => {
+    const res = await svc.api(token, 'POST', `/api/spiders/${spiderId}/code-session?wait=1`);
+    const body = await json(res);
+    assert.ok([200, 201].includes(res.status), JSON.stringify(body));
+    assert.equal(body.status, 'ready', JSON.stringify(body));
+    return body;
+  };
+  const storedFiles = async (token: string, spiderId: string) =>
+    Object.fromEntries(
+      await Promise.all(
+        (await json<{ path: string }[]>(await svc.api(token, 'GET', `/api/spiders/${spiderId}/files`))).map(async (f) => [
+          f.path,
+          await (await svc.api(token, 'GET', `/api/spiders/${spiderId}/files/${f.path}`)).text(),
+        ]),
+      ),
+    );
+
+  it('opens a session: the files are in /workspace, owned by the container user, and code-server answers', async () => {
+    const spider = await spiderWithProject(alice.token, 'open');
+    const session = await open(alice.token, spider.id);
+    assert.match(session.session_id, /^[0-9a-f-]{36}$/);
+    for (const key of ['url', 'expires_at', 'idle_deadline']) assert.ok(session[key], key);
+    assert.ok(Date.parse(session.expires_at) - Date.now() > 3.9 * 3600_000);
+    assert.ok(Date.parse(session.idle_deadline) - Date.now() > 29 * 60_000);
+    const c = containerName(svc, session.session_id);
+    const listing = dockerExec(c, 'cd /workspace && find . -type f | sort && stat -c %U quotes/spiders/quotes.py');
+    assert.equal(listing.stdout.trim(), ['./quotes/__init__.py', './quotes/settings.py', './quotes/spiders/__init__.py', './quotes/spiders/quotes.py', './scrapy.cfg', 'coder'].join('\n'));
+    assert.equal(dockerExec(c, 'cat /workspace/scrapy.cfg').stdout, SCRAPY_PROJECT[0].data);
+    assert.equal(dockerExec(c, 'cd /workspace && python3 -c "import scrapy, quotes.settings; print(quotes.settings.BOT_NAME)"').stdout.trim(), 'quotes');
+    const port = Number(docker('port', c, '8080/tcp').trim().split(':').at(-1));
+    const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
+    assert.equal(health.status === 'alive' || health.status === 'expired', true);
+    const again = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session`);
+    assert.equal(again.status, 200);
+    assert.equal((await json(again)).session_id, session.session_id);
+    const events = await json(await svc.api(alice.token, 'GET', `/api/sessions/${session.session_id}`));
+    assert.equal(events.status, 'ready');
+  });
+
+  it('saves added, modified and deleted files; ignores what the ignore list names; skips what cannot be stored', async () => {
+    const spider = await spiderWithProject(alice.token, 'save');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    const script = [
+      'cd /workspace',
+      'printf "BOT_NAME = \\"quotes2\\"\\n" > quotes/settings.py',
+      'printf "import scrapy\\n" > quotes/spiders/books.py',
+      'rm quotes/spiders/__init__.py',
+      'mkdir -p quotes/__pycache__ .venv/lib node_modules/x .git',
+      'echo junk > quotes/__pycache__/settings.cpython-311.pyc',
+      'echo junk > .venv/lib/site.py',
+      'echo junk > node_modules/x/index.js',
+      'echo "[core]" > .git/config',
+      'ln -s /etc/passwd passwd-link',
+      'ln quotes/spiders/quotes.py hardlink.py',
+      'mkfifo pipe',
+      'touch "$(printf "bad\\001name.py")"',
+    ].join(' && ');
+    assert.equal(dockerExec(c, script).code, 0);
+    const dry = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync?dry_run=1`));
+    assert.equal(dry.dry_run, true);
+    assert.equal(dry.saved_at, null);
+    assert.deepEqual((await storedFiles(alice.token, spider.id))['quotes/settings.py'], SCRAPY_PROJECT[2].data, 'a dry run writes nothing');
+    const res = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+    const result = await json(res);
+    assert.equal(res.status, 200, JSON.stringify(result));
+    assert.deepEqual(result.added.sort(), ['hardlink.py', 'quotes/spiders/books.py']);
+    assert.deepEqual(result.modified, ['quotes/settings.py']);
+    assert.deepEqual(result.deleted, ['quotes/spiders/__init__.py']);
+    assert.deepEqual(
+      { added: dry.added.sort(), modified: dry.modified, deleted: dry.deleted },
+      { added: result.added, modified: result.modified, deleted: result.deleted },
+      'the dry run planned exactly what the save did',
+    );
+    assert.equal(result.unchanged, 3);
+    assert.ok(result.bytes > 0);
+    assert.ok(!Number.isNaN(Date.parse(result.saved_at)));
+    const skipped = result.skipped.map((s: { path: string }) => s.path).sort();
+    assert.deepEqual(skipped, ['bad\u0001name.py', 'passwd-link', 'pipe'].sort());
+    const stored = await storedFiles(alice.token, spider.id);
+    assert.deepEqual(Object.keys(stored).sort(), ['hardlink.py', 'quotes/__init__.py', 'quotes/settings.py', 'quotes/spiders/books.py', 'quotes/spiders/quotes.py', 'scrapy.cfg']);
+    assert.equal(stored['quotes/settings.py'], 'BOT_NAME = "quotes2"\n');
+    assert.equal(stored['hardlink.py'], SCRAPY_PROJECT[4].data, 'a hard link inside the workspace is just another regular file');
+    // A second save right away finds nothing to do.
+    const second = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
+    assert.deepEqual([second.added, second.modified, second.deleted, second.unchanged], [[], [], [], 6]);
+  });
+
+  it('reports a file changed on the server since the pull as a conflict, keeps it, and overwrites on request', async () => {
+    const spider = await spiderWithProject(alice.token, 'conflict');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    await svc.api(alice.token, 'PUT', `/api/spiders/${spider.id}/files/scrapy.cfg`, 'server edit\n');
+    dockerExec(c, 'echo "container edit" > /workspace/scrapy.cfg && echo x >> /workspace/quotes/settings.py');
+    const res = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
+    assert.deepEqual(
+      res.conflicts.map((x: { path: string }) => x.path),
+      ['scrapy.cfg'],
+    );
+    assert.deepEqual(res.modified, ['quotes/settings.py']);
+    assert.equal((await storedFiles(alice.token, spider.id))['scrapy.cfg'], 'server edit\n');
+    const closing = await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+    assert.equal(closing.status, 409, 'closing with a conflict keeps the session');
+    assert.equal((await json(closing)).error.code, 'conflicts');
+    const forced = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync?overwrite=1`));
+    assert.deepEqual(forced.modified, ['scrapy.cfg']);
+    assert.equal((await storedFiles(alice.token, spider.id))['scrapy.cfg'], 'container edit\n');
+  });
+
+  it('closing saves, then removes the container; the session shows as stopped', async () => {
+    const spider = await spiderWithProject(alice.token, 'close');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    dockerExec(c, 'echo "# last edit" >> /workspace/quotes/spiders/quotes.py');
+    const res = await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+    const body = await json(res);
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.session.status, 'stopped');
+    assert.deepEqual(body.save.modified, ['quotes/spiders/quotes.py']);
+    assert.match((await storedFiles(alice.token, spider.id))['quotes/spiders/quotes.py'], /# last edit/);
+    assert.equal(docker('ps', '-q', '--filter', `name=${c}`).trim(), '', 'the container is stopped at once');
+    await until('the container removed', () => docker('ps', '-aq', '--filter', `name=${c}`).trim() === '', 60_000, 500);
+    const current = await json(await svc.api(alice.token, 'GET', `/api/spiders/${spider.id}/code-session`));
+    assert.equal(current.status, 'stopped');
+    // A closed spider can be deleted; an open one cannot.
+    const other = await spiderWithProject(alice.token, 'busy');
+    await open(alice.token, other.id);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${other.id}`)).status, 409);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${other.id}/code-session?discard=1`)).status, 200);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${other.id}`)).status, 204);
+  });
+
+  it('keeps users out of each other sessions; an admin sees all', async () => {
+    const spider = await spiderWithProject(alice.token, 'mine');
+    const session = await open(alice.token, spider.id);
+    for (const [method, path] of [
+      ['POST', `/api/spiders/${spider.id}/code-session`],
+      ['GET', `/api/spiders/${spider.id}/code-session`],
+      ['DELETE', `/api/spiders/${spider.id}/code-session`],
+      ['POST', `/api/spiders/${spider.id}/code-session/sync`],
+      ['POST', `/api/spiders/${spider.id}/code-session/heartbeat`],
+      ['GET', `/api/sessions/${session.session_id}`],
+      ['POST', `/api/sessions/${session.session_id}/launch`],
+      ['GET', `/api/sessions/${session.session_id}/fs/stat?path=scrapy.cfg`],
+      ['GET', `/api/sessions/${session.session_id}/fs/file?path=scrapy.cfg`],
+      ['PUT', `/api/sessions/${session.session_id}/fs/file?path=x.py&create=1`],
+    ] as const) {
+      const res = await svc.api(bob.token, method, path, method === 'PUT' ? 'x' : undefined);
+      assert.equal(res.status, 404, `${method} ${path}`);
+    }
+    const bobs = await json<{ session_id: string }[]>(await svc.api(bob.token, 'GET', '/api/sessions'));
+    assert.ok(!bobs.some((s) => s.session_id === session.session_id));
+    const all = await json<{ session_id: string }[]>(await svc.api(svc.adminToken, 'GET', '/api/sessions'));
+    assert.ok(all.some((s) => s.session_id === session.session_id));
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, { headers: { authorization: `Bearer ${bob.token}` } });
+    const refused = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
+    assert.equal(refused, 404);
+  });
+
+  it('heartbeat moves the idle deadline', async () => {
+    const spider = await spiderWithProject(alice.token, 'heartbeat');
+    const session = await open(alice.token, spider.id);
+    await new Promise((r) => setTimeout(r, 20));
+    const beat = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`));
+    assert.ok(Date.parse(beat.idle_deadline) > Date.parse(session.idle_deadline));
+    assert.equal(beat.expires_at, session.expires_at, 'the hard deadline does not move');
+  });
+
+  it('serves the editor file operations inside /workspace with the path rules', async () => {
+    const spider = await spiderWithProject(alice.token, 'fs');
+    const { session_id: id } = await open(alice.token, spider.id);
+    const fs = (method: string, path: string, body?: unknown) => svc.api(alice.token, method, `/api/sessions/${id}/fs${path}`, body);
+    const stat = await json(await fs('GET', '/stat?path=scrapy.cfg'));
+    assert.equal(stat.type, 'file');
+    assert.equal(stat.size, SCRAPY_PROJECT[0].data.length);
+    assert.ok(stat.mtime > 0);
+    assert.equal((await json(await fs('GET', '/stat?path='))).type, 'directory');
+    assert.deepEqual((await json(await fs('GET', '/dir?path=quotes'))).map((e: { name: string }) => e.name).sort(), ['__init__.py', 'settings.py', 'spiders']);
+    assert.equal(await (await fs('GET', '/file?path=scrapy.cfg')).text(), SCRAPY_PROJECT[0].data);
+    assert.equal((await fs('PUT', '/file?path=new.py', 'x')).status, 404, 'no create flag');
+    assert.equal((await fs('PUT', '/file?path=new.py&create=1', 'print("new")\n')).status, 204);
+    assert.equal((await fs('PUT', '/file?path=new.py&create=1', 'again')).status, 409, 'no overwrite flag');
+    assert.equal((await fs('PUT', '/file?path=new.py&overwrite=1', 'print("v2")\n')).status, 204);
+    assert.equal(dockerExec(containerName(svc, id), 'cat /workspace/new.py; stat -c %U /workspace/new.py').stdout, 'print("v2")\ncoder\n');
+    assert.equal((await fs('POST', '/mkdir?path=out/items')).status, 204);
+    assert.equal((await fs('POST', '/rename', { from: 'new.py', to: 'out/items/new.py' })).status, 204);
+    assert.equal((await fs('GET', '/stat?path=new.py')).status, 404);
+    assert.equal((await fs('DELETE', '?path=out')).status, 409, 'a folder with contents needs recursive');
+    assert.equal((await fs('DELETE', '?path=out&recursive=1')).status, 204);
+    for (const bad of ['..%2Fetc%2Fpasswd', '%2Fetc%2Fpasswd', 'a%00b', 'quotes%2F..%2F..%2Fetc']) {
+      const res = await fs('GET', `/file?path=${bad}`);
+      assert.equal(res.status, 400, bad);
+      assert.equal((await json(res)).error.code, 'invalid_path');
+    }
+    assert.equal((await fs('POST', '/rename', { from: 'scrapy.cfg', to: '../escape' })).status, 400);
+    // A symlink inside the workspace to a root-only file is read with the user's own rights.
+    dockerExec(containerName(svc, id), 'ln -s /etc/shadow /workspace/shadow');
+    assert.equal((await fs('GET', '/file?path=shadow')).status, 403);
+  });
+
+  it('gives a terminal in the container over a WebSocket', async () => {
+    const spider = await spiderWithProject(alice.token, 'terminal');
+    const { session_id: id } = await open(alice.token, spider.id);
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${id}/terminal?cols=100&rows=30`, { headers: { authorization: `Bearer ${alice.token}` } });
+    let output = '';
+    ws.on('message', (data) => (output += data.toString()));
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    ws.send(JSON.stringify({ type: 'resize', cols: 120, rows: 40 }));
+    ws.send(Buffer.from('echo "$(whoami)@$(pwd) $((6*7))"; stty size\n'));
+    await until('terminal output', () => output.includes('coder@/workspace 42') && /40 120/.test(output), 15_000);
+    ws.send(Buffer.from('exit\n'));
+    const code = await new Promise<number>((r) => ws.once('close', r));
+    assert.equal(code, 1000);
+  });
+
+  it('pushes session changes and saves over /api/events', async () => {
+    const spider = await spiderWithProject(alice.token, 'events');
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${alice.token}` } });
+    const messages: any[] = [];
+    ws.on('message', (d) => messages.push(JSON.parse(d.toString())));
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    const session = await open(alice.token, spider.id);
+    ws.send(JSON.stringify({ type: 'watch', session_id: session.session_id }));
+    await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
+    const statuses = messages.filter((m) => m.type === 'session' && m.session.session_id === session.session_id).map((m) => m.session.status);
+    assert.deepEqual(statuses.slice(0, 3), ['starting', 'ready', 'syncing']);
+    await until('sync event', () => messages.find((m) => m.type === 'sync' && m.session_id === session.session_id));
+    dockerExec(containerName(svc, session.session_id), 'echo out > /workspace/items.json');
+    const files = await until('files event', () => messages.find((m) => m.type === 'files' && m.changes.some((c: { path: string }) => c.path === 'items.json')), 15_000);
+    assert.equal(files.changes.find((c: { path: string }) => c.path === 'items.json').kind, 'created');
+    assert.equal(messages[0].type, 'hello');
+    // Another user hears nothing of it; a bad token is refused.
+    const stranger = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${bob.token}` } });
+    const heard: any[] = [];
+    stranger.on('message', (d) => heard.push(JSON.parse(d.toString())));
+    await new Promise((r) => stranger.once('open', r));
+    await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      heard.map((m) => m.type),
+      ['hello'],
+    );
+    const bad = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: 'Bearer nope' } });
+    assert.equal(await new Promise((r) => bad.on('unexpected-response', (_q, res) => r(res.statusCode))), 401);
+    const foreign = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${alice.token}`, origin: 'https://evil.example' } });
+    assert.equal(await new Promise((r) => foreign.on('unexpected-response', (_q, res) => r(res.statusCode))), 403);
+    ws.close();
+    stranger.close();
+  });
+});

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { planPath } from '../../service/sync/save';
+import { ignoreMatcher, manifestCommand, parseManifest } from '../../service/sessions/workspace';
+
+describe('three-way save plan', () => {
+  const cases: [string, string | undefined, string | undefined, string | undefined, boolean, string][] = [
+    ['untouched', 'A', 'A', 'A', false, 'none'],
+    ['changed on the server only: kept', 'A', 'A', 'B', false, 'none'],
+    ['modified in the workspace', 'A', 'B', 'A', false, 'modify'],
+    ['added in the workspace', undefined, 'B', undefined, false, 'add'],
+    ['deleted in the workspace', 'A', undefined, 'A', false, 'delete'],
+    ['same change on both sides', 'A', 'B', 'B', false, 'none'],
+    ['both changed: conflict', 'A', 'B', 'C', false, 'conflict'],
+    ['both changed, overwrite', 'A', 'B', 'C', true, 'modify'],
+    ['deleted on the server, modified here: conflict', 'A', 'B', undefined, false, 'conflict'],
+    ['deleted on the server, modified here, overwrite: add', 'A', 'B', undefined, true, 'add'],
+    ['modified on the server, deleted here: conflict', 'A', undefined, 'C', false, 'conflict'],
+    ['added on both sides differently: conflict', undefined, 'B', 'C', false, 'conflict'],
+  ];
+  for (const [label, base, ws, stored, overwrite, action] of cases) {
+    it(label, () => assert.equal(planPath(base, ws, stored, overwrite).action, action));
+  }
+
+  it('a conflict keeps the old base, so it is reported again next time', () => {
+    assert.equal(planPath('A', 'B', 'C', false).newBase, 'A');
+    assert.equal(planPath('A', 'B', 'A', false).newBase, 'B');
+  });
+});
+
+describe('workspace listing', () => {
+  it('ignores names and globs on every path segment', () => {
+    const ignored = ignoreMatcher(['__pycache__', '.venv', 'node_modules', '.git', '*.pyc']);
+    assert.ok(ignored('a/__pycache__/x.py'));
+    assert.ok(ignored('.git/config'));
+    assert.ok(ignored('pkg/mod.pyc'));
+    assert.ok(!ignored('pkg/mod.py'));
+    assert.ok(!ignored('gitignore/x'));
+  });
+
+  it('prunes ignored folders in the find command, passed as argv', () => {
+    const cmd = manifestCommand('/workspace', ['__pycache__', '.git']);
+    assert.deepEqual(cmd.slice(0, 9), ['find', '/workspace', '(', '-name', '__pycache__', '-o', '-name', '.git', ')']);
+    assert.ok(cmd.includes('-prune'));
+  });
+
+  it('parses find output strictly and reports bad names', () => {
+    const out = Buffer.from(['d\t0\t1.5\t1.5\t1\t', 'f\t12\t1700000000.123456789\t1700000000.5\t42\tpkg/a b.py', 'l\t11\t1\t1\t43\tlink', 'f\t1\t1\t1\t44\tbad\u0001name', ''].join('\0'));
+    const m = parseManifest(out, 10);
+    assert.deepEqual(
+      m.entries.map((e) => [e.path, e.type, e.size]),
+      [
+        ['pkg/a b.py', 'file', 12],
+        ['link', 'symlink', 11],
+      ],
+    );
+    assert.equal(m.entries[0].mtimeMs, 1700000000123);
+    assert.equal(m.problems.length, 1);
+    assert.throws(() => parseManifest(Buffer.from('f\tNaN\t1\t1\t1\tx\0'), 10), /malformed/);
+    assert.throws(() => parseManifest(Buffer.from('garbage\0'), 10), /malformed/);
+    assert.throws(() => parseManifest(Buffer.from('f\t1\t1\t1\t1\ta\0f\t1\t1\t1\t1\tb\0'), 1), /more than 1/);
+  });
+});

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { readTar, type TarItem } from '../../service/sync/tar-reader';
+import type { TarLimits } from '../../service/sync/tar-guard';
+import { makeTar } from '../helpers/tar';
+
+const limits: TarLimits = { maxEntries: 20, maxFileBytes: 1024, maxTotalBytes: 4096, maxHeaderBytes: 2048 };
+
+async function read(tar: Buffer | Readable, opts: Partial<Parameters<typeof readTar>[1]> = {}): Promise<TarItem[]> {
+  const items: TarItem[] = [];
+  for await (const item of readTar(Buffer.isBuffer(tar) ? Readable.from([tar]) : tar, { limits, ...opts })) items.push(item);
+  return items;
+}
+
+describe('untrusted tar reader', () => {
+  it('reads files and folders, hashing each file', async () => {
+    const items = await read(await makeTar([{ name: 'workspace/', type: 'directory' }, { name: 'workspace/a.py', data: 'print(1)\n' }, { name: 'workspace/pkg/', type: 'directory' }]), { stripPrefix: 'workspace' });
+    assert.deepEqual(
+      items.map((i) => (i.kind === 'file' ? [i.kind, i.path, i.sha256.slice(0, 8)] : [i.kind, 'path' in i ? i.path : i.name])),
+      [
+        ['file', 'a.py', 'cc421550'],
+        ['dir', 'pkg'],
+      ],
+    );
+  });
+
+  it('skips and reports links, devices, pipes, escaping and control-character names', async () => {
+    const items = await read(
+      await makeTar([
+        { name: 'ok.py', data: 'ok' },
+        { name: 'link', type: 'symlink', linkname: '/etc/passwd' },
+        { name: 'hard', type: 'link', linkname: 'ok.py' },
+        { name: 'null', type: 'character-device', devmajor: 1, devminor: 3 },
+        { name: 'disk', type: 'block-device', devmajor: 8, devminor: 0 },
+        { name: 'pipe', type: 'fifo' },
+        { name: '../up.py', data: 'x' },
+        { name: '/abs.py', data: 'x' },
+        { name: 'a/../../b.py', data: 'x' },
+        { name: 'bell\u0007.py', data: 'x' },
+        { name: 'back\\slash.py', data: 'x' },
+      ]),
+    );
+    assert.deepEqual(
+      items.filter((i) => i.kind === 'file').map((i) => (i as { path: string }).path),
+      ['ok.py'],
+    );
+    const skipped = items.filter((i) => i.kind === 'skipped') as { name: string; reason: string }[];
+    assert.deepEqual(
+      skipped.map((s) => s.name),
+      ['link', 'hard', 'null', 'disk', 'pipe', '../up.py', '/abs.py', 'a/../../b.py', 'bell\u0007.py', 'back\\slash.py'],
+    );
+    assert.ok(skipped.every((s) => s.reason.length > 0));
+  });
+
+  it('aborts on each cap: entries, file size, total bytes, header size, time', async () => {
+    const reject = (p: Promise<unknown>, code: string) => assert.rejects(p, (e: { code?: string }) => e.code === code);
+    await reject(read(await makeTar(Array.from({ length: 21 }, (_, i) => ({ name: `f${i}`, data: 'x' })))), 'archive_limit');
+    await reject(read(await makeTar([{ name: 'big', data: Buffer.alloc(1025) }])), 'archive_limit');
+    await reject(read(await makeTar(Array.from({ length: 5 }, (_, i) => ({ name: `f${i}`, data: Buffer.alloc(1000) })))), 'archive_limit');
+    await reject(read(await makeTar([{ name: 'x', data: 'x', pax: { comment: 'c'.repeat(4000) } } as never])), 'archive_limit');
+    // A stream that never ends: the time cap stops it.
+    const endless = new Readable({ read() {} });
+    endless.push((await makeTar([{ name: 'a', data: 'a' }])).subarray(0, 1024));
+    await reject(read(endless, { timeoutMs: 200 }), 'archive_timeout');
+  });
+
+  it('refuses garbage and truncation as invalid archives', async () => {
+    await assert.rejects(read(Buffer.from('not a tar '.repeat(100))), (e: { code?: string }) => e.code === 'invalid_archive');
+    await assert.rejects(read((await makeTar([{ name: 'a', data: Buffer.alloc(900, 1) }])).subarray(0, 700)), (e: { code?: string }) => e.code === 'invalid_archive');
+  });
+
+  it('reads gzip when asked, and bounds what it inflates', async () => {
+    const items = await read(await makeTar([{ name: 'a.py', data: 'a' }], { gzip: true }), { gunzip: true });
+    assert.equal(items.length, 1);
+    const bomb = await makeTar([{ name: 'zeros', data: Buffer.alloc(1024 * 1024) }], { gzip: true });
+    assert.ok(bomb.length < 5000);
+    await assert.rejects(read(bomb, { gunzip: true }), (e: { code?: string }) => e.code === 'archive_limit');
+  });
+});
