@@ -92,7 +92,7 @@ export class CrawlHubClient {
 
   /** An absolute URL for an API path on this server. */
   url(path: string, query: Query = {}): URL {
-    const url = new URL(this.base.pathname + path, this.base.origin);
+    const url = new URL(this.base.pathname.replace(/\/+$/, '') + path, this.base.origin);
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== false) url.searchParams.set(k, v === true ? '1' : String(v));
     return url;
   }

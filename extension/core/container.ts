@@ -22,7 +22,8 @@ import { SessionsTreeProvider } from '../views/sessionsTree';
 import { SpidersTreeProvider } from '../views/spidersTree';
 import { WindowSessions } from '../workspace/windowSessions';
 import { Commands } from '../commands/ids';
-import { ContextKeys, setContext } from './contextKeys';
+import { ContextKeys } from './contextKeys';
+import { setContext } from './setContext';
 import { Notifier } from './notify';
 import { countPendingChanges } from './settings';
 

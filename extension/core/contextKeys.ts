@@ -1,5 +1,3 @@
-import * as vscode from 'vscode';
-
 /** Every context key the extension sets, for `when` clauses in package.json. */
 export const ContextKeys = {
   /** A server URL and a token are stored. */
@@ -15,7 +13,3 @@ export const ContextKeys = {
 } as const;
 
 export type ContextKey = (typeof ContextKeys)[keyof typeof ContextKeys];
-
-export function setContext(key: ContextKey, value: boolean): void {
-  void vscode.commands.executeCommand('setContext', key, value);
-}

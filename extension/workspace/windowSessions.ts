@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
-import { ContextKeys, setContext } from '../core/contextKeys';
+import { ContextKeys } from '../core/contextKeys';
+import { setContext } from '../core/setContext';
 import { isSessionUri, openSessionIds } from '../fs/uris';
 
 /**

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CrawlHubClient, encodePath, parseServerUrl } from '../../extension/api/client';
+import { ApiError } from '../../extension/api/errors';
+import { sampleSave, sampleSession, scriptedServer, sendJson } from './helpers/server';
+
+describe('parseServerUrl', () => {
+  it('adds https:// when no scheme is given and drops a trailing slash, query and hash', () => {
+    assert.equal(parseServerUrl('crawlhub.example.com/').href, 'https://crawlhub.example.com/');
+    assert.equal(parseServerUrl(' http://127.0.0.1:8000/base/?x=1#y ').href, 'http://127.0.0.1:8000/base');
+  });
+  it('refuses other schemes and credentials in the URL', () => {
+    assert.throws(() => parseServerUrl('ftp://host'), /https:\/\/ or http:\/\//);
+    assert.throws(() => parseServerUrl('https://me:secret@host'), /token box/);
+    assert.throws(() => parseServerUrl('http://'), /not a URL/);
+  });
+});
+
+describe('encodePath', () => {
+  it('encodes each segment and keeps the slashes', () => {
+    assert.equal(encodePath('a b/c#d/ü.py'), 'a%20b/c%23d/%C3%BC.py');
+  });
+});
+
+describe('CrawlHubClient', () => {
+  let srv: Awaited<ReturnType<typeof scriptedServer>>;
+  let other: Awaited<ReturnType<typeof scriptedServer>>;
+  before(async () => {
+    other = await scriptedServer((_req, res) => sendJson(res, 200, { id: 'x', name: 'evil', isAdmin: false }));
+    srv = await scriptedServer((req, res) => {
+      const u = new URL(req.url, 'http://x');
+      if (u.pathname === '/api/me') return sendJson(res, 200, { id: 'u1', name: 'alice', isAdmin: false, extra: 1 });
+      if (u.pathname === '/api/spiders')
+        return sendJson(res, 200, [{ id: 'sp1', name: 'books', description: '', ownerId: 'u1', createdAt: 'x', updatedAt: 'y' }]);
+      if (u.pathname === '/api/spiders/sp1/code-session/sync')
+        return sendJson(res, 200, sampleSave({ dry_run: u.searchParams.get('dry_run') === '1' }));
+      if (u.pathname === '/api/spiders/sp1/code-session') return sendJson(res, 201, sampleSession());
+      if (u.pathname === '/api/spiders/missing/code-session')
+        return sendJson(res, 404, { error: { code: 'not_found', message: 'Spider was not found.' } });
+      if (u.pathname.startsWith('/api/spiders/sp1/files/')) return res.end(Buffer.from('stored'));
+      if (u.pathname.endsWith('/fs/file') && req.method === 'PUT') return res.writeHead(204).end();
+      if (u.pathname.endsWith('/fs/stat')) return sendJson(res, 200, { type: 'file', size: 3, mtime: 1000, ctime: 900 });
+      if (u.pathname === '/api/redirect') {
+        res.writeHead(302, { location: `${other.url}/api/me` });
+        return res.end();
+      }
+      if (u.pathname === '/api/html') {
+        res.writeHead(502, { 'content-type': 'text/html' });
+        return res.end('<html>bad gateway</html>');
+      }
+      if (u.pathname === '/api/slow') return setTimeout(() => sendJson(res, 200, {}), 2000);
+      if (u.pathname === '/api/sessions') return sendJson(res, 200, [{ session_id: 1 }]);
+      sendJson(res, 404, { error: { code: 'not_found', message: 'nope' } });
+    });
+  });
+  after(async () => {
+    await srv.close();
+    await other.close();
+  });
+
+  const client = () => new CrawlHubClient({ serverUrl: srv.url, token: 'tok-123', timeoutMs: 5000 });
+
+  it('sends the token as a Bearer header and parses the answer (unknown fields dropped)', async () => {
+    const me = await client().me();
+    assert.deepEqual(me, { id: 'u1', name: 'alice', isAdmin: false });
+    assert.equal(srv.seen.at(-1)!.headers.authorization, 'Bearer tok-123');
+  });
+
+  it('refuses to attach the token to any other origin, WebSocket URLs included', () => {
+    const c = client();
+    assert.throws(
+      () => c.authorize(`${other.url}/api/me`),
+      (e: ApiError) => e.code === 'foreign_origin',
+    );
+    assert.throws(
+      () => c.authorize('https://127.0.0.1/api/me'),
+      (e: ApiError) => e.code === 'foreign_origin',
+    );
+    assert.deepEqual(c.authorize(c.socketUrl('/api/events')), { authorization: 'Bearer tok-123' });
+    assert.equal(c.socketUrl('/api/events').protocol, 'ws:');
+  });
+
+  it('does not follow redirects, so the token never travels to where one points', async () => {
+    const before = other.seen.length;
+    await assert.rejects(
+      () => (client() as any).json('GET', '/api/redirect', { safeParse: (v: unknown) => ({ success: true, data: v }) }),
+      (e: ApiError) => e.code === 'redirected' && e.status === 302 && e.message.includes(other.url),
+    );
+    assert.equal(other.seen.length, before);
+  });
+
+  it('turns {"error":{code,message}} into an ApiError with the server message', async () => {
+    await assert.rejects(
+      () => client().openSession('missing'),
+      (e: ApiError) => e instanceof ApiError && e.status === 404 && e.code === 'not_found' && e.message === 'Spider was not found.',
+    );
+  });
+
+  it('reports a non-JSON error page by status', async () => {
+    await assert.rejects(
+      () => (client() as any).json('GET', '/api/html', { safeParse: () => ({ success: true }) }),
+      (e: ApiError) => e.status === 502 && e.code === 'http_502' && /bad gateway/.test(e.message),
+    );
+  });
+
+  it('refuses an answer of the wrong shape', async () => {
+    await assert.rejects(
+      () => client().sessions(),
+      (e: ApiError) => e.code === 'bad_response',
+    );
+  });
+
+  it('sends flags as =1 and leaves false ones out', async () => {
+    const plan = await client().sync('sp1', { dryRun: true, overwrite: false });
+    assert.equal(plan.dry_run, true);
+    assert.match(srv.seen.at(-1)!.url, /\/sync\?dry_run=1$/);
+    await client().openSession('sp1', { wait: true });
+    assert.match(srv.seen.at(-1)!.url, /\/code-session\?wait=1$/);
+    assert.equal(srv.seen.at(-1)!.method, 'POST');
+  });
+
+  it('writes raw bytes with create/overwrite and reads stored files by encoded path', async () => {
+    await client().writeFile('s1', 'dir/a b.py', new TextEncoder().encode('x=1'), { create: true, overwrite: false });
+    const put = srv.seen.at(-1)!;
+    assert.equal(put.method, 'PUT');
+    assert.equal(put.url, '/api/sessions/s1/fs/file?path=dir%2Fa+b.py&create=1');
+    assert.equal(put.headers['content-type'], 'application/octet-stream');
+    assert.equal(put.body.toString(), 'x=1');
+    const bytes = await client().spiderFile('sp1', 'dir/a b.py');
+    assert.equal(new TextDecoder().decode(bytes), 'stored');
+    assert.equal(srv.seen.at(-1)!.url, '/api/spiders/sp1/files/dir/a%20b.py');
+  });
+
+  it('says "cannot reach" when nothing answers', async () => {
+    const dead = new CrawlHubClient({ serverUrl: 'http://127.0.0.1:9', token: 't', timeoutMs: 5000 });
+    await assert.rejects(
+      () => dead.me(),
+      (e: ApiError) => e.unreachable && /Cannot reach http:\/\/127\.0\.0\.1:9/.test(e.message),
+    );
+  });
+
+  it('can be cancelled, and then says so', async () => {
+    const controller = new AbortController();
+    const pending = (client() as any).json(
+      'GET',
+      '/api/slow',
+      { safeParse: (v: unknown) => ({ success: true, data: v }) },
+      { signal: controller.signal },
+    );
+    setTimeout(() => controller.abort(), 50);
+    await assert.rejects(pending, (e: ApiError) => e.cancelled);
+  });
+
+  it('times out ordinary calls', async () => {
+    const c = new CrawlHubClient({ serverUrl: srv.url, token: 't', timeoutMs: 100 });
+    await assert.rejects(
+      () => (c as any).json('GET', '/api/slow', { safeParse: (v: unknown) => ({ success: true, data: v }) }),
+      (e: ApiError) => e.code === 'timeout',
+    );
+  });
+
+  it('keeps a base path of the server URL', () => {
+    const c = new CrawlHubClient({ serverUrl: 'https://host.example/crawlhub/', token: 't' });
+    assert.equal(c.url('/api/me').href, 'https://host.example/crawlhub/api/me');
+    assert.equal(c.origin, 'https://host.example');
+  });
+});

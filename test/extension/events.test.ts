@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { Backoff } from '../../extension/api/backoff';
+import { EventsSocket, type EventsState } from '../../extension/api/events';
+import type { ServerEvent } from '../../extension/api/types';
+import { sampleSession } from './helpers/server';
+
+/** Waits for a condition, a bounded number of times. */
+async function until(what: string, check: () => boolean, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe('Backoff', () => {
+  it('doubles up to the cap, takes off at most the jitter share, and resets', () => {
+    const b = new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0.5 }, () => 0);
+    assert.deepEqual([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()], [100, 200, 400, 800, 1000, 1000]);
+    b.reset();
+    assert.equal(b.next(), 100);
+    const j = new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0.5 }, () => 1);
+    assert.equal(j.next(), 50);
+  });
+});
+
+describe('EventsSocket', () => {
+  let server: http.Server;
+  let wss: WebSocketServer;
+  let url: string;
+  let refuse = false;
+  const connections: { ws: WebSocket; headers: http.IncomingHttpHeaders; received: string[] }[] = [];
+
+  before(async () => {
+    server = http.createServer();
+    wss = new WebSocketServer({ noServer: true });
+    server.on('upgrade', (req, socket, head) => {
+      if (refuse) {
+        socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        const c = { ws, headers: req.headers, received: [] as string[] };
+        connections.push(c);
+        ws.on('message', (d: Buffer) => c.received.push(d.toString()));
+        ws.send(JSON.stringify({ type: 'hello', user: { id: 'u1', name: 'alice', isAdmin: false } }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/api/events`;
+  });
+  after(async () => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  const make = () =>
+    new EventsSocket({
+      target: () => ({ url: new URL(url), headers: { authorization: 'Bearer t' } }),
+      backoff: new Backoff({ initialMs: 20, maxMs: 40 }),
+    });
+
+  it('connects with the token, delivers typed events and ignores malformed ones', async () => {
+    const socket = make();
+    const events: ServerEvent[] = [];
+    socket.onEvent((e) => events.push(e));
+    const n = connections.length;
+    socket.start();
+    await until('hello', () => events.some((e) => e.type === 'hello'));
+    const conn = connections[n];
+    assert.equal(conn.headers.authorization, 'Bearer t');
+    conn.ws.send('not json');
+    conn.ws.send(JSON.stringify({ type: 'session', session: { nope: 1 } }));
+    conn.ws.send(JSON.stringify({ type: 'mystery' }));
+    conn.ws.send(JSON.stringify({ type: 'session', session: sampleSession() }));
+    conn.ws.send(JSON.stringify({ type: 'files', session_id: 's', changes: [{ path: 'a.py', kind: 'changed' }] }));
+    await until('files', () => events.some((e) => e.type === 'files'));
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['hello', 'session', 'files'],
+    );
+    socket.dispose();
+  });
+
+  it('sends watch requests, and sends them again after a reconnect', async () => {
+    const socket = make();
+    const states: EventsState['kind'][] = [];
+    socket.onState((s) => states.push(s.kind));
+    const n = connections.length;
+    socket.watch('s-before');
+    socket.start();
+    await until('first connection', () => connections.length > n && connections[n].received.length >= 1);
+    socket.watch('s-after');
+    socket.watch('s-after'); // once is enough
+    await until('second watch', () => connections[n].received.length >= 2);
+    assert.deepEqual(
+      connections[n].received.map((m) => JSON.parse(m)),
+      [
+        { type: 'watch', session_id: 's-before' },
+        { type: 'watch', session_id: 's-after' },
+      ],
+    );
+    connections[n].ws.terminate();
+    await until('reconnect', () => connections.length > n + 1 && connections[n + 1].received.length >= 2);
+    assert.deepEqual(connections[n + 1].received.map((m) => JSON.parse(m).session_id).sort(), ['s-after', 's-before']);
+    socket.unwatch('s-before');
+    await until('unwatch', () => connections[n + 1].received.length >= 3);
+    assert.deepEqual(JSON.parse(connections[n + 1].received[2]), { type: 'unwatch', session_id: 's-before' });
+    assert.ok(states.includes('closed') && states.at(-1) === 'open');
+    socket.dispose();
+  });
+
+  it('stops retrying when the server refuses the token', async () => {
+    refuse = true;
+    try {
+      const socket = make();
+      const states: EventsState[] = [];
+      socket.onState((s) => states.push(s));
+      socket.start();
+      await until('refusal', () => states.some((s) => s.kind === 'closed' && s.status === 401));
+      const n = states.length;
+      await new Promise((r) => setTimeout(r, 150)); // several backoff periods
+      assert.equal(states.length, n, 'no further attempts');
+      assert.equal(socket.state.kind, 'closed');
+      socket.dispose();
+    } finally {
+      refuse = false;
+    }
+  });
+
+  it('does not connect while signed out, and stop() ends reconnecting', async () => {
+    const socket = new EventsSocket({ target: () => undefined });
+    socket.start();
+    assert.deepEqual(socket.state, { kind: 'closed', reason: 'signed out' });
+    socket.dispose();
+    const live = make();
+    const n = connections.length;
+    live.start();
+    await until('connected', () => connections.length > n);
+    live.stop();
+    connections[n].ws.terminate();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(connections.length, n + 1);
+    live.dispose();
+  });
+
+  it('treats a silent connection as dead', async () => {
+    const socket = new EventsSocket({
+      target: () => ({ url: new URL(url), headers: {} }),
+      backoff: new Backoff({ initialMs: 10, maxMs: 10 }),
+      staleMs: 60,
+    });
+    const n = connections.length;
+    socket.start();
+    await until('a reconnect after silence', () => connections.length >= n + 2, 300);
+    socket.dispose();
+  });
+});

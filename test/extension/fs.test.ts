@@ -1,0 +1,227 @@
+import { vscodeStandIn } from './helpers/vscode';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ApiError } from '../../extension/api/errors';
+import { ChangeBatcher } from '../../extension/fs/changeBatcher';
+import { toFileSystemError } from '../../extension/fs/errors';
+import { SessionFileSystemProvider } from '../../extension/fs/provider';
+import { openSessionIds, sessionUri, workspacePath } from '../../extension/fs/uris';
+
+const { Uri, FileType, FileChangeType } = vscodeStandIn;
+const uri = (path: string) => Uri.from({ scheme: 'crawlhub', authority: 'sess-1', path }) as any;
+
+async function until(what: string, check: () => boolean, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe('crawlhub: URIs', () => {
+  it('map to /workspace-relative paths', () => {
+    assert.equal(workspacePath('/'), '');
+    assert.equal(workspacePath(''), '');
+    assert.equal(workspacePath('/spiders/books.py'), 'spiders/books.py');
+    assert.equal(workspacePath('/dir/'), 'dir');
+    assert.equal(sessionUri('abc', 'a/b.py').toString(), 'crawlhub://abc/a/b.py');
+  });
+
+  it('find the sessions among workspace folders', () => {
+    const folder = (u: string) => ({ uri: Uri.parse(u) }) as any;
+    assert.deepEqual(
+      openSessionIds([folder('file:///home/x'), folder('crawlhub://s1/'), folder('crawlhub://s2/'), folder('crawlhub://s1/sub')]),
+      ['s1', 's2'],
+    );
+    assert.deepEqual(openSessionIds(undefined), []);
+  });
+});
+
+describe('toFileSystemError', () => {
+  const u = uri('/a.py');
+  const code = (err: unknown) => (toFileSystemError(err, u) as unknown as { code: string }).code;
+  it('maps server answers to the FileSystemError kinds VS Code reacts to', () => {
+    assert.equal(code(new ApiError(404, 'not_found', 'x')), 'FileNotFound');
+    assert.equal(code(new ApiError(404, 'file_not_found', 'x')), 'FileNotFound');
+    assert.equal(code(new ApiError(409, 'file_exists', 'x')), 'FileExists');
+    assert.equal(code(new ApiError(400, 'is_a_directory', 'x')), 'FileIsADirectory');
+    assert.equal(code(new ApiError(400, 'not_a_directory', 'x')), 'FileNotADirectory');
+    assert.equal(code(new ApiError(403, 'no_permission', 'x')), 'NoPermissions');
+    assert.equal(code(new ApiError(409, 'not_empty', 'x')), 'NoPermissions');
+    assert.equal(code(new ApiError(409, 'session_not_ready', 'The session is stopped.')), 'Unavailable');
+    assert.equal(code(new ApiError(0, 'unreachable', 'Cannot reach')), 'Unavailable');
+    assert.equal(code(new Error('bare')), 'Unavailable');
+  });
+  it("keeps the server's message where the kind has no URI form", () => {
+    assert.equal(
+      toFileSystemError(new ApiError(409, 'session_not_ready', 'The session is stopped.'), u).message,
+      'The session is stopped.',
+    );
+    assert.ok(toFileSystemError(new Error('bare'), u) instanceof vscodeStandIn.FileSystemError);
+  });
+});
+
+describe('ChangeBatcher', () => {
+  it('delivers one batch per burst, without repeats', async () => {
+    const batches: string[][] = [];
+    const b = new ChangeBatcher<string>(
+      10,
+      (s) => s,
+      (items) => batches.push(items),
+    );
+    b.add('a', 'b');
+    b.add('a', 'c');
+    await until('a batch', () => batches.length === 1);
+    assert.deepEqual(batches, [['b', 'a', 'c']]);
+    b.add('d');
+    b.drain();
+    assert.deepEqual(batches[1], ['d']);
+    b.add('e');
+    b.dispose();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(batches.length, 2, 'nothing after dispose');
+  });
+});
+
+describe('SessionFileSystemProvider', () => {
+  function setup(overrides: Record<string, (...args: any[]) => Promise<unknown>> = {}) {
+    const calls: unknown[][] = [];
+    const watched: string[] = [];
+    const record =
+      (name: string, answer: (...args: any[]) => unknown = () => undefined) =>
+      async (...args: unknown[]) => {
+        calls.push([name, ...args]);
+        return answer(...args);
+      };
+    const client = {
+      stat: record('stat', () => ({ type: 'file', size: 3, mtime: 2000, ctime: 1000 })),
+      readDirectory: record('readDirectory', () => [
+        { name: 'a.py', type: 'file' },
+        { name: 'pkg', type: 'directory' },
+        { name: 'link', type: 'symlink' },
+        { name: 'fifo', type: 'other' },
+      ]),
+      readFile: record('readFile', () => new Uint8Array([104, 105])),
+      writeFile: record('writeFile'),
+      createDirectory: record('createDirectory'),
+      delete: record('delete'),
+      rename: record('rename'),
+      ...overrides,
+    };
+    const provider = new SessionFileSystemProvider({
+      client: async () => client as any,
+      watchSession: (id) => watched.push(`+${id}`),
+      unwatchSession: (id) => watched.push(`-${id}`),
+      batchDelayMs: 1,
+    });
+    const changes: { type: number; uri: string }[][] = [];
+    provider.onDidChangeFile((events) => changes.push(events.map((e) => ({ type: e.type, uri: e.uri.toString() }))));
+    const writes: string[] = [];
+    provider.onDidWrite((id) => writes.push(id));
+    return { provider, calls, watched, changes, writes };
+  }
+
+  it('stats and lists through the fs endpoints with workspace-relative paths', async () => {
+    const { provider, calls } = setup();
+    assert.deepEqual(await provider.stat(uri('/')), { type: FileType.File, size: 3, mtime: 2000, ctime: 1000 });
+    assert.deepEqual(calls[0], ['stat', 'sess-1', '']);
+    assert.deepEqual(await provider.readDirectory(uri('/pkg')), [
+      ['a.py', FileType.File],
+      ['pkg', FileType.Directory],
+      ['link', FileType.SymbolicLink | FileType.File],
+      ['fifo', FileType.Unknown],
+    ]);
+    assert.deepEqual(calls[1], ['readDirectory', 'sess-1', 'pkg']);
+    assert.deepEqual([...(await provider.readFile(uri('/pkg/a.py')))], [104, 105]);
+  });
+
+  it('passes create/overwrite through and announces its own writes in one batch', async () => {
+    const { provider, calls, changes, writes } = setup();
+    await provider.writeFile(uri('/a.py'), new Uint8Array([1]), { create: true, overwrite: true });
+    await provider.writeFile(uri('/new.py'), new Uint8Array([2]), { create: true, overwrite: false });
+    await provider.createDirectory(uri('/d'));
+    await provider.rename(uri('/a.py'), uri('/b.py'), { overwrite: false });
+    await provider.delete(uri('/d'), { recursive: true });
+    assert.deepEqual(calls[0].slice(0, 3), ['writeFile', 'sess-1', 'a.py']);
+    assert.deepEqual(calls[0][4], { create: true, overwrite: true });
+    assert.deepEqual(calls[1][4], { create: true, overwrite: false });
+    assert.deepEqual(calls[3], ['rename', 'sess-1', 'a.py', 'b.py', { overwrite: false }]);
+    assert.deepEqual(calls[4], ['delete', 'sess-1', 'd', { recursive: true }]);
+    await until('changes', () => changes.length > 0);
+    assert.deepEqual(changes[0], [
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/a.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/new.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/d' },
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/a.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/b.py' },
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/d' },
+    ]);
+    assert.equal(writes.length, 6);
+  });
+
+  it('throws FileSystemErrors, never bare errors', async () => {
+    const { provider } = setup({
+      stat: async () => {
+        throw new ApiError(404, 'not_found', '"x" was not found.');
+      },
+      writeFile: async () => {
+        throw new ApiError(409, 'file_exists', 'exists');
+      },
+      readFile: async () => {
+        throw new TypeError('socket hang up');
+      },
+    });
+    await assert.rejects(
+      () => provider.stat(uri('/x')),
+      (e: any) => e instanceof vscodeStandIn.FileSystemError && e.code === 'FileNotFound',
+    );
+    await assert.rejects(
+      () => provider.writeFile(uri('/x'), new Uint8Array(), { create: true, overwrite: false }),
+      (e: any) => e.code === 'FileExists',
+    );
+    await assert.rejects(
+      () => provider.readFile(uri('/x')),
+      (e: any) => e instanceof vscodeStandIn.FileSystemError && e.code === 'Unavailable',
+    );
+    await assert.rejects(
+      () => provider.rename(uri('/x'), Uri.from({ scheme: 'crawlhub', authority: 'other', path: '/x' }) as any, { overwrite: false }),
+      (e: any) => e.code === 'NoPermissions',
+    );
+  });
+
+  it('says "sign in" when there is no client', async () => {
+    const provider = new SessionFileSystemProvider({ client: async () => undefined, watchSession() {}, unwatchSession() {} });
+    await assert.rejects(
+      () => provider.stat(uri('/')),
+      (e: any) => e.code === 'NoPermissions' && /Sign in/.test(e.message),
+    );
+  });
+
+  it('watches a session once however many watchers, and turns files events into changes', async () => {
+    const { provider, watched, changes } = setup();
+    const w1 = provider.watch(uri('/'));
+    const w2 = provider.watch(uri('/a.py'));
+    assert.deepEqual(watched, ['+sess-1']);
+    w1.dispose();
+    w1.dispose();
+    assert.deepEqual(watched, ['+sess-1']);
+    provider.applyServerChanges({
+      type: 'files',
+      session_id: 'sess-1',
+      changes: [
+        { path: 'out/items.json', kind: 'created' },
+        { path: 'a.py', kind: 'changed' },
+        { path: 'old.py', kind: 'deleted' },
+      ],
+    });
+    await until('server changes', () => changes.length === 1);
+    assert.deepEqual(changes[0], [
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/out/items.json' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/a.py' },
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/old.py' },
+    ]);
+    w2.dispose();
+    assert.deepEqual(watched, ['+sess-1', '-sess-1']);
+    provider.dispose();
+  });
+});

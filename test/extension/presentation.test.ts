@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Session } from '../../extension/api/types';
+import { saveButtonView } from '../../extension/statusBar/view';
+import {
+  deadlines,
+  formatAgo,
+  formatCountdown,
+  formatDuration,
+  sessionDescription,
+  sessionTooltip,
+  spiderState,
+} from '../../extension/views/presentation';
+import { sampleSession } from './helpers/server';
+
+const NOW = Date.parse('2026-01-01T10:05:00.000Z');
+const session = (over: Partial<Session> = {}) => sampleSession(over) as Session;
+
+describe('spider and session presentation', () => {
+  it('maps session statuses to the five spider states', () => {
+    assert.equal(spiderState(undefined), 'none');
+    assert.equal(spiderState({ status: 'pending' }), 'starting');
+    assert.equal(spiderState({ status: 'starting' }), 'starting');
+    assert.equal(spiderState({ status: 'ready' }), 'ready');
+    assert.equal(spiderState({ status: 'syncing' }), 'syncing');
+    assert.equal(spiderState({ status: 'failed' }), 'failed');
+    assert.equal(spiderState({ status: 'stopped' }), 'none');
+    assert.equal(spiderState({ status: 'from-the-future' }), 'none');
+  });
+
+  it('formats durations, countdowns and ages', () => {
+    assert.equal(formatDuration(12_400), '12 s');
+    assert.equal(formatDuration(25 * 60_000), '25 min');
+    assert.equal(formatDuration(3 * 3600_000 + 55 * 60_000), '3 h 55 min');
+    assert.equal(formatDuration(4 * 3600_000), '4 h');
+    assert.equal(formatDuration(50 * 3600_000), '2 d 2 h');
+    assert.equal(formatCountdown('2026-01-01T10:30:00.000Z', NOW), 'in 25 min');
+    assert.equal(formatCountdown('2026-01-01T10:00:00.000Z', NOW), 'now');
+    assert.equal(formatCountdown('garbage', NOW), 'unknown');
+    assert.equal(formatAgo('2026-01-01T10:04:30.000Z', NOW), 'just now');
+    assert.equal(formatAgo('2026-01-01T10:00:00.000Z', NOW), '5 min ago');
+  });
+
+  it('describes a session by both deadlines', () => {
+    assert.equal(sessionDescription(session(), NOW), 'idle stop in 25 min · hard stop in 3 h 55 min');
+    assert.equal(sessionDescription(session({ status: 'syncing' }), NOW), 'saving… idle stop in 25 min · hard stop in 3 h 55 min');
+    assert.equal(sessionDescription(session({ status: 'starting' }), NOW), 'starting…');
+    assert.deepEqual(deadlines(session()).first, 'idle');
+    assert.deepEqual(deadlines(session({ idle_deadline: '2026-01-01T15:00:00.000Z' })).first, 'hard');
+  });
+
+  it('puts both deadlines, the last save and the last error in the tooltip', () => {
+    const lines = sessionTooltip(session({ last_saved_at: '2026-01-01T10:00:00.000Z', last_error: 'disk full' }), NOW).join('\n');
+    assert.match(lines, /Idle stop: .*\(in 25 min; activity moves it\)/);
+    assert.match(lines, /Hard stop: .*\(in 3 h 55 min\)/);
+    assert.match(lines, /Last saved: .*\(5 min ago\)/);
+    assert.match(lines, /Last error: disk full/);
+    assert.doesNotMatch(sessionTooltip(session({ status: 'stopped' }), NOW).join('\n'), /Idle stop/);
+  });
+});
+
+describe('the Save to Server button', () => {
+  const idle = { saving: false, conflicts: 0 };
+
+  it('shows the plain button with deadlines in the tooltip when nothing is known', () => {
+    const v = saveButtonView(session(), idle, NOW);
+    assert.equal(v.text, '$(cloud-upload) Save to Server');
+    assert.equal(v.warning, false);
+    const tip = v.tooltip.join('\n');
+    assert.match(tip, /Changes waiting: not counted yet/);
+    assert.match(tip, /Idle stop: .*in 25 min/);
+    assert.match(tip, /Hard stop: .*in 3 h 55 min/);
+    assert.match(tip, /Last saved: not yet/);
+    assert.equal(v.accessibilityLabel, 'Save to Server');
+  });
+
+  it('counts waiting changes and says when the last save was', () => {
+    const v = saveButtonView(session(), { saving: false, conflicts: 0, pending: 3, lastSavedAt: '2026-01-01T10:00:00.000Z' }, NOW);
+    assert.equal(v.text, '$(cloud-upload) Save to Server (3) · saved 5 min ago');
+    assert.match(v.tooltip.join('\n'), /Changes waiting: 3/);
+    const none = saveButtonView(session(), { saving: false, conflicts: 0, pending: 0 }, NOW);
+    assert.equal(none.text, '$(cloud-upload) Save to Server');
+    assert.match(none.tooltip.join('\n'), /Changes waiting: none/);
+  });
+
+  it('spins while saving (ours, or the server syncing)', () => {
+    assert.equal(saveButtonView(session(), { ...idle, saving: true }, NOW).text, '$(sync~spin) Saving to Server…');
+    assert.equal(saveButtonView(session({ status: 'syncing' }), idle, NOW).text, '$(sync~spin) Saving to Server…');
+  });
+
+  it('warns about conflicts, failed saves and a stopped session', () => {
+    const c = saveButtonView(session(), { saving: false, conflicts: 2, pending: 2 }, NOW);
+    assert.equal(c.text, '$(warning) Save to Server (2 conflicts)');
+    assert.equal(c.warning, true);
+    const f = saveButtonView(session(), { ...idle, lastError: 'The workspace is full.' }, NOW);
+    assert.equal(f.warning, true);
+    assert.match(f.tooltip.join('\n'), /Last save failed: The workspace is full\\\./);
+    const s = saveButtonView(session({ status: 'stopped' }), idle, NOW);
+    assert.equal(s.text, '$(cloud-upload) Save to Server · session stopped');
+    assert.equal(s.warning, true);
+    assert.doesNotMatch(s.tooltip.join('\n'), /Idle stop/);
+  });
+});

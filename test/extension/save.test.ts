@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { SaveResult, Session } from '../../extension/api/types';
+import { ActivityTracker } from '../../extension/heartbeat/activity';
+import { changeCount, describeResult, listPaths, previewEntries } from '../../extension/save/summary';
+import { SaveTracker } from '../../extension/save/tracker';
+import { sampleSave, sampleSession } from './helpers/server';
+
+const result = (over: Partial<SaveResult> = {}) => sampleSave(over) as SaveResult;
+
+describe('save summaries', () => {
+  it('counts and describes what a save writes', () => {
+    const r = result({
+      added: ['n.py'],
+      modified: ['a.py', 'b.py'],
+      deleted: ['old.py'],
+      conflicts: [{ path: 'c.py', reason: 'changed on the server' }],
+    });
+    assert.equal(changeCount(r), 4);
+    assert.equal(describeResult(r), '2 modified, 1 added, 1 deleted, 1 conflict');
+    assert.equal(describeResult(result()), 'no changes');
+    assert.equal(listPaths(['a', 'b', 'c', 'd', 'e']), 'a, b, c and 2 more');
+  });
+
+  it('lists a preview with conflicts first, each group sorted', () => {
+    const r = result({
+      added: ['z.py', 'b.py'],
+      modified: ['m2.py', 'm1.py'],
+      deleted: ['d.py'],
+      conflicts: [{ path: 'c.py', reason: 'changed on the server since this session pulled it' }],
+      skipped: [{ path: 'big.bin', reason: 'too large' }],
+    });
+    assert.deepEqual(
+      previewEntries(r).map((e) => `${e.kind}:${e.path}`),
+      ['conflict:c.py', 'modified:m1.py', 'modified:m2.py', 'added:b.py', 'added:z.py', 'deleted:d.py', 'skipped:big.bin'],
+    );
+  });
+});
+
+describe('SaveTracker', () => {
+  it('follows a save from start to result, and a dry run', () => {
+    const t = new SaveTracker();
+    const fired: string[] = [];
+    t.onDidChange((id) => fired.push(id));
+    assert.deepEqual(t.get('s'), { saving: false, conflicts: 0 });
+    t.planned('s', result({ modified: ['a'], added: ['b'] }));
+    assert.equal(t.get('s').pending, 2);
+    t.touched('s');
+    assert.equal(t.get('s').pending, undefined);
+    t.begin('s');
+    assert.equal(t.get('s').saving, true);
+    t.saved('s', result({ modified: ['a'], saved_at: '2026-01-01T10:00:00.000Z' }));
+    assert.deepEqual(t.get('s'), {
+      saving: false,
+      pending: 0,
+      conflicts: 0,
+      lastSavedAt: '2026-01-01T10:00:00.000Z',
+      lastError: undefined,
+    });
+    t.failed('s', 'boom');
+    assert.equal(t.get('s').lastError, 'boom');
+    t.saved('s', result({ conflicts: [{ path: 'x', reason: 'r' }], saved_at: '2026-01-01T10:01:00.000Z' }));
+    assert.equal(t.get('s').conflicts, 1);
+    assert.equal(t.get('s').pending, 1);
+    assert.equal(t.get('s').lastError, undefined);
+    assert.ok(fired.length >= 6 && fired.every((id) => id === 's'));
+  });
+
+  it("takes the server's last save time only when newer", () => {
+    const t = new SaveTracker();
+    t.session(sampleSession({ last_saved_at: '2026-01-01T10:00:00.000Z' }));
+    assert.equal(t.get(sampleSession().session_id).lastSavedAt, '2026-01-01T10:00:00.000Z');
+    t.saved(sampleSession().session_id, result({ saved_at: '2026-01-01T11:00:00.000Z' }));
+    t.session(sampleSession({ last_saved_at: '2026-01-01T10:00:00.000Z' }));
+    assert.equal(t.get(sampleSession().session_id).lastSavedAt, '2026-01-01T11:00:00.000Z');
+  });
+});
+
+describe('ActivityTracker (heartbeat)', () => {
+  it('sends only for sessions with activity while focused, once per interval', () => {
+    const a = new ActivityTracker();
+    a.note('s1', true);
+    a.note('s1', true);
+    a.note('s2', false); // the window was not focused: an unattended window keeps nothing alive
+    assert.deepEqual(a.take(), ['s1']);
+    assert.deepEqual(a.take(), [], 'nothing happened in the next interval: no heartbeat');
+    a.note('s2', true);
+    assert.ok(a.has('s2'));
+    assert.deepEqual(a.take(), ['s2']);
+  });
+});

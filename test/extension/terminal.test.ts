@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { silentLog } from '../../extension/core/log';
+import { TerminalConnection } from '../../extension/terminal/connection';
+
+async function until(what: string, check: () => boolean, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe('TerminalConnection', () => {
+  let server: http.Server;
+  let wss: WebSocketServer;
+  let base: string;
+  const frames: { data: Buffer; binary: boolean }[] = [];
+  let shell: WebSocket | undefined;
+  let upgradeUrl = '';
+
+  before(async () => {
+    server = http.createServer();
+    wss = new WebSocketServer({ noServer: true });
+    server.on('upgrade', (req, socket, head) => {
+      upgradeUrl = req.url ?? '';
+      if (req.url?.includes('refuse')) {
+        const body = JSON.stringify({ error: { code: 'session_not_ready', message: 'The session is stopped.' } });
+        socket.end(`HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        shell = ws;
+        ws.on('message', (data: Buffer, binary) => frames.push({ data, binary }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('sends keystrokes as binary frames, resizes with a text frame, decodes UTF-8 across frames', async () => {
+    const conn = new TerminalConnection(silentLog);
+    let output = '';
+    const closed: { code: number }[] = [];
+    conn.onOutput((t) => (output += t));
+    conn.onClose((c) => closed.push(c));
+    conn.resize({ columns: 100, rows: 30 }); // before open: sent once it opens
+    conn.connect({ url: new URL(`${base}/api/sessions/x/terminal?cols=100&rows=30`), headers: {} });
+    await until('open', () => conn.open && frames.length >= 1);
+    assert.equal(upgradeUrl, '/api/sessions/x/terminal?cols=100&rows=30');
+    assert.deepEqual(JSON.parse(frames[0].data.toString()), { type: 'resize', cols: 100, rows: 30 });
+    assert.equal(frames[0].binary, false);
+    conn.input('ls\r');
+    await until('input', () => frames.length >= 2);
+    assert.equal(frames[1].binary, true);
+    assert.equal(frames[1].data.toString(), 'ls\r');
+    const euro = Buffer.from('€ ok\r\n');
+    shell!.send(euro.subarray(0, 2), { binary: true });
+    shell!.send(euro.subarray(2), { binary: true });
+    await until('output', () => output.includes('ok'));
+    assert.equal(output, '€ ok\r\n');
+    conn.resize({ columns: 80, rows: 24 });
+    await until('resize', () => frames.length >= 3);
+    assert.deepEqual(JSON.parse(frames[2].data.toString()), { type: 'resize', cols: 80, rows: 24 });
+    shell!.close(1000, 'the shell exited');
+    await until('close', () => closed.length === 1);
+    assert.equal(closed[0].code, 1000);
+    conn.dispose();
+  });
+
+  it("reports the server's refusal message", async () => {
+    const conn = new TerminalConnection(silentLog);
+    const closed: { error?: string }[] = [];
+    conn.onClose((c) => closed.push(c));
+    conn.connect({ url: new URL(`${base}/refuse`), headers: {} });
+    await until('refusal', () => closed.length === 1);
+    assert.equal(closed[0].error, 'The session is stopped.');
+    conn.dispose();
+  });
+});
