@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { SaveResult, Session } from '../../extension/api/types';
+import type { SaveResult } from '../../extension/api/types';
 import { ActivityTracker } from '../../extension/heartbeat/activity';
 import { changeCount, describeResult, listPaths, previewEntries } from '../../extension/save/summary';
 import { SaveTracker } from '../../extension/save/tracker';
