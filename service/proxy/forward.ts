@@ -14,6 +14,8 @@ export interface Upstream {
   /** `/code-server/<id>` in path mode, `` otherwise: for the container's cookies and redirects. */
   prefix: string;
   hasBody: boolean;
+  /** The Content-Security-Policy frame-ancestors directive for the response. */
+  framePolicy: string;
 }
 
 export type ForwardOutcome = 'proxied' | 'bad_gateway' | 'client_closed';
@@ -75,7 +77,13 @@ export class Forwarder {
         const status = proxyRes.statusCode ?? 502;
         let headers: string[];
         try {
-          headers = browserResponseHeaders(proxyRes.rawHeaders, up.prefix, `http://127.0.0.1:${up.port}`, this.publicOrigin);
+          headers = browserResponseHeaders(
+            proxyRes.rawHeaders,
+            up.prefix,
+            `http://127.0.0.1:${up.port}`,
+            this.publicOrigin,
+            up.framePolicy,
+          );
           res.writeHead(status, headers);
         } catch (err) {
           // A header Node will not write (the container is the user's to break).

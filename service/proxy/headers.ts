@@ -1,7 +1,14 @@
 import { confineSetCookie, splitCookieHeader } from './cookie';
 
-/** Added to every response the proxy sends: no other site may frame the IDE (clickjacking). */
+/** Added to every response the proxy sends: no page may frame the IDE (clickjacking). */
 export const FRAME_POLICY = "frame-ancestors 'none'";
+/**
+ * …except the documents the workbench itself puts in iframes (webviews such as the Markdown
+ * preview, and the web-worker extension host), which it loads from its own origin: those may be
+ * framed by that origin only. The browser says which requests are for frames (Sec-Fetch-Dest), and
+ * a page elsewhere cannot use that to frame anything, since 'self' still refuses it.
+ */
+export const FRAME_POLICY_SELF = "frame-ancestors 'self'";
 
 /**
  * Request headers that never travel to a container: hop-by-hop ones (RFC 9110 §7.6.1), the
@@ -55,6 +62,8 @@ export interface ScannedRequest {
   originAt: number;
   hasBody: boolean;
   upgrade: string | undefined;
+  /** The browser loads this into an iframe (Sec-Fetch-Dest). */
+  forFrame: boolean;
 }
 
 export function scanRequest(raw: string[]): ScannedRequest {
@@ -65,6 +74,7 @@ export function scanRequest(raw: string[]): ScannedRequest {
   let originAt = -1;
   let hasBody = false;
   let upgrade: string | undefined;
+  let forFrame = false;
   let named: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
@@ -94,6 +104,9 @@ export function scanRequest(raw: string[]): ScannedRequest {
       case 'transfer-encoding':
         hasBody = true;
         break;
+      case 'sec-fetch-dest':
+        forFrame = value === 'iframe' || value === 'frame';
+        break;
       default:
         if (DROP_REQUEST.has(name) || name.startsWith('x-forwarded-') || name.startsWith('x-original-')) continue;
     }
@@ -107,7 +120,7 @@ export function scanRequest(raw: string[]): ScannedRequest {
       }
     }
   }
-  return { headers, cookies, ideCookies, origin, originAt, hasBody, upgrade };
+  return { headers, cookies, ideCookies, origin, originAt, hasBody, upgrade, forFrame };
 }
 
 /**
@@ -140,7 +153,13 @@ export function upstreamHeaders(
  * The container's response headers for the browser, flat: hop-by-hop ones dropped, cookies and
  * redirects kept inside the session's prefix, the framing policy added.
  */
-export function browserResponseHeaders(raw: string[], prefix: string, upstreamOrigin: string, publicOrigin: string): string[] {
+export function browserResponseHeaders(
+  raw: string[],
+  prefix: string,
+  upstreamOrigin: string,
+  publicOrigin: string,
+  framePolicy: string = FRAME_POLICY,
+): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
@@ -157,7 +176,7 @@ export function browserResponseHeaders(raw: string[], prefix: string, upstreamOr
     }
     out.push(name, raw[i + 1]);
   }
-  out.push('Content-Security-Policy', FRAME_POLICY);
+  out.push('Content-Security-Policy', framePolicy);
   return out;
 }
 

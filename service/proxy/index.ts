@@ -5,7 +5,7 @@ import { pathOnly, type Logger } from '../logger';
 import { ActivityThrottle } from './activity';
 import { IDE_COOKIE, IdeCookieSigner, UPSTREAM_COOKIE } from './cookie';
 import { Forwarder, type ForwardOutcome, type Upstream } from './forward';
-import { clientAddress, scanRequest, upstreamHeaders, type ScannedRequest } from './headers';
+import { clientAddress, FRAME_POLICY, FRAME_POLICY_SELF, scanRequest, upstreamHeaders, type ScannedRequest } from './headers';
 import { PAGES, refuseUpgrade, sendPage, sendRedirect, type Page } from './pages';
 import { route, sessionBaseUrl, sessionOrigin, takeTicket, topology, type Route } from './routing';
 import { TicketBook } from './tickets';
@@ -183,6 +183,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       headers: upstreamHeaders(scan, clientAddress(req.socket.remoteAddress), fwd, ws, a.originOverride),
       prefix: r.prefix,
       hasBody: scan.hasBody,
+      framePolicy: scan.forFrame ? FRAME_POLICY_SELF : FRAME_POLICY,
     };
   }
 

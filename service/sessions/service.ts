@@ -62,6 +62,8 @@ export class SessionService {
   private readonly lastPersistedActivity = new Map<string, number>();
   private imageStorage: { image: string; bytes: number } | null = null;
   private storageLimit: boolean | null = null;
+  /** Learnt at the first create: whether the engine's storage limit counts the image's bytes. */
+  private storageCountsImage = false;
   private sweepTimer: NodeJS.Timeout | null = null;
   private eventStream: NodeJS.ReadableStream | null = null;
   private closed = false;
@@ -419,7 +421,17 @@ export class SessionService {
       await this.transition(em, s, 'starting', 'creating the container');
       await this.d.docker.ensureNetwork(this.cfg.CRAWLHUB_NETWORK, this.labels());
       for (let attempt = 0; ; attempt++) {
-        const id = await this.d.docker.create(this.containerSpec(s));
+        let id: string;
+        try {
+          id = await this.d.docker.create(this.containerSpec(s));
+        } catch (err) {
+          if (attempt < 5 && !this.storageCountsImage && this.storageLimit && /qgroup|quota/i.test((err as Error).message)) {
+            this.storageCountsImage = true;
+            this.d.logger.info('this engine counts image bytes against the storage limit; adding the image size to it');
+            continue;
+          }
+          throw err;
+        }
         s.containerId = id;
         await em.flush();
         this.track(s);
@@ -446,7 +458,10 @@ export class SessionService {
       // The stat keys of the pulled files are taken before anyone can edit them (nothing reaches the
       // workspace before the session is ready), while code-server is still starting.
       const workspace = new Workspace(this.d.docker, s.containerId!);
-      await Promise.all([this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace)), this.waitHealthy(s, deadline)]);
+      await Promise.all([
+        this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace)),
+        this.waitHealthy(s, deadline),
+      ]);
       await this.transition(em, s, 'ready', 'code-server answers');
     } catch (err) {
       const reason =
@@ -459,10 +474,10 @@ export class SessionService {
 
   private containerSpec(s: CodeSession) {
     const cfg = this.cfg;
-    const limit =
-      cfg.CRAWLHUB_WORKSPACE_SIZE > 0 && this.storageLimit
-        ? (this.imageStorage?.bytes ?? 0) + cfg.CRAWLHUB_WORKSPACE_SIZE + STORAGE_HEADROOM
-        : 0;
+    // Engines that count only what a container writes (btrfs simple quotas, XFS project quotas)
+    // get the workspace size; btrfs classic quotas count the shared image too, so it is added.
+    const image = this.storageCountsImage ? (this.imageStorage?.bytes ?? 0) : 0;
+    const limit = cfg.CRAWLHUB_WORKSPACE_SIZE > 0 && this.storageLimit ? image + cfg.CRAWLHUB_WORKSPACE_SIZE + STORAGE_HEADROOM : 0;
     return {
       name: this.containerName(s.id),
       image: cfg.CRAWLHUB_IMAGE,
@@ -613,7 +628,11 @@ export class SessionService {
   }
 
   private removeLater(containerId: string): void {
-    const removal = this.d.docker.remove(containerId).catch((err: unknown) => this.d.logger.warn({ err, container: containerId.slice(0, 12) }, 'could not remove a container; the next start cleans it up'));
+    const removal = this.d.docker
+      .remove(containerId)
+      .catch((err: unknown) =>
+        this.d.logger.warn({ err, container: containerId.slice(0, 12) }, 'could not remove a container; the next start cleans it up'),
+      );
     this.removals.add(removal);
     void removal.finally(() => this.removals.delete(removal));
   }
@@ -748,12 +767,13 @@ export class SessionService {
     await this.sessionLock.run(sessionId, async () => {
       const em = this.d.orm.em.fork();
       const s = await em.findOne(CodeSession, { id: sessionId });
-      if (!s || s.containerId !== containerId || !isLive(s.status)) return;
+      if (!s || s.containerId !== containerId || !(isLive(s.status) || s.savePending)) return;
       if (action === 'destroy') {
         await this.transition(em, s, 'failed', 'the container was removed outside the service; the last save is intact', {
           lastError: 'container removed',
+          savePending: false,
         });
-      } else {
+      } else if (isLive(s.status)) {
         await this.transition(
           em,
           s,

@@ -9,7 +9,11 @@ export function docker(...args: string[]): string {
 
 /** Runs a shell command inside a container as its user; returns stdout, stderr and the exit code. */
 export function dockerExec(container: string, script: string, user = '1000:1000'): { code: number; stdout: string; stderr: string } {
-  const res = spawnSync('docker', ['exec', '-u', user, container, 'sh', '-c', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 });
+  const res = spawnSync('docker', ['exec', '-u', user, container, 'sh', '-c', script], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 120_000,
+  });
   return { code: res.status ?? -1, stdout: res.stdout, stderr: res.stderr };
 }
 
@@ -36,7 +40,12 @@ export function removeContainers(instance: string): void {
   spawn('docker', ['rm', '-f', ...ids.split('\n')], { detached: true, stdio: 'ignore' }).unref();
 }
 
-export async function until<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 30_000,
+  intervalMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

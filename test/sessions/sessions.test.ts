@@ -64,9 +64,22 @@ describe('code sessions on the real engine', () => {
     assert.ok(Date.parse(session.idle_deadline) - Date.now() > 29 * 60_000);
     const c = containerName(svc, session.session_id);
     const listing = dockerExec(c, 'cd /workspace && find . -type f | sort && stat -c %U quotes/spiders/quotes.py');
-    assert.equal(listing.stdout.trim(), ['./quotes/__init__.py', './quotes/settings.py', './quotes/spiders/__init__.py', './quotes/spiders/quotes.py', './scrapy.cfg', 'coder'].join('\n'));
+    assert.equal(
+      listing.stdout.trim(),
+      [
+        './quotes/__init__.py',
+        './quotes/settings.py',
+        './quotes/spiders/__init__.py',
+        './quotes/spiders/quotes.py',
+        './scrapy.cfg',
+        'coder',
+      ].join('\n'),
+    );
     assert.equal(dockerExec(c, 'cat /workspace/scrapy.cfg').stdout, SCRAPY_PROJECT[0].data);
-    assert.equal(dockerExec(c, 'cd /workspace && python3 -c "import scrapy, quotes.settings; print(quotes.settings.BOT_NAME)"').stdout.trim(), 'quotes');
+    assert.equal(
+      dockerExec(c, 'cd /workspace && python3 -c "import scrapy, quotes.settings; print(quotes.settings.BOT_NAME)"').stdout.trim(),
+      'quotes',
+    );
     const port = Number(docker('port', c, '8080/tcp').trim().split(':').at(-1));
     const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
     assert.equal(health.status === 'alive' || health.status === 'expired', true);
@@ -118,7 +131,14 @@ describe('code sessions on the real engine', () => {
     const skipped = result.skipped.map((s: { path: string }) => s.path).sort();
     assert.deepEqual(skipped, ['bad\u0001name.py', 'passwd-link', 'pipe'].sort());
     const stored = await storedFiles(alice.token, spider.id);
-    assert.deepEqual(Object.keys(stored).sort(), ['hardlink.py', 'quotes/__init__.py', 'quotes/settings.py', 'quotes/spiders/books.py', 'quotes/spiders/quotes.py', 'scrapy.cfg']);
+    assert.deepEqual(Object.keys(stored).sort(), [
+      'hardlink.py',
+      'quotes/__init__.py',
+      'quotes/settings.py',
+      'quotes/spiders/books.py',
+      'quotes/spiders/quotes.py',
+      'scrapy.cfg',
+    ]);
     assert.equal(stored['quotes/settings.py'], 'BOT_NAME = "quotes2"\n');
     assert.equal(stored['hardlink.py'], SCRAPY_PROJECT[4].data, 'a hard link inside the workspace is just another regular file');
     // A second save right away finds nothing to do.
@@ -192,7 +212,9 @@ describe('code sessions on the real engine', () => {
     assert.ok(!bobs.some((s) => s.session_id === session.session_id));
     const all = await json<{ session_id: string }[]>(await svc.api(svc.adminToken, 'GET', '/api/sessions'));
     assert.ok(all.some((s) => s.session_id === session.session_id));
-    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, { headers: { authorization: `Bearer ${bob.token}` } });
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
+      headers: { authorization: `Bearer ${bob.token}` },
+    });
     const refused = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
     assert.equal(refused, 404);
   });
@@ -215,7 +237,11 @@ describe('code sessions on the real engine', () => {
     assert.equal(stat.size, SCRAPY_PROJECT[0].data.length);
     assert.ok(stat.mtime > 0);
     assert.equal((await json(await fs('GET', '/stat?path='))).type, 'directory');
-    assert.deepEqual((await json(await fs('GET', '/dir?path=quotes'))).map((e: { name: string }) => e.name).sort(), ['__init__.py', 'settings.py', 'spiders']);
+    assert.deepEqual((await json(await fs('GET', '/dir?path=quotes'))).map((e: { name: string }) => e.name).sort(), [
+      '__init__.py',
+      'settings.py',
+      'spiders',
+    ]);
     assert.equal(await (await fs('GET', '/file?path=scrapy.cfg')).text(), SCRAPY_PROJECT[0].data);
     assert.equal((await fs('PUT', '/file?path=new.py', 'x')).status, 404, 'no create flag');
     assert.equal((await fs('PUT', '/file?path=new.py&create=1', 'print("new")\n')).status, 204);
@@ -241,7 +267,9 @@ describe('code sessions on the real engine', () => {
   it('gives a terminal in the container over a WebSocket', async () => {
     const spider = await spiderWithProject(alice.token, 'terminal');
     const { session_id: id } = await open(alice.token, spider.id);
-    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${id}/terminal?cols=100&rows=30`, { headers: { authorization: `Bearer ${alice.token}` } });
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${id}/terminal?cols=100&rows=30`, {
+      headers: { authorization: `Bearer ${alice.token}` },
+    });
     let output = '';
     ws.on('message', (data) => (output += data.toString()));
     await new Promise((r, j) => ws.once('open', r).once('error', j));
@@ -262,11 +290,17 @@ describe('code sessions on the real engine', () => {
     const session = await open(alice.token, spider.id);
     ws.send(JSON.stringify({ type: 'watch', session_id: session.session_id }));
     await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
-    const statuses = messages.filter((m) => m.type === 'session' && m.session.session_id === session.session_id).map((m) => m.session.status);
+    const statuses = messages
+      .filter((m) => m.type === 'session' && m.session.session_id === session.session_id)
+      .map((m) => m.session.status);
     assert.deepEqual(statuses.slice(0, 3), ['starting', 'ready', 'syncing']);
     await until('sync event', () => messages.find((m) => m.type === 'sync' && m.session_id === session.session_id));
     dockerExec(containerName(svc, session.session_id), 'echo out > /workspace/items.json');
-    const files = await until('files event', () => messages.find((m) => m.type === 'files' && m.changes.some((c: { path: string }) => c.path === 'items.json')), 15_000);
+    const files = await until(
+      'files event',
+      () => messages.find((m) => m.type === 'files' && m.changes.some((c: { path: string }) => c.path === 'items.json')),
+      15_000,
+    );
     assert.equal(files.changes.find((c: { path: string }) => c.path === 'items.json').kind, 'created');
     assert.equal(messages[0].type, 'hello');
     // Another user hears nothing of it; a bad token is refused.
@@ -282,7 +316,9 @@ describe('code sessions on the real engine', () => {
     );
     const bad = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: 'Bearer nope' } });
     assert.equal(await new Promise((r) => bad.on('unexpected-response', (_q, res) => r(res.statusCode))), 401);
-    const foreign = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${alice.token}`, origin: 'https://evil.example' } });
+    const foreign = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, {
+      headers: { authorization: `Bearer ${alice.token}`, origin: 'https://evil.example' },
+    });
     assert.equal(await new Promise((r) => foreign.on('unexpected-response', (_q, res) => r(res.statusCode))), 403);
     ws.close();
     stranger.close();

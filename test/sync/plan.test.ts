@@ -45,7 +45,15 @@ describe('workspace listing', () => {
   });
 
   it('parses find output strictly and reports bad names', () => {
-    const out = Buffer.from(['d\t0\t1.5\t1.5\t1\t', 'f\t12\t1700000000.123456789\t1700000000.5\t42\tpkg/a b.py', 'l\t11\t1\t1\t43\tlink', 'f\t1\t1\t1\t44\tbad\u0001name', ''].join('\0'));
+    const out = Buffer.from(
+      [
+        'd\t0\t1.5\t1.5\t1\t',
+        'f\t12\t1700000000.123456789\t1700000000.5\t42\tpkg/a b.py',
+        'l\t11\t1\t1\t43\tlink',
+        'f\t1\t1\t1\t44\tbad\u0001name',
+        '',
+      ].join('\0'),
+    );
     const m = parseManifest(out, 10);
     assert.deepEqual(
       m.entries.map((e) => [e.path, e.type, e.size]),

@@ -15,7 +15,14 @@ async function read(tar: Buffer | Readable, opts: Partial<Parameters<typeof read
 
 describe('untrusted tar reader', () => {
   it('reads files and folders, hashing each file', async () => {
-    const items = await read(await makeTar([{ name: 'workspace/', type: 'directory' }, { name: 'workspace/a.py', data: 'print(1)\n' }, { name: 'workspace/pkg/', type: 'directory' }]), { stripPrefix: 'workspace' });
+    const items = await read(
+      await makeTar([
+        { name: 'workspace/', type: 'directory' },
+        { name: 'workspace/a.py', data: 'print(1)\n' },
+        { name: 'workspace/pkg/', type: 'directory' },
+      ]),
+      { stripPrefix: 'workspace' },
+    );
     assert.deepEqual(
       items.map((i) => (i.kind === 'file' ? [i.kind, i.path, i.sha256.slice(0, 8)] : [i.kind, 'path' in i ? i.path : i.name])),
       [
@@ -67,7 +74,10 @@ describe('untrusted tar reader', () => {
 
   it('refuses garbage and truncation as invalid archives', async () => {
     await assert.rejects(read(Buffer.from('not a tar '.repeat(100))), (e: { code?: string }) => e.code === 'invalid_archive');
-    await assert.rejects(read((await makeTar([{ name: 'a', data: Buffer.alloc(900, 1) }])).subarray(0, 700)), (e: { code?: string }) => e.code === 'invalid_archive');
+    await assert.rejects(
+      read((await makeTar([{ name: 'a', data: Buffer.alloc(900, 1) }])).subarray(0, 700)),
+      (e: { code?: string }) => e.code === 'invalid_archive',
+    );
   });
 
   it('reads gzip when asked, and bounds what it inflates', async () => {

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
+import { spawnService, type ServiceProcess } from '../helpers/process';
+import { json, startTestService, type TestService } from '../helpers/service';
+import { makeTar } from '../helpers/tar';
+
+const instance = `rec${process.pid}`;
+
+describe('sessions survive the service and notice their containers', () => {
+  let dataDir: string;
+  let proc: ServiceProcess | null = null;
+  let token: string;
+  const env = () => ({ CRAWLHUB_DATA_DIR: dataDir, CRAWLHUB_INSTANCE: instance, CRAWLHUB_SWEEP_INTERVAL: '1h' });
+  const api = (method: string, p: string, body?: unknown) =>
+    fetch(proc!.url + p, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+
+  before(() => {
+    requireDocker();
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-recovery-'));
+  });
+  after(() => {
+    proc?.child.kill('SIGKILL');
+    removeContainers(instance);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('kill -9 of the service mid-session: after a restart the session is adopted and saves', async () => {
+    proc = await spawnService(env());
+    token = fs.readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim();
+    const spider = await json(await api('POST', '/api/spiders', { name: 'survivor' }));
+    await fetch(`${proc.url}/api/spiders/${spider.id}/archive`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      body: await makeTar([{ name: 'a.py', data: 'a = 1\n' }]),
+    });
+    const session = await json(await api('POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(session.status, 'ready');
+    const c = `crawlhub-${instance}-${session.session_id}`;
+    const containerId = docker('inspect', '-f', '{{.Id}}', c).trim();
+    dockerExec(c, 'echo "a = 2" > /workspace/a.py && echo new > /workspace/b.py');
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+    assert.equal(docker('inspect', '-f', '{{.State.Running}}', c).trim(), 'true', 'the container outlives the service');
+
+    proc = await spawnService(env());
+    const adopted = await until('adoption', async () => {
+      const s = await json(await api('GET', `/api/sessions/${session.session_id}`));
+      return s.status_reason.startsWith('adopted') ? s : null;
+    });
+    assert.equal(adopted.status, 'ready');
+    assert.equal(docker('inspect', '-f', '{{.Id}}', c).trim(), containerId, 'the same container');
+    const saved = await json(await api('POST', `/api/spiders/${spider.id}/code-session/sync`));
+    assert.deepEqual([saved.added, saved.modified], [['b.py'], ['a.py']]);
+    assert.equal(await (await api('GET', `/api/spiders/${spider.id}/files/a.py`)).text(), 'a = 2\n');
+  });
+
+  it('SIGTERM stops the service and leaves containers running for the next start', async () => {
+    const spider = await json(await api('POST', '/api/spiders', { name: 'graceful' }));
+    const session = await json(await api('POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    proc!.child.kill('SIGTERM');
+    assert.equal(await proc!.exited, 0);
+    assert.equal(docker('inspect', '-f', '{{.State.Running}}', `crawlhub-${instance}-${session.session_id}`).trim(), 'true');
+    proc = await spawnService(env());
+    await until('adoption', async () =>
+      (await json(await api('GET', `/api/sessions/${session.session_id}`))).status_reason.startsWith('adopted'),
+    );
+  });
+
+  it('at start, a container without a live session is saved and removed; a live session without its container is marked', async () => {
+    const spider = await json(await api('POST', '/api/spiders', { name: 'orphan' }));
+    const s1 = await json(await api('POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    const c1 = `crawlhub-${instance}-${s1.session_id}`;
+    dockerExec(c1, 'echo orphaned > /workspace/orphan.py');
+    const other = await json(await api('POST', '/api/spiders', { name: 'vanishing' }));
+    const s2 = await json(await api('POST', `/api/spiders/${other.id}/code-session?wait=1`));
+    proc!.child.kill('SIGKILL');
+    await proc!.exited;
+    // Behind the service's back: the first session's row says stopped, the second's container is gone.
+    const { initOrm } = await import('../../service/db/orm');
+    const orm = await initOrm(`sqlite:${path.join(dataDir, 'crawlhub.db')}`);
+    await orm.em.fork().getConnection().execute(`update code_sessions set status = 'stopped' where id = ?`, [s1.session_id]);
+    await orm.close();
+    docker('rm', '-f', `crawlhub-${instance}-${s2.session_id}`);
+
+    proc = await spawnService(env());
+    await until('orphan removed', () => docker('ps', '-aq', '--filter', `name=${c1}`).trim() === '', 60_000, 500);
+    assert.equal(await (await api('GET', `/api/spiders/${spider.id}/files/orphan.py`)).text(), 'orphaned\n', 'the orphan was saved first');
+    const gone = await json(await api('GET', `/api/sessions/${s2.session_id}`));
+    assert.equal(gone.status, 'failed');
+    assert.match(gone.status_reason, /gone/);
+  });
+});
+
+describe('containers that stop behind the service', () => {
+  let svc: TestService;
+  before(async () => {
+    requireDocker();
+    svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '300ms' } });
+  });
+  after(async () => {
+    await svc?.close();
+    if (svc) removeContainers(svc.config.instance);
+  });
+
+  it('a killed container is noticed and marked, the last save is intact, and its files are saved by the retry', async () => {
+    const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'killed' }));
+    await svc.api(svc.adminToken, 'PUT', `/api/spiders/${spider.id}/files/k.py`, 'v1\n');
+    const session = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    const c = containerName(svc, session.session_id);
+    dockerExec(c, 'echo v2 > /workspace/k.py');
+    await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+    dockerExec(c, 'echo v3 > /workspace/k.py');
+    docker('kill', c);
+    const marked = await until('marked', async () => {
+      const s = await json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}`));
+      return s.status !== 'ready' && s.status !== 'syncing' ? s : null;
+    });
+    assert.equal(marked.status, 'failed');
+    assert.match(marked.status_reason, /stopped unexpectedly/);
+    assert.equal(
+      await (await svc.api(svc.adminToken, 'GET', `/api/spiders/${spider.id}/files/k.py`)).text(),
+      'v2\n',
+      'the last save is intact',
+    );
+    // The sweeper retries: starts the kept container, saves it, then removes it.
+    await until(
+      'retried save',
+      async () => (await json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}`))).status === 'stopped',
+      60_000,
+      300,
+    );
+    assert.equal(await (await svc.api(svc.adminToken, 'GET', `/api/spiders/${spider.id}/files/k.py`)).text(), 'v3\n');
+  });
+
+  it('a container removed behind its back is marked failed and its port is free again', async () => {
+    const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'removed' }));
+    const session = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    docker('rm', '-f', containerName(svc, session.session_id));
+    const s = await until('marked', async () => {
+      const v = await json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}`));
+      return v.status === 'failed' && !v.save_pending ? v : null;
+    });
+    assert.match(s.status_reason, /removed|gone/);
+    assert.equal(s.save_pending, false);
+    const reopened = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(reopened.status, 'ready');
+    assert.notEqual(reopened.session_id, session.session_id);
+  });
+});

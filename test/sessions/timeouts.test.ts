@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
+import { json, startTestService, type TestService } from '../helpers/service';
+
+describe('idle and hard timeouts (short configured values)', () => {
+  const services: TestService[] = [];
+  const start = async (env: Record<string, string>) => {
+    requireDocker();
+    const svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '250ms', ...env } });
+    services.push(svc);
+    return svc;
+  };
+  after(async () => {
+    for (const svc of services) {
+      await svc.close();
+      removeContainers(svc.config.instance);
+    }
+  });
+  const open = async (svc: TestService, name: string) => {
+    const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name }));
+    await svc.api(svc.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
+    const session = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(session.status, 'ready');
+    return { spider, session, container: containerName(svc, session.session_id) };
+  };
+  const status = async (svc: TestService, id: string) => json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${id}`));
+  const file = async (svc: TestService, spiderId: string) =>
+    (await svc.api(svc.adminToken, 'GET', `/api/spiders/${spiderId}/files/main.py`)).text();
+
+  it('an idle session is warned, saved, then stopped; heartbeats keep it alive', async () => {
+    const svc = await start({ CRAWLHUB_IDLE_TIMEOUT: '4s', CRAWLHUB_STOP_WARNING: '3s' });
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${svc.adminToken}` } });
+    const messages: any[] = [];
+    ws.on('message', (d) => messages.push(JSON.parse(d.toString())));
+    await new Promise((r) => ws.once('open', r));
+    const { spider, session, container } = await open(svc, 'idle');
+    dockerExec(container, 'echo v2 > /workspace/main.py');
+    // Heartbeats for a while: still ready after more than the idle timeout.
+    const until6s = Date.now() + 6000;
+    while (Date.now() < until6s) {
+      await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
+      await new Promise((r) => setTimeout(r, 700));
+    }
+    assert.equal((await status(svc, session.session_id)).status, 'ready');
+    const stopped = await until(
+      'idle stop',
+      async () => {
+        const s = await status(svc, session.session_id);
+        return s.status === 'stopped' ? s : null;
+      },
+      30_000,
+      200,
+    );
+    assert.match(stopped.status_reason, /idle/);
+    assert.equal(await file(svc, spider.id), 'v2\n', 'saved before it stopped');
+    const warning = messages.find((m) => m.type === 'warning' && m.session_id === session.session_id);
+    assert.ok(warning, 'a "stops in N minutes" warning came first');
+    assert.equal(warning.reason, 'idle');
+    assert.ok(Date.parse(warning.stops_at) > 0);
+    assert.ok(messages.some((m) => m.type === 'sync' && m.trigger === 'idle' && m.result?.modified?.includes('main.py')));
+    await until('container gone', () => docker('ps', '-aq', '--filter', `name=${container}`).trim() === '', 60_000, 500);
+    ws.close();
+  });
+
+  it('a session older than the maximum age is saved and stopped even while active', async () => {
+    const svc = await start({ CRAWLHUB_MAX_SESSION_AGE: '5s' });
+    const { spider, session, container } = await open(svc, 'old');
+    dockerExec(container, 'echo aged > /workspace/main.py');
+    const stopped = await until(
+      'age stop',
+      async () => {
+        await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
+        const s = await status(svc, session.session_id);
+        return s.status === 'stopped' ? s : null;
+      },
+      30_000,
+      300,
+    );
+    assert.match(stopped.status_reason, /max_age/);
+    assert.equal(await file(svc, spider.id), 'aged\n');
+  });
+
+  it('a failed save never destroys: the container is kept, the session marked for user and admin, and the save retried', async () => {
+    const svc = await start({ CRAWLHUB_IDLE_TIMEOUT: '2s' });
+    const user = await svc.newUser('dana');
+    const spider = await json(await svc.api(user.token, 'POST', '/api/spiders', { name: 'fragile' }));
+    await svc.api(user.token, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
+    // Storage refuses writes for a while (a full disk, an outage).
+    const blobs = svc.services.blobs;
+    const realPut = blobs.put.bind(blobs);
+    let broken = true;
+    blobs.put = (...args: Parameters<typeof realPut>) => (broken ? Promise.reject(new Error('storage is down')) : realPut(...args));
+    const session = await json(await svc.api(user.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    const container = containerName(svc, session.session_id);
+    dockerExec(container, 'echo precious > /workspace/main.py');
+    const failed = await until(
+      'failed save',
+      async () => {
+        const s = await json(await svc.api(user.token, 'GET', `/api/sessions/${session.session_id}`));
+        return s.save_pending ? s : null;
+      },
+      30_000,
+      200,
+    );
+    assert.equal(failed.status, 'failed');
+    assert.match(failed.status_reason, /save failed/);
+    assert.ok(failed.last_error);
+    assert.equal(docker('inspect', '-f', '{{.State.Running}}', container).trim(), 'false', 'stopped');
+    const all = await json<any[]>(await svc.api(svc.adminToken, 'GET', '/api/sessions'));
+    assert.ok(all.find((s) => s.session_id === session.session_id)?.save_pending, 'an admin sees it too');
+    assert.equal(await (await svc.api(user.token, 'GET', `/api/spiders/${spider.id}/files/main.py`)).text(), 'v1\n');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(docker('ps', '-aq', '--filter', `name=${container}`).trim(), 'still kept while saves keep failing');
+    broken = false;
+    await until(
+      'retried save',
+      async () => (await json(await svc.api(user.token, 'GET', `/api/sessions/${session.session_id}`))).status === 'stopped',
+      60_000,
+      250,
+    );
+    assert.equal(await (await svc.api(user.token, 'GET', `/api/spiders/${spider.id}/files/main.py`)).text(), 'precious\n');
+  });
+
+  it('opening a spider whose last container was kept resumes that container', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session, container } = await open(svc, 'resume');
+    dockerExec(container, 'echo unsaved > /workspace/main.py');
+    const blobs = svc.services.blobs;
+    const realPut = blobs.put.bind(blobs);
+    blobs.put = () => Promise.reject(new Error('storage is down'));
+    const closing = await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+    assert.equal(closing.status, 409);
+    assert.equal((await json(closing)).error.code, 'save_failed');
+    blobs.put = realPut;
+    const resumed = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(resumed.session_id, session.session_id);
+    assert.equal(resumed.status, 'ready');
+    assert.equal(dockerExec(container, 'cat /workspace/main.py').stdout, 'unsaved\n', 'the unsaved work is still there');
+  });
+});
