@@ -137,6 +137,13 @@ describe('proxy in path mode, against an echo server', () => {
       assert.deepEqual(receivedHeader(got.rawHeaders, 'host'), [`127.0.0.1:${p.port}`]);
     });
 
+    it('lets only the session’s own origin frame the documents the workbench loads into iframes', async () => {
+      const framed = await request(at('/webview/pre/index.html'), { headers: { cookie, 'sec-fetch-dest': 'iframe' } });
+      assert.equal(framed.headers['content-security-policy'], "frame-ancestors 'self'");
+      const top = await request(at('/'), { headers: { cookie, 'sec-fetch-dest': 'document' } });
+      assert.equal(top.headers['content-security-policy'], "frame-ancestors 'none'");
+    });
+
     it('replaces forged X-Forwarded-* and Forwarded headers with its own', async () => {
       const got = await echoed('/', {
         'x-forwarded-for': '6.6.6.6',
