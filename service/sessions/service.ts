@@ -457,7 +457,7 @@ export class SessionService {
       const deadline = Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT;
       // The stat keys of the pulled files are taken before anyone can edit them (nothing reaches the
       // workspace before the session is ready), while code-server is still starting.
-      const workspace = new Workspace(this.d.docker, s.containerId!);
+      const workspace = new Workspace(this.d.docker, s.containerId);
       await Promise.all([
         this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace)),
         this.waitHealthy(s, deadline),

@@ -18,8 +18,8 @@ export async function spawnService(env: Record<string, string>): Promise<Service
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the service did not start: ${out}`)), 60_000);
@@ -30,7 +30,7 @@ export async function spawnService(env: Record<string, string>): Promise<Service
         resolve(m[1]);
       }
     };
-    child.stdout!.on('data', check);
+    child.stdout.on('data', check);
     void exited.then((code) => reject(new Error(`the service exited (${code}): ${out}`)));
   });
   // Listening comes before reconciling; wait for the first sweep of the engine to be done.

@@ -271,7 +271,7 @@ describe('code sessions on the real engine', () => {
       headers: { authorization: `Bearer ${alice.token}` },
     });
     let output = '';
-    ws.on('message', (data) => (output += data.toString()));
+    ws.on('message', (data: Buffer) => (output += data.toString()));
     await new Promise((r, j) => ws.once('open', r).once('error', j));
     ws.send(JSON.stringify({ type: 'resize', cols: 120, rows: 40 }));
     ws.send(Buffer.from('echo "$(whoami)@$(pwd) $((6*7))"; stty size\n'));
@@ -285,7 +285,7 @@ describe('code sessions on the real engine', () => {
     const spider = await spiderWithProject(alice.token, 'events');
     const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${alice.token}` } });
     const messages: any[] = [];
-    ws.on('message', (d) => messages.push(JSON.parse(d.toString())));
+    ws.on('message', (d: Buffer) => messages.push(JSON.parse(d.toString())));
     await new Promise((r, j) => ws.once('open', r).once('error', j));
     const session = await open(alice.token, spider.id);
     ws.send(JSON.stringify({ type: 'watch', session_id: session.session_id }));
@@ -306,7 +306,7 @@ describe('code sessions on the real engine', () => {
     // Another user hears nothing of it; a bad token is refused.
     const stranger = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${bob.token}` } });
     const heard: any[] = [];
-    stranger.on('message', (d) => heard.push(JSON.parse(d.toString())));
+    stranger.on('message', (d: Buffer) => heard.push(JSON.parse(d.toString())));
     await new Promise((r) => stranger.once('open', r));
     await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
     await new Promise((r) => setTimeout(r, 300));

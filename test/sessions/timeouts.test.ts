@@ -33,7 +33,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     const svc = await start({ CRAWLHUB_IDLE_TIMEOUT: '4s', CRAWLHUB_STOP_WARNING: '3s' });
     const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${svc.adminToken}` } });
     const messages: any[] = [];
-    ws.on('message', (d) => messages.push(JSON.parse(d.toString())));
+    ws.on('message', (d: Buffer) => messages.push(JSON.parse(d.toString())));
     await new Promise((r) => ws.once('open', r));
     const { spider, session, container } = await open(svc, 'idle');
     dockerExec(container, 'echo v2 > /workspace/main.py');
