@@ -39,7 +39,7 @@ describe('sessions survive the service and notice their containers', () => {
     await fetch(`${proc.url}/api/spiders/${spider.id}/archive`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}` },
-      body: await makeTar([{ name: 'a.py', data: 'a = 1\n' }]),
+      body: new Uint8Array(await makeTar([{ name: 'a.py', data: 'a = 1\n' }])),
     });
     const session = await json(await api('POST', `/api/spiders/${spider.id}/code-session?wait=1`));
     assert.equal(session.status, 'ready');
