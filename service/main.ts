@@ -4,6 +4,7 @@ import { createApp } from './app';
 import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createServices, type Services } from './services';
+import { createProxy, type Proxy } from './proxy';
 
 export interface RunningService {
   services: Services;
@@ -24,9 +25,15 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
     print(admin.token);
   }
   const app = createApp(services);
-  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, app.callback());
+  const koa = app.callback();
+  // The browser IDE proxy takes its requests before Koa sees them: it streams, Koa would buffer.
+  let proxy: Proxy | null = null;
+  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, (req, res) => {
+    if (!proxy?.handleRequest(req, res)) void koa(req, res);
+  });
   server.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
+    if (proxy?.handleUpgrade(req, socket, head)) return;
     if (!services.sockets.handleUpgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
   });
   server.keepAliveTimeout = 65_000;
@@ -40,6 +47,18 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   // With port 0 (tests) the real port is known only now; session URLs and origin checks use it.
   if (!config.CRAWLHUB_PUBLIC_URL) config.publicUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   logger.info({ url, dataDir: config.dataDir, db: config.databaseUrl.replace(/\/\/[^@]*@/, '//***@') }, 'CrawlHub Code is listening');
+  proxy = createProxy(services.sessions, {
+    publicUrl: config.publicUrl,
+    codeDomain: config.CRAWLHUB_CODE_DOMAIN,
+    trustedOrigins: config.CRAWLHUB_TRUSTED_ORIGINS,
+    secureCookies: config.CRAWLHUB_SECURE_COOKIES as 'auto' | 'true' | 'false',
+    secretKey: services.secret.key,
+    logger,
+    metrics: services.metrics,
+    cookieMaxAgeMs: config.CRAWLHUB_MAX_SESSION_AGE,
+  });
+  const ide = proxy;
+  services.launchUrl = (session) => ide.launchUrl(session);
   await services.sessions.startBackground();
   let stopping: Promise<void> | undefined;
   return {
@@ -48,6 +67,7 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
     url,
     stop() {
       stopping ??= (async () => {
+        proxy?.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await services.close();

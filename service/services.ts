@@ -99,7 +99,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     watcher,
     sockets,
     launchUrl() {
-      throw unavailable('The browser IDE proxy is not available in this build.');
+      throw unavailable('The browser IDE proxy starts with the server; try again in a moment.');
     },
     async close() {
       await sessions.shutdown();

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { containerName, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
+import { explorerNames, openFileInExplorer, openWorkbench, typeAndSave } from '../helpers/ide';
+import { json, startTestService, type TestService } from '../helpers/service';
+import { makeTar } from '../helpers/tar';
+
+describe('the browser IDE through the service', () => {
+  let svc: TestService;
+  before(async () => {
+    requireDocker();
+    svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+  });
+  after(async () => {
+    await svc?.close();
+    if (svc) removeContainers(svc.config.instance);
+  });
+
+  it('a launch URL opens the workbench with the spider files; an edit saved with Ctrl+S reaches the server by Save to Server', async () => {
+    const user = await svc.newUser('erin');
+    const spider = await json(await svc.api(user.token, 'POST', '/api/spiders', { name: 'books' }));
+    await svc.api(
+      user.token,
+      'POST',
+      `/api/spiders/${spider.id}/archive`,
+      await makeTar([
+        { name: 'scrapy.cfg', data: '[settings]\ndefault = books.settings\n' },
+        { name: 'books/__init__.py', data: '' },
+        { name: 'books/settings.py', data: 'BOT_NAME = "books"\n' },
+        { name: 'books/spiders/__init__.py', data: '' },
+        { name: 'books/spiders/books.py', data: 'import scrapy\n\n\nclass BooksSpider(scrapy.Spider):\n    name = "books"\n' },
+      ]),
+    );
+    const session = await json(await svc.api(user.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(session.status, 'ready');
+    const launch = await svc.api(user.token, 'POST', `/api/sessions/${session.session_id}/launch`);
+    assert.equal(launch.status, 200);
+    const { url } = await json(launch);
+    assert.ok(url.startsWith(`${svc.url}/code-server/${session.session_id}/`), url);
+    assert.ok(!url.includes(user.token), 'no API token in the URL');
+
+    const ide = await openWorkbench(url);
+    try {
+      assert.ok(!ide.page.url().includes('ticket'), 'the ticket is gone from the address bar');
+      const names = await explorerNames(ide.page);
+      assert.ok(names.includes('books') && names.includes('scrapy.cfg'), names.join(', '));
+      await ide.screenshot('browser-ide-explorer');
+      await openFileInExplorer(ide.page, 'books/settings.py');
+      await typeAndSave(ide.page, '\nLOG_LEVEL = "INFO"');
+      await ide.screenshot('browser-ide-edited');
+      await until(
+        'the edit on disk',
+        () => dockerExec(containerName(svc, session.session_id), 'cat /workspace/books/settings.py').stdout.includes('LOG_LEVEL'),
+        15_000,
+      );
+      const save = await json(await svc.api(user.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
+      assert.deepEqual(save.modified, ['books/settings.py']);
+      const stored = await (await svc.api(user.token, 'GET', `/api/spiders/${spider.id}/files/books/settings.py`)).text();
+      assert.match(stored, /BOT_NAME = "books"\n+LOG_LEVEL = "INFO"/);
+      // Browser activity through the proxy moved the idle deadline.
+      const after = await json(await svc.api(user.token, 'GET', `/api/sessions/${session.session_id}`));
+      assert.ok(Date.parse(after.last_active_at) >= Date.parse(session.last_active_at));
+    } finally {
+      await ide.close();
+    }
+  });
+
+  it("another user's launch ticket or cookie does not open the session", async () => {
+    const owner = await svc.newUser('fay');
+    const other = await svc.newUser('gus');
+    const spider = await json(await svc.api(owner.token, 'POST', '/api/spiders', { name: 'secret' }));
+    const session = await json(await svc.api(owner.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal((await svc.api(other.token, 'POST', `/api/sessions/${session.session_id}/launch`)).status, 404);
+    const plain = await fetch(`${svc.url}/code-server/${session.session_id}/`, { redirect: 'manual' });
+    assert.equal(plain.status, 403, 'no cookie, no entry');
+    const { url } = await json(await svc.api(owner.token, 'POST', `/api/sessions/${session.session_id}/launch`));
+    const first = await fetch(url, { redirect: 'manual' });
+    assert.equal(first.status, 302);
+    const reused = await fetch(url, { redirect: 'manual' });
+    assert.notEqual(reused.status, 302, 'a ticket is single-use');
+  });
+});
