@@ -26,8 +26,8 @@ export class IdeCookieSigner {
     return `${exp}.${user}.${this.mac(sessionId, user, exp)}`;
   }
 
-  /** The user the cookie admits to `sessionId`, or null when it is malformed, forged, for another session or expired. */
-  verify(value: string, sessionId: string, now: number): string | null {
+  /** Whom the cookie admits to `sessionId` and until when, or null when it is malformed, forged, for another session or expired. */
+  verify(value: string, sessionId: string, now: number): { userId: string; expiresAt: number } | null {
     const a = value.indexOf('.');
     const b = value.lastIndexOf('.');
     if (a <= 0 || b <= a + 1 || b === value.length - 1 || value.length > 512) return null;
@@ -39,7 +39,7 @@ export class IdeCookieSigner {
     const expected = Buffer.from(this.mac(sessionId, user, exp));
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
     try {
-      return decodeURIComponent(user);
+      return { userId: decodeURIComponent(user), expiresAt };
     } catch {
       return null;
     }

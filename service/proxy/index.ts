@@ -89,6 +89,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   );
   // `code-server-session=<secret>` per session: the secret is an HMAC, worth computing once.
   const upstreamCookies = new Map<string, string>();
+  const verified = new Map<string, { userId: string; expiresAt: number }>();
   const sweeper = setInterval(() => tickets.sweep(), TICKET_TTL_MS);
   sweeper.unref();
 
@@ -115,12 +116,23 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     return origin === own || origin.toLowerCase() === own || trusted.has(origin.toLowerCase());
   }
 
-  /** The user a valid IDE cookie names for this session, or null. Each value is tried (a decoy may shadow the real one). */
+  /**
+   * The user a valid IDE cookie names for this session, or null. Each value is tried (a decoy may
+   * shadow the real one). A cookie that verified once for a session is remembered with its expiry,
+   * so a page load's hundred requests cost one HMAC; forged values are never remembered.
+   */
   function cookieUser(scan: ScannedRequest, sessionId: string): string | null {
     const t = now();
     for (const value of scan.ideCookies) {
-      const user = signer.verify(value, sessionId, t);
-      if (user !== null) return user;
+      const key = `${sessionId} ${value}`;
+      const known = verified.get(key);
+      if (known !== undefined && known.expiresAt > t) return known.userId;
+      const valid = signer.verify(value, sessionId, t);
+      if (valid !== null) {
+        if (verified.size >= 10_000) verified.clear();
+        verified.set(key, valid);
+        return valid.userId;
+      }
     }
     return null;
   }
@@ -314,6 +326,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       tickets.clear();
       activity.clear();
       upstreamCookies.clear();
+      verified.clear();
       forwarder.close();
     },
   };

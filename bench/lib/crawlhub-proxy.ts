@@ -1,0 +1,49 @@
+// The CrawlHub proxy as main.ts will run it — its own process, a plain http.Server with the
+// service's header limits, a real Metrics registry and an info-level logger — with one ready
+// session pointing at the benchmark upstream (UPSTREAM_PORT).
+// Prints {"port": n, "launchUrl": "…", "sessionId": "…"} on its first line of stdout.
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Metrics } from '../../service/http/metrics';
+import { createLogger } from '../../service/logger';
+import { createProxy, type ProxySession } from '../../service/proxy';
+
+function main(): void {
+  const upstreamPort = Number(process.env.UPSTREAM_PORT);
+  const session: ProxySession = { id: randomUUID(), userId: randomUUID(), status: 'ready', port: upstreamPort };
+  const sessions = {
+    find: (id: string) => (id === session.id ? session : null),
+    touch: () => undefined,
+    upstreamSecret: () => 'bench-secret',
+  };
+  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 });
+  server.keepAliveTimeout = 65_000;
+  server.listen(0, '127.0.0.1', () => {
+    const port = (server.address() as AddressInfo).port;
+    const proxy = createProxy(sessions, {
+      publicUrl: `http://127.0.0.1:${port}`,
+      codeDomain: '',
+      trustedOrigins: [],
+      secureCookies: 'auto',
+      secretKey: randomBytes(32),
+      logger: createLogger('info', fs.createWriteStream('/dev/null')),
+      metrics: new Metrics(),
+    });
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (!proxy.handleRequest(req, res)) {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
+      if (!proxy.handleUpgrade(req, socket, head)) socket.destroy();
+    });
+    process.stdout.write(`${JSON.stringify({ port, sessionId: session.id, launchUrl: proxy.launchUrl(session) })}\n`);
+  });
+  // process.exit lets --cpu-prof write its profile.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => process.exit(0));
+}
+
+if (require.main === module) main();

@@ -1,0 +1,226 @@
+// The browser IDE proxy against a direct connection and against configurable-http-proxy (the
+// proxy JupyterHub puts in front of its notebook servers), all three to the same loopback
+// upstream, in one run:
+//
+//   node --import tsx bench/proxy.ts
+//
+// Each of upstream, CrawlHub proxy and configurable-http-proxy runs in its own process; this one
+// is only the client. Rounds alternate between the three so that drift on a shared machine
+// (other processes, CPU frequency) falls on all of them alike. Sample counts come from
+// BENCH_GETS (2000), BENCH_WS (1000) and BENCH_DOWNLOADS (15). The table goes to stdout and, as
+// JSON, to bench/results/proxy.json.
+import fs from 'node:fs';
+import os from 'node:os';
+import http from 'node:http';
+import path from 'node:path';
+import { DOWNLOAD_BYTES } from './lib/upstream';
+import {
+  compile,
+  cpuMs,
+  freePort,
+  get,
+  median,
+  openSocket,
+  percentile,
+  roundTrip,
+  spawnJson,
+  spawnListening,
+  stop,
+  target,
+  type Target,
+} from './lib/measure';
+
+const GETS = Number(process.env.BENCH_GETS ?? 2000);
+const WS_TRIPS = Number(process.env.BENCH_WS ?? 1000);
+const DOWNLOADS = Number(process.env.BENCH_DOWNLOADS ?? 15);
+/** Rounds per measurement; each visits the targets in a rotated order, so none always goes first. */
+const ROUNDS = 20;
+const root = path.resolve(__dirname, '..');
+
+interface Row {
+  label: string;
+  unit: string;
+  /** Lower is better (latency) or higher (throughput). */
+  lowerIsBetter: boolean;
+  values: Record<string, number>;
+}
+
+async function cookieFromLaunch(launchUrl: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(launchUrl, { agent: false }, (res) => {
+        res.resume();
+        const set = (res.headers['set-cookie'] ?? []).find((c) => c.startsWith('crawlhub_ide='));
+        if (res.statusCode === 302 && set) resolve(set.split(';')[0]);
+        else reject(new Error(`launch answered ${res.statusCode}`));
+      })
+      .on('error', reject);
+  });
+}
+
+async function main(): Promise<void> {
+  const { child: upstream, info: up } = await spawnJson<{ port: number }>(process.execPath, [
+    compile(path.join(__dirname, 'lib/upstream.ts')),
+  ]);
+  const { child: crawlhub, info: ch } = await spawnJson<{ port: number; sessionId: string; launchUrl: string }>(
+    process.execPath,
+    [compile(path.join(__dirname, 'lib/crawlhub-proxy.ts'))],
+    { UPSTREAM_PORT: String(up.port) },
+  );
+  const chpPort = await freePort();
+  const chpApiPort = await freePort();
+  const chp = await spawnListening(
+    process.execPath,
+    [
+      path.join(root, 'node_modules/configurable-http-proxy/bin/configurable-http-proxy'),
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(chpPort),
+      '--api-ip',
+      '127.0.0.1',
+      '--api-port',
+      String(chpApiPort),
+      '--default-target',
+      `http://127.0.0.1:${up.port}`,
+      '--log-level',
+      'error',
+    ],
+    chpPort,
+    { CONFIGPROXY_AUTH_TOKEN: 'bench' },
+  );
+
+  const cookie = await cookieFromLaunch(ch.launchUrl);
+  const direct = target('direct', up.port);
+  const ours = target('crawlhub', ch.port, `/code-server/${ch.sessionId}`, { cookie });
+  const peer = target('configurable-http-proxy', chpPort);
+  const targets = [direct, ours, peer];
+  const origin = (t: Target) => `http://127.0.0.1:${t.port}`;
+
+  for (const t of targets) {
+    const check = await get(t, '/small');
+    if (check.status !== 200) throw new Error(`${t.name}: GET /small answered ${check.status}`);
+  }
+
+  process.stderr.write(`warming up (${targets.length} targets)…\n`);
+  const sockets = new Map(await Promise.all(targets.map(async (t) => [t.name, await openSocket(t, origin(t))] as const)));
+  const payload = Buffer.alloc(64, 120);
+  for (const t of targets) {
+    for (let i = 0; i < 300; i++) await get(t, '/small');
+    for (let i = 0; i < 200; i++) await roundTrip(sockets.get(t.name)!, payload);
+    await get(t, '/download');
+  }
+
+  // The proxy process's own CPU time per operation: steadier than wall time on a shared machine.
+  const pids: Record<string, number | undefined> = { direct: undefined, crawlhub: crawlhub.pid, 'configurable-http-proxy': chp.pid };
+  const getMs: Record<string, number[]> = {};
+  const wsMs: Record<string, number[]> = {};
+  const downloadMiBs: Record<string, number[]> = {};
+  const cpu: Record<string, { get: number; download: number }> = {};
+  for (const t of targets) {
+    getMs[t.name] = [];
+    wsMs[t.name] = [];
+    downloadMiBs[t.name] = [];
+    cpu[t.name] = { get: 0, download: 0 };
+  }
+  const cpuOf = (t: Target) => (pids[t.name] === undefined ? 0 : cpuMs(pids[t.name]!));
+  const rotated = (round: number) => targets.map((_, i) => targets[(i + round) % targets.length]);
+  for (let round = 0; round < ROUNDS; round++) {
+    if (round % 5 === 0) process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
+    for (const t of rotated(round)) {
+      const before = cpuOf(t);
+      for (let i = 0; i < GETS / ROUNDS; i++) getMs[t.name].push((await get(t, '/small')).ms);
+      cpu[t.name].get += cpuOf(t) - before;
+      for (let i = 0; i < WS_TRIPS / ROUNDS; i++) wsMs[t.name].push(await roundTrip(sockets.get(t.name)!, payload));
+    }
+  }
+  for (let i = 0; i < DOWNLOADS; i++) {
+    for (const t of rotated(i)) {
+      const before = cpuOf(t);
+      const { ms, bytes } = await get(t, '/download');
+      cpu[t.name].download += cpuOf(t) - before;
+      if (bytes !== DOWNLOAD_BYTES) throw new Error(`${t.name}: downloaded ${bytes} bytes`);
+      downloadMiBs[t.name].push(bytes / 1024 / 1024 / (ms / 1000));
+    }
+  }
+  for (const ws of sockets.values()) ws.close();
+
+  const per = (f: (name: string) => number) => Object.fromEntries(targets.map((t) => [t.name, f(t.name)]));
+  const rows: Row[] = [
+    { label: 'small GET p50', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(getMs[n], 50)) },
+    { label: 'small GET p99', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(getMs[n], 99)) },
+    { label: 'WebSocket echo p50', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(wsMs[n], 50)) },
+    { label: 'WebSocket echo p99', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(wsMs[n], 99)) },
+    { label: '10 MB download', unit: 'MiB/s', lowerIsBetter: false, values: per((n) => median(downloadMiBs[n])) },
+  ];
+  const cpuRows: Row[] = [
+    { label: 'proxy CPU per small GET', unit: 'µs', lowerIsBetter: true, values: per((n) => (cpu[n].get * 1000) / GETS) },
+    { label: 'proxy CPU per 10 MB download', unit: 'ms', lowerIsBetter: true, values: per((n) => cpu[n].download / DOWNLOADS) },
+  ];
+  print(rows, cpuRows, { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS });
+
+  fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
+  fs.writeFileSync(
+    path.join(__dirname, 'results/proxy.json'),
+    JSON.stringify(
+      {
+        at: new Date().toISOString(),
+        node: process.version,
+        cpus: os.cpus().length,
+        samples: { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS },
+        rows,
+        cpuRows,
+      },
+      null,
+      2,
+    ),
+  );
+  for (const child of [chp, crawlhub, upstream]) stop(child);
+}
+
+function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number; downloads: number }): void {
+  const fmt = (v: number, unit: string) => (unit === 'ms' ? v.toFixed(3) : v.toFixed(0));
+  const ratio = (v: number, base: number) => `${(v / base).toFixed(2)}×`;
+  const header = ['', 'direct', 'crawlhub', 'vs direct', 'chp', 'vs direct', 'crawlhub vs chp'];
+  const cells = (r: Row) => {
+    const d = r.values.direct;
+    const c = r.values.crawlhub;
+    const p = r.values['configurable-http-proxy'];
+    return d
+      ? [`${r.label} (${r.unit})`, fmt(d, r.unit), fmt(c, r.unit), ratio(c, d), fmt(p, r.unit), ratio(p, d), ratio(c, p)]
+      : [`${r.label} (${r.unit})`, '–', fmt(c, r.unit), '', fmt(p, r.unit), '', ratio(c, p)];
+  };
+  const lines = [...rows, ...cpuRows].map(cells);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const row = (cs: string[]) => `| ${cs.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ')} |`;
+  const out = [
+    row(header),
+    `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    ...lines.map(row),
+  ];
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  process.stdout.write(
+    `\nBrowser IDE proxy on loopback, Node ${process.version}, ${os.cpus().length} CPUs, load ${load}: ` +
+      `${samples.gets} GETs, ${samples.ws} WebSocket round trips, ${samples.downloads} downloads per target\n` +
+      'chp = configurable-http-proxy (JupyterHub’s proxy). Latency and CPU: lower is better; download: higher is better.\n\n',
+  );
+  process.stdout.write(`${out.join('\n')}\n\n`);
+  for (const r of [...rows, ...cpuRows]) {
+    const d = r.values.direct;
+    const c = r.values.crawlhub;
+    const p = r.values['configurable-http-proxy'];
+    const notes: string[] = [];
+    if (r.label.endsWith('p50')) notes.push(`${c / d <= 1.2 ? 'meets' : 'misses'} the ≤ 1.2× direct target (${ratio(c, d)})`);
+    if (r.label === '10 MB download') notes.push(`${c / d >= 0.8 ? 'meets' : 'misses'} the ≥ 0.8× direct target (${ratio(c, d)})`);
+    notes.push(`${(r.lowerIsBetter ? c <= p : c >= p) ? 'no worse than' : 'WORSE than'} configurable-http-proxy (${ratio(c, p)})`);
+    process.stdout.write(`${r.label}: ${notes.join('; ')}\n`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${String((err as Error).stack ?? err)}\n`);
+  process.exit(1);
+});
