@@ -210,7 +210,8 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     if (method !== 'GET' && method !== 'HEAD') return false;
     const found = takeTicket(r.upstreamPath);
     if (!found) return false;
-    const location = r.prefix + found.rest;
+    // `//evil.example/?ticket=…` on a session host must not become a redirect off-site.
+    const location = r.prefix + found.rest.replace(/^[/\\]+/, '/');
     const userId = tickets.redeem(found.ticket, r.sessionId);
     if (userId !== null) {
       const value = signer.sign(r.sessionId, userId, now() + cookieMaxAgeMs);

@@ -119,6 +119,8 @@ export async function startEcho(): Promise<Echo> {
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.send(JSON.stringify({ method: req.method, url: req.url, rawHeaders: req.rawHeaders }));
+      // The container vanishing mid-conversation: the first message kills the connection.
+      if (req.url === '/ws-die') ws.once('message', () => socket.destroy());
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     });
   });

@@ -192,6 +192,28 @@ describe('proxy in path mode, against an echo server', () => {
       assert.equal(got.body?.length, body.length);
     });
 
+    it('answers HEAD without a body and handles Expect: 100-continue', async () => {
+      const head = await request(at('/'), { method: 'HEAD', headers: { cookie } });
+      assert.equal(head.status, 200);
+      assert.equal(head.body, '');
+      const reply = await new Promise<Received>((resolve, reject) => {
+        const req = http.request(at('/upload'), {
+          method: 'POST',
+          agent: false,
+          headers: { cookie, expect: '100-continue', 'content-length': '5' },
+        });
+        req.on('continue', () => req.end('hello'));
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve(JSON.parse(text) as Received));
+        });
+        req.on('error', reject);
+      });
+      assert.equal(reply.body, 'hello');
+      assert.deepEqual(receivedHeader(reply.rawHeaders, 'expect'), []);
+    });
+
     it('keeps the container’s cookies and redirects inside the session’s prefix', async () => {
       const redirect = await request(at('/redirect'), { headers: { cookie } });
       assert.equal(redirect.status, 302);
@@ -460,6 +482,15 @@ describe('proxy in path mode, against an echo server', () => {
       again.close();
     });
 
+    it('closes the browser’s socket when the container’s goes away, and keeps serving', async () => {
+      const { ws } = await openWs(wsUrl('/ws-die'), { cookie, origin: p.url });
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.send('bye');
+      assert.ok((await closed) > 0);
+      const { ws: again } = await openWs(wsUrl(), { cookie, origin: p.url });
+      again.close();
+    });
+
     it('refuses a non-WebSocket upgrade', async () => {
       const text = await rawExchange(
         p.port,
@@ -565,6 +596,13 @@ describe('proxy in subdomain mode', () => {
     assert.match(set.header, /; Path=\/;/);
     assert.doesNotMatch(set.header, /Domain/i);
     cookie = set.pair;
+  });
+
+  it('never turns a ticket URL into a redirect to another site', async () => {
+    const launch = new URL(p.proxy.launchUrl({ id: sid, userId: ALICE }));
+    const reply = await request(`${p.url}/`, { headers: { host }, path: `//evil.example/${launch.search}` });
+    assert.equal(reply.status, 302);
+    assert.equal(reply.headers.location, '/evil.example/?folder=/workspace');
   });
 
   it('proxies the whole host, path untouched, with the session host forwarded', async () => {
