@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { User } from '../auth/entities';
 import type { Config } from '../config';
 import type { Em, Orm } from '../db/orm';
@@ -12,6 +13,7 @@ import { Spider } from '../spiders/entities';
 import type { SpiderService } from '../spiders/service';
 import type { SaveResult, SyncService } from '../sync/save';
 import { CodeSession, LIVE_STATUSES, SessionEvent, type SessionStatus, type SyncTrigger } from './entities';
+import { WorkspaceAgents } from './agent';
 import { CODE_SERVER_PORT, CONTAINER_UID, CONTAINER_USER, WORKSPACE, Workspace } from './workspace';
 
 /** What the proxy and the sweeper need of a live session, kept in memory. */
@@ -43,6 +45,15 @@ const ACTIVITY_PERSIST_MS = 30_000;
 
 const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
 
+/** Whether nothing listens on 127.0.0.1:port right now (Docker's proxy for a published port does). */
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen({ port, host: '127.0.0.1', exclusive: true }, () => probe.close(() => resolve(true)));
+  });
+}
+
 /**
  * Code sessions: one hardened code-server container per user and spider. Owns the session rows,
  * their containers (through DockerRuntime), Save to Server (through SyncService), the idle and
@@ -50,6 +61,7 @@ const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
  */
 export class SessionService {
   private readonly live = new Map<string, LiveSession>();
+  private readonly agents: WorkspaceAgents;
   private readonly openLock = new KeyedLock();
   private readonly sessionLock = new KeyedLock();
   private readonly portLock = new KeyedLock();
@@ -68,7 +80,17 @@ export class SessionService {
   private eventStream: NodeJS.ReadableStream | null = null;
   private closed = false;
 
-  constructor(private readonly d: SessionDeps) {}
+  constructor(private readonly d: SessionDeps) {
+    this.agents = new WorkspaceAgents(d.docker, d.logger);
+  }
+
+  workspaceOf(containerId: string): Workspace {
+    return new Workspace(this.d.docker, containerId, {
+      pool: this.agents,
+      ignore: this.cfg.CRAWLHUB_SYNC_IGNORE,
+      maxFileBytes: this.cfg.CRAWLHUB_MAX_FILE_SIZE,
+    });
+  }
 
   private get cfg() {
     return this.d.config;
@@ -234,7 +256,7 @@ export class SessionService {
     if (!(session.status === 'ready' || session.status === 'syncing') || !session.containerId) {
       throw conflict(`The session is ${session.status}; its files are reachable once it is ready.`, 'session_not_ready');
     }
-    return { session, workspace: new Workspace(this.d.docker, session.containerId) };
+    return { session, workspace: this.workspaceOf(session.containerId) };
   }
 
   // ---- for the proxy ---------------------------------------------------------------------------
@@ -278,6 +300,7 @@ export class SessionService {
     this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     (this.eventStream as { destroy?: () => void } | null)?.destroy?.();
+    this.agents.closeAll();
     await Promise.allSettled([...this.inFlight]);
     await Promise.allSettled([...this.starting.values()]);
     await Promise.allSettled([...this.removals]);
@@ -401,7 +424,8 @@ export class SessionService {
     );
     const used = new Set([...held.map((s) => s.port), ...avoid]);
     const { first, last } = this.cfg.CRAWLHUB_PORT_RANGE;
-    for (let port = first; port <= last; port++) if (!used.has(port)) return port;
+    // A port some other program (or another service on this engine) listens on is skipped too.
+    for (let port = first; port <= last; port++) if (!used.has(port) && (await portIsFree(port))) return port;
     throw unavailable(
       `All ${last - first + 1} session ports (${first}-${last}) are in use; close a session or try again later.`,
       'port_pool_exhausted',
@@ -440,7 +464,7 @@ export class SessionService {
           break;
         } catch (err) {
           // Another program holds the port: take the next one.
-          if (attempt < 5 && /port is already allocated|address already in use/i.test((err as Error).message)) {
+          if (attempt < 10 && /port is already allocated|address already in use/i.test((err as Error).message)) {
             await this.d.docker.remove(id);
             avoid.add(s.port!);
             s.port = await this.portLock.run('ports', async () => {
@@ -457,12 +481,13 @@ export class SessionService {
       const deadline = Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT;
       // The stat keys of the pulled files are taken before anyone can edit them (nothing reaches the
       // workspace before the session is ready), while code-server is still starting.
-      const workspace = new Workspace(this.d.docker, s.containerId);
+      const workspace = this.workspaceOf(s.containerId);
       await Promise.all([
         this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace)),
         this.waitHealthy(s, deadline),
       ]);
-      await this.transition(em, s, 'ready', 'code-server answers');
+      // The idle clock starts when the user can first act, not when the container was asked for.
+      await this.transition(em, s, 'ready', 'code-server answers', { lastActiveAt: new Date() });
     } catch (err) {
       const reason =
         err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${(err as Error).message}`;
@@ -510,7 +535,7 @@ export class SessionService {
     await this.d.spiders.lock.run(s.spiderId, async () => {
       const files = await this.d.spiders.files(em, s.spiderId);
       const tar = await this.d.spiders.exportArchive(em, s.spiderId, { uid: CONTAINER_UID, gid: CONTAINER_UID });
-      await new Workspace(this.d.docker, s.containerId!).push(tar);
+      await this.workspaceOf(s.containerId!).push(tar);
       await this.d.sync.recordBase(em, s.id, files);
     });
   }
@@ -553,7 +578,7 @@ export class SessionService {
     if (wasReady && !opts.dryRun) await this.transition(em, s, 'syncing', `saving (${trigger})`);
     try {
       const result = await this.track2(
-        this.d.sync.save(em, s, new Workspace(this.d.docker, s.containerId!), {
+        this.d.sync.save(em, s, this.workspaceOf(s.containerId!), {
           dryRun: Boolean(opts.dryRun),
           overwrite: Boolean(opts.overwrite),
           trigger,
@@ -608,6 +633,7 @@ export class SessionService {
 
   private async keep(em: Em, s: CodeSession, reason: string, error: string): Promise<void> {
     if (s.containerId) {
+      this.agents.closeFor(s.containerId);
       this.stopping.add(s.containerId);
       await this.d.docker
         .stop(s.containerId)
@@ -618,6 +644,7 @@ export class SessionService {
 
   private async destroy(em: Em, s: CodeSession, reason: string): Promise<void> {
     if (s.containerId) {
+      this.agents.closeFor(s.containerId);
       this.stopping.add(s.containerId);
       // Everything is saved: stop at once, and leave the slow part (deleting the storage layer) to the background.
       await this.d.docker.stop(s.containerId, 1);
@@ -760,6 +787,7 @@ export class SessionService {
   }
 
   private async onContainerGone(sessionId: string, containerId: string, action: 'die' | 'destroy', exitCode?: string): Promise<void> {
+    this.agents.closeFor(containerId);
     if (this.stopping.has(containerId)) {
       if (action === 'destroy') this.stopping.delete(containerId);
       return;
@@ -846,7 +874,7 @@ export class SessionService {
       // Without a row there is no base: only files the server lacks are added, the rest are conflicts and left alone.
       const session = row ?? ({ id: sessionId, spiderId: spider.id, userId: labels[LABEL.user] } as CodeSession);
       try {
-        const result = await this.d.sync.save(em, session, new Workspace(this.d.docker, containerId), {
+        const result = await this.d.sync.save(em, session, this.workspaceOf(containerId), {
           dryRun: false,
           overwrite: false,
           trigger: 'orphan',

@@ -1,10 +1,12 @@
 import picomatch from 'picomatch';
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { AppError, conflict, notFound, tooLarge } from '../http/errors';
-import type { DockerRuntime } from '../runtime/docker';
+import { isNotFound, type DockerRuntime } from '../runtime/docker';
 import { tryNormalizePath } from '../spiders/paths';
 import { readTar, type TarItem } from '../sync/tar-reader';
 import type { TarLimits } from '../sync/tar-guard';
+import type { WorkspaceAgents } from './agent';
 
 /** The contract every session image keeps (images/code-server/Dockerfile, images/local/build.sh). */
 export const WORKSPACE = '/workspace';
@@ -92,6 +94,11 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
   return { entries, problems };
 }
 
+/** Up to this many changed files are fetched one by one from the engine, more with one tar in the container. */
+const FEW_FILES = 16;
+/** Up to this many top-level folders are read with one engine archive each. */
+const MAX_ARCHIVE_REQUESTS = 32;
+
 const abs = (path: string) => (path === '' ? WORKSPACE : `${WORKSPACE}/${path}`);
 
 /**
@@ -102,7 +109,35 @@ export class Workspace {
   constructor(
     private readonly docker: DockerRuntime,
     readonly containerId: string,
+    /** Long-lived helper processes, and the ignore list their listings use; without them every operation is its own exec. */
+    private readonly agents?: { pool: WorkspaceAgents; ignore: string[]; maxFileBytes: number },
   ) {}
+
+  private agentRequest(line: string, listing: boolean): Promise<Buffer> {
+    const a = this.agents!;
+    return a.pool.request(this.containerId, CONTAINER_USER, manifestCommand(WORKSPACE, a.ignore), line, {
+      listing,
+      maxOutput: Math.ceil(a.maxFileBytes * 1.4) + 64 * 1024 * 1024,
+      timeoutMs: 60_000,
+    });
+  }
+
+  /** A regular file's bytes through the agent, or null when it is not one (gone, a link, a folder) or the agent failed. */
+  private async agentFile(path: string, maxBytes: number): Promise<Buffer | null> {
+    if (!this.agents) return null;
+    let out: Buffer;
+    try {
+      out = await this.agentRequest(`F${path}`, false);
+    } catch {
+      return null;
+    }
+    if (out.length < 2 || out[0] !== 0x66 /* f */ || out[1] !== 0x09) return null;
+    const text = out.subarray(2).toString('latin1');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+    const data = Buffer.from(text, 'base64');
+    if (data.length > maxBytes) throw tooLarge(`"${path}" is larger than ${maxBytes} bytes.`);
+    return data;
+  }
 
   /** Copies a tar of the spider's files into /workspace (before or just after code-server starts). */
   push(tar: Readable): Promise<void> {
@@ -110,10 +145,16 @@ export class Workspace {
   }
 
   async manifest(ignore: string[], maxEntries: number, dir = '', opts: { maxDepth?: number; minDepth?: number } = {}): Promise<Manifest> {
-    const res = await this.docker.exec(this.containerId, manifestCommand(abs(dir), ignore, opts), {
-      user: CONTAINER_USER,
-      maxOutput: Math.max(maxEntries, 1) * 1400,
-    });
+    const args = manifestCommand(abs(dir), ignore, opts);
+    const maxOutput = Math.max(maxEntries, 1) * 1400;
+    if (this.agents && dir === '' && !opts.maxDepth && ignore.join('\0') === this.agents.ignore.join('\0')) {
+      try {
+        return parseManifest(await this.agentRequest('L', true), maxEntries);
+      } catch (err) {
+        if (err instanceof AppError && err.status !== 502) throw err; // a cap: the same with a one-off exec
+      }
+    }
+    const res = await this.docker.exec(this.containerId, args, { user: CONTAINER_USER, maxOutput });
     if (res.exitCode !== 0 && res.stdout.length === 0) {
       const message = res.stderr.toString('utf8').slice(0, 300);
       if (/No such file/i.test(message)) throw notFound(`"${dir}"`);
@@ -129,6 +170,36 @@ export class Workspace {
   /** The listed files as a tar made in the container (untrusted: every entry is checked by readTar). */
   async *readFiles(paths: string[], limits: TarLimits, timeoutMs: number): AsyncGenerator<TarItem> {
     if (paths.length === 0) return;
+    if (paths.length <= FEW_FILES) {
+      for (const path of paths) yield* this.readOne(path, limits, timeoutMs);
+      return;
+    }
+    const tops = new Set(paths.map((p) => p.split('/')[0]));
+    if (tops.size <= MAX_ARCHIVE_REQUESTS) {
+      // Many files in a few top-level folders: the engine's archive of each is the fastest read
+      // (tar in the container runs within its one CPU). Only the files asked for are taken.
+      const wanted = new Set(paths);
+      const linked: string[] = [];
+      for (const top of tops) {
+        let tar: Readable;
+        try {
+          tar = await this.docker.getArchive(this.containerId, abs(top));
+        } catch (err) {
+          if (isNotFound(err)) continue;
+          throw err;
+        }
+        for await (const item of readTar(tar, { limits, timeoutMs })) {
+          if (item.kind === 'file' && wanted.has(item.path)) yield item;
+          else if (item.kind === 'skipped' && wanted.has(item.name)) {
+            // The engine archives a second hard link to a file as a link: read it on its own.
+            if (item.reason.startsWith('hard links')) linked.push(item.name);
+            else yield item;
+          }
+        }
+      }
+      for (const path of linked) yield* this.readOne(path, limits, timeoutMs);
+      return;
+    }
     const list = Buffer.from(paths.map((p) => `./${p}\0`).join(''));
     const { stream, done } = await this.docker.execStream(
       this.containerId,
@@ -142,6 +213,29 @@ export class Workspace {
       stream.stdin.destroy();
     }
     await done;
+  }
+
+  /** One file: through the agent, else the engine's archive of that path (which also reports links). */
+  private async *readOne(path: string, limits: TarLimits, timeoutMs: number): AsyncGenerator<TarItem> {
+    const viaAgent = await this.agentFile(path, limits.maxFileBytes);
+    if (viaAgent) {
+      yield { kind: 'file', path, data: viaAgent, sha256: createHash('sha256').update(viaAgent).digest('hex'), mode: 0o644 };
+      return;
+    }
+    const name = path.split('/').at(-1)!;
+    let tar: Readable;
+    try {
+      tar = await this.docker.getArchive(this.containerId, abs(path));
+    } catch (err) {
+      if (isNotFound(err)) return; // deleted since the listing: it reads as deleted
+      throw err;
+    }
+    for await (const item of readTar(tar, { limits, timeoutMs })) {
+      // The engine names the entry after the file; a folder or a link in its place is reported.
+      if (item.kind === 'file' && item.path === name) yield { ...item, path };
+      else if (item.kind === 'skipped') yield { ...item, name: path };
+      else if (item.kind === 'file' || item.kind === 'dir') yield { kind: 'skipped', name: path, reason: 'it changed while it was read' };
+    }
   }
 
   /** The whole /workspace as the engine archives it: works on a stopped container too. */
@@ -170,6 +264,10 @@ export class Workspace {
   }
 
   async read(path: string, maxBytes: number): Promise<Buffer> {
+    if (path !== '') {
+      const viaAgent = await this.agentFile(path, maxBytes);
+      if (viaAgent) return viaAgent;
+    }
     const entry = await this.stat(path);
     if (entry.type === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
     if (entry.size > maxBytes) throw tooLarge(`"${path}" is larger than ${maxBytes} bytes.`);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { Em } from '../db/orm';
@@ -215,34 +216,52 @@ export class SpiderService {
   async commitChanges(em: Em, spiderId: string, changes: FileChanges, within?: (tx: Em) => Promise<void>): Promise<void> {
     const replacedKeys: string[] = [];
     await em.transactional(async (tx) => {
-      const rows = await tx.find(SpiderFile, { spiderId });
-      const byPath = new Map(rows.map((r) => [r.path, r]));
-      const result = new Map<string, number>(rows.map((r) => [r.path, r.size]));
+      // Plain rows, not entities: a save may touch thousands of them, and only the changed ones are written.
+      const byPath = await this.fileIndex(tx, spiderId);
+      const result = new Map<string, number>([...byPath].map(([path, r]) => [path, r.size]));
       for (const path of changes.delete) result.delete(path);
       if (changes.replaceAll) for (const path of [...result.keys()]) if (!changes.put.has(path)) result.delete(path);
       for (const [path, blob] of changes.put) result.set(path, blob.size);
       this.checkLimits(result);
       const now = new Date();
+      const removed: string[] = [];
       for (const [path, row] of byPath) {
         if (result.has(path)) continue;
         replacedKeys.push(row.storageKey);
-        tx.remove(row);
+        removed.push(row.id);
       }
+      for (let i = 0; i < removed.length; i += 500) await tx.nativeDelete(SpiderFile, { id: { $in: removed.slice(i, i + 500) } });
+      const inserts: { id: string; spiderId: string; path: string; size: number; sha256: string; storageKey: string; updatedAt: Date }[] =
+        [];
       for (const [path, blob] of changes.put) {
         const row = byPath.get(path);
         if (row && row.sha256 === blob.sha256) continue;
         if (row) {
           replacedKeys.push(row.storageKey);
-          Object.assign(row, { size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
+          await tx.nativeUpdate(SpiderFile, { id: row.id }, { size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
         } else {
-          tx.create(SpiderFile, { spiderId, path, size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
+          inserts.push({ id: randomUUID(), spiderId, path, size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
         }
       }
-      const spider = await tx.findOne(Spider, { id: spiderId });
-      if (spider) spider.updatedAt = now;
+      for (let i = 0; i < inserts.length; i += 200) await tx.insertMany(SpiderFile, inserts.slice(i, i + 200));
+      await tx.nativeUpdate(Spider, { id: spiderId }, { updatedAt: now });
       if (within) await within(tx);
     });
     await this.collectGarbage(em, spiderId, replacedKeys);
+  }
+
+  /** The spider's file rows as plain values, by path: cheap enough for every save. */
+  async fileIndex(em: Em, spiderId: string): Promise<Map<string, { id: string; size: number; sha256: string; storageKey: string }>> {
+    type Row = { id: string; path: string; size: number | string; sha256: string; storage_key: string };
+    const rows = (await em
+      .getConnection()
+      .execute(
+        'select id, path, size, sha256, storage_key from spider_files where spider_id = ?',
+        [spiderId],
+        'all',
+        em.getTransactionContext(),
+      )) as Row[];
+    return new Map(rows.map((r) => [r.path, { id: r.id, size: Number(r.size), sha256: r.sha256, storageKey: r.storage_key }]));
   }
 
   /** Removes the blobs among `keys` that no file row refers to any more. Call under `lock`. */

@@ -48,7 +48,8 @@ export class BlobStore {
 
   async put(spiderId: string, data: Buffer, sha256 = sha256Of(data)): Promise<StoredBlob> {
     const key = this.keyFor(spiderId, sha256);
-    if (!(await this.exists(key))) await this.op.write(key, data);
+    // Rewriting a blob that exists is harmless (same bytes, atomic rename) and cheaper than asking first.
+    await this.op.write(key, data);
     return { key, sha256, size: data.length };
   }
 

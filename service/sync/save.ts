@@ -38,8 +38,7 @@ export interface SyncSettings {
 
 interface WorkspaceFile {
   sha256: string;
-  /** Held only when the file may be written to storage. */
-  data?: Buffer;
+  size: number;
 }
 
 type Plan = Pick<SaveResult, 'added' | 'modified' | 'deleted' | 'conflicts'> & { unchanged: number; newBase: Map<string, string> };
@@ -144,12 +143,28 @@ export class SyncService {
   }
 
   private async saveLocked(em: Em, session: CodeSession, workspace: Workspace, opts: SaveOptions, started: Date): Promise<SaveResult> {
-    const stored = new Map((await this.spiders.files(em, session.spiderId)).map((f) => [f.path, f]));
-    const base = new Map((await em.find(SessionBaseFile, { sessionId: session.id })).map((b) => [b.path, b.sha256]));
-    const mayWrite = (path: string, sha256: string) => sha256 !== base.get(path) && sha256 !== stored.get(path)?.sha256;
-    const { files, skipped } = opts.containerRunning
-      ? await this.readIncremental(session.id, workspace, mayWrite)
-      : await this.readArchive(workspace, mayWrite);
+    const phase = phases();
+    const stored = await this.spiders.fileIndex(em, session.spiderId);
+    const base = await this.baseOf(em, session.id);
+    phase('load');
+    // Bytes that may be written go to storage while the rest is still being read (blobs are
+    // immutable and content-addressed; any not used in the end are collected).
+    const writer = opts.dryRun ? null : new BlobWriter(this.spiders, session.spiderId, em);
+    const keep: Keep = {
+      wants: (path, sha256) => sha256 !== base.get(path) && sha256 !== stored.get(path)?.sha256,
+      take: (path, sha256, data) => writer?.add(path, sha256, data),
+    };
+    let files: Map<string, WorkspaceFile>;
+    let skipped: SaveResult['skipped'];
+    try {
+      ({ files, skipped } = opts.containerRunning
+        ? await this.readIncremental(session.id, workspace, keep)
+        : await this.readArchive(workspace, keep));
+    } catch (err) {
+      await writer?.abandon();
+      throw err;
+    }
+    phase('read');
 
     const plan = this.plan(base, files, stored, opts.overwrite);
     const result: SaveResult = {
@@ -159,18 +174,17 @@ export class SyncService {
       unchanged: plan.unchanged,
       skipped,
       conflicts: plan.conflicts,
-      bytes: [...plan.added, ...plan.modified].reduce((n, p) => n + (files.get(p)?.data?.length ?? 0), 0),
+      bytes: [...plan.added, ...plan.modified].reduce((n, p) => n + (files.get(p)?.size ?? 0), 0),
       dry_run: opts.dryRun,
       saved_at: null,
     };
-    if (opts.dryRun) return result;
+    if (!writer) return result;
 
     const put = new Map<string, StoredBlob>();
     try {
-      for (const path of [...plan.added, ...plan.modified]) {
-        const file = files.get(path)!;
-        put.set(path, await this.spiders.blobs.put(session.spiderId, file.data!, file.sha256));
-      }
+      const written = await writer.done();
+      for (const path of [...plan.added, ...plan.modified]) put.set(path, written.get(path)!);
+      phase('blobs');
       const finishedAt = new Date();
       await this.spiders.commitChanges(em, session.spiderId, { put, delete: new Set(plan.deleted) }, async (tx) => {
         await this.writeBase(tx, session.id, base, plan.newBase);
@@ -192,6 +206,7 @@ export class SyncService {
         });
       });
       result.saved_at = finishedAt.toISOString();
+      phase('commit');
     } catch (err) {
       await this.spiders.collectGarbage(
         em,
@@ -209,13 +224,19 @@ export class SyncService {
         modified: plan.modified.length,
         deleted: plan.deleted.length,
         conflicts: plan.conflicts.length,
+        ms: phase.all(),
       },
       'saved to server',
     );
     return result;
   }
 
-  private plan(base: Map<string, string>, files: Map<string, WorkspaceFile>, stored: Map<string, SpiderFile>, overwrite: boolean): Plan {
+  private plan(
+    base: Map<string, string>,
+    files: Map<string, WorkspaceFile>,
+    stored: Map<string, { sha256: string }>,
+    overwrite: boolean,
+  ): Plan {
     const plan: Plan = { added: [], modified: [], deleted: [], conflicts: [], unchanged: 0, newBase: new Map(base) };
     const paths = [...new Set([...base.keys(), ...files.keys()])].filter((p) => !this.isIgnored(p)).sort();
     for (const path of paths) {
@@ -243,7 +264,7 @@ export class SyncService {
   }
 
   /** The running container: list with stat keys, then read only the files whose stat key moved. */
-  private async readIncremental(sessionId: string, workspace: Workspace, mayWrite: (path: string, sha: string) => boolean) {
+  private async readIncremental(sessionId: string, workspace: Workspace, keep: Keep) {
     const { limits, timeoutMs, ignore } = this.settings;
     const manifest = await workspace.manifest(ignore, limits.maxEntries);
     const skipped = [...manifest.problems];
@@ -273,12 +294,13 @@ export class SyncService {
         throw new AppError(413, 'too_large', `The workspace holds more than ${limits.maxTotalBytes} bytes. Nothing was saved.`);
       // A known, unmoved file is not read again, unless its bytes are about to be written.
       const known = cache.get(entry.path);
-      if (known && known.statKey === entry.statKey && !mayWrite(entry.path, known.sha256)) files.set(entry.path, { sha256: known.sha256 });
+      if (known && known.statKey === entry.statKey && !keep.wants(entry.path, known.sha256))
+        files.set(entry.path, { sha256: known.sha256, size: entry.size });
       else wanted.set(entry.path, entry.statKey);
     }
     for await (const item of workspace.readFiles([...wanted.keys()], limits, timeoutMs)) {
       if (item.kind === 'file' && !wanted.has(item.path)) continue; // only what was asked for
-      this.collect(item, files, skipped, mayWrite);
+      this.collect(item, files, skipped, keep);
       if (item.kind === 'file' && wanted.has(item.path)) cache.set(item.path, { statKey: wanted.get(item.path)!, sha256: item.sha256 });
     }
     for (const path of cache.keys()) if (!files.has(path)) cache.delete(path);
@@ -287,7 +309,7 @@ export class SyncService {
   }
 
   /** A stopped container: the engine's archive of /workspace, every entry read. */
-  private async readArchive(workspace: Workspace, mayWrite: (path: string, sha: string) => boolean) {
+  private async readArchive(workspace: Workspace, keep: Keep) {
     const files = new Map<string, WorkspaceFile>();
     const skipped: SaveResult['skipped'] = [];
     // Ignored folders still stream by here, so the byte cap counts them: the container's own storage limit bounds them.
@@ -298,21 +320,27 @@ export class SyncService {
     };
     for await (const item of workspace.readAll(limits, this.settings.timeoutMs)) {
       if ('path' in item && this.isIgnored(item.path)) continue;
-      this.collect(item, files, skipped, mayWrite);
+      this.collect(item, files, skipped, keep);
     }
     return { files, skipped };
   }
 
-  private collect(
-    item: TarItem,
-    files: Map<string, WorkspaceFile>,
-    skipped: SaveResult['skipped'],
-    mayWrite: (path: string, sha: string) => boolean,
-  ): void {
+  private collect(item: TarItem, files: Map<string, WorkspaceFile>, skipped: SaveResult['skipped'], keep: Keep): void {
     if (item.kind === 'skipped') skipped.push({ path: item.name, reason: item.reason });
     else if (item.kind === 'file' && !this.isIgnored(item.path)) {
-      files.set(item.path, { sha256: item.sha256, data: mayWrite(item.path, item.sha256) ? item.data : undefined });
+      files.set(item.path, { sha256: item.sha256, size: item.data.length });
+      if (keep.wants(item.path, item.sha256)) keep.take(item.path, item.sha256, item.data);
     }
+  }
+
+  private async baseOf(em: Em, sessionId: string): Promise<Map<string, string>> {
+    const rows = (await em
+      .getConnection()
+      .execute('select path, sha256 from session_base_files where session_id = ?', [sessionId], 'all', em.getTransactionContext())) as {
+      path: string;
+      sha256: string;
+    }[];
+    return new Map(rows.map((r) => [r.path, r.sha256]));
   }
 
   private async writeBase(tx: Em, sessionId: string, before: Map<string, string>, after: Map<string, string>): Promise<void> {
@@ -321,5 +349,80 @@ export class SyncService {
       await tx.nativeDelete(SessionBaseFile, { sessionId, path: { $in: removed.slice(i, i + 500) } });
     const added = [...after].filter(([p, sha]) => before.get(p) !== sha).map(([path, sha256]) => ({ sessionId, path, sha256 }));
     for (let i = 0; i < added.length; i += 500) await tx.insertMany(SessionBaseFile, added.slice(i, i + 500));
+  }
+}
+
+/** Milliseconds per phase of a save, for the log: where the time goes. */
+function phases() {
+  let last = performance.now();
+  const all: Record<string, number> = {};
+  const mark = (name: string) => {
+    const now = performance.now();
+    all[name] = Math.round(now - last);
+    last = now;
+  };
+  mark.all = () => all;
+  return mark;
+}
+
+interface Keep {
+  wants(path: string, sha256: string): boolean;
+  take(path: string, sha256: string, data: Buffer): void;
+}
+
+/** Stores blobs a few at a time, in the background of the read. */
+class BlobWriter {
+  private static readonly CONCURRENCY = 16;
+  private readonly written = new Map<string, StoredBlob>();
+  private readonly queue: (() => Promise<void>)[] = [];
+  private running = 0;
+  private failure: unknown = null;
+  private idle: (() => void) | null = null;
+
+  constructor(
+    private readonly spiders: SpiderService,
+    private readonly spiderId: string,
+    private readonly em: Em,
+  ) {}
+
+  add(path: string, sha256: string, data: Buffer): void {
+    this.queue.push(async () => {
+      this.written.set(path, await this.spiders.blobs.put(this.spiderId, data, sha256));
+    });
+    this.pump();
+  }
+
+  async done(): Promise<Map<string, StoredBlob>> {
+    while (this.running > 0 || this.queue.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+    if (this.failure) throw this.failure;
+    return this.written;
+  }
+
+  keys(): string[] {
+    return [...this.written.values()].map((b) => b.key);
+  }
+
+  /** After a failure: waits for writes under way, then removes what no file row uses. */
+  async abandon(): Promise<void> {
+    this.queue.length = 0;
+    await this.done().catch(() => undefined);
+    await this.spiders.collectGarbage(this.em, this.spiderId, this.keys()).catch(() => undefined);
+  }
+
+  private pump(): void {
+    while (this.running < BlobWriter.CONCURRENCY && this.queue.length > 0 && !this.failure) {
+      const task = this.queue.shift()!;
+      this.running++;
+      void task()
+        .catch((err: unknown) => {
+          this.failure ??= err;
+          this.queue.length = 0;
+        })
+        .finally(() => {
+          this.running--;
+          this.pump();
+          if (this.running === 0 && (this.queue.length === 0 || this.failure)) this.idle?.();
+        });
+    }
   }
 }

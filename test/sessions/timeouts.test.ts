@@ -30,7 +30,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     (await svc.api(svc.adminToken, 'GET', `/api/spiders/${spiderId}/files/main.py`)).text();
 
   it('an idle session is warned, saved, then stopped; heartbeats keep it alive', async () => {
-    const svc = await start({ CRAWLHUB_IDLE_TIMEOUT: '4s', CRAWLHUB_STOP_WARNING: '3s' });
+    const svc = await start({ CRAWLHUB_IDLE_TIMEOUT: '5s', CRAWLHUB_STOP_WARNING: '4s' });
     const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${svc.adminToken}` } });
     const messages: any[] = [];
     ws.on('message', (d: Buffer) => messages.push(JSON.parse(d.toString())));
@@ -38,7 +38,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     const { spider, session, container } = await open(svc, 'idle');
     dockerExec(container, 'echo v2 > /workspace/main.py');
     // Heartbeats for a while: still ready after more than the idle timeout.
-    const until6s = Date.now() + 6000;
+    const until6s = Date.now() + 7000;
     while (Date.now() < until6s) {
       await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
       await new Promise((r) => setTimeout(r, 700));

@@ -1,0 +1,163 @@
+import type { Duplex, PassThrough } from 'node:stream';
+import type { Logger } from '../logger';
+import type { DockerRuntime } from '../runtime/docker';
+
+/**
+ * The loop every agent runs: a shell reading one request per line from stdin, as the container's
+ * user. "L" lists the workspace with the find arguments given as "$@" (never parsed by the shell);
+ * "F<path>" prints a regular file as base64. Every answer ends with a NUL; a listing's records
+ * end with NULs of their own, so a listing ends with two. Paths arrive already checked (no
+ * control characters, no ".."), and only ever as a quoted variable.
+ */
+const LOOP = `cd /workspace || exit 1
+while IFS= read -r line; do
+  case "$line" in
+    L) "$@" ;;
+    F*) p="./\${line#F}"; if [ -f "$p" ] && [ ! -L "$p" ]; then printf 'f\\t'; base64 -w0 -- "$p"; else printf 'x\\t'; fi ;;
+  esac
+  printf '\\0'
+done`;
+
+interface Pending {
+  resolve(out: Buffer): void;
+  reject(err: Error): void;
+  chunks: Buffer[];
+  size: number;
+  /** How many NULs end the answer: 2 for a listing (1 when it is empty), 1 for a file. */
+  listing: boolean;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * A long-lived helper process in one container. It spares every save, watch poll and editor
+ * read the cost of a new `docker exec` (a process started by runc, ~50 ms). What it prints is as
+ * untrusted as any other container output; when it dies or misbehaves, callers fall back to a
+ * one-off exec, and the container's user can only hurt their own session by meddling with it.
+ */
+class WorkspaceAgent {
+  private queue: Promise<unknown> = Promise.resolve();
+  private pending: Pending | null = null;
+  private dead = false;
+
+  private constructor(
+    private readonly stdin: Duplex,
+    stdout: PassThrough,
+    private readonly maxOutput: number,
+  ) {
+    stdout.on('data', (chunk: Buffer) => this.onData(chunk));
+    stdout.on('end', () => this.fail(new Error('the workspace agent ended')));
+    stdout.on('error', (err) => this.fail(err));
+    stdin.on('error', (err) => this.fail(err));
+  }
+
+  static async start(
+    docker: DockerRuntime,
+    containerId: string,
+    user: string,
+    findArgs: string[],
+    maxOutput: number,
+  ): Promise<WorkspaceAgent> {
+    const { stream } = await docker.execStream(containerId, ['sh', '-c', LOOP, 'crawlhub-agent', ...findArgs], { user, stdin: true });
+    return new WorkspaceAgent(stream.stdin, stream.stdout, maxOutput);
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  request(line: string, listing: boolean, timeoutMs: number): Promise<Buffer> {
+    const run = this.queue.then(
+      () =>
+        new Promise<Buffer>((resolve, reject) => {
+          if (this.dead) return reject(new Error('the workspace agent is gone'));
+          const timer = setTimeout(() => this.fail(new Error('the workspace agent did not answer in time')), timeoutMs);
+          this.pending = { resolve, reject, chunks: [], size: 0, listing, timer };
+          this.stdin.write(`${line}\n`);
+        }),
+    );
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  close(): void {
+    this.fail(new Error('closed'));
+  }
+
+  private onData(chunk: Buffer): void {
+    const p = this.pending;
+    if (!p) return this.fail(new Error('the workspace agent spoke out of turn'));
+    p.size += chunk.length;
+    if (p.size > this.maxOutput) return this.fail(new Error('the workspace agent answered more than allowed'));
+    p.chunks.push(chunk);
+    if (chunk[chunk.length - 1] !== 0) return;
+    const all = Buffer.concat(p.chunks);
+    p.chunks = [all];
+    let end: number;
+    if (!p.listing) end = all.indexOf(0) === all.length - 1 ? all.length - 1 : -2;
+    else if (all.length === 1) end = 0;
+    else end = all[all.length - 2] === 0 ? all.length - 1 : -1;
+    if (end === -1) return; // a listing record ended, the listing goes on
+    if (end === -2) return this.fail(new Error('the workspace agent answered out of form'));
+    clearTimeout(p.timer);
+    this.pending = null;
+    p.resolve(all.subarray(0, end));
+  }
+
+  private fail(err: Error): void {
+    if (this.dead) return;
+    this.dead = true;
+    if (this.pending) {
+      clearTimeout(this.pending.timer);
+      this.pending.reject(err);
+      this.pending = null;
+    }
+    this.stdin.destroy();
+  }
+}
+
+/** One agent per container and listing, started on first use and dropped when it dies. */
+export class WorkspaceAgents {
+  private readonly agents = new Map<string, Promise<WorkspaceAgent>>();
+
+  constructor(
+    private readonly docker: DockerRuntime,
+    private readonly logger: Logger,
+  ) {}
+
+  async request(
+    containerId: string,
+    user: string,
+    findArgs: string[],
+    line: string,
+    opts: { listing: boolean; maxOutput: number; timeoutMs: number },
+  ): Promise<Buffer> {
+    const key = `${containerId}\0${findArgs.join('\0')}`;
+    let agent = this.agents.get(key);
+    if (!agent) {
+      agent = WorkspaceAgent.start(this.docker, containerId, user, findArgs, opts.maxOutput);
+      this.agents.set(key, agent);
+      agent.catch(() => this.agents.delete(key));
+    }
+    const ready = await agent;
+    try {
+      return await ready.request(line, opts.listing, opts.timeoutMs);
+    } catch (err) {
+      if (!ready.alive) this.agents.delete(key);
+      this.logger.debug({ err, container: containerId.slice(0, 12) }, 'workspace agent failed');
+      throw err;
+    }
+  }
+
+  closeFor(containerId: string): void {
+    for (const [key, agent] of this.agents) {
+      if (!key.startsWith(`${containerId}\0`)) continue;
+      this.agents.delete(key);
+      void agent.then((a) => a.close()).catch(() => undefined);
+    }
+  }
+
+  closeAll(): void {
+    for (const agent of this.agents.values()) void agent.then((a) => a.close()).catch(() => undefined);
+    this.agents.clear();
+  }
+}
