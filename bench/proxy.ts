@@ -7,7 +7,8 @@
 // Each of upstream, CrawlHub proxy and configurable-http-proxy runs in its own process; this one
 // is only the client. Rounds alternate between the three so that drift on a shared machine
 // (other processes, CPU frequency) falls on all of them alike. Sample counts come from
-// BENCH_GETS (2000), BENCH_WS (1000) and BENCH_DOWNLOADS (15). The table goes to stdout and, as
+// BENCH_GETS (2000), BENCH_WS (1000) and BENCH_DOWNLOADS (15) per pass; BENCH_PASSES (3) full passes, each cell
+// the median of its passes. The table goes to stdout and, as
 // JSON, to bench/results/proxy.json.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -33,6 +34,7 @@ import {
 const GETS = Number(process.env.BENCH_GETS ?? 2000);
 const WS_TRIPS = Number(process.env.BENCH_WS ?? 1000);
 const DOWNLOADS = Number(process.env.BENCH_DOWNLOADS ?? 15);
+const PASSES = Number(process.env.BENCH_PASSES ?? 3);
 /** Rounds per measurement; each visits the targets in a rotated order, so none always goes first. */
 const ROUNDS = 20;
 const root = path.resolve(__dirname, '..');
@@ -111,53 +113,65 @@ async function main(): Promise<void> {
     await get(t, '/download');
   }
 
-  // The proxy process's own CPU time per operation: steadier than wall time on a shared machine.
-  const pids: Record<string, number | undefined> = { direct: undefined, crawlhub: crawlhub.pid, 'configurable-http-proxy': chp.pid };
-  const getMs: Record<string, number[]> = {};
-  const wsMs: Record<string, number[]> = {};
-  const downloadMiBs: Record<string, number[]> = {};
-  const cpu: Record<string, { get: number; download: number }> = {};
-  for (const t of targets) {
-    getMs[t.name] = [];
-    wsMs[t.name] = [];
-    downloadMiBs[t.name] = [];
-    cpu[t.name] = { get: 0, download: 0 };
-  }
-  const cpuOf = (t: Target) => (pids[t.name] === undefined ? 0 : cpuMs(pids[t.name]!));
-  const rotated = (round: number) => targets.map((_, i) => targets[(i + round) % targets.length]);
-  for (let round = 0; round < ROUNDS; round++) {
-    if (round % 5 === 0) process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
-    for (const t of rotated(round)) {
-      const before = cpuOf(t);
-      for (let i = 0; i < GETS / ROUNDS; i++) getMs[t.name].push((await get(t, '/small')).ms);
-      cpu[t.name].get += cpuOf(t) - before;
-      for (let i = 0; i < WS_TRIPS / ROUNDS; i++) wsMs[t.name].push(await roundTrip(sockets.get(t.name)!, payload));
+  const per = (f: (name: string) => number) => Object.fromEntries(targets.map((t) => [t.name, f(t.name)]));
+  /** One full measurement of every row; the table shows each cell's median over the passes. */
+  const measure = async (): Promise<{ rows: Row[]; cpuRows: Row[] }> => {
+    // The proxy process's own CPU time per operation: steadier than wall time on a shared machine.
+    const pids: Record<string, number | undefined> = { direct: undefined, crawlhub: crawlhub.pid, 'configurable-http-proxy': chp.pid };
+    const getMs: Record<string, number[]> = {};
+    const wsMs: Record<string, number[]> = {};
+    const downloadMiBs: Record<string, number[]> = {};
+    const cpu: Record<string, { get: number; download: number }> = {};
+    for (const t of targets) {
+      getMs[t.name] = [];
+      wsMs[t.name] = [];
+      downloadMiBs[t.name] = [];
+      cpu[t.name] = { get: 0, download: 0 };
     }
-  }
-  for (let i = 0; i < DOWNLOADS; i++) {
-    for (const t of rotated(i)) {
-      const before = cpuOf(t);
-      const { ms, bytes } = await get(t, '/download');
-      cpu[t.name].download += cpuOf(t) - before;
-      if (bytes !== DOWNLOAD_BYTES) throw new Error(`${t.name}: downloaded ${bytes} bytes`);
-      downloadMiBs[t.name].push(bytes / 1024 / 1024 / (ms / 1000));
+    const cpuOf = (t: Target) => (pids[t.name] === undefined ? 0 : cpuMs(pids[t.name]!));
+    const rotated = (round: number) => targets.map((_, i) => targets[(i + round) % targets.length]);
+    for (let round = 0; round < ROUNDS; round++) {
+      if (round % 5 === 0) process.stderr.write(`round ${round + 1}/${ROUNDS}\n`);
+      for (const t of rotated(round)) {
+        const before = cpuOf(t);
+        for (let i = 0; i < GETS / ROUNDS; i++) getMs[t.name].push((await get(t, '/small')).ms);
+        cpu[t.name].get += cpuOf(t) - before;
+        for (let i = 0; i < WS_TRIPS / ROUNDS; i++) wsMs[t.name].push(await roundTrip(sockets.get(t.name)!, payload));
+      }
     }
+    for (let i = 0; i < DOWNLOADS; i++) {
+      for (const t of rotated(i)) {
+        const before = cpuOf(t);
+        const { ms, bytes } = await get(t, '/download');
+        cpu[t.name].download += cpuOf(t) - before;
+        if (bytes !== DOWNLOAD_BYTES) throw new Error(`${t.name}: downloaded ${bytes} bytes`);
+        downloadMiBs[t.name].push(bytes / 1024 / 1024 / (ms / 1000));
+      }
+    }
+    const rows: Row[] = [
+      { label: 'small GET p50', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(getMs[n], 50)) },
+      { label: 'small GET p99', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(getMs[n], 99)) },
+      { label: 'WebSocket echo p50', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(wsMs[n], 50)) },
+      { label: 'WebSocket echo p99', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(wsMs[n], 99)) },
+      { label: '10 MB download', unit: 'MiB/s', lowerIsBetter: false, values: per((n) => median(downloadMiBs[n])) },
+    ];
+    const cpuRows: Row[] = [
+      { label: 'proxy CPU per small GET', unit: 'µs', lowerIsBetter: true, values: per((n) => (cpu[n].get * 1000) / GETS) },
+      { label: 'proxy CPU per 10 MB download', unit: 'ms', lowerIsBetter: true, values: per((n) => cpu[n].download / DOWNLOADS) },
+    ];
+    return { rows, cpuRows };
+  };
+  const passes: { rows: Row[]; cpuRows: Row[] }[] = [];
+  for (let i = 0; i < PASSES; i++) {
+    process.stderr.write(`pass ${i + 1}/${PASSES}\n`);
+    passes.push(await measure());
   }
   for (const ws of sockets.values()) ws.close();
-
-  const per = (f: (name: string) => number) => Object.fromEntries(targets.map((t) => [t.name, f(t.name)]));
-  const rows: Row[] = [
-    { label: 'small GET p50', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(getMs[n], 50)) },
-    { label: 'small GET p99', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(getMs[n], 99)) },
-    { label: 'WebSocket echo p50', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(wsMs[n], 50)) },
-    { label: 'WebSocket echo p99', unit: 'ms', lowerIsBetter: true, values: per((n) => percentile(wsMs[n], 99)) },
-    { label: '10 MB download', unit: 'MiB/s', lowerIsBetter: false, values: per((n) => median(downloadMiBs[n])) },
-  ];
-  const cpuRows: Row[] = [
-    { label: 'proxy CPU per small GET', unit: 'µs', lowerIsBetter: true, values: per((n) => (cpu[n].get * 1000) / GETS) },
-    { label: 'proxy CPU per 10 MB download', unit: 'ms', lowerIsBetter: true, values: per((n) => cpu[n].download / DOWNLOADS) },
-  ];
-  print(rows, cpuRows, { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS });
+  const combine = (pick: (p: { rows: Row[]; cpuRows: Row[] }) => Row[]) =>
+    pick(passes[0]).map((row, r) => ({ ...row, values: per((n) => median(passes.map((p) => pick(p)[r].values[n]))) }));
+  const rows = combine((p) => p.rows);
+  const cpuRows = combine((p) => p.cpuRows);
+  print(rows, cpuRows, { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES });
 
   fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
   fs.writeFileSync(
@@ -167,7 +181,8 @@ async function main(): Promise<void> {
         at: new Date().toISOString(),
         node: process.version,
         cpus: os.cpus().length,
-        samples: { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS },
+        samples: { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES },
+        passes,
         rows,
         cpuRows,
       },
@@ -178,7 +193,7 @@ async function main(): Promise<void> {
   for (const child of [chp, crawlhub, upstream]) stop(child);
 }
 
-function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number; downloads: number }): void {
+function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number; downloads: number; passes: number }): void {
   const fmt = (v: number, unit: string) => (unit === 'ms' ? v.toFixed(3) : v.toFixed(0));
   const ratio = (v: number, base: number) => `${(v / base).toFixed(2)}×`;
   const header = ['', 'direct', 'crawlhub', 'vs direct', 'chp', 'vs direct', 'crawlhub vs chp'];
@@ -204,7 +219,7 @@ function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number;
     .join(' ');
   process.stdout.write(
     `\nBrowser IDE proxy on loopback, Node ${process.version}, ${os.cpus().length} CPUs, load ${load}: ` +
-      `${samples.gets} GETs, ${samples.ws} WebSocket round trips, ${samples.downloads} downloads per target\n` +
+      `${samples.passes} passes of ${samples.gets} GETs, ${samples.ws} WebSocket round trips and ${samples.downloads} downloads per target (each cell: median of the passes)\n` +
       'chp = configurable-http-proxy (JupyterHub’s proxy). Latency and CPU: lower is better; download: higher is better.\n\n',
   );
   process.stdout.write(`${out.join('\n')}\n\n`);
