@@ -87,8 +87,19 @@ ln -sf /opt/node/bin/npm "$root/usr/local/bin/npm"
 ln -sf /opt/node/bin/npx "$root/usr/local/bin/npx"
 chroot "$root" groupadd -g 1000 coder
 chroot "$root" useradd -u 1000 -g 1000 -m -s /bin/bash coder
-mkdir -p "$root/workspace"
-chroot "$root" chown coder:coder /workspace
+mkdir -p "$root/workspace" "$root/home/coder/.local/share/code-server/User"
+# The same user settings as the production image: no welcome page, no AI chat panel, no telemetry.
+cat > "$root/home/coder/.local/share/code-server/User/settings.json" <<'JSON'
+{
+  "workbench.startupEditor": "none",
+  "security.workspace.trust.enabled": false,
+  "telemetry.telemetryLevel": "off",
+  "chat.disableAIFeatures": true,
+  "workbench.secondarySideBar.defaultVisibility": "hidden",
+  "python.defaultInterpreterPath": "/usr/bin/python3"
+}
+JSON
+chroot "$root" chown -R coder:coder /workspace /home/coder
 echo "en_US.UTF-8 UTF-8" > "$root/etc/locale.gen" && chroot "$root" locale-gen >/dev/null 2>&1 || true
 # Image metadata that the service and tests read: the recipe it came from.
 echo "$tag" > "$root/etc/crawlhub-image"
@@ -106,4 +117,8 @@ tar -C "$root" -c . | docker import \
   -c "LABEL org.opencontainers.image.title=crawlhub-code-server crawlhub.recipe=$hash" \
   - "$tag" >/dev/null
 docker tag "$tag" crawlhub-code-server:latest
+# Older local builds go, unless a container still uses them.
+for old in $(docker images crawlhub-code-server --format '{{.Tag}}' | grep '^local-' | grep -vx "local-$hash"); do
+  docker rmi "crawlhub-code-server:$old" >/dev/null 2>&1 || true
+done
 log "built $tag (also tagged crawlhub-code-server:latest)"
