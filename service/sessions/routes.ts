@@ -154,6 +154,38 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl }: SessionRout
       },
     }),
     route({
+      method: 'get',
+      path: '/api/sessions/:id/history',
+      tag: 'sessions',
+      summary: "The session's status changes and saves, oldest first",
+      params: SessionId,
+      responses: {
+        200: {
+          description: 'the history',
+          schema: z.object({
+            statuses: z.array(z.object({ status: z.string(), reason: z.string(), at: z.string() })),
+            saves: z.array(
+              z.object({
+                trigger: z.string(),
+                ok: z.boolean(),
+                added: z.number(),
+                modified: z.number(),
+                deleted: z.number(),
+                conflicts: z.number(),
+                bytes: z.number(),
+                error: z.string().nullable(),
+                at: z.string(),
+              }),
+            ),
+          }),
+        },
+      },
+      async handler(ctx, { params }) {
+        const session = await sessions.get(ctx.state.em, ctx.state.user, params.id);
+        return sessions.history(ctx.state.em, session.id);
+      },
+    }),
+    route({
       method: 'post',
       path: '/api/sessions/:id/launch',
       tag: 'sessions',

@@ -12,7 +12,7 @@ import { ServiceSecret } from '../secret';
 import { Spider } from '../spiders/entities';
 import type { SpiderService } from '../spiders/service';
 import type { SaveResult, SyncService } from '../sync/save';
-import { CodeSession, LIVE_STATUSES, SessionEvent, type SessionStatus, type SyncTrigger } from './entities';
+import { CodeSession, LIVE_STATUSES, SessionEvent, SyncRecord, type SessionStatus, type SyncTrigger } from './entities';
 import { WorkspaceAgents } from './agent';
 import { CODE_SERVER_PORT, CONTAINER_UID, CONTAINER_USER, WORKSPACE, Workspace } from './workspace';
 
@@ -192,6 +192,28 @@ export class SessionService {
     const session = /^[0-9a-f-]{36}$/.test(sessionId) ? await em.findOne(CodeSession, { id: sessionId }) : null;
     if (!session || (!user.isAdmin && session.userId !== user.id)) throw notFound('Session');
     return session;
+  }
+
+  /** Every status change with its reason and time, and every save. */
+  async history(em: Em, sessionId: string) {
+    const [statuses, saves] = await Promise.all([
+      em.find(SessionEvent, { sessionId }, { orderBy: { id: 'asc' } }),
+      em.find(SyncRecord, { sessionId }, { orderBy: { finishedAt: 'asc' } }),
+    ]);
+    return {
+      statuses: statuses.map((e) => ({ status: e.status, reason: e.reason, at: e.at.toISOString() })),
+      saves: saves.map((r) => ({
+        trigger: r.trigger,
+        ok: r.ok,
+        added: r.added,
+        modified: r.modified,
+        deleted: r.deleted,
+        conflicts: r.conflicts,
+        bytes: r.bytes,
+        error: r.error ?? null,
+        at: r.finishedAt.toISOString(),
+      })),
+    };
   }
 
   list(em: Em, user: User): Promise<CodeSession[]> {

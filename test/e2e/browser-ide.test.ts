@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { containerName, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
+import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { explorerNames, openFileInExplorer, openWorkbench, typeAndSave } from '../helpers/ide';
 import { json, startTestService, type TestService } from '../helpers/service';
 import { makeTar } from '../helpers/tar';
@@ -57,9 +57,17 @@ describe('the browser IDE through the service', () => {
       assert.deepEqual(save.modified, ['books/settings.py']);
       const stored = await (await svc.api(user.token, 'GET', `/api/spiders/${spider.id}/files/books/settings.py`)).text();
       assert.match(stored, /BOT_NAME = "books"\n+LOG_LEVEL = "INFO"/);
-      // Browser activity through the proxy moved the idle deadline.
+      // code-server's own heartbeat (a browser is connected) counts as activity at the next sweep.
+      const port = Number(docker('port', containerName(svc, session.session_id), '8080/tcp').trim().split(':').at(-1));
+      const beat = await until(
+        'a code-server heartbeat',
+        async () => ((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { lastHeartbeat: number }).lastHeartbeat,
+        30_000,
+        250,
+      );
+      await svc.services.sessions.sweep();
       const after = await json(await svc.api(user.token, 'GET', `/api/sessions/${session.session_id}`));
-      assert.ok(Date.parse(after.last_active_at) >= Date.parse(session.last_active_at));
+      assert.ok(Date.parse(after.last_active_at) >= beat, `${after.last_active_at} is not after ${new Date(beat).toISOString()}`);
     } finally {
       await ide.close();
     }

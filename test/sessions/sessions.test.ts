@@ -182,6 +182,17 @@ describe('code sessions on the real engine', () => {
     await until('the container removed', () => docker('ps', '-aq', '--filter', `name=${c}`).trim() === '', 60_000, 500);
     const current = await json(await svc.api(alice.token, 'GET', `/api/spiders/${spider.id}/code-session`));
     assert.equal(current.status, 'stopped');
+    const history = await json(await svc.api(alice.token, 'GET', `/api/sessions/${session.session_id}/history`));
+    assert.deepEqual(
+      history.statuses.map((e: { status: string }) => e.status),
+      ['pending', 'starting', 'ready', 'syncing', 'ready', 'stopped'],
+    );
+    assert.ok(history.statuses.every((e: { reason: string; at: string }) => e.reason && !Number.isNaN(Date.parse(e.at))));
+    assert.deepEqual(
+      history.saves.map((r: { trigger: string; ok: boolean; modified: number }) => [r.trigger, r.ok, r.modified]),
+      [['close', true, 1]],
+    );
+    assert.equal((await svc.api(bob.token, 'GET', `/api/sessions/${session.session_id}/history`)).status, 404);
     // A closed spider can be deleted; an open one cannot.
     const other = await spiderWithProject(alice.token, 'busy');
     await open(alice.token, other.id);
