@@ -121,6 +121,25 @@ describe('session containers are hardened and limited', () => {
     }
   });
 
+  it('a session whose code-server does not answer in time fails, and its container and port are freed', async () => {
+    const slow = await startTestService({
+      env: { CRAWLHUB_START_TIMEOUT: '100ms', CRAWLHUB_PORT_RANGE: '10097-10097', CRAWLHUB_SWEEP_INTERVAL: '1h' },
+    });
+    try {
+      const { res, session } = await openFor(slow, 'slow');
+      assert.equal(res.status, 201);
+      assert.equal(session.status, 'failed');
+      assert.match(session.status_reason, /did not answer within/);
+      assert.equal(docker('ps', '-aq', '--filter', `label=crawlhub.session=${session.session_id}`).trim(), '', 'the container is removed');
+      // The only port of the pool is free again: the next open gets it (and fails the same way, not with 503).
+      const again = await openFor(slow, 'slow-again');
+      assert.equal(again.res.status, 201);
+    } finally {
+      await slow.close();
+      removeContainers(slow.config.instance);
+    }
+  });
+
   it('a save that breaks a cap aborts with a clear error and writes nothing', async () => {
     const capped = await startTestService({
       env: {

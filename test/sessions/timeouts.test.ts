@@ -108,7 +108,12 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.match(failed.status_reason, /save failed/);
     assert.ok(failed.last_error);
     // Stopped between retries (each retry starts it briefly to read its files).
-    await until('the kept container stopped', () => docker('inspect', '-f', '{{.State.Running}}', container).trim() === 'false', 30_000, 50);
+    await until(
+      'the kept container stopped',
+      () => docker('inspect', '-f', '{{.State.Running}}', container).trim() === 'false',
+      30_000,
+      50,
+    );
     const all = await json<any[]>(await svc.api(svc.adminToken, 'GET', '/api/sessions'));
     assert.ok(all.find((s) => s.session_id === session.session_id)?.save_pending, 'an admin sees it too');
     assert.equal(await (await svc.api(user.token, 'GET', `/api/spiders/${spider.id}/files/main.py`)).text(), 'v1\n');
