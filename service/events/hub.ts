@@ -41,7 +41,7 @@ export class EventHub {
     return () => this.listeners.delete(listener);
   }
 
-  /** Sends to the owner of the thing and to admins; `only` narrows to one listener (file events go to watchers). */
+  /** Sends to the owner of the thing and to every admin; the socket decides which file events its client watches. */
   publish(ownerId: string, event: ServiceEvent): void {
     for (const [listener, who] of this.listeners) {
       if (who.userId !== ownerId && !who.isAdmin) continue;

@@ -4,7 +4,8 @@ import type { Context, Next } from 'koa';
 import { z } from 'zod';
 import type { User } from '../auth/entities';
 import type { Em } from '../db/orm';
-import { AppError } from './errors';
+import getRawBody from 'raw-body';
+import { AppError, tooLarge } from './errors';
 
 export interface AppState {
   user: User;
@@ -128,4 +129,14 @@ export function openApiDocument(routes: RouteDef[], info: { title: string; versi
     },
     paths,
   };
+}
+
+/** The request body as bytes, refused with 413 past `limit` (before reading it all when Content-Length says so). */
+export async function readBytes(ctx: AppContext, limit: number): Promise<Buffer> {
+  try {
+    return await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined });
+  } catch (err) {
+    if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(`A file may hold at most ${limit} bytes.`);
+    throw err;
+  }
 }

@@ -1,7 +1,6 @@
-import getRawBody from 'raw-body';
 import { z } from 'zod';
-import { badRequest, conflict, tooLarge } from '../http/errors';
-import { route, type AppContext, type RouteDef } from '../http/route';
+import { badRequest, conflict } from '../http/errors';
+import { readBytes, route, type AppContext, type RouteDef } from '../http/route';
 import { normalizePath } from '../spiders/paths';
 import type { SessionService } from './service';
 
@@ -256,13 +255,7 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl }: SessionRout
         const { workspace, session } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
         const path = fsPath(query.path);
         if (path === '') throw badRequest('Give the path of a file.', 'invalid_path');
-        let data: Buffer;
-        try {
-          data = await getRawBody(ctx.req, { limit: maxFileBytes, length: ctx.get('content-length') || undefined });
-        } catch (err) {
-          if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(`A file may hold at most ${maxFileBytes} bytes.`);
-          throw err;
-        }
+        const data = await readBytes(ctx, maxFileBytes);
         await workspace.write(path, data, { create: on(query.create), overwrite: on(query.overwrite) });
         sessions.touch(session.id);
         ctx.status = 204;

@@ -1,7 +1,5 @@
-import getRawBody from 'raw-body';
 import { z } from 'zod';
-import { tooLarge } from '../http/errors';
-import { route, type RouteDef } from '../http/route';
+import { readBytes, route, type RouteDef } from '../http/route';
 import type { Spider } from './entities';
 import type { SpiderService } from './service';
 
@@ -143,13 +141,7 @@ export function spiderRoutes(spiders: SpiderService): RouteDef[] {
       async handler(ctx, { params }) {
         // Look the spider up first, so that a stranger's upload is refused before it is read.
         await spiders.get(ctx.state.em, ctx.state.user, params.id);
-        let data: Buffer;
-        try {
-          data = await getRawBody(ctx.req, { limit: maxFile, length: ctx.get('content-length') || undefined });
-        } catch (err) {
-          if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(`A file may hold at most ${maxFile} bytes.`);
-          throw err;
-        }
+        const data = await readBytes(ctx, maxFile);
         const info = await spiders.writeFile(ctx.state.em, ctx.state.user, params.id, filePathParam(params), data);
         return { path: info.path, size: info.size, sha256: info.sha256 };
       },
