@@ -273,7 +273,10 @@ export class CrawlHubClient {
     }
     if (!res.ok) {
       const err = await ApiError.fromResponse(res);
-      this.log.warn(`${method} ${url.pathname} → ${res.status} ${err.code}: ${err.message}`);
+      // VS Code probes many paths that do not exist (.vscode/settings.json…): a 404 is an answer, not a problem.
+      const line = `${method} ${url.pathname} → ${res.status} ${err.code}: ${err.message}`;
+      if (res.status === 404) this.log.debug(line);
+      else this.log.warn(line);
       throw err;
     }
     return res;

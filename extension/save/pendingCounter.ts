@@ -1,5 +1,6 @@
 import type { CrawlHubClient } from '../api/client';
 import type { Log } from '../core/log';
+import { changeCount } from './summary';
 import type { SaveTracker } from './tracker';
 
 /**
@@ -35,14 +36,22 @@ export class PendingCounter {
 
   async count(sessionId: string): Promise<void> {
     const spiderId = this.spiderOf(sessionId);
-    if (!spiderId || this.running.has(sessionId) || this.tracker.get(sessionId).saving) return;
+    if (!spiderId) return;
+    if (this.running.has(sessionId) || this.tracker.get(sessionId).saving) {
+      // Count once the running count or save is over.
+      this.schedule(sessionId);
+      return;
+    }
     const client = await this.client();
     if (!client) return;
     this.running.add(sessionId);
+    const version = this.tracker.version(sessionId);
     try {
       const plan = await client.sync(spiderId, { dryRun: true });
-      // A save that started meanwhile has the better answer.
-      if (!this.tracker.get(sessionId).saving) this.tracker.planned(sessionId, plan);
+      // A save or a file change since the start makes this count stale.
+      const stale = this.tracker.version(sessionId) !== version;
+      this.log.debug(`counted ${sessionId}: ${changeCount(plan)} change(s)${stale ? ' (stale, dropped)' : ''}`);
+      if (!stale) this.tracker.planned(sessionId, plan);
     } catch (err) {
       this.log.debug(`counting changes of ${sessionId} failed: ${(err as Error).message}`);
     } finally {

@@ -50,7 +50,8 @@ export class SaveController {
     try {
       const client = await this.requireClient();
       const result = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Saving ${session.spider_name} to the server…` },
+        // The status-bar button spins meanwhile; a notification would only repeat it.
+        { location: vscode.ProgressLocation.Window, title: `Saving ${session.spider_name} to the server…` },
         () => client.sync(session.spider_id, { overwrite: opts.overwrite }),
       );
       this.tracker.saved(id, result);
@@ -140,13 +141,12 @@ export class SaveController {
       items.push({
         label: `${ICON[entry.kind]} ${entry.path}`,
         description: entry.reason ?? entry.kind,
-        detail: entry.kind === 'skipped' ? undefined : 'open the diff: server ↔ session',
         entry,
       });
     }
     const pick = vscode.window.createQuickPick<Item>();
     pick.title = `Preview Save: ${session.spider_name} — ${describeResult(result)}`;
-    pick.placeholder = 'Pick a file to see its diff, or save';
+    pick.placeholder = 'Pick a file to see its diff (server ↔ session), or save';
     pick.items = items;
     pick.ignoreFocusOut = true;
     pick.matchOnDescription = true;

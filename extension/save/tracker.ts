@@ -23,6 +23,16 @@ export class SaveTracker {
   /** Fires the session id whose status changed. */
   readonly onDidChange = this.changed.event;
   private readonly statuses = new Map<string, SaveStatus>();
+  private readonly versions = new Map<string, number>();
+
+  /** Changes with every save and every file change: a dry run that began at another version is stale. */
+  version(sessionId: string): number {
+    return this.versions.get(sessionId) ?? 0;
+  }
+
+  private bump(sessionId: string): void {
+    this.versions.set(sessionId, this.version(sessionId) + 1);
+  }
 
   get(sessionId: string): SaveStatus {
     return this.statuses.get(sessionId) ?? { saving: false, conflicts: 0 };
@@ -34,11 +44,13 @@ export class SaveTracker {
   }
 
   begin(sessionId: string): void {
+    this.bump(sessionId);
     this.update(sessionId, { saving: true });
   }
 
   /** A save finished (ours or, through events, any other). */
   saved(sessionId: string, result: SaveResult): void {
+    this.bump(sessionId);
     this.update(sessionId, {
       saving: false,
       pending: result.conflicts.length,
@@ -64,6 +76,7 @@ export class SaveTracker {
 
   /** Files changed (here or in the container): the count is no longer known. */
   touched(sessionId: string): void {
+    this.bump(sessionId);
     if (this.get(sessionId).pending === undefined) return;
     this.update(sessionId, { pending: undefined });
   }

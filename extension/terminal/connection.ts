@@ -25,6 +25,9 @@ export class TerminalConnection {
   private socket: WebSocket | undefined;
   private readonly decoder = new TextDecoder('utf-8');
   private pendingSize: Dimensions | undefined;
+  /** Keystrokes typed before the socket opened, sent once it does. */
+  private pendingInput: string[] = [];
+  private pendingBytes = 0;
   private ended = false;
 
   constructor(private readonly log: Log) {}
@@ -36,6 +39,9 @@ export class TerminalConnection {
     let failure: string | undefined;
     socket.on('open', () => {
       if (this.pendingSize) this.resize(this.pendingSize);
+      for (const data of this.pendingInput) socket.send(Buffer.from(data, 'utf8'), { binary: true });
+      this.pendingInput = [];
+      this.pendingBytes = 0;
     });
     socket.on('message', (data, isBinary) => {
       const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
@@ -71,7 +77,12 @@ export class TerminalConnection {
   }
 
   input(data: string): void {
-    if (this.open) this.socket!.send(Buffer.from(data, 'utf8'), { binary: true });
+    if (this.open) {
+      this.socket!.send(Buffer.from(data, 'utf8'), { binary: true });
+    } else if (this.socket && !this.ended && this.pendingBytes + data.length <= 64 * 1024) {
+      this.pendingInput.push(data);
+      this.pendingBytes += data.length;
+    }
   }
 
   resize(size: Dimensions): void {

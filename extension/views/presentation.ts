@@ -86,12 +86,19 @@ export function deadlines(session: Pick<Session, 'idle_deadline' | 'expires_at'>
   };
 }
 
-/** The session tree's description: "idle stop in 24 min · hard stop in 3 h 55 min". */
+/** What is left of a deadline: "24 min", or "now" once it has passed. */
+function timeLeft(iso: string, now: number): string {
+  const ms = Date.parse(iso) - now;
+  if (!Number.isFinite(ms)) return 'unknown';
+  return ms <= 0 ? 'now' : formatDuration(ms);
+}
+
+/** The session tree's description, short enough for a sidebar: "idle 24 min · hard 3 h 55 min" (the tooltip says it in full). */
 export function sessionDescription(session: Pick<Session, 'status' | 'idle_deadline' | 'expires_at'>, now: number): string {
   const state = spiderState(session);
   if (state === 'starting') return STATE_LABEL.starting;
   if (state === 'none' || state === 'failed') return session.status;
-  const countdown = `idle stop ${formatCountdown(session.idle_deadline, now)} · hard stop ${formatCountdown(session.expires_at, now)}`;
+  const countdown = `idle ${timeLeft(session.idle_deadline, now)} · hard ${timeLeft(session.expires_at, now)}`;
   return state === 'syncing' ? `${STATE_LABEL.syncing} ${countdown}` : countdown;
 }
 

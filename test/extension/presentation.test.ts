@@ -42,8 +42,9 @@ describe('spider and session presentation', () => {
   });
 
   it('describes a session by both deadlines', () => {
-    assert.equal(sessionDescription(session(), NOW), 'idle stop in 25 min · hard stop in 3 h 55 min');
-    assert.equal(sessionDescription(session({ status: 'syncing' }), NOW), 'saving… idle stop in 25 min · hard stop in 3 h 55 min');
+    assert.equal(sessionDescription(session(), NOW), 'idle 25 min · hard 3 h 55 min');
+    assert.equal(sessionDescription(session({ status: 'syncing' }), NOW), 'saving… idle 25 min · hard 3 h 55 min');
+    assert.equal(sessionDescription(session({ idle_deadline: '2026-01-01T10:00:00.000Z' }), NOW), 'idle now · hard 3 h 55 min');
     assert.equal(sessionDescription(session({ status: 'starting' }), NOW), 'starting…');
     assert.deepEqual(deadlines(session()).first, 'idle');
     assert.deepEqual(deadlines(session({ idle_deadline: '2026-01-01T15:00:00.000Z' })).first, 'hard');

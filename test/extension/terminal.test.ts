@@ -55,12 +55,11 @@ describe('TerminalConnection', () => {
     conn.onClose((c) => closed.push(c));
     conn.resize({ columns: 100, rows: 30 }); // before open: sent once it opens
     conn.connect({ url: new URL(`${base}/api/sessions/x/terminal?cols=100&rows=30`), headers: {} });
-    await until('open', () => conn.open && frames.length >= 1);
+    conn.input('ls\r'); // typed before the socket opened: kept, not lost
+    await until('open', () => conn.open && frames.length >= 2);
     assert.equal(upgradeUrl, '/api/sessions/x/terminal?cols=100&rows=30');
     assert.deepEqual(JSON.parse(frames[0].data.toString()), { type: 'resize', cols: 100, rows: 30 });
     assert.equal(frames[0].binary, false);
-    conn.input('ls\r');
-    await until('input', () => frames.length >= 2);
     assert.equal(frames[1].binary, true);
     assert.equal(frames[1].data.toString(), 'ls\r');
     const euro = Buffer.from('€ ok\r\n');

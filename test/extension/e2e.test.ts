@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { json, startTestService, type TestService } from '../helpers/service';
+import {
+  answerInput,
+  chooseFromContextMenu,
+  ensureVsix,
+  eventually,
+  missingPrerequisite,
+  openBrowser,
+  runCommand,
+  startCodeServer,
+  type CodeServer,
+  type Workbench,
+} from './helpers/workbench';
+
+// The extension in a real VS Code workbench (code-server with the packaged .vsix), against the real
+// service and real containers: sign in, the trees, a session opened through crawlhub://, an edit
+// saved through the FileSystemProvider, the status-bar Save to Server, the terminal, Preview Save.
+// Screenshots go to test-results/extension-*.png.
+
+const skip = missingPrerequisite();
+
+describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_000 }, () => {
+  let svc: TestService;
+  let cs: CodeServer;
+  let wb: Workbench;
+  let token: string;
+  let spiderId: string;
+  let sessionId = '';
+
+  const page = () => wb.page;
+  const stored = async (path: string) => {
+    const res = await svc.api(token, 'GET', `/api/spiders/${spiderId}/files/${path}`);
+    return res.status === 200 ? res.text() : undefined;
+  };
+  const inContainer = async (path: string) => {
+    const res = await svc.api(token, 'GET', `/api/sessions/${sessionId}/fs/file?path=${encodeURIComponent(path)}`);
+    return res.status === 200 ? res.text() : undefined;
+  };
+  /** Runs a step; on failure leaves a screenshot and the extension's log behind. */
+  const step = async (name: string, body: () => Promise<void>) => {
+    try {
+      await body();
+    } catch (err) {
+      await wb?.screenshot(`extension-failed-${name}`).catch(() => undefined);
+      console.error(`--- extension log ---\n${cs?.extensionLog().slice(-6000)}`);
+      throw err;
+    }
+  };
+
+  before(async () => {
+    // A port block of its own: other services on this Docker engine (other suites) use the default range.
+    const base = 20_000 + Math.floor(Math.random() * 400) * 20;
+    svc = await startTestService({ env: { CRAWLHUB_PORT_RANGE: `${base}-${base + 19}` } });
+    token = (await svc.newUser('alice')).token;
+    const spider = await json(await svc.api(token, 'POST', '/api/spiders', { name: 'books', description: 'Scrapes a bookshop' }));
+    spiderId = spider.id;
+    assert.equal((await svc.api(token, 'PUT', `/api/spiders/${spiderId}/files/main.py`, 'print("hello")\n')).status, 200);
+    assert.equal((await svc.api(token, 'PUT', `/api/spiders/${spiderId}/files/pkg/items.py`, 'ITEMS = []\n')).status, 200);
+    ensureVsix();
+    cs = await startCodeServer();
+    wb = await openBrowser(cs.url);
+  });
+
+  after(async () => {
+    await wb?.close().catch(() => undefined);
+    await cs?.stop().catch(() => undefined);
+    if (sessionId) await svc.api(token, 'DELETE', `/api/spiders/${spiderId}/code-session?discard=1`).catch(() => undefined);
+    await svc?.close();
+  });
+
+  it('signs in and lists the spiders with their session state', async () => {
+    await step('sign-in', async () => {
+      await runCommand(page(), 'CrawlHub: Sign In');
+      await answerInput(page(), /Sign In \(1\/2\)/, svc.url);
+      await answerInput(page(), /Sign In \(2\/2\)/, token);
+      await page().getByText(`Signed in to ${svc.url} as alice`).first().waitFor();
+      await page().locator('.activitybar .action-label[aria-label="CrawlHub"]').click();
+      const row = page().locator('.monaco-list-row', { hasText: 'books' }).first();
+      await row.waitFor();
+      assert.match(await row.innerText(), /books\s*no session/);
+      await wb.screenshot('extension-1-signed-in-spiders');
+    });
+  });
+
+  it('opens the session in the editor as a crawlhub:// workspace folder', async () => {
+    await step('open', async () => {
+      await chooseFromContextMenu(page().locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open Session in Editor');
+      // The empty window becomes the session's window: it reloads with the folder.
+      await page().waitForURL(/[?&]folder=crawlhub/, { timeout: 180_000 });
+      sessionId = /crawlhub%3A%2F%2F([0-9a-f-]{36})/.exec(page().url())![1];
+      await page().locator('.monaco-workbench').waitFor();
+      await page().locator('.explorer-folders-view .monaco-list-row', { hasText: 'main.py' }).first().waitFor();
+      const session = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
+      assert.equal(session.status, 'ready');
+      assert.equal(session.spider_id, spiderId);
+      await wb.screenshot('extension-2-session-folder');
+    });
+  });
+
+  it('saves an edit through the FileSystemProvider, and the status-bar button stores it on the server', async () => {
+    await step('edit-and-save', async () => {
+      const p = page();
+      await p.locator('.explorer-folders-view .monaco-list-row', { hasText: 'main.py' }).first().click();
+      await p.locator('.tabs-container .tab.active', { hasText: 'main.py' }).waitFor();
+      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await p.keyboard.press('Control+End');
+      await p.keyboard.insertText('print("edited in VS Code")');
+      await p.locator('.tabs-container .tab.active.dirty').waitFor();
+      await p.keyboard.press('Control+S');
+      await p.locator('.tabs-container .tab.active.dirty').waitFor({ state: 'detached' });
+      // Written into the container, not yet to the server.
+      assert.equal(await inContainer('main.py'), 'print("hello")\nprint("edited in VS Code")');
+      assert.equal(await stored('main.py'), 'print("hello")\n');
+
+      const button = p.locator('.statusbar-item', { hasText: 'Save to Server' }).first();
+      await button.waitFor();
+      await wb.screenshot('extension-3-edited');
+      await button.click();
+      const saved = await eventually('the edit on the server', async () => {
+        const text = await stored('main.py');
+        return text?.includes('edited in VS Code') ? text : undefined;
+      });
+      assert.equal(saved, 'print("hello")\nprint("edited in VS Code")');
+      await p
+        .locator('.statusbar-item', { hasText: /Save to Server.*saved (just now|\d+ s ago)/ })
+        .first()
+        .waitFor();
+      await p.getByText('Saved books: 1 modified').first().waitFor();
+      await wb.screenshot('extension-4-saved-to-server');
+    });
+  });
+
+  it('opens a terminal in the container; what it changes shows up in the explorer', async () => {
+    await step('terminal', async () => {
+      const p = page();
+      await runCommand(p, 'CrawlHub: Open Terminal');
+      const terminal = p.locator('.terminal-wrapper .xterm').first();
+      await terminal.waitFor();
+      await terminal.click();
+      // Keystrokes typed while the terminal socket connects are kept and sent once it opens.
+      await p.keyboard.type('echo from-terminal > made-in-terminal.txt && whoami\n');
+      assert.equal(await eventually('the file in the container', () => inContainer('made-in-terminal.txt')), 'from-terminal\n');
+      // The container's change reaches the explorer through the files events of /api/events.
+      await p.locator('.explorer-folders-view .monaco-list-row', { hasText: 'made-in-terminal.txt' }).first().waitFor();
+      await wb.screenshot('extension-5-terminal');
+    });
+  });
+
+  it('previews a save with the changes listed and a diff open before anything is written, then saves', async () => {
+    await step('preview', async () => {
+      const p = page();
+      await p.locator('.tabs-container .tab', { hasText: 'main.py' }).first().click();
+      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await p.keyboard.press('Control+End');
+      await p.keyboard.insertText('\nprint("second edit")');
+      await p.keyboard.press('Control+S');
+      await p.locator('.tabs-container .tab.dirty').waitFor({ state: 'detached' });
+
+      await runCommand(p, 'CrawlHub: Preview Save');
+      await p.locator('.quick-input-widget', { hasText: 'Preview Save: books' }).waitFor();
+      const rows = p.locator('.quick-input-widget .monaco-list-row');
+      await rows.filter({ hasText: 'made-in-terminal.txt' }).first().waitFor();
+      assert.ok(await rows.filter({ hasText: 'main.py' }).count());
+      await p.locator('.tabs-container .tab', { hasText: 'main.py (server ↔ session)' }).first().waitFor();
+      assert.equal(await stored('main.py'), 'print("hello")\nprint("edited in VS Code")', 'nothing written by the preview');
+      assert.equal(await stored('made-in-terminal.txt'), undefined);
+      await wb.screenshot('extension-6-preview-save');
+
+      await rows.filter({ hasText: 'Save 2 changes to the server' }).first().click();
+      await eventually('the previewed save', async () => ((await stored('made-in-terminal.txt')) === 'from-terminal\n' ? true : undefined));
+      assert.match((await stored('main.py')) ?? '', /second edit/);
+    });
+  });
+
+  it('shows my session with both deadlines in the Sessions view', async () => {
+    await step('sessions-view', async () => {
+      const p = page();
+      await p.locator('.activitybar .action-label[aria-label="CrawlHub"]').click();
+      const spider = p.locator('.monaco-list-row', { hasText: 'books' }).first();
+      await spider.waitFor();
+      const session = p.locator('.monaco-list-row', { hasText: /idle \d+ min · hard \d+ h/ }).first();
+      await session.waitFor();
+      assert.match(await session.innerText(), /books\s*idle \d+ min · hard (4 h|3 h \d+ min)/);
+      assert.match(await spider.innerText(), /books\s*ready/);
+      // The tooltip names both deadlines.
+      await session.hover();
+      await p
+        .locator('.monaco-hover, .workbench-hover', { hasText: /Idle stop: .*Hard stop:/s })
+        .first()
+        .waitFor();
+      await wb.screenshot('extension-7-sessions-view');
+    });
+  });
+});
