@@ -185,7 +185,8 @@ export class CrawlHubExtension implements vscode.Disposable {
       case 'sync':
         if (event.result && !event.result.dry_run) {
           d.tracker.saved(event.session_id, event.result);
-          if (event.trigger !== 'manual' && d.windowSessions.has(event.session_id))
+          // Saves someone asked for are reported where they were asked; the sweeper's are news.
+          if (event.trigger !== 'manual' && event.trigger !== 'close' && d.windowSessions.has(event.session_id))
             vscode.window.setStatusBarMessage(
               `$(cloud-upload) CrawlHub saved the session (${event.trigger}): ${describeResult(event.result)}`,
               8000,

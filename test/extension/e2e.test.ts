@@ -9,6 +9,7 @@ import {
   missingPrerequisite,
   openBrowser,
   runCommand,
+  showView,
   startCodeServer,
   type CodeServer,
   type Workbench,
@@ -76,7 +77,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       await answerInput(page(), /Sign In \(1\/2\)/, svc.url);
       await answerInput(page(), /Sign In \(2\/2\)/, token);
       await page().getByText(`Signed in to ${svc.url} as alice`).first().waitFor();
-      await page().locator('.activitybar .action-label[aria-label="CrawlHub"]').click();
+      await showView(page(), 'CrawlHub');
       const row = page().locator('.monaco-list-row', { hasText: 'books' }).first();
       await row.waitFor();
       assert.match(await row.innerText(), /books\s*no session/);
@@ -156,7 +157,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       await p.keyboard.press('Control+End');
       await p.keyboard.insertText('\nprint("second edit")');
       await p.keyboard.press('Control+S');
-      await p.locator('.tabs-container .tab.dirty').waitFor({ state: 'detached' });
+      await p.locator('.tabs-container .tab.dirty').first().waitFor({ state: 'detached' });
 
       await runCommand(p, 'CrawlHub: Preview Save');
       await p.locator('.quick-input-widget', { hasText: 'Preview Save: books' }).waitFor();
@@ -174,10 +175,89 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
     });
   });
 
+  it('shows a conflict with the server and resolves it by overwriting', async () => {
+    await step('conflict', async () => {
+      const p = page();
+      // Someone changes the stored file after the session pulled it…
+      assert.equal(
+        (await svc.api(token, 'PUT', `/api/spiders/${spiderId}/files/pkg/items.py`, 'ITEMS = ["from the server"]\n')).status,
+        200,
+      );
+      // …and the session changes it too.
+      await showView(p, 'Explorer');
+      const pkg = p.locator('.explorer-folders-view .monaco-list-row', { hasText: 'pkg' }).first();
+      if ((await pkg.getAttribute('aria-expanded')) !== 'true') await pkg.click();
+      await p.locator('.explorer-folders-view .monaco-list-row', { hasText: 'items.py' }).first().click();
+      await p.locator('.tabs-container .tab.active', { hasText: 'items.py' }).waitFor();
+      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await p.keyboard.press('Control+End');
+      await p.keyboard.insertText('ITEMS.append("from the session")');
+      await p.keyboard.press('Control+S');
+      await p.locator('.tabs-container .tab.active.dirty').waitFor({ state: 'detached' });
+
+      await p.locator('.statusbar-item', { hasText: 'Save to Server' }).first().click();
+      const toast = p
+        .locator('.notification-toast', { hasText: 'changed on the server since this session pulled it: pkg/items.py' })
+        .first();
+      await toast.waitFor();
+      await p.locator('.statusbar-item', { hasText: 'Save to Server (1 conflict)' }).first().waitFor();
+      assert.equal(await stored('pkg/items.py'), 'ITEMS = ["from the server"]\n', 'a conflicting file is not overwritten unasked');
+      await wb.screenshot('extension-7-conflict');
+      await toast.getByRole('button', { name: 'Overwrite on Server' }).click();
+      assert.equal(
+        await eventually('the overwrite', async () => {
+          const text = await stored('pkg/items.py');
+          return text?.includes('from the session') ? text : undefined;
+        }),
+        'ITEMS = []\nITEMS.append("from the session")',
+      );
+      await p
+        .locator('.statusbar-item', { hasText: /^\s*Save to Server · saved/ })
+        .first()
+        .waitFor();
+    });
+  });
+
+  it('opens the browser IDE through a one-time launch URL', async () => {
+    await step('browser', async () => {
+      const p = page();
+      await showView(p, 'CrawlHub');
+      // code-server hands 127.0.0.1 links to its own /proxy/<port>/ forwarder, which a desktop VS Code
+      // does not: the request carrying the ticket is stopped here and its URL opened as it was meant.
+      let launched: URL | undefined;
+      await p.context().route(/[?&]ticket=/, async (route) => {
+        launched ??= new URL(route.request().url());
+        await route.abort();
+      });
+      const popup = p.context().waitForEvent('page', { timeout: 60_000 });
+      await chooseFromContextMenu(p.locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open Session in Browser');
+      // VS Code may ask before it opens a site that is not a trusted domain.
+      const open = p.getByRole('button', { name: 'Open', exact: true });
+      await open.waitFor({ timeout: 10_000 }).then(
+        () => open.click(),
+        () => undefined,
+      );
+      await popup;
+      const url = await eventually('the launch URL', async () => launched);
+      await p.context().unroute(/[?&]ticket=/);
+      const path = url.pathname.replace(/^\/proxy\/\d+/, '');
+      assert.equal(path, `/code-server/${sessionId}/`);
+      assert.ok(url.searchParams.get('ticket'), 'a one-time ticket');
+      const ide = await p.context().newPage();
+      await ide.goto(`${svc.url}${path}${url.search}`);
+      // The ticket became a cookie and the address lost it; the session's own workbench opens.
+      await eventually('the ticket traded for a cookie', async () => (new URL(ide.url()).searchParams.has('ticket') ? undefined : true));
+      await ide.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
+      await ide.locator('.explorer-folders-view .monaco-list-row', { hasText: 'main.py' }).first().waitFor({ timeout: 60_000 });
+      await ide.screenshot({ path: `${wb.resultsDir}/extension-8-browser-ide.png` });
+      for (const other of p.context().pages()) if (other !== p) await other.close();
+    });
+  });
+
   it('shows my session with both deadlines in the Sessions view', async () => {
     await step('sessions-view', async () => {
       const p = page();
-      await p.locator('.activitybar .action-label[aria-label="CrawlHub"]').click();
+      await showView(p, 'CrawlHub');
       const spider = p.locator('.monaco-list-row', { hasText: 'books' }).first();
       await spider.waitFor();
       const session = p.locator('.monaco-list-row', { hasText: /idle \d+ min · hard \d+ h/ }).first();
@@ -190,7 +270,38 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
         .locator('.monaco-hover, .workbench-hover', { hasText: /Idle stop: .*Hard stop:/s })
         .first()
         .waitFor();
-      await wb.screenshot('extension-7-sessions-view');
+      await wb.screenshot('extension-11-sessions-view');
+    });
+  });
+
+  it('closes the session: asks first, saves, then stops it', async () => {
+    await step('close', async () => {
+      const p = page();
+      await p
+        .locator('.tabs-container .tab', { hasText: /^main\.py$/ })
+        .first()
+        .click();
+      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await p.keyboard.press('Control+End');
+      await p.keyboard.insertText('\nprint("last edit")');
+      await p.keyboard.press('Control+S');
+      await p.locator('.tabs-container .tab.dirty').first().waitFor({ state: 'detached' });
+
+      await runCommand(p, 'CrawlHub: Close Session');
+      await p.locator('.monaco-dialog-box', { hasText: 'Close the CrawlHub session of books?' }).waitFor();
+      await wb.screenshot('extension-9-close-asks');
+      await p.getByRole('button', { name: 'Save and Close' }).click();
+      await p
+        .getByText(/Closed the session of books \(saved: 1 modified\)/)
+        .first()
+        .waitFor();
+      const session = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
+      assert.equal(session.status, 'stopped');
+      assert.match((await stored('main.py')) ?? '', /last edit/);
+      // The window still shows the stopped session's folder: it says so and offers a new session.
+      await p.locator('.notification-toast', { hasText: 'the session of books is stopped' }).first().waitFor();
+      await p.locator('.statusbar-item', { hasText: 'session stopped' }).first().waitFor();
+      await wb.screenshot('extension-10-closed');
     });
   });
 });

@@ -160,6 +160,7 @@ export async function startCodeServer(): Promise<CodeServer> {
 export interface Workbench {
   browser: Browser;
   page: Page;
+  resultsDir: string;
   screenshot(name: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -188,6 +189,7 @@ export async function openBrowser(url: string): Promise<Workbench> {
   return {
     browser,
     page,
+    resultsDir: RESULTS_DIR,
     async screenshot(name) {
       fs.mkdirSync(RESULTS_DIR, { recursive: true });
       const file = path.join(RESULTS_DIR, `${name}.png`);
@@ -238,6 +240,14 @@ export async function chooseFromContextMenu(target: Locator, item: string): Prom
       if (attempt >= 3) throw err;
     }
   }
+}
+
+/** Shows a view container of the activity bar (a click on the one already shown would hide the side bar). */
+export async function showView(page: Page, label: 'Explorer' | 'CrawlHub'): Promise<void> {
+  const item = page.locator('.activitybar .action-item', { has: page.locator(`.action-label[aria-label^="${label}"]`) }).first();
+  const action = item.locator('.action-label').first();
+  if (!/\bchecked\b/.test((await item.getAttribute('class')) ?? '')) await action.click();
+  await page.locator('.part.sidebar').waitFor({ state: 'visible' });
 }
 
 /** Answers the open input box with `text` once its title says `title`. */
