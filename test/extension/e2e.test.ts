@@ -73,7 +73,12 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
 
   it('signs in and lists the spiders with their session state', async () => {
     await step('sign-in', async () => {
-      await runCommand(page(), 'CrawlHub: Sign In');
+      // Signed out, the Spiders view welcomes with a Sign In button.
+      await showView(page(), 'CrawlHub');
+      const welcome = page().locator('.welcome-view-content', { hasText: 'Work on your CrawlHub spiders' }).first();
+      await welcome.waitFor();
+      await wb.screenshot('extension-0-welcome');
+      await welcome.getByRole('button', { name: 'Sign In' }).click();
       await answerInput(page(), /Sign In \(1\/2\)/, svc.url);
       await answerInput(page(), /Sign In \(2\/2\)/, token);
       await page().getByText(`Signed in to ${svc.url} as alice`).first().waitFor();
@@ -249,7 +254,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       await eventually('the ticket traded for a cookie', async () => (new URL(ide.url()).searchParams.has('ticket') ? undefined : true));
       await ide.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
       await ide.locator('.explorer-folders-view .monaco-list-row', { hasText: 'main.py' }).first().waitFor({ timeout: 60_000 });
-      await ide.screenshot({ path: `${wb.resultsDir}/extension-8-browser-ide.png` });
+      await ide.screenshot({ path: `${wb.resultsDir}/extension-8-browser-ide.png`, animations: 'disabled' });
       for (const other of p.context().pages()) if (other !== p) await other.close();
     });
   });
@@ -270,7 +275,30 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
         .locator('.monaco-hover, .workbench-hover', { hasText: /Idle stop: .*Hard stop:/s })
         .first()
         .waitFor();
-      await wb.screenshot('extension-11-sessions-view');
+      await wb.screenshot('extension-8b-sessions-view');
+    });
+  });
+
+  it('warns before the session stops; Keep working sends a heartbeat', async () => {
+    await step('warning', async () => {
+      const p = page();
+      const before = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
+      // The real sweeper, asked to look at the session 7 minutes before its idle stop.
+      await svc.services.sessions.sweep(Date.parse(before.idle_deadline) - 7 * 60_000);
+      // (7 minutes, or a little more: the sweeper first takes the browser IDE's own activity into account.)
+      const toast = p
+        .locator('.notification-toast', { hasText: /the session of books stops in \d+ minutes .* for lack of activity/ })
+        .first();
+      await toast.waitFor();
+      assert.ok(await toast.getByRole('button', { name: 'Save now' }).isVisible());
+      await wb.screenshot('extension-9-stop-warning');
+      await new Promise((r) => setTimeout(r, 1100)); // so the new activity time differs
+      await toast.getByRole('button', { name: 'Keep working' }).click();
+      const after = await eventually('the heartbeat', async () => {
+        const s = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
+        return s.last_active_at > before.last_active_at ? s : undefined;
+      });
+      assert.ok(after.idle_deadline > before.idle_deadline);
     });
   });
 
@@ -289,7 +317,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
 
       await runCommand(p, 'CrawlHub: Close Session');
       await p.locator('.monaco-dialog-box', { hasText: 'Close the CrawlHub session of books?' }).waitFor();
-      await wb.screenshot('extension-9-close-asks');
+      await wb.screenshot('extension-10-close-asks');
       await p.getByRole('button', { name: 'Save and Close' }).click();
       await p
         .getByText(/Closed the session of books \(saved: 1 modified\)/)
@@ -301,7 +329,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       // The window still shows the stopped session's folder: it says so and offers a new session.
       await p.locator('.notification-toast', { hasText: 'the session of books is stopped' }).first().waitFor();
       await p.locator('.statusbar-item', { hasText: 'session stopped' }).first().waitFor();
-      await wb.screenshot('extension-10-closed');
+      await wb.screenshot('extension-11-closed');
     });
   });
 });

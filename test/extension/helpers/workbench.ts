@@ -193,7 +193,7 @@ export async function openBrowser(url: string): Promise<Workbench> {
     async screenshot(name) {
       fs.mkdirSync(RESULTS_DIR, { recursive: true });
       const file = path.join(RESULTS_DIR, `${name}.png`);
-      await page.screenshot({ path: file });
+      await page.screenshot({ path: file, animations: 'disabled' });
       return file;
     },
     close: () => browser.close(),
