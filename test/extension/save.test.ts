@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { SaveResult } from '../../extension/api/types';
 import { ActivityTracker } from '../../extension/heartbeat/activity';
+import { PendingCounter } from '../../extension/save/pendingCounter';
 import { changeCount, describeResult, listPaths, previewEntries } from '../../extension/save/summary';
 import { SaveTracker } from '../../extension/save/tracker';
+import { silentLog } from '../../extension/core/log';
 import { sampleSave, sampleSession } from './helpers/server';
 
 const result = (over: Partial<SaveResult> = {}) => sampleSave(over) as SaveResult;
@@ -87,5 +89,83 @@ describe('ActivityTracker (heartbeat)', () => {
     a.note('s2', true);
     assert.ok(a.has('s2'));
     assert.deepEqual(a.take(), ['s2']);
+  });
+});
+
+describe('PendingCounter', () => {
+  const until = async (what: string, check: () => boolean) => {
+    for (let i = 0; i < 200; i++) {
+      if (check()) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.fail(`timed out waiting for ${what}`);
+  };
+
+  it('counts with a dry run once files stop changing, one run per quiet period', async () => {
+    const tracker = new SaveTracker();
+    const calls: unknown[] = [];
+    const client = {
+      sync: async (spider: string, opts: unknown) => (calls.push([spider, opts]), result({ modified: ['a.py'], added: ['b.py'] })),
+    };
+    const counter = new PendingCounter(
+      async () => client as any,
+      tracker,
+      () => 'sp1',
+      () => true,
+      silentLog,
+      20,
+    );
+    counter.schedule('s');
+    counter.schedule('s');
+    counter.schedule('s');
+    assert.equal(tracker.get('s').pending, undefined);
+    await until('a count', () => tracker.get('s').pending !== undefined);
+    assert.equal(tracker.get('s').pending, 2);
+    assert.deepEqual(calls, [['sp1', { dryRun: true }]]);
+    counter.dispose();
+  });
+
+  it('drops a count that a save or a file change overtook', async () => {
+    const tracker = new SaveTracker();
+    let release: (() => void) | undefined;
+    const client = {
+      sync: () =>
+        new Promise((resolve) => {
+          release = () => resolve(result({ modified: ['a.py'] }));
+        }),
+    };
+    const counter = new PendingCounter(
+      async () => client as any,
+      tracker,
+      () => 'sp1',
+      () => true,
+      silentLog,
+      5,
+    );
+    const counting = counter.count('s');
+    await until('the dry run to start', () => release !== undefined);
+    tracker.begin('s');
+    tracker.saved('s', result({ modified: ['a.py'], saved_at: '2026-01-01T10:00:00.000Z' }));
+    release!();
+    await counting;
+    assert.equal(tracker.get('s').pending, 0, 'the save said nothing is waiting; the older count is stale');
+    counter.dispose();
+  });
+
+  it('does nothing when switched off', async () => {
+    const tracker = new SaveTracker();
+    let called = false;
+    const counter = new PendingCounter(
+      async () => ({ sync: async () => ((called = true), result()) }) as any,
+      tracker,
+      () => 'sp1',
+      () => false,
+      silentLog,
+      1,
+    );
+    counter.schedule('s');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(called, false);
+    counter.dispose();
   });
 });
