@@ -1,12 +1,13 @@
 import picomatch from 'picomatch';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { AppError, conflict, notFound, tooLarge } from '../http/errors';
+import { AppError, conflict, tooLarge } from '../http/errors';
 import { isNotFound, type DockerRuntime } from '../runtime/docker';
 import { tryNormalizePath } from '../spiders/paths';
 import { readTar, type TarItem } from '../sync/tar-reader';
 import type { TarLimits } from '../sync/tar-guard';
 import type { WorkspaceAgents } from './agent';
+import { FIND_FORMAT, STAT_FORMAT } from './find-format';
 
 /** The contract every session image keeps (images/code-server/Dockerfile, images/local/build.sh). */
 export const WORKSPACE = '/workspace';
@@ -33,10 +34,6 @@ export interface Manifest {
 }
 
 const TYPE: Record<string, EntryType> = { f: 'file', d: 'directory', l: 'symlink' };
-// %y type, %s size, %T@ mtime, %C@ ctime, %i inode, %P path below the start point; NUL-terminated.
-const FIND_FORMAT = '%y\\t%s\\t%T@\\t%C@\\t%i\\t%P\\0';
-// The same for one path, whose own name is not printed: a placeholder stands in.
-const STAT_FORMAT = FIND_FORMAT.replace('%P', 'x');
 
 /** Matches a path against the ignore list: every segment is tried against every name or glob. */
 export function ignoreMatcher(patterns: string[]): (path: string) => boolean {
@@ -98,6 +95,9 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
 const FEW_FILES = 16;
 /** Up to this many top-level folders are read with one engine archive each. */
 const MAX_ARCHIVE_REQUESTS = 32;
+
+/** A path inside /workspace that is not there. */
+const notFound = (what: string) => new AppError(404, 'file_not_found', `${what} does not exist in the workspace.`);
 
 const abs = (path: string) => (path === '' ? WORKSPACE : `${WORKSPACE}/${path}`);
 
@@ -247,6 +247,14 @@ export class Workspace {
   // ---- file operations for the desktop editor -------------------------------------------------
 
   async stat(path: string): Promise<ManifestEntry> {
+    if (this.agents) {
+      const out = await this.agentRequest(`S${path}`, true).catch(() => null);
+      if (out !== null) {
+        const [entry] = parseManifest(out, 1).entries;
+        if (!entry) throw notFound(`"${path || '/'}"`);
+        return { ...entry, path };
+      }
+    }
     const res = await this.docker.exec(this.containerId, ['find', abs(path), '-maxdepth', '0', '-printf', STAT_FORMAT], {
       user: CONTAINER_USER,
       maxOutput: 8192,
@@ -260,6 +268,10 @@ export class Workspace {
   async list(path: string): Promise<ManifestEntry[]> {
     const root = await this.stat(path);
     if (root.type !== 'directory') throw new AppError(400, 'not_a_directory', `"${path}" is not a folder.`);
+    if (this.agents) {
+      const out = await this.agentRequest(`D${path}`, true).catch(() => null);
+      if (out !== null) return parseManifest(out, 100_000).entries.map((e) => ({ ...e, path: path ? `${path}/${e.path}` : e.path }));
+    }
     return (await this.manifest([], 100_000, path, { minDepth: 1, maxDepth: 1 })).entries;
   }
 

@@ -1,0 +1,7 @@
+/**
+ * What `find -printf` prints of each entry, NUL-terminated: %y type, %s size, %T@ mtime, %C@ ctime,
+ * %i inode, %P path below the starting point. The backslashes reach find, which reads \t and \0.
+ */
+export const FIND_FORMAT = '%y\\t%s\\t%T@\\t%C@\\t%i\\t%P\\0';
+// The same for one path, whose own name is not printed: a placeholder stands in.
+export const STAT_FORMAT = FIND_FORMAT.replace('%P', 'x');
