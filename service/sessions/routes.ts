@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { badRequest, conflict } from '../http/errors';
 import { readBytes, route, type AppContext, type RouteDef } from '../http/route';
 import { normalizePath } from '../spiders/paths';
+import { Spider } from '../spiders/entities';
 import type { SessionService } from './service';
 
 const SpiderId = z.object({ id: z.string() });
@@ -138,7 +139,10 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl }: SessionRout
       responses: { 200: { description: 'sessions', schema: z.array(SessionView) } },
       async handler(ctx) {
         const rows = await sessions.list(ctx.state.em, ctx.state.user);
-        return Promise.all(rows.map((s) => view(ctx, s)));
+        const names = new Map(
+          (await ctx.state.em.find(Spider, { id: { $in: [...new Set(rows.map((s) => s.spiderId))] } })).map((sp) => [sp.id, sp.name]),
+        );
+        return Promise.all(rows.map((s) => sessions.view(ctx.state.em, s, names.get(s.spiderId) ?? '')));
       },
     }),
     route({

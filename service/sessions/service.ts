@@ -337,7 +337,7 @@ export class SessionService {
       if (this.closed) return;
       try {
         if (s.savePending) {
-          await this.track2(this.sessionLock.run(s.id, () => this.retrySave(em, s.id)));
+          await this.finishBeforeShutdown(this.sessionLock.run(s.id, () => this.retrySave(em, s.id)));
           continue;
         }
         await this.pollBrowserActivity(em, s);
@@ -345,7 +345,7 @@ export class SessionService {
         const ageAt = s.expiresAt.getTime();
         if (now >= ageAt || now >= idleAt) {
           const trigger: SyncTrigger = now >= ageAt ? 'max_age' : 'idle';
-          await this.track2(
+          await this.finishBeforeShutdown(
             this.sessionLock.run(s.id, async () => {
               const fresh = await this.reload(em, s.id);
               if (fresh.status === 'ready') await this.stopWithSave(em, fresh, trigger);
@@ -381,7 +381,8 @@ export class SessionService {
     this.updateGauge();
   }
 
-  private track2<T>(p: Promise<T>): Promise<T> {
+  /** Work that SIGTERM waits for (saves). */
+  private finishBeforeShutdown<T>(p: Promise<T>): Promise<T> {
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
     return p;
@@ -599,7 +600,7 @@ export class SessionService {
     const wasReady = s.status === 'ready';
     if (wasReady && !opts.dryRun) await this.transition(em, s, 'syncing', `saving (${trigger})`);
     try {
-      const result = await this.track2(
+      const result = await this.finishBeforeShutdown(
         this.d.sync.save(em, s, this.workspaceOf(s.containerId!), {
           dryRun: Boolean(opts.dryRun),
           overwrite: Boolean(opts.overwrite),
