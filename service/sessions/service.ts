@@ -488,7 +488,7 @@ export class SessionService {
         } catch (err) {
           // Another program holds the port: take the next one.
           if (attempt < 10 && /port is already allocated|address already in use/i.test((err as Error).message)) {
-            await this.d.docker.remove(id);
+            await this.removeOwn(id);
             avoid.add(s.port!);
             s.port = await this.portLock.run('ports', async () => {
               const port = await this.allocatePort(em, avoid);
@@ -505,17 +505,20 @@ export class SessionService {
       // The stat keys of the pulled files are taken before anyone can edit them (nothing reaches the
       // workspace before the session is ready), while code-server is still starting.
       const workspace = this.workspaceOf(s.containerId);
-      await Promise.all([
-        this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace)),
-        this.waitHealthy(s, deadline),
-      ]);
+      const pulling = this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace));
+      try {
+        await Promise.all([pulling, this.waitHealthy(s, deadline)]);
+      } catch (err) {
+        await pulling.catch(() => undefined); // nothing of this start may outlive it
+        throw err;
+      }
       // The idle clock starts when the user can first act, not when the container was asked for.
       await this.transition(em, s, 'ready', 'code-server answers', { lastActiveAt: new Date() });
     } catch (err) {
       const reason =
         err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${(err as Error).message}`;
       this.d.logger.error({ err, session: s.id }, 'session failed to start');
-      if (s.containerId) await this.d.docker.remove(s.containerId).catch(() => undefined);
+      if (s.containerId) await this.removeOwn(s.containerId).catch(() => undefined);
       await this.transition(em, s, 'failed', reason, { lastError: reason }).catch(() => undefined);
     }
   }
@@ -677,12 +680,17 @@ export class SessionService {
     await this.transition(em, s, 'stopped', reason, { savePending: false });
   }
 
+  /** Removes a container of ours: its engine events are expected, not news of a lost container. */
+  private async removeOwn(containerId: string): Promise<void> {
+    this.stopping.add(containerId);
+    this.agents.closeFor(containerId);
+    await this.d.docker.remove(containerId);
+  }
+
   private removeLater(containerId: string): void {
-    const removal = this.d.docker
-      .remove(containerId)
-      .catch((err: unknown) =>
-        this.d.logger.warn({ err, container: containerId.slice(0, 12) }, 'could not remove a container; the next start cleans it up'),
-      );
+    const removal = this.removeOwn(containerId).catch((err: unknown) =>
+      this.d.logger.warn({ err, container: containerId.slice(0, 12) }, 'could not remove a container; the next start cleans it up'),
+    );
     this.removals.add(removal);
     void removal.finally(() => this.removals.delete(removal));
   }
@@ -861,8 +869,7 @@ export class SessionService {
       } else if (s.savePending) {
         this.track(s); // kept for a retry: the sweeper handles it
       } else if (s.status === 'pending' || s.status === 'starting') {
-        this.stopping.add(c.id);
-        await this.d.docker.remove(c.id);
+        await this.removeOwn(c.id);
         await this.transition(em, s, 'failed', 'the service restarted while the session was starting; open it again', {
           lastError: 'interrupted start',
         });
@@ -909,8 +916,7 @@ export class SessionService {
         return;
       }
     }
-    this.stopping.add(containerId);
-    await this.d.docker.remove(containerId);
+    await this.removeOwn(containerId);
     this.d.logger.info({ container: containerId.slice(0, 12), session: sessionId }, 'removed an orphaned container');
   }
 }
