@@ -25,13 +25,9 @@ export interface OpenOptions {
   timeoutMs?: number;
 }
 
-/**
- * Opens a browser IDE URL (a launch URL with its ticket) in headless Chromium and waits until
- * the workbench and its explorer are up, answering the workspace-trust question as a user would.
- */
-export async function openWorkbench(url: string, opts: OpenOptions = {}): Promise<Workbench> {
-  const timeout = opts.timeoutMs ?? 60_000;
-  const browser = await chromium.launch({
+/** Debian's headless Chromium with the flags this machine's closed network needs. */
+export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({
     executablePath: CHROMIUM,
     args: [
       '--headless',
@@ -42,9 +38,18 @@ export async function openWorkbench(url: string, opts: OpenOptions = {}): Promis
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      ...(opts.args ?? []),
+      ...extraArgs,
     ],
   });
+}
+
+/**
+ * Opens a browser IDE URL (a launch URL with its ticket) in headless Chromium and waits until
+ * the workbench and its explorer are up, answering the workspace-trust question as a user would.
+ */
+export async function openWorkbench(url: string, opts: OpenOptions = {}): Promise<Workbench> {
+  const timeout = opts.timeoutMs ?? 60_000;
+  const browser = await launchChromium(opts.args);
   try {
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     const page = await context.newPage();

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 
 // A real VS Code workbench for the extension's end-to-end test: code-server (VS Code 1.139 for
 // the web, its extension host in Node 24) with the packaged .vsix installed, driven by Debian's
@@ -11,7 +11,7 @@ import { chromium, type Browser, type Locator, type Page } from 'playwright-core
 
 export const CODE_SERVER = '/var/cache/crawlhub/code-server-4.139.1/node_modules/.bin/code-server';
 export const NODE24_BIN = '/var/cache/crawlhub/node-24.21.0/bin';
-export const CHROMIUM = '/usr/bin/chromium';
+import { CHROMIUM, launchChromium } from '../../helpers/ide';
 export const ROOT = path.resolve(__dirname, '../../..');
 export const RESULTS_DIR = path.join(ROOT, 'test-results');
 export const VSIX = path.join(ROOT, 'dist/crawlhub-code.vsix');
@@ -166,19 +166,7 @@ export interface Workbench {
 }
 
 export async function openBrowser(url: string): Promise<Workbench> {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   page.setDefaultTimeout(60_000);
