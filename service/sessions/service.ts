@@ -1,4 +1,3 @@
-import net from 'node:net';
 import type { User } from '../auth/entities';
 import type { Config } from '../config';
 import type { Em, Orm } from '../db/orm';
@@ -7,14 +6,14 @@ import { AppError, conflict, notFound, unavailable } from '../http/errors';
 import type { Metrics } from '../http/metrics';
 import { KeyedLock } from '../keyed-lock';
 import type { Logger } from '../logger';
-import { APP_LABEL_VALUE, DockerTimeoutError, LABEL, type DockerRuntime } from '../runtime/docker';
+import { DockerTimeoutError, LABEL, type DockerRuntime } from '../runtime/docker';
 import { ServiceSecret } from '../secret';
 import { Spider } from '../spiders/entities';
 import type { SpiderService } from '../spiders/service';
 import type { SaveResult, SyncService } from '../sync/save';
 import { CodeSession, LIVE_STATUSES, SessionEvent, SyncRecord, type SessionStatus, type SyncTrigger } from './entities';
-import { WorkspaceAgents } from './agent';
-import { CODE_SERVER_PORT, CONTAINER_UID, CONTAINER_USER, WORKSPACE, Workspace } from './workspace';
+import { portIsFree, Spawner } from './spawner';
+import { CONTAINER_UID, type Workspace } from './workspace';
 
 /** What the proxy and the sweeper need of a live session, kept in memory. */
 export interface LiveSession {
@@ -38,66 +37,38 @@ export interface SessionDeps {
   metrics: Metrics;
 }
 
-// code-server's own state (extensions, logs) lives next to /workspace in the writable layer.
-const STORAGE_HEADROOM = 64 * 1024 * 1024;
-const HEALTH_POLL_MS = 100;
 const ACTIVITY_PERSIST_MS = 30_000;
 
 const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
 
-/** Whether nothing listens on 127.0.0.1:port right now (Docker's proxy for a published port does). */
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.createServer();
-    probe.once('error', () => resolve(false));
-    probe.listen({ port, host: '127.0.0.1', exclusive: true }, () => probe.close(() => resolve(true)));
-  });
-}
-
 /**
  * Code sessions: one hardened code-server container per user and spider. Owns the session rows,
- * their containers (through DockerRuntime), Save to Server (through SyncService), the idle and
+ * their containers (through the Spawner), Save to Server (through SyncService), the idle and
  * age limits, and recovery after a restart.
  */
 export class SessionService {
   private readonly live = new Map<string, LiveSession>();
-  private readonly agents: WorkspaceAgents;
+  readonly spawner: Spawner;
   private readonly openLock = new KeyedLock();
   private readonly sessionLock = new KeyedLock();
   private readonly portLock = new KeyedLock();
   private readonly starting = new Map<string, Promise<void>>();
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly removals = new Set<Promise<unknown>>();
-  /** Containers we are stopping ourselves: their "die" events are expected. */
-  private readonly stopping = new Set<string>();
   private readonly warned = new Map<string, string>();
   private readonly lastPersistedActivity = new Map<string, number>();
-  private imageStorage: { image: string; bytes: number } | null = null;
-  private storageLimit: boolean | null = null;
-  /** Learnt at the first create: whether the engine's storage limit counts the image's bytes. */
-  private storageCountsImage = false;
   private sweepTimer: NodeJS.Timeout | null = null;
-  private eventStream: NodeJS.ReadableStream | null = null;
   private closed = false;
 
   constructor(private readonly d: SessionDeps) {
-    this.agents = new WorkspaceAgents(d.docker, d.logger);
+    this.spawner = new Spawner(d.docker, d.config, d.secret, d.logger);
   }
 
   workspaceOf(containerId: string): Workspace {
-    return new Workspace(this.d.docker, containerId, {
-      pool: this.agents,
-      ignore: this.cfg.CRAWLHUB_SYNC_IGNORE,
-      maxFileBytes: this.cfg.CRAWLHUB_MAX_FILE_SIZE,
-    });
+    return this.spawner.workspaceOf(containerId);
   }
 
   private get cfg() {
     return this.d.config;
-  }
-
-  private labels(extra: Record<string, string> = {}): Record<string, string> {
-    return { [LABEL.app]: APP_LABEL_VALUE, [LABEL.instance]: this.cfg.instance, ...extra };
   }
 
   // ---- views -----------------------------------------------------------------------------------
@@ -146,7 +117,7 @@ export class SessionService {
         this.resume(existing);
         return { session: existing, created: false };
       }
-      await this.checkEngine();
+      await this.spawner.checkEngine();
       const session = await this.portLock.run('ports', async () => {
         const port = await this.allocatePort(em);
         const now = new Date();
@@ -312,7 +283,9 @@ export class SessionService {
     } catch (err) {
       this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable');
     }
-    await this.watchEngine();
+    await this.spawner.watch(
+      (sessionId, containerId, action, exitCode) => void this.onContainerGone(sessionId, containerId, action, exitCode),
+    );
     this.sweepTimer = setInterval(() => void this.sweep(), this.cfg.CRAWLHUB_SWEEP_INTERVAL);
     this.sweepTimer.unref();
   }
@@ -321,11 +294,10 @@ export class SessionService {
   async shutdown(): Promise<void> {
     this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    (this.eventStream as { destroy?: () => void } | null)?.destroy?.();
-    this.agents.closeAll();
+
     await Promise.allSettled([...this.inFlight]);
     await Promise.allSettled([...this.starting.values()]);
-    await Promise.allSettled([...this.removals]);
+    await this.spawner.close();
   }
 
   /** Idle and over-age sessions are saved, then destroyed; failed saves are retried; stop warnings go out. */
@@ -412,32 +384,6 @@ export class SessionService {
     this.d.events.publish(s.userId, { type: 'session', session: await this.view(em, s) });
   }
 
-  private async checkEngine(): Promise<void> {
-    try {
-      await this.d.docker.ping();
-    } catch (err) {
-      throw unavailable(`The Docker engine cannot be reached (${(err as Error).message}).`, 'docker_unavailable');
-    }
-    const size = await this.d.docker.imageSize(this.cfg.CRAWLHUB_IMAGE);
-    if (size === null) {
-      throw unavailable(
-        `The session image ${this.cfg.CRAWLHUB_IMAGE} is not on this Docker engine; build it with images/local/build.sh or pull it.`,
-        'image_missing',
-      );
-    }
-    this.imageStorage = { image: this.cfg.CRAWLHUB_IMAGE, bytes: size };
-    if (this.storageLimit === null) {
-      const support = await this.d.docker.storageLimitSupport();
-      this.storageLimit = support.supported;
-      if (!support.supported && this.cfg.CRAWLHUB_WORKSPACE_SIZE > 0) {
-        this.d.logger.warn(
-          { driver: support.driver, backing: support.backing },
-          'this Docker engine cannot limit container storage: sessions run without the workspace size limit',
-        );
-      }
-    }
-  }
-
   /** The lowest free port of the pool: not held by a live session or a kept container. Call under portLock. */
   private async allocatePort(em: Em, avoid: Set<number> = new Set()): Promise<number> {
     const held = await em.find(
@@ -455,59 +401,32 @@ export class SessionService {
     );
   }
 
-  private containerName(sessionId: string): string {
-    return `crawlhub-${this.cfg.instance}-${sessionId}`;
-  }
-
   /** pending → starting → ready, or failed with the container removed and the port freed. */
   private async startContainer(sessionId: string): Promise<void> {
     const em = this.d.orm.em.fork();
     const s = await this.reload(em, sessionId);
-    const avoid = new Set<number>();
     try {
       await this.transition(em, s, 'starting', 'creating the container');
-      await this.d.docker.ensureNetwork(this.cfg.CRAWLHUB_NETWORK, this.labels());
-      for (let attempt = 0; ; attempt++) {
-        let id: string;
-        try {
-          id = await this.d.docker.create(this.containerSpec(s));
-        } catch (err) {
-          if (attempt < 5 && !this.storageCountsImage && this.storageLimit && /qgroup|quota/i.test((err as Error).message)) {
-            this.storageCountsImage = true;
-            this.d.logger.info('this engine counts image bytes against the storage limit; adding the image size to it');
-            continue;
-          }
-          throw err;
-        }
-        s.containerId = id;
-        await em.flush();
-        this.track(s);
-        try {
-          await this.d.docker.start(id);
-          break;
-        } catch (err) {
-          // Another program holds the port: take the next one.
-          if (attempt < 10 && /port is already allocated|address already in use/i.test((err as Error).message)) {
-            await this.removeOwn(id);
-            avoid.add(s.port!);
-            s.port = await this.portLock.run('ports', async () => {
-              const port = await this.allocatePort(em, avoid);
-              s.port = port;
-              await em.flush();
-              return port;
-            });
-            continue;
-          }
-          throw err;
-        }
-      }
-      const deadline = Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT;
+      const { containerId } = await this.spawner.start(s, s.port!, {
+        created: async (id) => {
+          s.containerId = id;
+          await em.flush();
+          this.track(s);
+        },
+        // Another program holds the port: take the next one.
+        reallocate: (avoid) =>
+          this.portLock.run('ports', async () => {
+            s.port = await this.allocatePort(em, avoid);
+            await em.flush();
+            return s.port;
+          }),
+      });
       // The stat keys of the pulled files are taken before anyone can edit them (nothing reaches the
       // workspace before the session is ready), while code-server is still starting.
-      const workspace = this.workspaceOf(s.containerId);
+      const workspace = this.workspaceOf(containerId);
       const pulling = this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace));
       try {
-        await Promise.all([pulling, this.waitHealthy(s, deadline)]);
+        await Promise.all([pulling, this.spawner.waitHealthy(containerId, s.port!)]);
       } catch (err) {
         await pulling.catch(() => undefined); // nothing of this start may outlive it
         throw err;
@@ -518,42 +437,9 @@ export class SessionService {
       const reason =
         err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${(err as Error).message}`;
       this.d.logger.error({ err, session: s.id }, 'session failed to start');
-      if (s.containerId) await this.removeOwn(s.containerId).catch(() => undefined);
+      if (s.containerId) await this.spawner.remove(s.containerId).catch(() => undefined);
       await this.transition(em, s, 'failed', reason, { lastError: reason }).catch(() => undefined);
     }
-  }
-
-  private containerSpec(s: CodeSession) {
-    const cfg = this.cfg;
-    // Engines that count only what a container writes (btrfs simple quotas, XFS project quotas)
-    // get the workspace size; btrfs classic quotas count the shared image too, so it is added.
-    const image = this.storageCountsImage ? (this.imageStorage?.bytes ?? 0) : 0;
-    const limit = cfg.CRAWLHUB_WORKSPACE_SIZE > 0 && this.storageLimit ? image + cfg.CRAWLHUB_WORKSPACE_SIZE + STORAGE_HEADROOM : 0;
-    return {
-      name: this.containerName(s.id),
-      image: cfg.CRAWLHUB_IMAGE,
-      labels: this.labels({ [LABEL.session]: s.id, [LABEL.spider]: s.spiderId, [LABEL.user]: s.userId }),
-      env: { HASHED_PASSWORD: this.d.secret.codeServerSecret(s.id), CRAWLHUB_SESSION: s.id },
-      cmd: [
-        '--bind-addr',
-        `0.0.0.0:${CODE_SERVER_PORT}`,
-        '--auth',
-        'password',
-        '--disable-telemetry',
-        '--disable-update-check',
-        '--disable-workspace-trust',
-        WORKSPACE,
-      ],
-      user: CONTAINER_USER,
-      workingDir: WORKSPACE,
-      containerPort: CODE_SERVER_PORT,
-      hostPort: s.port!,
-      memoryBytes: cfg.CRAWLHUB_SESSION_MEMORY,
-      nanoCpus: Math.round(cfg.CRAWLHUB_SESSION_CPUS * 1e9),
-      pidsLimit: cfg.CRAWLHUB_SESSION_PIDS,
-      storageBytes: limit,
-      network: cfg.CRAWLHUB_NETWORK,
-    };
   }
 
   /** The spider's files into /workspace as one uncompressed tar, and the base they form. */
@@ -566,31 +452,6 @@ export class SessionService {
     });
   }
 
-  private async waitHealthy(s: CodeSession, deadline: number): Promise<void> {
-    let lastCheck = 0;
-    while (Date.now() < deadline) {
-      try {
-        const res = await fetch(`http://127.0.0.1:${s.port}/healthz`, { signal: AbortSignal.timeout(2000) });
-        await res.body?.cancel();
-        if (res.ok) return;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() - lastCheck > 1000) {
-        lastCheck = Date.now();
-        const state = await this.d.docker.inspect(s.containerId!);
-        if (!state?.running)
-          throw new AppError(
-            502,
-            'container_exited',
-            `The container exited during start (exit code ${state?.exitCode ?? '?'}${state?.oomKilled ? ', out of memory' : ''}).`,
-          );
-      }
-      await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
-    }
-    throw new AppError(504, 'start_timeout', `code-server did not answer within ${Math.round(this.cfg.CRAWLHUB_START_TIMEOUT / 1000)} s.`);
-  }
-
   /** Saves with the status shown as syncing; results and failures are announced. */
   private async runSave(
     em: Em,
@@ -598,7 +459,7 @@ export class SessionService {
     trigger: SyncTrigger,
     opts: { dryRun?: boolean; overwrite?: boolean } = {},
   ): Promise<SaveResult> {
-    const state = s.containerId ? await this.d.docker.inspect(s.containerId) : null;
+    const state = s.containerId ? await this.spawner.inspect(s.containerId) : null;
     if (!state) throw new AppError(410, 'container_gone', 'The session container no longer exists; the last save is what the server has.');
     const wasReady = s.status === 'ready';
     if (wasReady && !opts.dryRun) await this.transition(em, s, 'syncing', `saving (${trigger})`);
@@ -659,40 +520,17 @@ export class SessionService {
 
   private async keep(em: Em, s: CodeSession, reason: string, error: string): Promise<void> {
     if (s.containerId) {
-      this.agents.closeFor(s.containerId);
-      this.stopping.add(s.containerId);
-      await this.d.docker
-        .stop(s.containerId)
+      await this.spawner
+        .stopKeeping(s.containerId)
         .catch((err: unknown) => this.d.logger.warn({ err, session: s.id }, 'could not stop a kept container'));
     }
     await this.transition(em, s, 'failed', reason, { savePending: true, lastError: error });
   }
 
   private async destroy(em: Em, s: CodeSession, reason: string): Promise<void> {
-    if (s.containerId) {
-      this.agents.closeFor(s.containerId);
-      this.stopping.add(s.containerId);
-      // Everything is saved: stop at once, and leave the slow part (deleting the storage layer) to the background.
-      await this.d.docker.stop(s.containerId, 1);
-      this.removeLater(s.containerId);
-    }
+    if (s.containerId) await this.spawner.stopAndRemove(s.containerId);
     this.d.sync.forget(s.id);
     await this.transition(em, s, 'stopped', reason, { savePending: false });
-  }
-
-  /** Removes a container of ours: its engine events are expected, not news of a lost container. */
-  private async removeOwn(containerId: string): Promise<void> {
-    this.stopping.add(containerId);
-    this.agents.closeFor(containerId);
-    await this.d.docker.remove(containerId);
-  }
-
-  private removeLater(containerId: string): void {
-    const removal = this.removeOwn(containerId).catch((err: unknown) =>
-      this.d.logger.warn({ err, container: containerId.slice(0, 12) }, 'could not remove a container; the next start cleans it up'),
-    );
-    this.removals.add(removal);
-    void removal.finally(() => this.removals.delete(removal));
   }
 
   private resume(s: CodeSession): void {
@@ -700,11 +538,11 @@ export class SessionService {
       const em = this.d.orm.em.fork();
       const row = await this.reload(em, s.id);
       try {
-        if (!row.containerId || !(await this.d.docker.inspect(row.containerId)))
+        if (!row.containerId || !(await this.spawner.inspect(row.containerId)))
           throw new AppError(410, 'container_gone', 'the kept container is gone');
         await this.transition(em, row, 'starting', 'resuming the kept container', { savePending: false });
-        await this.d.docker.start(row.containerId);
-        await this.waitHealthy(row, Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT);
+        await this.spawner.restart(row.containerId);
+        await this.spawner.waitHealthy(row.containerId, row.port!);
         row.lastActiveAt = new Date();
         await this.transition(em, row, 'ready', 'resumed');
       } catch (err) {
@@ -721,15 +559,14 @@ export class SessionService {
   private async retrySave(em: Em, id: string): Promise<void> {
     const s = await this.reload(em, id);
     if (!s.savePending) return;
-    const state = s.containerId ? await this.d.docker.inspect(s.containerId) : null;
+    const state = s.containerId ? await this.spawner.inspect(s.containerId) : null;
     if (!state) {
       await this.transition(em, s, 'failed', 'the kept container is gone; the last save is intact', { savePending: false });
       return;
     }
     if (!state.running) {
       try {
-        this.stopping.delete(s.containerId!);
-        await this.d.docker.start(s.containerId!);
+        await this.spawner.restart(s.containerId!);
       } catch (err) {
         this.d.logger.warn({ err, session: s.id }, 'could not start a kept container; saving from its archive');
       }
@@ -754,21 +591,12 @@ export class SessionService {
   /** code-server's /healthz lastHeartbeat is browser activity: validated, never in the future. */
   private async pollBrowserActivity(em: Em, s: CodeSession): Promise<void> {
     if (!s.port) return;
-    try {
-      const res = await fetch(`http://127.0.0.1:${s.port}/healthz`, { signal: AbortSignal.timeout(2000) });
-      const text = (await res.text()).slice(0, 1000);
-      const body = JSON.parse(text) as { lastHeartbeat?: unknown };
-      const beat =
-        typeof body.lastHeartbeat === 'number' && Number.isFinite(body.lastHeartbeat) ? Math.min(body.lastHeartbeat, Date.now()) : 0;
-      if (beat > s.lastActiveAt.getTime()) {
-        s.lastActiveAt = new Date(beat);
-        await em.flush();
-        this.warned.delete(s.id);
-        await this.publish(em, s);
-      }
-    } catch {
-      // an unreachable or lying code-server adds no activity
-    }
+    const beat = await this.spawner.browserHeartbeat(s.port);
+    if (beat <= s.lastActiveAt.getTime()) return;
+    s.lastActiveAt = new Date(beat);
+    await em.flush();
+    this.warned.delete(s.id);
+    await this.publish(em, s);
   }
 
   private warn(s: CodeSession, idleAt: number, ageAt: number, now: number): void {
@@ -789,40 +617,7 @@ export class SessionService {
     });
   }
 
-  /** Engine events: a container that dies or disappears behind our back is noticed at once. */
-  private async watchEngine(): Promise<void> {
-    try {
-      const stream = await this.d.docker.events(this.labels());
-      this.eventStream = stream;
-      let buffer = '';
-      stream.on('data', (chunk: Buffer) => {
-        buffer += chunk.toString('utf8');
-        let nl: number;
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          try {
-            const ev = JSON.parse(line) as { Action?: string; id?: string; Actor?: { Attributes?: Record<string, string> } };
-            const sessionId = ev.Actor?.Attributes?.[LABEL.session];
-            if (sessionId && ev.id && (ev.Action === 'die' || ev.Action === 'destroy'))
-              void this.onContainerGone(sessionId, ev.id, ev.Action, ev.Actor?.Attributes?.exitCode);
-          } catch {
-            // not an event line
-          }
-        }
-      });
-      stream.on('error', () => undefined);
-    } catch (err) {
-      this.d.logger.warn({ err }, 'not watching Docker events; the sweeper will notice stopped containers');
-    }
-  }
-
   private async onContainerGone(sessionId: string, containerId: string, action: 'die' | 'destroy', exitCode?: string): Promise<void> {
-    this.agents.closeFor(containerId);
-    if (this.stopping.has(containerId)) {
-      if (action === 'destroy') this.stopping.delete(containerId);
-      return;
-    }
     await this.sessionLock.run(sessionId, async () => {
       const em = this.d.orm.em.fork();
       const s = await em.findOne(CodeSession, { id: sessionId });
@@ -854,7 +649,7 @@ export class SessionService {
    */
   async reconcile(): Promise<void> {
     const em = this.d.orm.em.fork();
-    const containers = await this.d.docker.listByLabel(this.labels());
+    const containers = await this.spawner.listOwn();
     const byId = new Map(containers.map((c) => [c.id, c]));
     const rows = await em.find(CodeSession, { $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
     const claimed = new Set<string>();
@@ -869,7 +664,7 @@ export class SessionService {
       } else if (s.savePending) {
         this.track(s); // kept for a retry: the sweeper handles it
       } else if (s.status === 'pending' || s.status === 'starting') {
-        await this.removeOwn(c.id);
+        await this.spawner.remove(c.id);
         await this.transition(em, s, 'failed', 'the service restarted while the session was starting; open it again', {
           lastError: 'interrupted start',
         });
@@ -916,7 +711,7 @@ export class SessionService {
         return;
       }
     }
-    await this.removeOwn(containerId);
+    await this.spawner.remove(containerId);
     this.d.logger.info({ container: containerId.slice(0, 12), session: sessionId }, 'removed an orphaned container');
   }
 }
