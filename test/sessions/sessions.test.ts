@@ -80,6 +80,7 @@ describe('code sessions on the real engine', () => {
       dockerExec(c, 'cd /workspace && python3 -c "import scrapy, quotes.settings; print(quotes.settings.BOT_NAME)"').stdout.trim(),
       'quotes',
     );
+    assert.equal(dockerExec(c, 'cd /workspace && scrapy list').stdout.trim(), 'quotes', 'a real Scrapy project runs in the session');
     const port = Number(docker('port', c, '8080/tcp').trim().split(':').at(-1));
     const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
     assert.equal(health.status === 'alive' || health.status === 'expired', true);
