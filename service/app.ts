@@ -35,8 +35,8 @@ export async function checkHealth(services: Services): Promise<Health> {
   ]);
   let docker: Health['docker'];
   try {
-    const [info, limit] = await Promise.all([services.docker.ping(), services.docker.storageLimitSupport()]);
-    docker = { reachable: true, version: info.version, workspaceLimit: limit.supported || services.config.CRAWLHUB_WORKSPACE_SIZE === 0 };
+    const info = await services.docker.info();
+    docker = { reachable: true, version: info.version, workspaceLimit: info.storageLimit || services.config.CRAWLHUB_WORKSPACE_SIZE === 0 };
   } catch (err) {
     docker = { reachable: false, error: (err as Error).message };
   }

@@ -1,27 +1,11 @@
 import * as vscode from 'vscode';
-import type { CrawlHubState } from '../state/store';
+import { StateTreeProvider } from './stateTree';
 import type { SpiderNode } from './nodes';
-import { STATE_ICON, STATE_LABEL, escapeMarkdown, sessionTooltip, spiderState } from './presentation';
+import { STATE_LABEL, escapeMarkdown, sessionTooltip, spiderState } from './presentation';
 
 /** The Spiders view: every spider with its session state (icon and description); menus follow `spider:<state>`. */
-export class SpidersTreeProvider implements vscode.TreeDataProvider<SpiderNode>, vscode.Disposable {
-  private readonly changed = new vscode.EventEmitter<SpiderNode | undefined>();
-  readonly onDidChangeTreeData = this.changed.event;
-  private readonly subscription: { dispose(): void };
-
-  constructor(
-    private readonly state: CrawlHubState,
-    private readonly now: () => number = Date.now,
-  ) {
-    this.subscription = state.onDidChange(() => this.changed.fire(undefined));
-  }
-
-  refresh(): void {
-    this.changed.fire(undefined);
-  }
-
-  getChildren(element?: SpiderNode): SpiderNode[] {
-    if (element || this.state.connection.kind !== 'online') return [];
+export class SpidersTreeProvider extends StateTreeProvider<SpiderNode> {
+  protected roots(): SpiderNode[] {
     return this.state.spiders().map((spider) => ({ kind: 'spider', spider, session: this.state.sessionForSpider(spider.id) }));
   }
 
@@ -29,8 +13,7 @@ export class SpidersTreeProvider implements vscode.TreeDataProvider<SpiderNode>,
     const state = spiderState(node.session);
     const item = new vscode.TreeItem(node.spider.name, vscode.TreeItemCollapsibleState.None);
     item.id = `spider:${node.spider.id}`;
-    const icon = STATE_ICON[state];
-    item.iconPath = new vscode.ThemeIcon(icon.icon, icon.color ? new vscode.ThemeColor(icon.color) : undefined);
+    item.iconPath = this.icon(state);
     item.description = STATE_LABEL[state];
     item.contextValue = `spider:${state}`;
     const tooltip = new vscode.MarkdownString(undefined, true);
@@ -41,10 +24,5 @@ export class SpidersTreeProvider implements vscode.TreeDataProvider<SpiderNode>,
     item.tooltip = tooltip;
     item.accessibilityInformation = { label: `${node.spider.name}, ${STATE_LABEL[state]}` };
     return item;
-  }
-
-  dispose(): void {
-    this.subscription.dispose();
-    this.changed.dispose();
   }
 }

@@ -110,19 +110,19 @@ export class DockerRuntime {
     }
   }
 
-  async ping(): Promise<{ version: string; driver: string }> {
-    return this.call('info', undefined, async () => {
-      const info = (await this.docker.info()) as { ServerVersion: string; Driver: string };
-      return { version: info.ServerVersion, driver: info.Driver };
-    });
-  }
-
-  /** Whether `--storage-opt size=` works on this engine: btrfs and zfs always, overlay2 only on XFS with pquota. */
-  async storageLimitSupport(): Promise<{ supported: boolean; driver: string; backing: string }> {
-    const info = (await this.call('info', undefined, () => this.docker.info())) as { Driver: string; DriverStatus?: [string, string][] };
+  /**
+   * The engine's version and storage driver, in one `info` call, and whether `--storage-opt size=`
+   * works there: btrfs and zfs always, overlay2 only on XFS with pquota.
+   */
+  async info(): Promise<{ version: string; driver: string; backing: string; storageLimit: boolean }> {
+    const info = (await this.call('info', undefined, () => this.docker.info())) as {
+      ServerVersion: string;
+      Driver: string;
+      DriverStatus?: [string, string][];
+    };
     const backing = info.DriverStatus?.find(([k]) => k === 'Backing Filesystem')?.[1] ?? '';
-    const supported = info.Driver === 'btrfs' || info.Driver === 'zfs' || (info.Driver === 'overlay2' && backing === 'xfs');
-    return { supported, driver: info.Driver, backing };
+    const storageLimit = info.Driver === 'btrfs' || info.Driver === 'zfs' || (info.Driver === 'overlay2' && backing === 'xfs');
+    return { version: info.ServerVersion, driver: info.Driver, backing, storageLimit };
   }
 
   async imageSize(image: string): Promise<number | null> {

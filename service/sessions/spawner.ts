@@ -73,8 +73,9 @@ export class Spawner {
 
   /** The engine answers and has the image; learns once whether it can limit container storage. */
   async checkEngine(): Promise<void> {
+    let engine: Awaited<ReturnType<DockerRuntime['info']>>;
     try {
-      await this.docker.ping();
+      engine = await this.docker.info();
     } catch (err) {
       throw unavailable(`The Docker engine cannot be reached (${(err as Error).message}).`, 'docker_unavailable');
     }
@@ -87,11 +88,10 @@ export class Spawner {
     }
     this.imageBytes = size;
     if (this.storageLimit === null) {
-      const support = await this.docker.storageLimitSupport();
-      this.storageLimit = support.supported;
-      if (!support.supported && this.cfg.CRAWLHUB_WORKSPACE_SIZE > 0) {
+      this.storageLimit = engine.storageLimit;
+      if (!engine.storageLimit && this.cfg.CRAWLHUB_WORKSPACE_SIZE > 0) {
         this.logger.warn(
-          { driver: support.driver, backing: support.backing },
+          { driver: engine.driver, backing: engine.backing },
           'this Docker engine cannot limit container storage: sessions run without the workspace size limit',
         );
       }

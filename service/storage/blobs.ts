@@ -57,10 +57,6 @@ export class BlobStore {
     return this.op.read(key);
   }
 
-  async exists(key: string): Promise<boolean> {
-    return this.op.exists(key);
-  }
-
   async delete(key: string): Promise<void> {
     await this.op.delete(key);
   }
