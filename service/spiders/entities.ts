@@ -23,7 +23,10 @@ export const Spider = defineEntity({
 });
 export type Spider = InferEntity<typeof Spider>;
 
-/** A file of a spider. Its bytes live in storage under `storageKey`, which derives from the content hash, never from the path. */
+/**
+ * A file of a spider. Its bytes live in storage under `storageKey`, which derives from the content
+ * hash, never from the path: a blob of its own (offset 0), or `size` bytes at `storageOffset` of a pack.
+ */
 export const SpiderFile = defineEntity({
   name: 'SpiderFile',
   tableName: 'spider_files',
@@ -39,6 +42,7 @@ export const SpiderFile = defineEntity({
     size: p.bigint('number'),
     sha256: p.string().length(64),
     storageKey: p.string().length(200),
+    storageOffset: p.bigint('number').default(0),
     updatedAt: p.datetime().onCreate(() => new Date()),
   },
 });

@@ -5,7 +5,7 @@ import type { Em } from '../db/orm';
 import type { User } from '../auth/entities';
 import { AppError, badRequest, conflict, notFound, tooLarge } from '../http/errors';
 import { KeyedLock } from '../keyed-lock';
-import type { BlobStore, StoredBlob } from '../storage/blobs';
+import { BlobStore, type StoredBlob } from '../storage/blobs';
 import { readTar } from '../sync/tar-reader';
 import { Spider, SpiderFile } from './entities';
 import { normalizePath, parentFolders } from './paths';
@@ -39,6 +39,8 @@ export interface SpiderHooks {
 export const SPIDER_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,98}[A-Za-z0-9_.-])?$/;
 
 export const fileInfo = (f: SpiderFile): FileInfo => ({ path: f.path, size: f.size, sha256: f.sha256, updatedAt: f.updatedAt });
+
+const blobRef = (f: SpiderFile) => ({ key: f.storageKey, size: f.size, offset: f.storageOffset });
 
 /**
  * Spiders and their files. Every change to a spider's files runs under that spider's lock: the
@@ -111,7 +113,7 @@ export class SpiderService {
     const path = normalizePath(rawPath);
     const file = await em.findOne(SpiderFile, { spiderId: spider.id, path });
     if (!file) throw notFound(`File "${path}"`);
-    return { file: fileInfo(file), data: await this.blobs.get(file.storageKey) };
+    return { file: fileInfo(file), data: await this.blobs.read(blobRef(file)) };
   }
 
   async writeFile(em: Em, actor: User, id: string, rawPath: string, data: Buffer): Promise<FileInfo> {
@@ -145,7 +147,8 @@ export class SpiderService {
   ): Promise<{ files: number; bytes: number }> {
     const spider = await this.get(em, actor, id);
     return this.lock.run(spider.id, async () => {
-      const put = new Map<string, StoredBlob>();
+      const batch = this.blobs.batch(spider.id);
+      const shas = new Map<string, string>();
       let bytes = 0;
       try {
         for await (const item of readTar(body, {
@@ -164,21 +167,21 @@ export class SpiderService {
               'invalid_archive',
             );
           if (item.kind !== 'file') continue;
-          put.set(item.path, await this.blobs.put(spider.id, item.data, item.sha256));
+          batch.add(item.sha256, item.data);
+          shas.set(item.path, item.sha256);
           bytes += item.data.length;
         }
-        if (put.size === 0 && !opts.replace) throw badRequest('The archive holds no files.', 'invalid_archive');
+        if (shas.size === 0 && !opts.replace) throw badRequest('The archive holds no files.', 'invalid_archive');
+        const stored = await batch.done();
+        const put = new Map([...shas].map(([path, sha256]) => [path, stored.get(sha256)!]));
         await this.commitChanges(em, spider.id, { put, delete: new Set(), replaceAll: opts.replace });
       } catch (err) {
-        await this.collectGarbage(
-          em,
-          spider.id,
-          [...put.values()].map((b) => b.key),
-        );
+        await batch.abandon();
+        await this.collectGarbage(em, spider.id, batch.keys());
         if (err instanceof AppError && err.status === 422) throw new AppError(413, 'too_large', `${err.message} Nothing was imported.`);
         throw err;
       }
-      return { files: put.size, bytes };
+      return { files: shas.size, bytes };
     });
   }
 
@@ -188,6 +191,7 @@ export class SpiderService {
     const pack = tar.pack();
     const owner = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
     const prefix = opts.prefix ? opts.prefix.replace(/\/?$/, '/') : '';
+    const read = this.packAwareReader(files);
     void (async () => {
       const dirs = new Set<string>();
       for (const file of files) {
@@ -196,7 +200,7 @@ export class SpiderService {
           dirs.add(dir);
           await entry(pack, { name: prefix + dir, type: 'directory', mode: 0o755, mtime: file.updatedAt, ...owner });
         }
-        const data = await this.blobs.get(file.storageKey);
+        const data = await read(file);
         await entry(
           pack,
           { name: prefix + file.path, type: 'file', mode: 0o644, size: data.length, mtime: file.updatedAt, ...owner },
@@ -206,6 +210,29 @@ export class SpiderService {
       pack.finalize();
     })().catch((err: Error) => pack.destroy(err));
     return Readable.from(pack);
+  }
+
+  /**
+   * Reads files for an export: a pack that several of them share is read once, whole (packs are
+   * at most about 17 MiB; the last few stay in memory), instead of once per file.
+   */
+  private packAwareReader(files: SpiderFile[]): (file: SpiderFile) => Promise<Buffer> {
+    const uses = new Map<string, number>();
+    for (const f of files) if (BlobStore.isPack(f.storageKey)) uses.set(f.storageKey, (uses.get(f.storageKey) ?? 0) + 1);
+    const packs = new Map<string, Promise<Buffer>>();
+    return async (file) => {
+      if ((uses.get(file.storageKey) ?? 0) < 2) return this.blobs.read(blobRef(file));
+      let pack = packs.get(file.storageKey);
+      if (!pack) {
+        if (packs.size >= 4) packs.delete(packs.keys().next().value!);
+        pack = this.blobs.get(file.storageKey);
+        packs.set(file.storageKey, pack);
+      }
+      const data = await pack;
+      const end = file.storageOffset + file.size;
+      if (end > data.length) throw new Error(`storage: ${file.storageKey} ends before the recorded range of ${file.path}`);
+      return data.subarray(file.storageOffset, end);
+    };
   }
 
   /**
@@ -231,16 +258,37 @@ export class SpiderService {
         removed.push(row.id);
       }
       for (let i = 0; i < removed.length; i += 500) await tx.nativeDelete(SpiderFile, { id: { $in: removed.slice(i, i + 500) } });
-      const inserts: { id: string; spiderId: string; path: string; size: number; sha256: string; storageKey: string; updatedAt: Date }[] =
-        [];
+      const inserts: {
+        id: string;
+        spiderId: string;
+        path: string;
+        size: number;
+        sha256: string;
+        storageKey: string;
+        storageOffset: number;
+        updatedAt: Date;
+      }[] = [];
       for (const [path, blob] of changes.put) {
         const row = byPath.get(path);
         if (row && row.sha256 === blob.sha256) continue;
         if (row) {
           replacedKeys.push(row.storageKey);
-          await tx.nativeUpdate(SpiderFile, { id: row.id }, { size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
+          await tx.nativeUpdate(
+            SpiderFile,
+            { id: row.id },
+            { size: blob.size, sha256: blob.sha256, storageKey: blob.key, storageOffset: blob.offset, updatedAt: now },
+          );
         } else {
-          inserts.push({ id: randomUUID(), spiderId, path, size: blob.size, sha256: blob.sha256, storageKey: blob.key, updatedAt: now });
+          inserts.push({
+            id: randomUUID(),
+            spiderId,
+            path,
+            size: blob.size,
+            sha256: blob.sha256,
+            storageKey: blob.key,
+            storageOffset: blob.offset,
+            updatedAt: now,
+          });
         }
       }
       for (let i = 0; i < inserts.length; i += 200) await tx.insertMany(SpiderFile, inserts.slice(i, i + 200));
@@ -268,9 +316,11 @@ export class SpiderService {
   async collectGarbage(em: Em, spiderId: string, keys: string[]): Promise<void> {
     const unique = [...new Set(keys)];
     if (unique.length === 0) return;
-    const used = new Set(
-      (await em.find(SpiderFile, { spiderId, storageKey: { $in: unique } }, { fields: ['storageKey'] })).map((r) => r.storageKey),
-    );
+    const used = new Set<string>();
+    for (let i = 0; i < unique.length; i += 500) {
+      const rows = await em.find(SpiderFile, { spiderId, storageKey: { $in: unique.slice(i, i + 500) } }, { fields: ['storageKey'] });
+      for (const r of rows) used.add(r.storageKey);
+    }
     for (const key of unique) if (!used.has(key)) await this.blobs.delete(key).catch(() => undefined);
   }
 

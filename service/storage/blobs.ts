@@ -6,17 +6,35 @@ import { z } from 'zod';
 const SPIDER_ID = z.uuid();
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** Where one file's bytes are: a blob of its own (offset 0), or a range of a pack. */
 export interface StoredBlob {
   key: string;
   sha256: string;
   size: number;
+  offset: number;
 }
+
+/** Small files saved together are packed: one write (and one fsync) for many files. */
+export interface BatchOptions {
+  /** A pack is written once this many bytes wait (default 16 MiB). */
+  packBytes?: number;
+  /** Larger files get a blob of their own (default 1 MiB). */
+  maxPackedFile?: number;
+  /** Fewer waiting files than this are written as blobs of their own (default 8). */
+  minPackFiles?: number;
+  /** Writes in flight (default 4). */
+  concurrency?: number;
+}
+
+const PACK_KEY = /^spiders\/[0-9a-f-]{36}\/packs\/[0-9a-f]{64}$/;
 
 /**
  * File contents in OpenDAL storage, addressed by spider and sha256: a key never comes from a
  * request path, a blob is immutable once written, and a file's new version is a new blob that
- * the database switches to in one transaction. On the fs backend, writes go through a temporary
- * directory and a rename, so a reader sees the old content or the new, never half.
+ * the database switches to in one transaction. Many small files of one change share a pack
+ * (`spiders/<id>/packs/<sha256>`), and a file row records its offset in it. On the fs backend,
+ * writes go through a temporary directory and a rename, so a reader sees the old content or the
+ * new, never half.
  */
 export class BlobStore {
   private readonly op: Operator;
@@ -46,15 +64,57 @@ export class BlobStore {
     return `spiders/${spiderId}/blobs/${sha256.slice(0, 2)}/${sha256}`;
   }
 
+  /** A pack is named by the sha256 of its bytes, like a blob. */
+  packKeyFor(spiderId: string, sha256: string): string {
+    SPIDER_ID.parse(spiderId);
+    if (!SHA256.test(sha256)) throw new Error('invalid sha256');
+    return `spiders/${spiderId}/packs/${sha256}`;
+  }
+
+  static isPack(key: string): boolean {
+    return PACK_KEY.test(key);
+  }
+
   async put(spiderId: string, data: Buffer, sha256 = sha256Of(data)): Promise<StoredBlob> {
     const key = this.keyFor(spiderId, sha256);
     // Rewriting a blob that exists is harmless (same bytes, atomic rename) and cheaper than asking first.
     await this.op.write(key, data);
-    return { key, sha256, size: data.length };
+    return { key, sha256, size: data.length, offset: 0 };
   }
 
+  /**
+   * Writes several files as one pack (a concatenation, named by its own sha256) and answers where
+   * each file's bytes are. Atomic like `put`: the pack appears whole or not at all.
+   */
+  async putPack(spiderId: string, files: { sha256: string; data: Buffer }[]): Promise<StoredBlob[]> {
+    const data = Buffer.concat(files.map((f) => f.data));
+    const key = this.packKeyFor(spiderId, sha256Of(data));
+    await this.op.write(key, data);
+    let offset = 0;
+    return files.map((f) => {
+      const blob = { key, sha256: f.sha256, size: f.data.length, offset };
+      offset += f.data.length;
+      return blob;
+    });
+  }
+
+  /** A whole blob or pack, as stored. */
   async get(key: string): Promise<Buffer> {
     return this.op.read(key);
+  }
+
+  /** One file's bytes: its blob, or its range of a pack. */
+  async read(ref: { key: string; size: number; offset: number }): Promise<Buffer> {
+    if (!BlobStore.isPack(ref.key)) return this.op.read(ref.key);
+    if (ref.size === 0) return Buffer.alloc(0);
+    const data = await this.op.read(ref.key, { offset: BigInt(ref.offset), size: BigInt(ref.size) });
+    if (data.length !== ref.size) throw new Error(`storage: ${ref.key} ends before the recorded range ${ref.offset}+${ref.size}`);
+    return data;
+  }
+
+  /** A batch of new files for one spider, written in the background while the caller reads more. */
+  batch(spiderId: string, opts: BatchOptions = {}): BlobBatch {
+    return new BlobBatch(this, spiderId, opts);
   }
 
   async delete(key: string): Promise<void> {
@@ -72,6 +132,112 @@ export class BlobStore {
     await this.op.write(key, Buffer.from('ok'));
     await this.op.read(key);
     await this.op.delete(key);
+  }
+}
+
+/**
+ * New files of one change, stored while the caller is still reading the rest: files up to
+ * `maxPackedFile` are gathered into packs of about `packBytes` (a save of a thousand small files
+ * is a handful of writes, not a thousand), larger ones get blobs of their own, and a few files
+ * left at the end are written one by one (a one-file save stays a plain blob). Results are by
+ * sha256; the same content added twice is stored once.
+ */
+export class BlobBatch {
+  private readonly packBytes: number;
+  private readonly maxPackedFile: number;
+  private readonly minPackFiles: number;
+  private readonly concurrency: number;
+  private readonly stored = new Map<string, StoredBlob>();
+  private readonly seen = new Set<string>();
+  private waiting: { sha256: string; data: Buffer }[] = [];
+  private waitingBytes = 0;
+  private readonly queue: (() => Promise<void>)[] = [];
+  private running = 0;
+  private failure: unknown = null;
+  private idle: (() => void) | null = null;
+
+  constructor(
+    private readonly store: BlobStore,
+    private readonly spiderId: string,
+    opts: BatchOptions,
+  ) {
+    this.packBytes = opts.packBytes ?? 16 * 1024 * 1024;
+    this.maxPackedFile = opts.maxPackedFile ?? 1024 * 1024;
+    this.minPackFiles = opts.minPackFiles ?? 8;
+    this.concurrency = opts.concurrency ?? 4;
+  }
+
+  add(sha256: string, data: Buffer): void {
+    if (this.seen.has(sha256) || this.failure) return;
+    this.seen.add(sha256);
+    if (data.length > this.maxPackedFile) {
+      this.enqueue(async () => {
+        this.stored.set(sha256, await this.store.put(this.spiderId, data, sha256));
+      });
+      return;
+    }
+    this.waiting.push({ sha256, data });
+    this.waitingBytes += data.length;
+    if (this.waitingBytes >= this.packBytes) this.flush();
+  }
+
+  /** Waits for every write; answers where each added file's bytes are, by sha256. */
+  async done(): Promise<Map<string, StoredBlob>> {
+    this.flush();
+    while (this.running > 0 || this.queue.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+    if (this.failure) throw this.failure;
+    return this.stored;
+  }
+
+  /** The keys written so far, for garbage collection after a failure. */
+  keys(): string[] {
+    return [...new Set([...this.stored.values()].map((b) => b.key))];
+  }
+
+  /** Stops: drops what waits, and lets writes under way finish (their keys are in `keys()`). */
+  async abandon(): Promise<void> {
+    this.waiting = [];
+    this.queue.length = 0;
+    await this.done().catch(() => undefined);
+  }
+
+  private flush(): void {
+    const files = this.waiting;
+    this.waiting = [];
+    this.waitingBytes = 0;
+    if (files.length === 0) return;
+    if (files.length < this.minPackFiles) {
+      for (const f of files)
+        this.enqueue(async () => {
+          this.stored.set(f.sha256, await this.store.put(this.spiderId, f.data, f.sha256));
+        });
+      return;
+    }
+    this.enqueue(async () => {
+      for (const blob of await this.store.putPack(this.spiderId, files)) this.stored.set(blob.sha256, blob);
+    });
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.queue.push(task);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.running < this.concurrency && this.queue.length > 0 && !this.failure) {
+      const task = this.queue.shift()!;
+      this.running++;
+      void task()
+        .catch((err: unknown) => {
+          this.failure ??= err;
+          this.queue.length = 0;
+        })
+        .finally(() => {
+          this.running--;
+          this.pump();
+          if (this.running === 0 && (this.queue.length === 0 || this.failure)) this.idle?.();
+        });
+    }
   }
 }
 

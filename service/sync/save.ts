@@ -149,19 +149,22 @@ export class SyncService {
     phase('load');
     // Bytes that may be written go to storage while the rest is still being read (blobs are
     // immutable and content-addressed; any not used in the end are collected).
-    const writer = opts.dryRun ? null : new BlobWriter(this.spiders, session.spiderId, em);
+    const writer = opts.dryRun ? null : this.spiders.blobs.batch(session.spiderId);
     const keep: Keep = {
       wants: (path, sha256) => sha256 !== base.get(path) && sha256 !== stored.get(path)?.sha256,
-      take: (path, sha256, data) => writer?.add(path, sha256, data),
+      take: (sha256, data) => writer?.add(sha256, data),
     };
     let files: Map<string, WorkspaceFile>;
     let skipped: SaveResult['skipped'];
     try {
       ({ files, skipped } = opts.containerRunning
-        ? await this.readIncremental(session.id, workspace, keep)
+        ? await this.readIncremental(session.id, workspace, keep, phase)
         : await this.readArchive(workspace, keep));
     } catch (err) {
-      await writer?.abandon();
+      if (writer) {
+        await writer.abandon();
+        await this.spiders.collectGarbage(em, session.spiderId, writer.keys()).catch(() => undefined);
+      }
       throw err;
     }
     phase('read');
@@ -183,7 +186,7 @@ export class SyncService {
     const put = new Map<string, StoredBlob>();
     try {
       const written = await writer.done();
-      for (const path of [...plan.added, ...plan.modified]) put.set(path, written.get(path)!);
+      for (const path of [...plan.added, ...plan.modified]) put.set(path, written.get(files.get(path)!.sha256)!);
       phase('blobs');
       const finishedAt = new Date();
       await this.spiders.commitChanges(em, session.spiderId, { put, delete: new Set(plan.deleted) }, async (tx) => {
@@ -208,13 +211,11 @@ export class SyncService {
       result.saved_at = finishedAt.toISOString();
       phase('commit');
     } catch (err) {
-      await this.spiders.collectGarbage(
-        em,
-        session.spiderId,
-        [...put.values()].map((b) => b.key),
-      );
+      await this.spiders.collectGarbage(em, session.spiderId, writer.keys()).catch(() => undefined);
       throw err;
     }
+    // Bytes read for files that were not saved in the end (conflicts): stored for nothing.
+    await this.spiders.collectGarbage(em, session.spiderId, writer.keys());
     this.logger.info(
       {
         session: session.id,
@@ -264,9 +265,10 @@ export class SyncService {
   }
 
   /** The running container: list with stat keys, then read only the files whose stat key moved. */
-  private async readIncremental(sessionId: string, workspace: Workspace, keep: Keep) {
+  private async readIncremental(sessionId: string, workspace: Workspace, keep: Keep, phase: (name: string) => void) {
     const { limits, timeoutMs, ignore } = this.settings;
     const manifest = await workspace.manifest(ignore, limits.maxEntries);
+    phase('list');
     const skipped = [...manifest.problems];
     const cache = this.statCache.get(sessionId) ?? new Map<string, { statKey: string; sha256: string }>();
     const files = new Map<string, WorkspaceFile>();
@@ -329,7 +331,7 @@ export class SyncService {
     if (item.kind === 'skipped') skipped.push({ path: item.name, reason: item.reason });
     else if (item.kind === 'file' && !this.isIgnored(item.path)) {
       files.set(item.path, { sha256: item.sha256, size: item.data.length });
-      if (keep.wants(item.path, item.sha256)) keep.take(item.path, item.sha256, item.data);
+      if (keep.wants(item.path, item.sha256)) keep.take(item.sha256, item.data);
     }
   }
 
@@ -367,62 +369,5 @@ function phases() {
 
 interface Keep {
   wants(path: string, sha256: string): boolean;
-  take(path: string, sha256: string, data: Buffer): void;
-}
-
-/** Stores blobs a few at a time, in the background of the read. */
-class BlobWriter {
-  private static readonly CONCURRENCY = 16;
-  private readonly written = new Map<string, StoredBlob>();
-  private readonly queue: (() => Promise<void>)[] = [];
-  private running = 0;
-  private failure: unknown = null;
-  private idle: (() => void) | null = null;
-
-  constructor(
-    private readonly spiders: SpiderService,
-    private readonly spiderId: string,
-    private readonly em: Em,
-  ) {}
-
-  add(path: string, sha256: string, data: Buffer): void {
-    this.queue.push(async () => {
-      this.written.set(path, await this.spiders.blobs.put(this.spiderId, data, sha256));
-    });
-    this.pump();
-  }
-
-  async done(): Promise<Map<string, StoredBlob>> {
-    while (this.running > 0 || this.queue.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
-    if (this.failure) throw this.failure;
-    return this.written;
-  }
-
-  keys(): string[] {
-    return [...this.written.values()].map((b) => b.key);
-  }
-
-  /** After a failure: waits for writes under way, then removes what no file row uses. */
-  async abandon(): Promise<void> {
-    this.queue.length = 0;
-    await this.done().catch(() => undefined);
-    await this.spiders.collectGarbage(this.em, this.spiderId, this.keys()).catch(() => undefined);
-  }
-
-  private pump(): void {
-    while (this.running < BlobWriter.CONCURRENCY && this.queue.length > 0 && !this.failure) {
-      const task = this.queue.shift()!;
-      this.running++;
-      void task()
-        .catch((err: unknown) => {
-          this.failure ??= err;
-          this.queue.length = 0;
-        })
-        .finally(() => {
-          this.running--;
-          this.pump();
-          if (this.running === 0 && (this.queue.length === 0 || this.failure)) this.idle?.();
-        });
-    }
-  }
+  take(sha256: string, data: Buffer): void;
 }

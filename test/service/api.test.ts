@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { databases, json, startTestService, type TestService } from '../helpers/service';
 import { makeTar, readTarFiles } from '../helpers/tar';
@@ -267,6 +269,28 @@ for (const db of databases()) {
         const files = await readTarFiles(Buffer.from(await exported.arrayBuffer()));
         assert.deepEqual([...files.keys()].sort(), ['q/__init__.py', 'q/settings.py', 'q/spiders/quotes.py', 'scrapy.cfg']);
         assert.equal(files.get('q/settings.py')!.toString(), 'BOT_NAME = "q"\n');
+      });
+
+      it('stores many small files as one pack, reads each back, and removes the pack when no file uses it', async () => {
+        const s = await newSpider(alice.token, 'packed');
+        const files = Array.from({ length: 20 }, (_, i) => ({ name: `pkg/mod${i}.py`, data: `# module ${i}\n${'x = 1\n'.repeat(i)}` }));
+        assert.equal((await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, await makeTar(files))).status, 200);
+        const packDir = path.join(svc.dataDir, 'files', 'spiders', s.id, 'packs');
+        assert.equal(fs.readdirSync(packDir).length, 1, 'twenty small files, one pack');
+        for (const f of [files[0], files[13], files[19]]) {
+          const res = await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files/${f.name}`);
+          assert.equal(await res.text(), f.data);
+        }
+        const exported = await readTarFiles(
+          Buffer.from(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/archive`)).arrayBuffer()),
+        );
+        for (const f of files) assert.equal(exported.get(f.name)?.toString(), f.data);
+        // One file changes: the pack still holds the other nineteen.
+        await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/pkg/mod4.py`, 'changed\n');
+        assert.equal(fs.readdirSync(packDir).length, 1);
+        assert.equal(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files/pkg/mod5.py`)).text(), files[5].data);
+        await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive?replace=1`, await makeTar([{ name: 'only.py', data: 'x' }]));
+        assert.deepEqual(fs.readdirSync(packDir), [], 'no file uses the pack any more');
       });
 
       it('?replace=1 makes the spider exactly the archive', async () => {

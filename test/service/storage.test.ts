@@ -19,6 +19,40 @@ describe('blob storage (OpenDAL fs)', () => {
     assert.throws(() => store.keyFor(id, '../passwd'));
   });
 
+  it('a batch packs small files, gives large ones blobs of their own, and reads each back by its range', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-packs-'));
+    const store = BlobStore.fromConfig('fs', dataDir);
+    const spider = randomUUID();
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const small = Array.from({ length: 30 }, (_, i) => Buffer.from(`file ${i}\n`.repeat(i * 40)));
+    const large = Buffer.alloc(300_000, 7);
+    const batch = store.batch(spider, { packBytes: 64 * 1024, maxPackedFile: 100_000, minPackFiles: 4 });
+    for (const b of small) batch.add(sha(b), b);
+    batch.add(sha(small[3]), small[3]); // the same content twice is stored once
+    batch.add(sha(large), large);
+    const stored = await batch.done();
+    assert.equal(stored.size, 31);
+    const packs = new Set([...stored.values()].filter((b) => BlobStore.isPack(b.key)).map((b) => b.key));
+    assert.ok(packs.size >= 2, 'more bytes than one pack holds make several packs');
+    assert.equal(stored.get(sha(large))!.key, store.keyFor(spider, sha(large)));
+    for (const b of [...small, large]) assert.deepEqual(await store.read(stored.get(sha(b))!), b);
+    for (const key of packs) assert.equal(path.basename(key), sha(await store.get(key)), 'a pack is named by its content');
+    assert.equal(new Set(batch.keys()).size, packs.size + 1);
+
+    // A few files left at the end are not worth a pack: a one-file change stays a plain blob.
+    const few = store.batch(spider, { minPackFiles: 4 });
+    const one = Buffer.from('print("hello")\n');
+    few.add(sha(one), one);
+    assert.deepEqual((await few.done()).get(sha(one)), {
+      key: store.keyFor(spider, sha(one)),
+      sha256: sha(one),
+      size: one.length,
+      offset: 0,
+    });
+    assert.equal(BlobStore.isPack(`spiders/${spider}/packs/../../x`), false);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
   it('a writer killed mid-write leaves no half blob', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-crash-'));
     const spider = randomUUID();
