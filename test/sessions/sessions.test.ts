@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { json, startTestService, type TestService } from '../helpers/service';
@@ -44,6 +46,21 @@ describe('code sessions on the real engine', () => {
     assert.ok([200, 201].includes(res.status), JSON.stringify(body));
     assert.equal(body.status, 'ready', JSON.stringify(body));
     return body;
+  };
+  /** The storage objects of a spider are exactly those its file rows use: nothing leaked, nothing missing. */
+  const assertStorageClean = async (spiderId: string) => {
+    const root = path.join(svc.dataDir, 'files', 'spiders', spiderId);
+    const onDisk = ['blobs', 'packs']
+      .flatMap((kind) => (fs.existsSync(path.join(root, kind)) ? fs.readdirSync(path.join(root, kind), { recursive: true }) : []))
+      .map(String)
+      .filter((name) => /[0-9a-f]{64}$/.test(name))
+      .map((name) => name.slice(-64))
+      .sort();
+    const rows = (await svc.services.orm.em
+      .fork()
+      .getConnection()
+      .execute('select distinct storage_key from spider_files where spider_id = ?', [spiderId])) as { storage_key: string }[];
+    assert.deepEqual(onDisk, rows.map((r) => r.storage_key.slice(-64)).sort());
   };
   const storedFiles = async (token: string, spiderId: string) =>
     Object.fromEntries(
@@ -145,6 +162,24 @@ describe('code sessions on the real engine', () => {
     // A second save right away finds nothing to do.
     const second = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
     assert.deepEqual([second.added, second.modified, second.deleted, second.unchanged], [[], [], [], 6]);
+    await assertStorageClean(spider.id);
+  });
+
+  it('a save of many new small files stores them in one pack', async () => {
+    const spider = await spiderWithProject(alice.token, 'packed-save');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    assert.equal(
+      dockerExec(c, 'mkdir -p /workspace/items && for i in $(seq 1 40); do echo "item $i" > /workspace/items/i$i.json; done').code,
+      0,
+    );
+    const res = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
+    assert.equal(res.added.length, 40);
+    assert.equal(fs.readdirSync(path.join(svc.dataDir, 'files', 'spiders', spider.id, 'packs')).length, 1);
+    const stored = await storedFiles(alice.token, spider.id);
+    assert.equal(stored['items/i7.json'], 'item 7\n');
+    assert.equal(stored['items/i40.json'], 'item 40\n');
+    await assertStorageClean(spider.id);
   });
 
   it('reports a file changed on the server since the pull as a conflict, keeps it, and overwrites on request', async () => {
@@ -160,12 +195,14 @@ describe('code sessions on the real engine', () => {
     );
     assert.deepEqual(res.modified, ['quotes/settings.py']);
     assert.equal((await storedFiles(alice.token, spider.id))['scrapy.cfg'], 'server edit\n');
+    await assertStorageClean(spider.id); // the conflicting content was read, but is not kept
     const closing = await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}/code-session`);
     assert.equal(closing.status, 409, 'closing with a conflict keeps the session');
     assert.equal((await json(closing)).error.code, 'conflicts');
     const forced = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync?overwrite=1`));
     assert.deepEqual(forced.modified, ['scrapy.cfg']);
     assert.equal((await storedFiles(alice.token, spider.id))['scrapy.cfg'], 'container edit\n');
+    await assertStorageClean(spider.id);
   });
 
   it('closing saves, then removes the container; the session shows as stopped', async () => {
