@@ -42,6 +42,23 @@ export const fileInfo = (f: SpiderFile): FileInfo => ({ path: f.path, size: f.si
 
 const blobRef = (f: SpiderFile) => ({ key: f.storageKey, size: f.size, offset: f.storageOffset });
 
+/** A file row as `fileIndex` gives it. */
+export interface FileRow {
+  id: string;
+  size: number;
+  sha256: string;
+  storageKey: string;
+  storageOffset: number;
+}
+
+/** Where each content the spider already stores is: a new file with the same bytes points there instead of storing them again. */
+export function storedContent(index: Map<string, FileRow>): Map<string, StoredBlob> {
+  const byContent = new Map<string, StoredBlob>();
+  for (const row of index.values())
+    byContent.set(row.sha256, { key: row.storageKey, sha256: row.sha256, size: row.size, offset: row.storageOffset });
+  return byContent;
+}
+
 /**
  * Spiders and their files. Every change to a spider's files runs under that spider's lock: the
  * new blobs are written first, then one transaction switches the rows, then blobs that no row
@@ -147,7 +164,7 @@ export class SpiderService {
   ): Promise<{ files: number; bytes: number }> {
     const spider = await this.get(em, actor, id);
     return this.lock.run(spider.id, async () => {
-      const batch = this.blobs.batch(spider.id);
+      const batch = this.blobs.batch(spider.id, {}, storedContent(await this.fileIndex(em, spider.id)));
       const shas = new Map<string, string>();
       let bytes = 0;
       try {
@@ -175,6 +192,8 @@ export class SpiderService {
         const stored = await batch.done();
         const put = new Map([...shas].map(([path, sha256]) => [path, stored.get(sha256)!]));
         await this.commitChanges(em, spider.id, { put, delete: new Set(), replaceAll: opts.replace });
+        // A path named twice keeps its last content; the first was stored for nothing.
+        await this.collectGarbage(em, spider.id, batch.keys());
       } catch (err) {
         await batch.abandon();
         await this.collectGarbage(em, spider.id, batch.keys());
@@ -299,17 +318,22 @@ export class SpiderService {
   }
 
   /** The spider's file rows as plain values, by path: cheap enough for every save. */
-  async fileIndex(em: Em, spiderId: string): Promise<Map<string, { id: string; size: number; sha256: string; storageKey: string }>> {
-    type Row = { id: string; path: string; size: number | string; sha256: string; storage_key: string };
+  async fileIndex(em: Em, spiderId: string): Promise<Map<string, FileRow>> {
+    type Row = { id: string; path: string; size: number | string; sha256: string; storage_key: string; storage_offset: number | string };
     const rows = (await em
       .getConnection()
       .execute(
-        'select id, path, size, sha256, storage_key from spider_files where spider_id = ?',
+        'select id, path, size, sha256, storage_key, storage_offset from spider_files where spider_id = ?',
         [spiderId],
         'all',
         em.getTransactionContext(),
       )) as Row[];
-    return new Map(rows.map((r) => [r.path, { id: r.id, size: Number(r.size), sha256: r.sha256, storageKey: r.storage_key }]));
+    return new Map(
+      rows.map((r) => [
+        r.path,
+        { id: r.id, size: Number(r.size), sha256: r.sha256, storageKey: r.storage_key, storageOffset: Number(r.storage_offset) },
+      ]),
+    );
   }
 
   /** Removes the blobs among `keys` that no file row refers to any more. Call under `lock`. */

@@ -113,8 +113,8 @@ export class BlobStore {
   }
 
   /** A batch of new files for one spider, written in the background while the caller reads more. */
-  batch(spiderId: string, opts: BatchOptions = {}): BlobBatch {
-    return new BlobBatch(this, spiderId, opts);
+  batch(spiderId: string, opts: BatchOptions = {}, existing?: Map<string, StoredBlob>): BlobBatch {
+    return new BlobBatch(this, spiderId, opts, existing);
   }
 
   async delete(key: string): Promise<void> {
@@ -140,7 +140,8 @@ export class BlobStore {
  * `maxPackedFile` are gathered into packs of about `packBytes` (a save of a thousand small files
  * is a handful of writes, not a thousand), larger ones get blobs of their own, and a few files
  * left at the end are written one by one (a one-file save stays a plain blob). Results are by
- * sha256; the same content added twice is stored once.
+ * sha256; the same content added twice is stored once, and content in `existing` (what the spider
+ * already stores, by sha256) is not stored again: a renamed or copied file costs no write.
  */
 export class BlobBatch {
   private readonly packBytes: number;
@@ -160,6 +161,7 @@ export class BlobBatch {
     private readonly store: BlobStore,
     private readonly spiderId: string,
     opts: BatchOptions,
+    private readonly existing: Map<string, StoredBlob> = new Map(),
   ) {
     this.packBytes = opts.packBytes ?? 16 * 1024 * 1024;
     this.maxPackedFile = opts.maxPackedFile ?? 1024 * 1024;
@@ -170,6 +172,11 @@ export class BlobBatch {
   add(sha256: string, data: Buffer): void {
     if (this.seen.has(sha256) || this.failure) return;
     this.seen.add(sha256);
+    const known = this.existing.get(sha256);
+    if (known) {
+      this.stored.set(sha256, known);
+      return;
+    }
     if (data.length > this.maxPackedFile) {
       this.enqueue(async () => {
         this.stored.set(sha256, await this.store.put(this.spiderId, data, sha256));
@@ -189,9 +196,9 @@ export class BlobBatch {
     return this.stored;
   }
 
-  /** The keys written so far, for garbage collection after a failure. */
+  /** The keys written so far (not those of `existing`), for garbage collection. */
   keys(): string[] {
-    return [...new Set([...this.stored.values()].map((b) => b.key))];
+    return [...new Set([...this.stored.values()].filter((b) => this.existing.get(b.sha256) !== b).map((b) => b.key))];
   }
 
   /** Stops: drops what waits, and lets writes under way finish (their keys are in `keys()`). */

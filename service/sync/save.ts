@@ -5,7 +5,7 @@ import type { Metrics } from '../http/metrics';
 import { SessionBaseFile, SyncRecord, type CodeSession, type SyncTrigger } from '../sessions/entities';
 import { ignoreMatcher, type Workspace } from '../sessions/workspace';
 import type { SpiderFile } from '../spiders/entities';
-import type { SpiderService } from '../spiders/service';
+import { storedContent, type SpiderService } from '../spiders/service';
 import type { StoredBlob } from '../storage/blobs';
 import type { TarLimits } from './tar-guard';
 import type { TarItem } from './tar-reader';
@@ -149,7 +149,7 @@ export class SyncService {
     phase('load');
     // Bytes that may be written go to storage while the rest is still being read (blobs are
     // immutable and content-addressed; any not used in the end are collected).
-    const writer = opts.dryRun ? null : this.spiders.blobs.batch(session.spiderId);
+    const writer = opts.dryRun ? null : this.spiders.blobs.batch(session.spiderId, {}, storedContent(stored));
     const keep: Keep = {
       wants: (path, sha256) => sha256 !== base.get(path) && sha256 !== stored.get(path)?.sha256,
       take: (sha256, data) => writer?.add(sha256, data),

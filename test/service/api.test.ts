@@ -285,6 +285,16 @@ for (const db of databases()) {
           Buffer.from(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/archive`)).arrayBuffer()),
         );
         for (const f of files) assert.equal(exported.get(f.name)?.toString(), f.data);
+        // The same files again, reordered and renamed, plus one: what is stored already is not stored again.
+        const again = [...files].reverse().map((f, i) => ({ name: i < 5 ? `moved/${f.name}` : f.name, data: f.data }));
+        await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, await makeTar([...again, { name: 'new.py', data: 'new\n' }]));
+        assert.equal(fs.readdirSync(packDir).length, 1);
+        assert.equal(
+          fs.readdirSync(path.join(packDir, '..', 'blobs'), { recursive: true, encoding: 'utf8' }).filter((n) => /[0-9a-f]{64}$/.test(n))
+            .length,
+          1,
+        );
+        assert.equal(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files/moved/pkg/mod19.py`)).text(), files[19].data);
         // One file changes: the pack still holds the other nineteen.
         await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/pkg/mod4.py`, 'changed\n');
         assert.equal(fs.readdirSync(packDir).length, 1);

@@ -51,7 +51,9 @@ describe('code sessions on the real engine', () => {
   const assertStorageClean = async (spiderId: string) => {
     const root = path.join(svc.dataDir, 'files', 'spiders', spiderId);
     const onDisk = ['blobs', 'packs']
-      .flatMap((kind) => (fs.existsSync(path.join(root, kind)) ? fs.readdirSync(path.join(root, kind), { recursive: true }) : []))
+      .flatMap((kind) =>
+        fs.existsSync(path.join(root, kind)) ? fs.readdirSync(path.join(root, kind), { recursive: true, encoding: 'utf8' }) : [],
+      )
       .map(String)
       .filter((name) => /[0-9a-f]{64}$/.test(name))
       .map((name) => name.slice(-64))
