@@ -83,12 +83,14 @@ export class BlobStore {
   }
 
   /**
-   * Writes several files as one pack (a concatenation, named by its own sha256) and answers where
-   * each file's bytes are. Atomic like `put`: the pack appears whole or not at all.
+   * Writes several files as one pack (their concatenation) and answers where each file's bytes
+   * are. The pack is named by the sha256 of its files' sha256s and sizes, in order: as much a
+   * name of its content as a hash of the bytes, without hashing them all a second time. Atomic
+   * like `put`: the pack appears whole or not at all.
    */
   async putPack(spiderId: string, files: { sha256: string; data: Buffer }[]): Promise<StoredBlob[]> {
     const data = Buffer.concat(files.map((f) => f.data));
-    const key = this.packKeyFor(spiderId, sha256Of(data));
+    const key = this.packKeyFor(spiderId, packName(files));
     await this.op.write(key, data);
     let offset = 0;
     return files.map((f) => {
@@ -246,6 +248,13 @@ export class BlobBatch {
         });
     }
   }
+}
+
+/** A pack's name: the sha256 of "<sha256> <size>\n" for each of its files, in order. */
+export function packName(files: { sha256: string; data: Buffer }[]): string {
+  const hash = createHash('sha256');
+  for (const f of files) hash.update(`${f.sha256} ${f.data.length}\n`);
+  return hash.digest('hex');
 }
 
 export function sha256Of(data: Buffer): string {

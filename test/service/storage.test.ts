@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { BlobStore } from '../../service/storage/blobs';
+import { BlobStore, packName } from '../../service/storage/blobs';
 
 const root = path.resolve(__dirname, '../..');
 
@@ -36,7 +36,23 @@ describe('blob storage (OpenDAL fs)', () => {
     assert.ok(packs.size >= 2, 'more bytes than one pack holds make several packs');
     assert.equal(stored.get(sha(large))!.key, store.keyFor(spider, sha(large)));
     for (const b of [...small, large]) assert.deepEqual(await store.read(stored.get(sha(b))!), b);
-    for (const key of packs) assert.equal(path.basename(key), sha(await store.get(key)), 'a pack is named by its content');
+    for (const key of packs) {
+      // A pack is named by its content: the hashes and sizes of its files, in order.
+      const inPack = [...stored.values()].filter((b) => b.key === key).sort((a, b) => a.offset - b.offset);
+      const bytes = await store.get(key);
+      assert.deepEqual(
+        inPack.map((b) => sha(bytes.subarray(b.offset, b.offset + b.size))),
+        inPack.map((b) => b.sha256),
+      );
+      assert.equal(
+        path.basename(key),
+        packName(inPack.map((b) => ({ sha256: b.sha256, data: bytes.subarray(b.offset, b.offset + b.size) }))),
+      );
+      assert.equal(
+        bytes.length,
+        inPack.reduce((n, b) => n + b.size, 0),
+      );
+    }
     assert.equal(new Set(batch.keys()).size, packs.size + 1);
 
     // A few files left at the end are not worth a pack: a one-file change stays a plain blob.
