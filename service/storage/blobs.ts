@@ -38,12 +38,18 @@ const PACK_KEY = /^spiders\/[0-9a-f-]{36}\/packs\/[0-9a-f]{64}$/;
  */
 export class BlobStore {
   private readonly op: Operator;
+  /**
+   * On fs, OpenDAL writes a large buffer handed over whole at several times the CPU of the same
+   * bytes in 1 MiB chunks (measured: 16 MiB took ~150 ms of CPU whole, ~25 ms chunked).
+   */
+  private readonly writeOptions: { chunk: bigint } | undefined;
 
   constructor(
     readonly scheme: string,
     options: Record<string, string>,
   ) {
     this.op = new Operator(scheme, options);
+    this.writeOptions = scheme === 'fs' ? { chunk: 1n << 20n } : undefined;
   }
 
   /** Parses CRAWLHUB_STORAGE ("fs", "fs?root=/srv/x", "s3?bucket=b&region=r"). */
@@ -78,7 +84,7 @@ export class BlobStore {
   async put(spiderId: string, data: Buffer, sha256 = sha256Of(data)): Promise<StoredBlob> {
     const key = this.keyFor(spiderId, sha256);
     // Rewriting a blob that exists is harmless (same bytes, atomic rename) and cheaper than asking first.
-    await this.op.write(key, data);
+    await this.op.write(key, data, this.writeOptions);
     return { key, sha256, size: data.length, offset: 0 };
   }
 
@@ -91,7 +97,7 @@ export class BlobStore {
   async putPack(spiderId: string, files: { sha256: string; data: Buffer }[]): Promise<StoredBlob[]> {
     const data = Buffer.concat(files.map((f) => f.data));
     const key = this.packKeyFor(spiderId, packName(files));
-    await this.op.write(key, data);
+    await this.op.write(key, data, this.writeOptions);
     let offset = 0;
     return files.map((f) => {
       const blob = { key, sha256: f.sha256, size: f.data.length, offset };
