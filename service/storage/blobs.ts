@@ -89,19 +89,19 @@ export class BlobStore {
   }
 
   /**
-   * Writes several files as one pack (their concatenation) and answers where each file's bytes
-   * are. The pack is named by the sha256 of its files' sha256s and sizes, in order: as much a
-   * name of its content as a hash of the bytes, without hashing them all a second time. Atomic
-   * like `put`: the pack appears whole or not at all.
+   * Writes several files as one pack: `data` holds their bytes one after another, in the order of
+   * `files`. Answers where each file's bytes are. The pack is named by the sha256 of its files'
+   * sha256s and sizes, in order: as much a name of its content as a hash of the bytes, without
+   * hashing them all a second time. Atomic like `put`: the pack appears whole or not at all.
    */
-  async putPack(spiderId: string, files: { sha256: string; data: Buffer }[]): Promise<StoredBlob[]> {
-    const data = Buffer.concat(files.map((f) => f.data));
+  async putPack(spiderId: string, data: Buffer, files: { sha256: string; size: number }[]): Promise<StoredBlob[]> {
+    if (files.reduce((n, f) => n + f.size, 0) !== data.length) throw new Error('pack: the sizes do not add up to the bytes');
     const key = this.packKeyFor(spiderId, packName(files));
     await this.op.write(key, data, this.writeOptions);
     let offset = 0;
     return files.map((f) => {
-      const blob = { key, sha256: f.sha256, size: f.data.length, offset };
-      offset += f.data.length;
+      const blob = { key, sha256: f.sha256, size: f.size, offset };
+      offset += f.size;
       return blob;
     });
   }
@@ -158,8 +158,10 @@ export class BlobBatch {
   private readonly concurrency: number;
   private readonly stored = new Map<string, StoredBlob>();
   private readonly seen = new Set<string>();
-  private waiting: { sha256: string; data: Buffer }[] = [];
-  private waitingBytes = 0;
+  /** The pack being filled: small files are copied in as they come, so their own buffers can go at once. */
+  private pack: Buffer | null = null;
+  private packUsed = 0;
+  private waiting: { sha256: string; size: number }[] = [];
   private readonly queue: (() => Promise<void>)[] = [];
   private running = 0;
   private failure: unknown = null;
@@ -191,9 +193,11 @@ export class BlobBatch {
       });
       return;
     }
-    this.waiting.push({ sha256, data });
-    this.waitingBytes += data.length;
-    if (this.waitingBytes >= this.packBytes) this.flush();
+    this.pack ??= Buffer.allocUnsafe(this.packBytes + this.maxPackedFile);
+    data.copy(this.pack, this.packUsed);
+    this.packUsed += data.length;
+    this.waiting.push({ sha256, size: data.length });
+    if (this.packUsed >= this.packBytes) this.flush();
   }
 
   /** Waits for every write; answers where each added file's bytes are, by sha256. */
@@ -212,24 +216,31 @@ export class BlobBatch {
   /** Stops: drops what waits, and lets writes under way finish (their keys are in `keys()`). */
   async abandon(): Promise<void> {
     this.waiting = [];
+    this.pack = null;
+    this.packUsed = 0;
     this.queue.length = 0;
     await this.done().catch(() => undefined);
   }
 
   private flush(): void {
     const files = this.waiting;
+    const bytes = this.pack?.subarray(0, this.packUsed);
     this.waiting = [];
-    this.waitingBytes = 0;
-    if (files.length === 0) return;
+    this.pack = null;
+    this.packUsed = 0;
+    if (files.length === 0 || !bytes) return;
     if (files.length < this.minPackFiles) {
-      for (const f of files)
+      let offset = 0;
+      for (const f of files) {
+        const data = bytes.subarray(offset, (offset += f.size));
         this.enqueue(async () => {
-          this.stored.set(f.sha256, await this.store.put(this.spiderId, f.data, f.sha256));
+          this.stored.set(f.sha256, await this.store.put(this.spiderId, data, f.sha256));
         });
+      }
       return;
     }
     this.enqueue(async () => {
-      for (const blob of await this.store.putPack(this.spiderId, files)) this.stored.set(blob.sha256, blob);
+      for (const blob of await this.store.putPack(this.spiderId, bytes, files)) this.stored.set(blob.sha256, blob);
     });
   }
 
@@ -257,9 +268,9 @@ export class BlobBatch {
 }
 
 /** A pack's name: the sha256 of "<sha256> <size>\n" for each of its files, in order. */
-export function packName(files: { sha256: string; data: Buffer }[]): string {
+export function packName(files: { sha256: string; size: number }[]): string {
   const hash = createHash('sha256');
-  for (const f of files) hash.update(`${f.sha256} ${f.data.length}\n`);
+  for (const f of files) hash.update(`${f.sha256} ${f.size}\n`);
   return hash.digest('hex');
 }
 
