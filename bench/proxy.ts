@@ -1,15 +1,21 @@
 // The browser IDE proxy against a direct connection and against configurable-http-proxy (the
-// proxy JupyterHub puts in front of its notebook servers), all three to the same loopback
-// upstream, in one run:
+// proxy JupyterHub puts in front of its notebook servers), all to the same upstream, in one run:
 //
 //   node --import tsx bench/proxy.ts
 //
-// Each of upstream, CrawlHub proxy and configurable-http-proxy runs in its own process; this one
-// is only the client. Rounds alternate between the three so that drift on a shared machine
-// (other processes, CPU frequency) falls on all of them alike. Sample counts come from
-// BENCH_GETS (2000), BENCH_WS (1000) and BENCH_DOWNLOADS (15) per pass; BENCH_PASSES (3) full passes, each cell
-// the median of its passes. The table goes to stdout and, as
-// JSON, to bench/results/proxy.json.
+// The upstream (a small GET, a 10 MB download, a WebSocket echo) runs where code-server does: in a
+// container of the session image (CRAWLHUB_IMAGE, default crawlhub-code-server:latest) with a
+// session's limits, its port published on 127.0.0.1 as the service publishes a session's. "Direct"
+// is a connection to that port; the proxies forward to it. BENCH_UPSTREAM=host runs the upstream
+// as a plain process on the host instead (no Docker; the proxies' own cost stands out more).
+// A bare TCP relay (bench/lib/tcp-relay.ts) runs alongside as the floor: what any proxy in its own
+// process costs before it parses a byte. Relay, CrawlHub proxy and configurable-http-proxy each
+// run in their own process; this one is only the client. Rounds alternate between the targets so
+// that drift on a shared machine (other processes, CPU frequency) falls on all of them alike.
+// Sample counts come from BENCH_GETS (4000), BENCH_WS (4000) and BENCH_DOWNLOADS (15) per pass;
+// BENCH_PASSES (3) full passes, each cell the median of its passes. The table goes to stdout and,
+// as JSON, to bench/results/proxy.json.
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import http from 'node:http';
@@ -31,12 +37,14 @@ import {
   type Target,
 } from './lib/measure';
 
-const GETS = Number(process.env.BENCH_GETS ?? 2000);
-const WS_TRIPS = Number(process.env.BENCH_WS ?? 1000);
+const GETS = Number(process.env.BENCH_GETS ?? 4000);
+const WS_TRIPS = Number(process.env.BENCH_WS ?? 4000);
 const DOWNLOADS = Number(process.env.BENCH_DOWNLOADS ?? 15);
 const PASSES = Number(process.env.BENCH_PASSES ?? 3);
 /** Rounds per measurement; each visits the targets in a rotated order, so none always goes first. */
 const ROUNDS = 20;
+const UPSTREAM = process.env.BENCH_UPSTREAM === 'host' ? 'host' : 'container';
+const IMAGE = process.env.CRAWLHUB_IMAGE || 'crawlhub-code-server:latest';
 const root = path.resolve(__dirname, '..');
 
 interface Row {
@@ -60,13 +68,80 @@ async function cookieFromLaunch(launchUrl: string): Promise<string> {
   });
 }
 
+const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+/**
+ * The upstream in a container of the session image, hardened and limited as a session's is (one
+ * CPU, 1 GiB, no capabilities, no new privileges, user 1000), its port published on 127.0.0.1.
+ */
+async function containerUpstream(): Promise<{ port: number; stop: () => void }> {
+  const script = compile(path.join(__dirname, 'lib/upstream.ts'), { standalone: true });
+  const port = await freePort();
+  const name = `crawlhub-bench-upstream-${process.pid}`;
+  const stop = () => void spawnSync('docker', ['rm', '-f', name], { stdio: 'ignore' });
+  process.once('exit', stop);
+  // The image's node: code-server's own in the production image, /opt/node in the local one.
+  const run = 'exec "$(command -v node || echo /usr/lib/code-server/lib/node)" /tmp/upstream.cjs';
+  docker(
+    'create',
+    '--name',
+    name,
+    '--user',
+    '1000:1000',
+    '--cpus',
+    '1',
+    '--memory',
+    '1g',
+    '--memory-swap',
+    '1g',
+    '--pids-limit',
+    '512',
+    '--cap-drop',
+    'ALL',
+    '--security-opt',
+    'no-new-privileges',
+    '--publish',
+    `127.0.0.1:${port}:8080`,
+    '--env',
+    'PORT=8080',
+    '--env',
+    'HOST=0.0.0.0',
+    '--entrypoint',
+    'sh',
+    IMAGE,
+    '-c',
+    run,
+  );
+  docker('cp', script, `${name}:/tmp/upstream.cjs`);
+  docker('start', name);
+  // Docker's port proxy accepts connections before the server listens: wait for an answer.
+  const probe = target('probe', port);
+  for (let i = 0; i < 300; i++) {
+    const ok = await get(probe, '/small').then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return { port, stop };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the upstream container did not answer on 127.0.0.1:${port} within 30 s: ${docker('logs', name)}`);
+}
+
+async function hostUpstream(): Promise<{ port: number; stop: () => void }> {
+  const { child, info } = await spawnJson<{ port: number }>(process.execPath, [compile(path.join(__dirname, 'lib/upstream.ts'))]);
+  return { port: info.port, stop: () => stop(child) };
+}
+
 async function main(): Promise<void> {
-  const { child: upstream, info: up } = await spawnJson<{ port: number }>(process.execPath, [
-    compile(path.join(__dirname, 'lib/upstream.ts')),
-  ]);
+  const up = UPSTREAM === 'container' ? await containerUpstream() : await hostUpstream();
   const { child: crawlhub, info: ch } = await spawnJson<{ port: number; sessionId: string; launchUrl: string }>(
     process.execPath,
     [compile(path.join(__dirname, 'lib/crawlhub-proxy.ts'))],
+    { UPSTREAM_PORT: String(up.port) },
+  );
+  const { child: relay, info: rl } = await spawnJson<{ port: number }>(
+    process.execPath,
+    [compile(path.join(__dirname, 'lib/tcp-relay.ts'))],
     { UPSTREAM_PORT: String(up.port) },
   );
   const chpPort = await freePort();
@@ -94,9 +169,10 @@ async function main(): Promise<void> {
 
   const cookie = await cookieFromLaunch(ch.launchUrl);
   const direct = target('direct', up.port);
+  const floor = target('tcp relay', rl.port);
   const ours = target('crawlhub', ch.port, `/code-server/${ch.sessionId}`, { cookie });
   const peer = target('configurable-http-proxy', chpPort);
-  const targets = [direct, ours, peer];
+  const targets = [direct, floor, ours, peer];
   const origin = (t: Target) => `http://127.0.0.1:${t.port}`;
 
   for (const t of targets) {
@@ -117,7 +193,12 @@ async function main(): Promise<void> {
   /** One full measurement of every row; the table shows each cell's median over the passes. */
   const measure = async (): Promise<{ rows: Row[]; cpuRows: Row[] }> => {
     // The proxy process's own CPU time per operation: steadier than wall time on a shared machine.
-    const pids: Record<string, number | undefined> = { direct: undefined, crawlhub: crawlhub.pid, 'configurable-http-proxy': chp.pid };
+    const pids: Record<string, number | undefined> = {
+      direct: undefined,
+      'tcp relay': relay.pid,
+      crawlhub: crawlhub.pid,
+      'configurable-http-proxy': chp.pid,
+    };
     const getMs: Record<string, number[]> = {};
     const wsMs: Record<string, number[]> = {};
     const downloadMiBs: Record<string, number[]> = {};
@@ -181,6 +262,7 @@ async function main(): Promise<void> {
         at: new Date().toISOString(),
         node: process.version,
         cpus: os.cpus().length,
+        upstream: UPSTREAM === 'container' ? `container of ${IMAGE}, published on 127.0.0.1` : 'host process',
         samples: { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES },
         passes,
         rows,
@@ -190,20 +272,23 @@ async function main(): Promise<void> {
       2,
     ),
   );
-  for (const child of [chp, crawlhub, upstream]) stop(child);
+  for (const child of [chp, crawlhub, relay]) stop(child);
+  up.stop();
 }
 
 function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number; downloads: number; passes: number }): void {
   const fmt = (v: number, unit: string) => (unit === 'ms' ? v.toFixed(3) : v.toFixed(0));
   const ratio = (v: number, base: number) => `${(v / base).toFixed(2)}×`;
-  const header = ['', 'direct', 'crawlhub', 'vs direct', 'chp', 'vs direct', 'crawlhub vs chp'];
+  const header = ['', 'direct', 'tcp relay', 'vs direct', 'crawlhub', 'vs direct', 'chp', 'vs direct', 'crawlhub vs chp'];
   const cells = (r: Row) => {
     const d = r.values.direct;
+    const f = r.values['tcp relay'];
     const c = r.values.crawlhub;
     const p = r.values['configurable-http-proxy'];
+    const label = `${r.label} (${r.unit})`;
     return d
-      ? [`${r.label} (${r.unit})`, fmt(d, r.unit), fmt(c, r.unit), ratio(c, d), fmt(p, r.unit), ratio(p, d), ratio(c, p)]
-      : [`${r.label} (${r.unit})`, '–', fmt(c, r.unit), '', fmt(p, r.unit), '', ratio(c, p)];
+      ? [label, fmt(d, r.unit), fmt(f, r.unit), ratio(f, d), fmt(c, r.unit), ratio(c, d), fmt(p, r.unit), ratio(p, d), ratio(c, p)]
+      : [label, '–', fmt(f, r.unit), '', fmt(c, r.unit), '', fmt(p, r.unit), '', ratio(c, p)];
   };
   const lines = [...rows, ...cpuRows].map(cells);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
@@ -218,18 +303,22 @@ function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number;
     .map((l) => l.toFixed(2))
     .join(' ');
   process.stdout.write(
-    `\nBrowser IDE proxy on loopback, Node ${process.version}, ${os.cpus().length} CPUs, load ${load}: ` +
+    `\nBrowser IDE proxy, upstream ${UPSTREAM === 'container' ? `in a container of ${IMAGE} on its published 127.0.0.1 port` : 'a host process on loopback'}, Node ${process.version}, ${os.cpus().length} CPUs, load ${load}: ` +
       `${samples.passes} passes of ${samples.gets} GETs, ${samples.ws} WebSocket round trips and ${samples.downloads} downloads per target (each cell: median of the passes)\n` +
+      'tcp relay = a bare TCP relay that copies bytes and parses nothing: the floor for any proxy in its own process.\n' +
       'chp = configurable-http-proxy (JupyterHub’s proxy). Latency and CPU: lower is better; download: higher is better.\n\n',
   );
   process.stdout.write(`${out.join('\n')}\n\n`);
   for (const r of [...rows, ...cpuRows]) {
     const d = r.values.direct;
+    const f = r.values['tcp relay'];
     const c = r.values.crawlhub;
     const p = r.values['configurable-http-proxy'];
     const notes: string[] = [];
-    if (r.label.endsWith('p50')) notes.push(`${c / d <= 1.2 ? 'meets' : 'misses'} the ≤ 1.2× direct target (${ratio(c, d)})`);
-    if (r.label === '10 MB download') notes.push(`${c / d >= 0.8 ? 'meets' : 'misses'} the ≥ 0.8× direct target (${ratio(c, d)})`);
+    const floorNote = `the bare TCP relay: ${ratio(f, d)}`;
+    if (r.label.endsWith('p50')) notes.push(`${c / d <= 1.2 ? 'meets' : 'misses'} the ≤ 1.2× direct target (${ratio(c, d)}; ${floorNote})`);
+    if (r.label === '10 MB download')
+      notes.push(`${c / d >= 0.8 ? 'meets' : 'misses'} the ≥ 0.8× direct target (${ratio(c, d)}; ${floorNote})`);
     notes.push(`${(r.lowerIsBetter ? c <= p : c >= p) ? 'no worse than' : 'WORSE than'} configurable-http-proxy (${ratio(c, p)})`);
     process.stdout.write(`${r.label}: ${notes.join('; ')}\n`);
   }

@@ -31,9 +31,11 @@ process.once('exit', () => {
  * Bundles a TypeScript entry the way the service is built (esbuild, node_modules left external)
  * into bench/results/, so that the child runs on plain node like dist/service.js does: the tsx
  * loader would add its own thread and CPU time to the proxy's.
+ * With `standalone`, node_modules are bundled too (for a container that has only node).
  */
-export function compile(entry: string): string {
-  const outfile = path.join(__dirname, '..', 'results', `${path.basename(entry, '.ts')}.cjs`);
+export function compile(entry: string, opts: { standalone?: boolean } = {}): string {
+  const suffix = opts.standalone ? '.standalone' : '';
+  const outfile = path.join(__dirname, '..', 'results', `${path.basename(entry, '.ts')}${suffix}.cjs`);
   buildSync({
     entryPoints: [entry],
     outfile,
@@ -41,7 +43,8 @@ export function compile(entry: string): string {
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    packages: 'external',
+    // Standalone: dependencies bundled in, for a container that has only node.
+    packages: opts.standalone ? undefined : 'external',
     logLevel: 'warning',
   });
   return outfile;

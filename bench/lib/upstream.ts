@@ -22,7 +22,8 @@ function main(): void {
   });
   const wss = new WebSocketServer({ server, perMessageDeflate: false });
   wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
-  server.listen(0, '127.0.0.1', () => {
+  // In a container: PORT=8080 HOST=0.0.0.0, reached through the port Docker publishes on 127.0.0.1.
+  server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () => {
     process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
   });
   process.on('SIGTERM', () => process.exit(0));
