@@ -102,8 +102,9 @@ export function scanRequest(raw: string[]): ScannedRequest {
         if (value !== '0') hasBody = true;
         break;
       case 'transfer-encoding':
+        // Framing is per hop: the proxy streams the body and frames it for the container itself.
         hasBody = true;
-        break;
+        continue;
       case 'sec-fetch-dest':
         forFrame = value === 'iframe' || value === 'frame';
         break;

@@ -86,6 +86,26 @@ export async function startEcho(): Promise<Echo> {
       setTimeout(() => req.socket.destroy(), 20);
       return;
     }
+    if (req.url === '/big') {
+      // 8 MiB handed to the socket at once: the proxy has to hold it back for a slow browser.
+      const body = Buffer.alloc(8 * 1024 * 1024);
+      for (let i = 0; i < body.length; i += 4096) body.writeUInt32BE(i, i);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+      res.end(body);
+      return;
+    }
+    if (req.url === '/early-hints') {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('final');
+      return;
+    }
+    if (req.url === '/close-after') {
+      // Answers, then closes the kept-alive connection behind the proxy's back.
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
+      res.end('ok', () => req.socket.end());
+      return;
+    }
     if (req.url === '/redirect') {
       res.writeHead(302, { location: '/elsewhere?x=1' });
       res.end();

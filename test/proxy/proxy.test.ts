@@ -192,6 +192,64 @@ describe('proxy in path mode, against an echo server', () => {
       assert.equal(got.body?.length, body.length);
     });
 
+    it('streams a chunked upload written in pieces, framed anew for the container', async () => {
+      const pieces = ['first,', 'second,', 'third'];
+      const reply = await new Promise<Received>((resolve, reject) => {
+        const req = http.request(at('/upload'), { method: 'POST', agent: false, headers: { cookie, 'transfer-encoding': 'chunked' } });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve(JSON.parse(text) as Received));
+        });
+        req.on('error', reject);
+        let i = 0;
+        const next = () => {
+          if (i === pieces.length) return req.end();
+          req.write(pieces[i++]);
+          setTimeout(next, 20);
+        };
+        next();
+      });
+      assert.equal(reply.body, pieces.join(''));
+      assert.deepEqual(receivedHeader(reply.rawHeaders, 'transfer-encoding'), ['chunked']);
+    });
+
+    it('holds a large response back for a slow browser and delivers every byte', { timeout: 30_000 }, async () => {
+      const body = await new Promise<Buffer>((resolve, reject) => {
+        const req = http.get(at('/big'), { agent: false, headers: { cookie } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => {
+            chunks.push(c);
+            // Read in fits and starts, so that the proxy's writes back up.
+            if (chunks.length % 16 === 0) {
+              res.pause();
+              setTimeout(() => res.resume(), 5);
+            }
+          });
+          res.on('end', () => resolve(Buffer.concat(chunks)));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+      });
+      assert.equal(body.length, 8 * 1024 * 1024);
+      for (let i = 0; i < body.length; i += 4096) assert.equal(body.readUInt32BE(i), i);
+    });
+
+    it('passes only the final response after a 103 Early Hints', async () => {
+      const reply = await request(at('/early-hints'), { headers: { cookie } });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.body, 'final');
+    });
+
+    it('goes on serving after the container closes a kept-alive connection', async () => {
+      for (let i = 0; i < 3; i++) {
+        const reply = await request(at('/close-after'), { headers: { cookie } });
+        assert.equal(reply.status, 200);
+        assert.equal(reply.body, 'ok');
+        await echoed(`/after-close-${i}`);
+      }
+    });
+
     it('answers HEAD without a body and handles Expect: 100-continue', async () => {
       const head = await request(at('/'), { method: 'HEAD', headers: { cookie } });
       assert.equal(head.status, 200);
