@@ -5,6 +5,13 @@ import { ChangeBatcher } from './changeBatcher';
 import { toFileSystemError } from './errors';
 import { sessionUri, workspacePath } from './uris';
 
+/** The /workspace-relative path of a session URI; nothing exists outside /workspace. */
+function pathOf(uri: vscode.Uri): string {
+  const path = workspacePath(uri.path);
+  if (path === null) throw vscode.FileSystemError.FileNotFound(uri);
+  return path;
+}
+
 const FILE_TYPE: Record<string, vscode.FileType> = {
   file: vscode.FileType.File,
   directory: vscode.FileType.Directory,
@@ -83,21 +90,21 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   // ---- the FileSystemProvider contract -----------------------------------------------------------
 
   async stat(uri: vscode.Uri): Promise<vscode.FileStat> {
-    const s: FileStat = await this.call(uri, (c) => c.stat(uri.authority, workspacePath(uri.path)));
+    const s: FileStat = await this.call(uri, (c) => c.stat(uri.authority, pathOf(uri)));
     return { type: fileType(s.type), size: s.size, mtime: s.mtime, ctime: s.ctime };
   }
 
   async readDirectory(uri: vscode.Uri): Promise<[string, vscode.FileType][]> {
-    const entries = await this.call(uri, (c) => c.readDirectory(uri.authority, workspacePath(uri.path)));
+    const entries = await this.call(uri, (c) => c.readDirectory(uri.authority, pathOf(uri)));
     return entries.map((e) => [e.name, fileType(e.type)]);
   }
 
   readFile(uri: vscode.Uri): Promise<Uint8Array> {
-    return this.call(uri, (c) => c.readFile(uri.authority, workspacePath(uri.path)));
+    return this.call(uri, (c) => c.readFile(uri.authority, pathOf(uri)));
   }
 
   async writeFile(uri: vscode.Uri, content: Uint8Array, options: { readonly create: boolean; readonly overwrite: boolean }): Promise<void> {
-    const path = workspacePath(uri.path);
+    const path = pathOf(uri);
     await this.call(uri, (c) => c.writeFile(uri.authority, path, content, { create: options.create, overwrite: options.overwrite }));
     // A save replaces (overwrite); "New File" creates. A Save As onto a new name is announced as a change
     // here and as a creation by the server's watcher a moment later: no extra round trip to tell them apart.
@@ -105,18 +112,18 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   }
 
   async createDirectory(uri: vscode.Uri): Promise<void> {
-    await this.call(uri, (c) => c.createDirectory(uri.authority, workspacePath(uri.path)));
+    await this.call(uri, (c) => c.createDirectory(uri.authority, pathOf(uri)));
     this.announce(uri, vscode.FileChangeType.Created);
   }
 
   async delete(uri: vscode.Uri, options: { readonly recursive: boolean }): Promise<void> {
-    await this.call(uri, (c) => c.delete(uri.authority, workspacePath(uri.path), { recursive: options.recursive }));
+    await this.call(uri, (c) => c.delete(uri.authority, pathOf(uri), { recursive: options.recursive }));
     this.announce(uri, vscode.FileChangeType.Deleted);
   }
 
   async rename(oldUri: vscode.Uri, newUri: vscode.Uri, options: { readonly overwrite: boolean }): Promise<void> {
     if (oldUri.authority !== newUri.authority) throw vscode.FileSystemError.NoPermissions('Files cannot be moved between sessions.');
-    await this.call(oldUri, (c) => c.rename(oldUri.authority, workspacePath(oldUri.path), workspacePath(newUri.path), options));
+    await this.call(oldUri, (c) => c.rename(oldUri.authority, pathOf(oldUri), pathOf(newUri), options));
     this.announce(oldUri, vscode.FileChangeType.Deleted);
     this.announce(newUri, vscode.FileChangeType.Created);
   }

@@ -1,15 +1,22 @@
 import * as vscode from 'vscode';
 
-/** Session files are `crawlhub://<session_id>/<path inside /workspace>`. */
+/**
+ * Session files are `crawlhub://<session_id>/workspace/<path>`: the path they have in the container,
+ * so the folder is called "workspace" in the explorer and the title bar, as in the browser IDE.
+ */
 export const SCHEME = 'crawlhub';
+export const ROOT = '/workspace';
 
-/** The /workspace-relative path of a URI path: "/" is "" (the folder itself), "/a/b" is "a/b". */
-export function workspacePath(uriPath: string): string {
-  return uriPath.replace(/^\/+/, '').replace(/\/+$/, '');
+/** The /workspace-relative path of a URI path: "/workspace" is "" (the folder itself), "/workspace/a/b" is "a/b"; null outside it. */
+export function workspacePath(uriPath: string): string | null {
+  const path = uriPath.replace(/\/+$/, '');
+  if (path === ROOT) return '';
+  if (!path.startsWith(`${ROOT}/`)) return null;
+  return path.slice(ROOT.length + 1).replace(/^\/+/, '');
 }
 
 export function sessionUri(sessionId: string, path = ''): vscode.Uri {
-  return vscode.Uri.from({ scheme: SCHEME, authority: sessionId, path: `/${path}` });
+  return vscode.Uri.from({ scheme: SCHEME, authority: sessionId, path: path ? `${ROOT}/${path}` : ROOT });
 }
 
 export function isSessionUri(uri: vscode.Uri): boolean {

@@ -98,6 +98,10 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       sessionId = /crawlhub%3A%2F%2F([0-9a-f-]{36})/.exec(page().url())![1];
       await page().locator('.monaco-workbench').waitFor();
       await page().locator('.explorer-folders-view .monaco-list-row', { hasText: 'main.py' }).first().waitFor();
+      // The folder carries its container path, so it is called "workspace" (as in the browser IDE), not "/".
+      await page()
+        .locator('.explorer-viewlet .pane-header .title', { hasText: /^workspace$/ })
+        .waitFor({ timeout: 10_000 });
       const session = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
       assert.equal(session.status, 'ready');
       assert.equal(session.spider_id, spiderId);

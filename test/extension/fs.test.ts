@@ -8,7 +8,9 @@ import { SessionFileSystemProvider } from '../../extension/fs/provider';
 import { openSessionIds, sessionUri, workspacePath } from '../../extension/fs/uris';
 
 const { Uri, FileType, FileChangeType } = vscodeStandIn;
-const uri = (path: string) => Uri.from({ scheme: 'crawlhub', authority: 'sess-1', path }) as any;
+/** A session URI by its path inside /workspace ("/" is the folder itself). */
+const uri = (path: string) =>
+  Uri.from({ scheme: 'crawlhub', authority: 'sess-1', path: path === '/' ? '/workspace' : `/workspace${path}` }) as any;
 
 async function until(what: string, check: () => boolean, tries = 200): Promise<void> {
   for (let i = 0; i < tries; i++) {
@@ -19,12 +21,14 @@ async function until(what: string, check: () => boolean, tries = 200): Promise<v
 }
 
 describe('crawlhub: URIs', () => {
-  it('map to /workspace-relative paths', () => {
-    assert.equal(workspacePath('/'), '');
-    assert.equal(workspacePath(''), '');
-    assert.equal(workspacePath('/spiders/books.py'), 'spiders/books.py');
-    assert.equal(workspacePath('/dir/'), 'dir');
-    assert.equal(sessionUri('abc', 'a/b.py').toString(), 'crawlhub://abc/a/b.py');
+  it('carry the container path and map to /workspace-relative paths', () => {
+    assert.equal(workspacePath('/workspace'), '');
+    assert.equal(workspacePath('/workspace/'), '');
+    assert.equal(workspacePath('/workspace/spiders/books.py'), 'spiders/books.py');
+    assert.equal(workspacePath('/workspace/dir/'), 'dir');
+    for (const outside of ['/', '', '/etc/passwd', '/workspaces/x', '/workspace2']) assert.equal(workspacePath(outside), null, outside);
+    assert.equal(sessionUri('abc', 'a/b.py').toString(), 'crawlhub://abc/workspace/a/b.py');
+    assert.equal(sessionUri('abc').toString(), 'crawlhub://abc/workspace');
   });
 
   it('find the sessions among workspace folders', () => {
@@ -149,12 +153,12 @@ describe('SessionFileSystemProvider', () => {
     assert.deepEqual(calls[4], ['delete', 'sess-1', 'd', { recursive: true }]);
     await until('changes', () => changes.length > 0);
     assert.deepEqual(changes[0], [
-      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/a.py' },
-      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/new.py' },
-      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/d' },
-      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/a.py' },
-      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/b.py' },
-      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/d' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/a.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/workspace/new.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/workspace/d' },
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/workspace/a.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/workspace/b.py' },
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/workspace/d' },
     ]);
     assert.equal(writes.length, 6);
   });
@@ -189,6 +193,24 @@ describe('SessionFileSystemProvider', () => {
     );
   });
 
+  it('has nothing outside /workspace, and asks the server nothing about it', async () => {
+    const { provider, calls } = setup();
+    for (const path of ['/', '/etc/passwd', '/workspace2/a.py']) {
+      const outside = Uri.from({ scheme: 'crawlhub', authority: 'sess-1', path }) as any;
+      await assert.rejects(
+        () => provider.stat(outside),
+        (e: any) => e.code === 'FileNotFound',
+        path,
+      );
+      await assert.rejects(
+        () => provider.writeFile(outside, new Uint8Array([1]), { create: true, overwrite: true }),
+        (e: any) => e.code === 'FileNotFound',
+        path,
+      );
+    }
+    assert.deepEqual(calls, []);
+  });
+
   it('says "sign in" when there is no client', async () => {
     const provider = new SessionFileSystemProvider({ client: async () => undefined, watchSession() {}, unwatchSession() {} });
     await assert.rejects(
@@ -216,9 +238,9 @@ describe('SessionFileSystemProvider', () => {
     });
     await until('server changes', () => changes.length === 1);
     assert.deepEqual(changes[0], [
-      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/out/items.json' },
-      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/a.py' },
-      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/old.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/workspace/out/items.json' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/a.py' },
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/workspace/old.py' },
     ]);
     w2.dispose();
     assert.deepEqual(watched, ['+sess-1', '-sess-1']);
