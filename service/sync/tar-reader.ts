@@ -87,6 +87,10 @@ async function readEntry(entry: TarEntry, opts: ReadTarOptions): Promise<TarItem
   if (REFUSED[type]) return skip(entry, name, REFUSED[type]);
   if (type !== 'file' && type !== 'contiguous-file' && type !== 'directory')
     return skip(entry, name, `entries of type ${type} are not stored`);
+  if (type === 'directory' && !name.startsWith('/') && name.split('/').every((s) => s === '' || s === '.')) {
+    entry.resume();
+    return null; // `./`, the root folder of an archive made with `tar -C dir .`
+  }
   const checked = tryNormalizePath(name);
   if ('problem' in checked) return skip(entry, name, checked.problem);
   if (type === 'directory') {

@@ -32,6 +32,36 @@ describe('untrusted tar reader', () => {
     );
   });
 
+  it('takes an archive made with `tar -C dir .`: its ./ root folder is no entry, ./a.py is a.py', async () => {
+    const items = await read(
+      await makeTar([
+        { name: './', type: 'directory' },
+        { name: './books/', type: 'directory' },
+        { name: './books/settings.py', data: 'BOT_NAME = "books"\n' },
+        { name: './scrapy.cfg', data: '[settings]\n' },
+      ]),
+    );
+    assert.deepEqual(
+      items.map((i) => [i.kind, 'path' in i ? i.path : i.name]),
+      [
+        ['dir', 'books'],
+        ['file', 'books/settings.py'],
+        ['file', 'scrapy.cfg'],
+      ],
+    );
+    // Only a folder can be the root: a file named "." or "./" is still refused, and so is "/".
+    const odd = await read(
+      await makeTar([
+        { name: '/', type: 'directory' },
+        { name: '.', data: 'x' },
+      ]),
+    );
+    assert.deepEqual(
+      odd.map((i) => i.kind),
+      ['skipped', 'skipped'],
+    );
+  });
+
   it('skips and reports links, devices, pipes, escaping and control-character names', async () => {
     const items = await read(
       await makeTar([
