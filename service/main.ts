@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
-import type { Config } from './config';
+import { ConfigError, type Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createServices, type Services } from './services';
 import { createProxy, type Proxy } from './proxy';
@@ -38,7 +38,16 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      void services.close().catch(() => undefined);
+      const at = `${config.CRAWLHUB_HOST}:${config.CRAWLHUB_PORT}`;
+      if (err.code === 'EADDRINUSE')
+        reject(new ConfigError('CRAWLHUB_PORT', `${at} is already in use (is CrawlHub Code running already?); pick another port`));
+      else if (err.code === 'EACCES') reject(new ConfigError('CRAWLHUB_PORT', `listening on ${at} is not allowed for this user`));
+      else if (err.code === 'EADDRNOTAVAIL')
+        reject(new ConfigError('CRAWLHUB_HOST', `${config.CRAWLHUB_HOST} is no address of this machine`));
+      else reject(err);
+    });
     server.listen(config.CRAWLHUB_PORT, config.CRAWLHUB_HOST, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

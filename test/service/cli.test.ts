@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -53,6 +54,20 @@ describe('crawlhub CLI', () => {
     assert.equal(res.code, 78);
     assert.equal(res.stderr.trim().split('\n').length, 1);
     assert.match(res.stderr, /^crawlhub: bad configuration: CRAWLHUB_PORT: got "eighty"; expected a whole number/);
+  });
+
+  it('stops at start with one line when its port is taken', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((holder.address() as net.AddressInfo).port);
+      const res = run(['serve'], { ...env, CRAWLHUB_PORT: port });
+      assert.equal(res.code, 78);
+      assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr);
+      assert.match(res.stderr, new RegExp(`^crawlhub: bad configuration: CRAWLHUB_PORT: 127\\.0\\.0\\.1:${port} is already in use`));
+    } finally {
+      holder.close();
+    }
   });
 
   it('serve on an empty database prints the admin token once and serves /healthz', async () => {
