@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import {
   cookieFrom,
@@ -388,6 +389,31 @@ describe('proxy in path mode, against an echo server', () => {
       sessions.sessions.get(S1)!.port = port;
       const reply = await refused({ cookie }, 502);
       assert.match(reply.body, /not answering/);
+    });
+
+    it('answers 502 to a container that answers something other than HTTP, and keeps serving', async () => {
+      const answers = [
+        'garbage\r\n\r\n',
+        'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello',
+        'HTTP/1.1 200 OK\r\nX-Bad: a\u0000b\r\nContent-Length: 2\r\n\r\nok',
+        `HTTP/1.1 200 OK\r\nX-Huge: ${'h'.repeat(70_000)}\r\n\r\n`,
+      ];
+      for (const answer of answers) {
+        const liar = net.createServer((socket) => {
+          socket.on('error', () => undefined);
+          socket.once('data', () => socket.end(answer));
+        });
+        await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
+        sessions.sessions.get(S1)!.port = (liar.address() as net.AddressInfo).port;
+        try {
+          const reply = await request(at('/'), { headers: { cookie } });
+          assert.equal(reply.status, 502, `${JSON.stringify(answer.slice(0, 40))}: ${reply.status} ${reply.body.slice(0, 80)}`);
+        } finally {
+          await new Promise<void>((r) => liar.close(() => r()));
+        }
+      }
+      sessions.sessions.get(S1)!.port = echo.port;
+      await echoed('/still-serving');
     });
 
     it('refuses malformed URLs without falling over', async () => {
