@@ -3,7 +3,7 @@
 //   (b) a full save of 1,000 files / 50 MB        vs  docker cp of the same tree out of the container
 //   (c) a save after one of those files changed   vs  (b)'s docker cp
 //
-//   node --import tsx bench/sessions.ts      (BENCH_ROUNDS, default 5; medians are reported)
+//   node --import tsx bench/sessions.ts      (BENCH_ROUNDS, default 7; medians are reported)
 //
 // Targets: (a) ≤ 1.5×, (b) ≤ 1.5×, (c) ≤ 0.3×. The table goes to stdout and, as JSON, to
 // bench/results/sessions.json.
@@ -14,7 +14,7 @@ import path from 'node:path';
 import { startTestService, json, type TestService } from '../test/helpers/service';
 import { makeTar } from '../test/helpers/tar';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const IMAGE = 'crawlhub-code-server:latest';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -16,7 +16,10 @@ export interface StoredBlob {
 
 /** Small files saved together are packed: one write (and one fsync) for many files. */
 export interface BatchOptions {
-  /** A pack is written once this many bytes wait (default 16 MiB). */
+  /**
+   * A pack is written once this many bytes wait (default 4 MiB: small enough that little is left
+   * to write when the reading ends, large enough that a thousand files are a dozen writes).
+   */
   packBytes?: number;
   /** Larger files get a blob of their own (default 1 MiB). */
   maxPackedFile?: number;
@@ -173,7 +176,7 @@ export class BlobBatch {
     opts: BatchOptions,
     private readonly existing: Map<string, StoredBlob> = new Map(),
   ) {
-    this.packBytes = opts.packBytes ?? 16 * 1024 * 1024;
+    this.packBytes = opts.packBytes ?? 4 * 1024 * 1024;
     this.maxPackedFile = opts.maxPackedFile ?? 1024 * 1024;
     this.minPackFiles = opts.minPackFiles ?? 8;
     this.concurrency = opts.concurrency ?? 4;
