@@ -237,7 +237,17 @@ describe('proxy in path mode, against an echo server', () => {
     });
 
     it('passes only the final response after a 103 Early Hints', async () => {
-      const reply = await request(at('/early-hints'), { headers: { cookie } });
+      const interim: number[] = [];
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.get(at('/early-hints'), { agent: false, headers: { cookie } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('information', (info) => interim.push(info.statusCode));
+        req.on('error', reject);
+      });
+      assert.deepEqual(interim, [], 'no interim answer reaches the browser');
       assert.equal(reply.status, 200);
       assert.equal(reply.body, 'final');
     });
