@@ -12,6 +12,8 @@
 // process costs before it parses a byte. Relay, CrawlHub proxy and configurable-http-proxy each
 // run in their own process; this one is only the client. Rounds alternate between the targets so
 // that drift on a shared machine (other processes, CPU frequency) falls on all of them alike.
+// When Debian's nginx is installed (`apt-get install nginx-light`), it joins the table as a
+// reference (bench/lib/nginx.ts): the design note's front proxy, a C proxy with no checks at all.
 // Sample counts come from BENCH_GETS (4000), BENCH_WS (4000) and BENCH_DOWNLOADS (15) per pass;
 // BENCH_PASSES (3) full passes, each cell the median of its passes. The table goes to stdout and,
 // as JSON, to bench/results/proxy.json.
@@ -21,6 +23,7 @@ import os from 'node:os';
 import http from 'node:http';
 import path from 'node:path';
 import { DOWNLOAD_BYTES } from './lib/upstream';
+import { findNginx, startNginx } from './lib/nginx';
 import {
   compile,
   cpuMs,
@@ -167,12 +170,15 @@ async function main(): Promise<void> {
     { CONFIGPROXY_AUTH_TOKEN: 'bench' },
   );
 
+  const nginxBinary = findNginx();
+  const nginx = nginxBinary ? await startNginx(nginxBinary, up.port) : null;
+
   const cookie = await cookieFromLaunch(ch.launchUrl);
   const direct = target('direct', up.port);
   const floor = target('tcp relay', rl.port);
   const ours = target('crawlhub', ch.port, `/code-server/${ch.sessionId}`, { cookie });
   const peer = target('configurable-http-proxy', chpPort);
-  const targets = [direct, floor, ours, peer];
+  const targets = [direct, floor, ours, peer, ...(nginx ? [target('nginx', nginx.port)] : [])];
   const origin = (t: Target) => `http://127.0.0.1:${t.port}`;
 
   for (const t of targets) {
@@ -198,6 +204,7 @@ async function main(): Promise<void> {
       'tcp relay': relay.pid,
       crawlhub: crawlhub.pid,
       'configurable-http-proxy': chp.pid,
+      nginx: nginx?.child.pid,
     };
     const getMs: Record<string, number[]> = {};
     const wsMs: Record<string, number[]> = {};
@@ -252,7 +259,8 @@ async function main(): Promise<void> {
     pick(passes[0]).map((row, r) => ({ ...row, values: per((n) => median(passes.map((p) => pick(p)[r].values[n]))) }));
   const rows = combine((p) => p.rows);
   const cpuRows = combine((p) => p.cpuRows);
-  print(rows, cpuRows, { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES });
+  const columns = targets.slice(1).map((t) => t.name);
+  print(columns, rows, cpuRows, { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES });
 
   fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
   fs.writeFileSync(
@@ -272,23 +280,29 @@ async function main(): Promise<void> {
       2,
     ),
   );
-  for (const child of [chp, crawlhub, relay]) stop(child);
+  for (const child of [chp, crawlhub, relay, ...(nginx ? [nginx.child] : [])]) stop(child);
+  if (nginx) fs.rmSync(nginx.dir, { recursive: true, force: true });
   up.stop();
 }
 
-function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number; downloads: number; passes: number }): void {
+/** Short names for the table's header. */
+const SHORT: Record<string, string> = { 'configurable-http-proxy': 'chp' };
+
+function print(
+  columns: string[],
+  rows: Row[],
+  cpuRows: Row[],
+  samples: { gets: number; ws: number; downloads: number; passes: number },
+): void {
   const fmt = (v: number, unit: string) => (unit === 'ms' ? v.toFixed(3) : v.toFixed(0));
   const ratio = (v: number, base: number) => `${(v / base).toFixed(2)}×`;
-  const header = ['', 'direct', 'tcp relay', 'vs direct', 'crawlhub', 'vs direct', 'chp', 'vs direct', 'crawlhub vs chp'];
+  const header = ['', 'direct', ...columns.flatMap((n) => [SHORT[n] ?? n, 'vs direct']), 'crawlhub vs chp'];
   const cells = (r: Row) => {
     const d = r.values.direct;
-    const f = r.values['tcp relay'];
     const c = r.values.crawlhub;
     const p = r.values['configurable-http-proxy'];
-    const label = `${r.label} (${r.unit})`;
-    return d
-      ? [label, fmt(d, r.unit), fmt(f, r.unit), ratio(f, d), fmt(c, r.unit), ratio(c, d), fmt(p, r.unit), ratio(p, d), ratio(c, p)]
-      : [label, '–', fmt(f, r.unit), '', fmt(c, r.unit), '', fmt(p, r.unit), '', ratio(c, p)];
+    const each = columns.flatMap((n) => [fmt(r.values[n], r.unit), d ? ratio(r.values[n], d) : '']);
+    return [`${r.label} (${r.unit})`, d ? fmt(d, r.unit) : '–', ...each, ratio(c, p)];
   };
   const lines = [...rows, ...cpuRows].map(cells);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
@@ -306,20 +320,28 @@ function print(rows: Row[], cpuRows: Row[], samples: { gets: number; ws: number;
     `\nBrowser IDE proxy, upstream ${UPSTREAM === 'container' ? `in a container of ${IMAGE} on its published 127.0.0.1 port` : 'a host process on loopback'}, Node ${process.version}, ${os.cpus().length} CPUs, load ${load}: ` +
       `${samples.passes} passes of ${samples.gets} GETs, ${samples.ws} WebSocket round trips and ${samples.downloads} downloads per target (each cell: median of the passes)\n` +
       'tcp relay = a bare TCP relay that copies bytes and parses nothing: the floor for any proxy in its own process.\n' +
-      'chp = configurable-http-proxy (JupyterHub’s proxy). Latency and CPU: lower is better; download: higher is better.\n\n',
+      'chp = configurable-http-proxy (JupyterHub’s proxy).' +
+      (columns.includes('nginx') ? ' nginx = Debian’s nginx as a plain reverse proxy (no checks), for reference.' : '') +
+      ' Latency and CPU: lower is better; download: higher is better.\n\n',
   );
   process.stdout.write(`${out.join('\n')}\n\n`);
   for (const r of [...rows, ...cpuRows]) {
     const d = r.values.direct;
-    const f = r.values['tcp relay'];
     const c = r.values.crawlhub;
     const p = r.values['configurable-http-proxy'];
     const notes: string[] = [];
-    const floorNote = `the bare TCP relay: ${ratio(f, d)}`;
-    if (r.label.endsWith('p50')) notes.push(`${c / d <= 1.2 ? 'meets' : 'misses'} the ≤ 1.2× direct target (${ratio(c, d)}; ${floorNote})`);
+    const references = columns
+      .filter((n) => n === 'tcp relay' || n === 'nginx')
+      .map((n) => `${n === 'tcp relay' ? 'the bare TCP relay' : n}: ${ratio(r.values[n], d)}`)
+      .join(', ');
+    if (r.label.endsWith('p50'))
+      notes.push(`${c / d <= 1.2 ? 'meets' : 'misses'} the ≤ 1.2× direct target (${ratio(c, d)}; ${references})`);
     if (r.label === '10 MB download')
-      notes.push(`${c / d >= 0.8 ? 'meets' : 'misses'} the ≥ 0.8× direct target (${ratio(c, d)}; ${floorNote})`);
-    notes.push(`${(r.lowerIsBetter ? c <= p : c >= p) ? 'no worse than' : 'WORSE than'} configurable-http-proxy (${ratio(c, p)})`);
+      notes.push(`${c / d >= 0.8 ? 'meets' : 'misses'} the ≥ 0.8× direct target (${ratio(c, d)}; ${references})`);
+    // How much worse than chp, as a fraction (0 or less: no worse).
+    const behind = r.lowerIsBetter ? c / p - 1 : p / c - 1;
+    const verdict = behind <= 0 ? 'no worse than' : behind <= 0.02 ? 'level with (within 2%)' : 'WORSE than';
+    notes.push(`${verdict} configurable-http-proxy (${ratio(c, p)})`);
     process.stdout.write(`${r.label}: ${notes.join('; ')}\n`);
   }
 }

@@ -44,15 +44,21 @@ export interface Received {
  * streams for as long as the client reads, dies mid-response on request, and echoes WebSocket
  * messages after first sending the handshake's headers.
  */
+/** What `/ws-flood` sends: 48 MiB, well beyond what the kernel's socket buffers on the way can hold. */
+export const FLOOD_FRAMES = 768;
+export const FLOOD_FRAME_BYTES = 64 * 1024;
+
 export interface Echo {
   port: number;
   /** Responses the client abandoned (their upstream request was closed early). */
   abandoned: number;
+  /** Bytes the newest `/ws-flood` socket still holds unsent (what the proxy has not taken yet). */
+  floodBuffered: number;
   close(): Promise<void>;
 }
 
 export async function startEcho(): Promise<Echo> {
-  const state = { abandoned: 0 };
+  const state = { abandoned: 0, flood: null as WebSocket | null };
   const server = http.createServer((req, res) => {
     const received = (body?: string): Received => ({
       method: req.method!,
@@ -141,6 +147,15 @@ export async function startEcho(): Promise<Echo> {
       ws.send(JSON.stringify({ method: req.method, url: req.url, rawHeaders: req.rawHeaders }));
       // The container vanishing mid-conversation: the first message kills the connection.
       if (req.url === '/ws-die') ws.once('message', () => socket.destroy());
+      if (req.url === '/ws-flood') {
+        // "flood": FLOOD_FRAMES numbered frames at once, then a clean close behind them.
+        state.flood = ws;
+        ws.once('message', () => {
+          for (let i = 0; i < FLOOD_FRAMES; i++) ws.send(Buffer.alloc(FLOOD_FRAME_BYTES, i % 256));
+          ws.close(1000, 'flood done');
+        });
+        return;
+      }
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     });
   });
@@ -149,6 +164,9 @@ export async function startEcho(): Promise<Echo> {
     port: (server.address() as AddressInfo).port,
     get abandoned() {
       return state.abandoned;
+    },
+    get floodBuffered() {
+      return state.flood?.bufferedAmount ?? 0;
     },
     async close() {
       for (const c of wss.clients) c.terminate();

@@ -5,6 +5,8 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import {
   cookieFrom,
   eventually,
+  FLOOD_FRAME_BYTES,
+  FLOOD_FRAMES,
   FakeSessions,
   openWs,
   rawExchange,
@@ -583,6 +585,23 @@ describe('proxy in path mode, against an echo server', () => {
       assert.ok((await closed) > 0);
       const { ws: again } = await openWs(wsUrl(), { cookie, origin: p.url });
       again.close();
+    });
+
+    it('holds a flood back at the container while the browser does not read, then delivers every frame and the close', async () => {
+      const { ws } = await openWs(wsUrl('/ws-flood'), { cookie, origin: p.url });
+      ws.pause();
+      ws.send('flood');
+      // With backpressure the proxy stops reading once the browser's side is full, and most of the
+      // flood waits at the container; without it the proxy would have taken all 48 MiB by now.
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(echo.floodBuffered > 16 * 1024 * 1024, `the container still holds ${echo.floodBuffered} bytes`);
+      const frames: Buffer[] = [];
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.on('message', (d) => frames.push(d as Buffer));
+      ws.resume();
+      assert.equal(await closed, 1000);
+      assert.equal(frames.length, FLOOD_FRAMES);
+      frames.forEach((f, i) => assert.ok(f.length === FLOOD_FRAME_BYTES && f[0] === i % 256 && f[f.length - 1] === i % 256));
     });
 
     it('refuses a non-WebSocket upgrade', async () => {
