@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const all = ['sessions', 'proxy', 'extension'];
+const all = ['sessions', 'proxy', 'workbench', 'extension'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const chosen = (wanted.length ? all.filter((b) => wanted.includes(b)) : all).filter((b) => fs.existsSync(path.join(__dirname, `${b}.ts`)));
 let failed = 0;

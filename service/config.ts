@@ -150,6 +150,7 @@ export const SETTINGS = {
   CRAWLHUB_MAX_SESSION_AGE: duration('4h', 100),
   CRAWLHUB_SWEEP_INTERVAL: duration('5m', 50),
   CRAWLHUB_STOP_WARNING: duration('10m', 0),
+  CRAWLHUB_RECONNECT_GRACE: duration('2m', 1000),
   CRAWLHUB_SYNC_IGNORE: list(
     '__pycache__,.venv,venv,node_modules,.git',
     'a comma-separated list of names or globs (matched against each path segment)',

@@ -163,6 +163,11 @@ export class Spawner {
         '--disable-telemetry',
         '--disable-update-check',
         '--disable-workspace-trust',
+        // A browser tab that goes away without saying goodbye (closed while loading, a crash, a
+        // lost network) leaves its extension host (~110 MB) waiting for it to come back; code-server
+        // waits 3 h by default, and a handful of those fill a session's memory.
+        '--reconnection-grace-time',
+        String(Math.max(1, Math.round(cfg.CRAWLHUB_RECONNECT_GRACE / 1000))),
         WORKSPACE,
       ],
       user: CONTAINER_USER,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { explorerNames, openFileInExplorer, openWorkbench, typeAndSave } from '../helpers/ide';
@@ -9,7 +10,8 @@ describe('the browser IDE through the service', () => {
   let svc: TestService;
   before(async () => {
     requireDocker();
-    svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    // A short reconnection grace, so that the test of a vanished tab waits seconds, not minutes.
+    svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_RECONNECT_GRACE: '5s' } });
   });
   after(async () => {
     await svc?.close();
@@ -71,6 +73,25 @@ describe('the browser IDE through the service', () => {
     } finally {
       await ide.close();
     }
+  });
+
+  it('a tab that vanishes without closing (a crash, a lost network) does not leave its extension host in the container', async () => {
+    const user = await svc.newUser('hal');
+    const spider = await json(await svc.api(user.token, 'POST', '/api/spiders', { name: 'crash' }));
+    await svc.api(user.token, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'print("hi")\n');
+    const session = await json(await svc.api(user.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    const container = containerName(svc, session.session_id);
+    const hosts = () => Number(dockerExec(container, "ps -eo args | grep -c '[e]xtensionHost'").stdout.trim());
+    const { url } = await json(await svc.api(user.token, 'POST', `/api/sessions/${session.session_id}/launch`));
+    // An unknown switch that Chromium ignores marks this browser's process for pkill.
+    const marker = `--crawlhub-test-${session.session_id}`;
+    const ide = await openWorkbench(url, { args: [marker] });
+    await until('the tab’s extension host', () => hosts() > 0, 30_000, 250);
+    // The browser dies: its connections are cut without a goodbye, which code-server answers by
+    // keeping the extension host for the tab to reconnect (3 h unless told otherwise).
+    assert.equal(spawnSync('pkill', ['-KILL', '-f', `^\\S*chromium.*${marker}`]).status, 0, 'the browser was killed');
+    await ide.close().catch(() => undefined);
+    await until('the extension host to go', () => hosts() === 0, 60_000, 500);
   });
 
   it("another user's launch ticket or cookie does not open the session", async () => {
