@@ -95,6 +95,7 @@ export const ServerEvent = z.discriminatedUnion('type', [
     stops_at: z.string(),
     minutes: z.number(),
   }),
+  z.object({ type: z.literal('oom'), session_id: z.string(), spider_id: z.string(), memory_limit: z.number() }),
   z.object({
     type: z.literal('files'),
     session_id: z.string(),
@@ -105,4 +106,5 @@ export const ServerEvent = z.discriminatedUnion('type', [
 export type ServerEvent = z.infer<typeof ServerEvent>;
 export type FilesEvent = Extract<ServerEvent, { type: 'files' }>;
 export type WarningEvent = Extract<ServerEvent, { type: 'warning' }>;
+export type OomEvent = Extract<ServerEvent, { type: 'oom' }>;
 export type SyncEvent = Extract<ServerEvent, { type: 'sync' }>;

@@ -198,6 +198,9 @@ export class CrawlHubExtension implements vscode.Disposable {
       case 'warning':
         void d.warnings.show(event);
         break;
+      case 'oom':
+        d.warnings.outOfMemory(event);
+        break;
       case 'files':
         d.fs.applyServerChanges(event);
         if (d.windowSessions.folders().includes(event.session_id)) d.counter.schedule(event.session_id);

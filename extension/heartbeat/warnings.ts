@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
-import type { WarningEvent } from '../api/types';
+import formatBytes from 'bytes';
+import type { OomEvent, WarningEvent } from '../api/types';
 import type { Notifier } from '../core/notify';
 import type { SaveController } from '../save/saveController';
 import type { CrawlHubState } from '../state/store';
@@ -10,9 +11,10 @@ const KEEP_WORKING = 'Keep working';
 const SAVE_NOW = 'Save now';
 
 /**
- * The server's "stops in N minutes" warning, shown in the windows that care: the one with the
- * session's files open, or one showing the CrawlHub views. An idle stop can be put off with a
- * heartbeat; the hard stop (max age) cannot, so only saving is offered then.
+ * The server's notices about a session — "stops in N minutes", and a process killed for memory —
+ * shown in the windows that care: the one with the session's files open, or one showing the
+ * CrawlHub views. An idle stop can be put off with a heartbeat; the hard stop (max age) cannot, so
+ * only saving is offered then.
  */
 export class StopWarnings {
   constructor(
@@ -48,5 +50,14 @@ export class StopWarnings {
     } else if (choice === SAVE_NOW) {
       await this.saves.save(ref);
     }
+  }
+
+  /** A process in the session was killed for memory; the session goes on. */
+  outOfMemory(event: OomEvent): void {
+    if (!this.relevant(event.session_id)) return;
+    const name = this.state.session(event.session_id)?.spider_name ?? this.state.spider(event.spider_id)?.name ?? 'a spider';
+    void vscode.window.showWarningMessage(
+      `CrawlHub: out of memory in the session of ${name} (${formatBytes(event.memory_limit, { unitSeparator: ' ' })}): a process was killed; the session goes on.`,
+    );
   }
 }

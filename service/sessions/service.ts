@@ -1,3 +1,4 @@
+import formatBytes from 'bytes';
 import type { User } from '../auth/entities';
 import type { Config } from '../config';
 import type { Em, Orm } from '../db/orm';
@@ -38,6 +39,8 @@ export interface SessionDeps {
 }
 
 const ACTIVITY_PERSIST_MS = 30_000;
+/** A crawl that keeps running out of memory is reported at most this often per session. */
+const OOM_NOTICE_INTERVAL_MS = 60_000;
 
 const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
 
@@ -55,6 +58,8 @@ export class SessionService {
   private readonly starting = new Map<string, Promise<void>>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly warned = new Map<string, string>();
+  /** When each session last heard that a process in it ran out of memory. */
+  private readonly oomNoticed = new Map<string, number>();
   private readonly lastPersistedActivity = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -283,9 +288,10 @@ export class SessionService {
     } catch (err) {
       this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable');
     }
-    await this.spawner.watch(
-      (sessionId, containerId, action, exitCode) => void this.onContainerGone(sessionId, containerId, action, exitCode),
-    );
+    await this.spawner.watch({
+      gone: (sessionId, containerId, action, exitCode, oom) => void this.onContainerGone(sessionId, containerId, action, exitCode, oom),
+      outOfMemory: (sessionId, containerId) => void this.onOutOfMemory(sessionId, containerId),
+    });
     this.sweepTimer = setInterval(() => void this.sweep(), this.cfg.CRAWLHUB_SWEEP_INTERVAL);
     this.sweepTimer.unref();
   }
@@ -617,7 +623,31 @@ export class SessionService {
     });
   }
 
-  private async onContainerGone(sessionId: string, containerId: string, action: 'die' | 'destroy', exitCode?: string): Promise<void> {
+  /**
+   * The kernel killed a process in a session's container for memory (a crawl, a language server)
+   * and the container goes on: the user hears of it, at most once a minute per session, since
+   * "Killed" in a terminal says nothing about why.
+   */
+  private async onOutOfMemory(sessionId: string, containerId: string): Promise<void> {
+    const now = Date.now();
+    const last = this.oomNoticed.get(sessionId);
+    if (last !== undefined && now - last < OOM_NOTICE_INTERVAL_MS) return;
+    const s = await this.d.orm.em.fork().findOne(CodeSession, { id: sessionId });
+    if (!s || s.containerId !== containerId || !isLive(s.status)) return;
+    for (const [id, at] of this.oomNoticed) if (now - at >= OOM_NOTICE_INTERVAL_MS) this.oomNoticed.delete(id);
+    this.oomNoticed.set(sessionId, now);
+    const memoryLimit = this.cfg.CRAWLHUB_SESSION_MEMORY;
+    this.d.logger.warn({ sessionId, memoryLimit }, 'a process in the session ran out of memory and was killed');
+    this.d.events.publish(s.userId, { type: 'oom', session_id: s.id, spider_id: s.spiderId, memory_limit: memoryLimit });
+  }
+
+  private async onContainerGone(
+    sessionId: string,
+    containerId: string,
+    action: 'die' | 'destroy',
+    exitCode?: string,
+    outOfMemory = false,
+  ): Promise<void> {
     await this.sessionLock.run(sessionId, async () => {
       const em = this.d.orm.em.fork();
       const s = await em.findOne(CodeSession, { id: sessionId });
@@ -632,7 +662,9 @@ export class SessionService {
           em,
           s,
           'failed',
-          `the container stopped unexpectedly (exit code ${exitCode ?? '?'}); it is kept and its files will be saved`,
+          outOfMemory
+            ? `the container ran out of memory (${formatBytes(this.cfg.CRAWLHUB_SESSION_MEMORY, { unitSeparator: ' ' })}) and stopped; it is kept and its files will be saved`
+            : `the container stopped unexpectedly (exit code ${exitCode ?? '?'}); it is kept and its files will be saved`,
           {
             savePending: true,
             lastError: 'container stopped',

@@ -43,6 +43,8 @@ export class Spawner {
   readonly agents: WorkspaceAgents;
   /** Containers we stop or remove ourselves: their engine events are expected. */
   private readonly stopping = new Set<string>();
+  /** Containers in which the kernel killed a process for memory, until they die. */
+  private readonly outOfMemory = new Set<string>();
   private readonly removals = new Set<Promise<unknown>>();
   private imageBytes = 0;
   private storageLimit: boolean | null = null;
@@ -255,8 +257,15 @@ export class Spawner {
     await this.docker.remove(containerId);
   }
 
-  /** Engine events: `gone` hears of our containers that die or vanish without our doing. */
-  async watch(gone: (sessionId: string, containerId: string, action: 'die' | 'destroy', exitCode?: string) => void): Promise<void> {
+  /**
+   * Engine events: `gone` hears of our containers that die or vanish without our doing (and whether
+   * the kernel had killed something in them for memory first); `outOfMemory`, of a process in one
+   * killed for memory while the container goes on.
+   */
+  async watch(handlers: {
+    gone: (sessionId: string, containerId: string, action: 'die' | 'destroy', exitCode: string | undefined, outOfMemory: boolean) => void;
+    outOfMemory: (sessionId: string, containerId: string) => void;
+  }): Promise<void> {
     try {
       const stream = await this.docker.events(this.labels());
       this.eventStream = stream;
@@ -273,13 +282,20 @@ export class Spawner {
             continue; // not an event line
           }
           const sessionId = ev.Actor?.Attributes?.[LABEL.session];
-          if (!sessionId || !ev.id || (ev.Action !== 'die' && ev.Action !== 'destroy')) continue;
+          if (!sessionId || !ev.id) continue;
+          if (ev.Action === 'oom') {
+            this.outOfMemory.add(ev.id);
+            if (!this.stopping.has(ev.id)) handlers.outOfMemory(sessionId, ev.id);
+            continue;
+          }
+          if (ev.Action !== 'die' && ev.Action !== 'destroy') continue;
+          const oom = this.outOfMemory.delete(ev.id);
           this.agents.closeFor(ev.id);
           if (this.stopping.has(ev.id)) {
             if (ev.Action === 'destroy') this.stopping.delete(ev.id);
             continue;
           }
-          gone(sessionId, ev.id, ev.Action, ev.Actor?.Attributes?.exitCode);
+          handlers.gone(sessionId, ev.id, ev.Action, ev.Actor?.Attributes?.exitCode, oom);
         }
       });
       stream.on('error', () => undefined);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { containerName, dockerExec } from '../helpers/docker';
 import { json, startTestService, type TestService } from '../helpers/service';
 import {
   answerInput,
@@ -303,6 +304,19 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
         return s.last_active_at > before.last_active_at ? s : undefined;
       });
       assert.ok(after.idle_deadline > before.idle_deadline);
+    });
+  });
+
+  it('says so when a process in the session runs out of memory', async () => {
+    await step('oom', async () => {
+      const p = page();
+      const crawl = dockerExec(containerName(svc, sessionId), 'python3 -c "x = bytearray(2 << 30)"; echo "exit=$?"');
+      assert.match(crawl.stdout, /exit=137/);
+      await p
+        .locator('.notification-toast', { hasText: /out of memory in the session of books \(1 GB\): a process was killed/ })
+        .first()
+        .waitFor();
+      await wb.screenshot('extension-9b-out-of-memory');
     });
   });
 

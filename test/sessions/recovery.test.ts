@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { spawnService, type ServiceProcess } from '../helpers/process';
 import { json, startTestService, type TestService } from '../helpers/service';
@@ -138,6 +139,40 @@ describe('containers that stop behind the service', () => {
       300,
     );
     assert.equal(await (await svc.api(svc.adminToken, 'GET', `/api/spiders/${spider.id}/files/k.py`)).text(), 'v3\n');
+  });
+
+  it('a process killed for memory is reported to its user and the session goes on; a container killed that way says so', async () => {
+    const user = await svc.newUser('mem');
+    const spider = await json(await svc.api(user.token, 'POST', '/api/spiders', { name: 'hungry' }));
+    const events = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${user.token}` } });
+    const heard: any[] = [];
+    events.on('message', (d: Buffer) => heard.push(JSON.parse(d.toString())));
+    await new Promise((resolve, reject) => events.once('open', resolve).once('error', reject));
+    try {
+      const session = await json(await svc.api(user.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+      const c = containerName(svc, session.session_id);
+      // A crawl that holds twice the session's memory (1 GiB, no swap): the kernel kills it.
+      const crawl = dockerExec(c, 'python3 -c "x = bytearray(2 << 30)"; echo "exit=$?"');
+      assert.match(crawl.stdout, /exit=137/);
+      const oom = await until('the oom event', () => heard.find((m) => m.type === 'oom'));
+      assert.deepEqual(oom, { type: 'oom', session_id: session.session_id, spider_id: spider.id, memory_limit: 1024 ** 3 });
+      const alive = await json(await svc.api(user.token, 'GET', `/api/sessions/${session.session_id}`));
+      assert.equal(alive.status, 'ready');
+
+      // Now code-server is what the kernel picks (its processes may raise their own oom_score_adj): the container dies.
+      dockerExec(
+        c,
+        'for p in $(pgrep -f "[o]ut/node/entry"); do echo 1000 > /proc/$p/oom_score_adj; done; python3 -c "x = bytearray(2 << 30)"',
+      );
+      const marked = await until('marked', async () => {
+        const v = await json(await svc.api(user.token, 'GET', `/api/sessions/${session.session_id}`));
+        return v.status === 'failed' ? v : null;
+      });
+      assert.match(marked.status_reason, /ran out of memory \(1 GB\)/);
+      assert.equal(marked.save_pending, true);
+    } finally {
+      events.close();
+    }
   });
 
   it('a container removed behind its back is marked failed and its port is free again', async () => {
