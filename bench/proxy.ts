@@ -6,7 +6,10 @@
 // The upstream (a small GET, a 10 MB download, a WebSocket echo) runs where code-server does: in a
 // container of the session image (CRAWLHUB_IMAGE, default crawlhub-code-server:latest) with a
 // session's limits, its port published on 127.0.0.1 as the service publishes a session's. "Direct"
-// is a connection to that port; the proxies forward to it. BENCH_UPSTREAM=host runs the upstream
+// is a connection to that port (through Docker's port proxy, as any client on the host connects).
+// The proxies forward where the service's proxy does: to the container's address on its network
+// (one hop less), which a column of its own measures too ("network"); all of them to the same
+// address, so that they compare like with like. BENCH_UPSTREAM=host runs the upstream
 // as a plain process on the host instead (no Docker; the proxies' own cost stands out more).
 // A bare TCP relay (bench/lib/tcp-relay.ts) runs alongside as the floor: what any proxy in its own
 // process costs before it parses a byte. Relay, CrawlHub proxy and configurable-http-proxy each
@@ -77,7 +80,7 @@ const docker = (...args: string[]) => execFileSync('docker', args, { encoding: '
  * The upstream in a container of the session image, hardened and limited as a session's is (one
  * CPU, 1 GiB, no capabilities, no new privileges, user 1000), its port published on 127.0.0.1.
  */
-async function containerUpstream(): Promise<{ port: number; stop: () => void }> {
+async function containerUpstream(): Promise<{ port: number; address: string | null; stop: () => void }> {
   const script = compile(path.join(__dirname, 'lib/upstream.ts'), { standalone: true });
   const port = await freePort();
   const name = `crawlhub-bench-upstream-${process.pid}`;
@@ -124,28 +127,38 @@ async function containerUpstream(): Promise<{ port: number; stop: () => void }> 
       (r) => r.status === 200,
       () => false,
     );
-    if (ok) return { port, stop };
+    if (ok) {
+      // Where the service's proxy would reach it: the address on its network, if this process can.
+      const ip = docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name).trim();
+      const reachable = await get({ ...target('probe', 8080), host: ip }, '/small').then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      return { port, address: reachable ? `${ip}:8080` : null, stop };
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the upstream container did not answer on 127.0.0.1:${port} within 30 s: ${docker('logs', name)}`);
 }
 
-async function hostUpstream(): Promise<{ port: number; stop: () => void }> {
+async function hostUpstream(): Promise<{ port: number; address: string | null; stop: () => void }> {
   const { child, info } = await spawnJson<{ port: number }>(process.execPath, [compile(path.join(__dirname, 'lib/upstream.ts'))]);
-  return { port: info.port, stop: () => stop(child) };
+  return { port: info.port, address: null, stop: () => stop(child) };
 }
 
 async function main(): Promise<void> {
   const up = UPSTREAM === 'container' ? await containerUpstream() : await hostUpstream();
+  /** Where every proxy forwards to. */
+  const via = up.address ?? `127.0.0.1:${up.port}`;
   const { child: crawlhub, info: ch } = await spawnJson<{ port: number; sessionId: string; launchUrl: string }>(
     process.execPath,
     [compile(path.join(__dirname, 'lib/crawlhub-proxy.ts'))],
-    { UPSTREAM_PORT: String(up.port) },
+    { UPSTREAM_PORT: String(up.port), ...(up.address ? { UPSTREAM_ADDRESS: up.address } : {}) },
   );
   const { child: relay, info: rl } = await spawnJson<{ port: number }>(
     process.execPath,
     [compile(path.join(__dirname, 'lib/tcp-relay.ts'))],
-    { UPSTREAM_PORT: String(up.port) },
+    { UPSTREAM: via },
   );
   const chpPort = await freePort();
   const chpApiPort = await freePort();
@@ -162,7 +175,7 @@ async function main(): Promise<void> {
       '--api-port',
       String(chpApiPort),
       '--default-target',
-      `http://127.0.0.1:${up.port}`,
+      `http://${via}`,
       '--log-level',
       'error',
     ],
@@ -171,15 +184,17 @@ async function main(): Promise<void> {
   );
 
   const nginxBinary = findNginx();
-  const nginx = nginxBinary ? await startNginx(nginxBinary, up.port) : null;
+  const nginx = nginxBinary ? await startNginx(nginxBinary, via) : null;
 
   const cookie = await cookieFromLaunch(ch.launchUrl);
   const direct = target('direct', up.port);
+  const [viaHost, viaPort] = via.split(':');
+  const network = up.address ? [{ ...target('network', Number(viaPort)), host: viaHost }] : [];
   const floor = target('tcp relay', rl.port);
   const ours = target('crawlhub', ch.port, `/code-server/${ch.sessionId}`, { cookie });
   const peer = target('configurable-http-proxy', chpPort);
-  const targets = [direct, floor, ours, peer, ...(nginx ? [target('nginx', nginx.port)] : [])];
-  const origin = (t: Target) => `http://127.0.0.1:${t.port}`;
+  const targets = [direct, ...network, floor, ours, peer, ...(nginx ? [target('nginx', nginx.port)] : [])];
+  const origin = (t: Target) => `http://${t.host ?? '127.0.0.1'}:${t.port}`;
 
   for (const t of targets) {
     const check = await get(t, '/small');
@@ -201,6 +216,7 @@ async function main(): Promise<void> {
     // The proxy process's own CPU time per operation: steadier than wall time on a shared machine.
     const pids: Record<string, number | undefined> = {
       direct: undefined,
+      network: undefined,
       'tcp relay': relay.pid,
       crawlhub: crawlhub.pid,
       'configurable-http-proxy': chp.pid,
@@ -260,7 +276,7 @@ async function main(): Promise<void> {
   const rows = combine((p) => p.rows);
   const cpuRows = combine((p) => p.cpuRows);
   const columns = targets.slice(1).map((t) => t.name);
-  print(columns, rows, cpuRows, { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES });
+  print(columns, rows, cpuRows, { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES }, up.address !== null);
 
   fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
   fs.writeFileSync(
@@ -271,6 +287,7 @@ async function main(): Promise<void> {
         node: process.version,
         cpus: os.cpus().length,
         upstream: UPSTREAM === 'container' ? `container of ${IMAGE}, published on 127.0.0.1` : 'host process',
+        proxiesForwardTo: up.address ? 'the container’s network address' : 'the published port',
         samples: { gets: GETS, ws: WS_TRIPS, downloads: DOWNLOADS, passes: PASSES },
         passes,
         rows,
@@ -287,12 +304,15 @@ async function main(): Promise<void> {
 
 /** Short names for the table's header. */
 const SHORT: Record<string, string> = { 'configurable-http-proxy': 'chp' };
+/** How the verdict lines name the reference columns. */
+const REFERENCE: Record<string, string> = { network: 'direct to the network address', 'tcp relay': 'the bare TCP relay', nginx: 'nginx' };
 
 function print(
   columns: string[],
   rows: Row[],
   cpuRows: Row[],
   samples: { gets: number; ws: number; downloads: number; passes: number },
+  viaNetwork: boolean,
 ): void {
   const fmt = (v: number, unit: string) => (unit === 'ms' ? v.toFixed(3) : v.toFixed(0));
   const ratio = (v: number, base: number) => `${(v / base).toFixed(2)}×`;
@@ -319,6 +339,9 @@ function print(
   process.stdout.write(
     `\nBrowser IDE proxy, upstream ${UPSTREAM === 'container' ? `in a container of ${IMAGE} on its published 127.0.0.1 port` : 'a host process on loopback'}, Node ${process.version}, ${os.cpus().length} CPUs, load ${load}: ` +
       `${samples.passes} passes of ${samples.gets} GETs, ${samples.ws} WebSocket round trips and ${samples.downloads} downloads per target (each cell: median of the passes)\n` +
+      (viaNetwork
+        ? 'direct = the published port (through Docker’s port proxy); network = a direct connection to the container’s network address, where every proxy here forwards (as the service does).\n'
+        : '') +
       'tcp relay = a bare TCP relay that copies bytes and parses nothing: the floor for any proxy in its own process.\n' +
       'chp = configurable-http-proxy (JupyterHub’s proxy).' +
       (columns.includes('nginx') ? ' nginx = Debian’s nginx as a plain reverse proxy (no checks), for reference.' : '') +
@@ -331,8 +354,8 @@ function print(
     const p = r.values['configurable-http-proxy'];
     const notes: string[] = [];
     const references = columns
-      .filter((n) => n === 'tcp relay' || n === 'nginx')
-      .map((n) => `${n === 'tcp relay' ? 'the bare TCP relay' : n}: ${ratio(r.values[n], d)}`)
+      .filter((n) => n === 'network' || n === 'tcp relay' || n === 'nginx')
+      .map((n) => `${REFERENCE[n]}: ${ratio(r.values[n], d)}`)
       .join(', ');
     if (r.label.endsWith('p50'))
       notes.push(`${c / d <= 1.2 ? 'meets' : 'misses'} the ≤ 1.2× direct target (${ratio(c, d)}; ${references})`);

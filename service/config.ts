@@ -167,6 +167,7 @@ export const SETTINGS = {
       .map(origin);
     return items.every((o) => o !== undefined) ? items : undefined;
   }),
+  CRAWLHUB_PROXY_UPSTREAM: setting('auto', 'auto or port', (t) => (['auto', 'port'].includes(t) ? t : undefined)),
   CRAWLHUB_SECURE_COOKIES: setting('auto', 'auto, true or false', (t) => (['auto', 'true', 'false'].includes(t) ? t : undefined)),
   CRAWLHUB_METRICS_PUBLIC: bool('true'),
 } satisfies Record<string, Setting<unknown>>;

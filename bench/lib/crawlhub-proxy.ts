@@ -1,6 +1,7 @@
 // The CrawlHub proxy as main.ts will run it — its own process, a plain http.Server with the
 // service's header limits, a real Metrics registry and an info-level logger — with one ready
-// session pointing at the benchmark upstream (UPSTREAM_PORT).
+// session pointing at the benchmark upstream: its published port (UPSTREAM_PORT) and, as the service
+// finds it for a session, its address on the container network (UPSTREAM_ADDRESS, host:port), if any.
 // Prints {"port": n, "launchUrl": "…", "sessionId": "…"} on its first line of stdout.
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -12,7 +13,9 @@ import { createProxy, type ProxySession } from '../../service/proxy';
 
 function main(): void {
   const upstreamPort = Number(process.env.UPSTREAM_PORT);
-  const session: ProxySession = { id: randomUUID(), userId: randomUUID(), status: 'ready', port: upstreamPort };
+  const [host, port] = (process.env.UPSTREAM_ADDRESS ?? '').split(':');
+  const direct = host ? { host, port: Number(port) } : null;
+  const session: ProxySession = { id: randomUUID(), userId: randomUUID(), status: 'ready', port: upstreamPort, direct };
   const sessions = {
     find: (id: string) => (id === session.id ? session : null),
     touch: () => undefined,

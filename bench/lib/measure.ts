@@ -16,6 +16,8 @@ export interface Target {
   headers: Record<string, string>;
   /** The client's HTTP connection, kept alive across requests as a browser's is. */
   agent: http.Agent;
+  /** Where the target listens; 127.0.0.1 unless given. */
+  host?: string;
 }
 
 export function target(name: string, port: number, prefix = '', headers: Record<string, string> = {}): Target {
@@ -109,12 +111,15 @@ export async function freePort(): Promise<number> {
 export function get(t: Target, path: string): Promise<{ ms: number; bytes: number; status: number }> {
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
-    const req = http.get({ host: '127.0.0.1', port: t.port, path: t.prefix + path, headers: t.headers, agent: t.agent }, (res) => {
-      let bytes = 0;
-      res.on('data', (c: Buffer) => (bytes += c.length));
-      res.on('end', () => resolve({ ms: Number(process.hrtime.bigint() - start) / 1e6, bytes, status: res.statusCode ?? 0 }));
-      res.on('error', reject);
-    });
+    const req = http.get(
+      { host: t.host ?? '127.0.0.1', port: t.port, path: t.prefix + path, headers: t.headers, agent: t.agent },
+      (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.on('end', () => resolve({ ms: Number(process.hrtime.bigint() - start) / 1e6, bytes, status: res.statusCode ?? 0 }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.setTimeout(30_000, () => req.destroy(new Error('GET timed out')));
   });
@@ -123,7 +128,11 @@ export function get(t: Target, path: string): Promise<{ ms: number; bytes: numbe
 /** A WebSocket to the target's echo, open. */
 export function openSocket(t: Target, origin: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${t.port}${t.prefix}/`, { headers: t.headers, origin, perMessageDeflate: false });
+    const ws = new WebSocket(`ws://${t.host ?? '127.0.0.1'}:${t.port}${t.prefix}/`, {
+      headers: t.headers,
+      origin,
+      perMessageDeflate: false,
+    });
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => reject(new Error(`${t.name}: WebSocket refused with ${res.statusCode}`)));
     ws.once('error', reject);

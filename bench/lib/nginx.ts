@@ -20,7 +20,7 @@ export function findNginx(): string | null {
   }
 }
 
-export async function startNginx(binary: string, upstreamPort: number): Promise<{ child: ChildProcess; port: number; dir: string }> {
+export async function startNginx(binary: string, upstream: string): Promise<{ child: ChildProcess; port: number; dir: string }> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-bench-nginx-'));
   fs.writeFileSync(
@@ -36,7 +36,7 @@ http {
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
-  upstream up { server 127.0.0.1:${upstreamPort}; keepalive 32; }
+  upstream up { server ${upstream}; keepalive 32; }
   server {
     listen 127.0.0.1:${port};
     location / {

@@ -8,6 +8,7 @@ import { PAGES, refuseUpgrade, sendPage } from './pages';
 
 /** What the admission check decided to send where. */
 export interface Upstream {
+  host: string;
   port: number;
   /** Path and query for the container. */
   path: string;
@@ -52,12 +53,12 @@ export class Forwarder {
 
   constructor(
     private readonly publicOrigin: string,
-    private readonly onUpstreamError: (err: Error, port: number, path: string) => void,
+    private readonly onUpstreamError: (err: Error, upstream: string, path: string) => void,
   ) {}
 
   web(req: http.IncomingMessage, res: http.ServerResponse, up: Upstream, done: (outcome: ForwardOutcome) => void): void {
     const method = req.method ?? 'GET';
-    const origin = `http://127.0.0.1:${up.port}`;
+    const origin = `http://${up.host}:${up.port}`;
     let finished = false;
     const finish = (outcome: ForwardOutcome) => {
       if (finished) return;
@@ -65,7 +66,7 @@ export class Forwarder {
       done(outcome);
     };
     const failed = (err: Error) => {
-      this.onUpstreamError(err, up.port, up.path);
+      this.onUpstreamError(err, `${up.host}:${up.port}`, up.path);
       finish('bad_gateway');
       sendPage(req, res, PAGES.badGateway);
     };
@@ -149,7 +150,7 @@ export class Forwarder {
   ): void {
     let upgraded = false;
     const proxyReq = http.request({
-      host: '127.0.0.1',
+      host: up.host,
       port: up.port,
       method: 'GET',
       path: up.path,
@@ -189,7 +190,7 @@ export class Forwarder {
     // The container answered the handshake with a plain response (a refusal): relay it, then close.
     proxyReq.on('response', (proxyRes) => {
       let response = `HTTP/1.1 ${proxyRes.statusCode} ${proxyRes.statusMessage}\r\n`;
-      const raw = browserResponseHeaders(proxyRes.rawHeaders, up.prefix, `http://127.0.0.1:${up.port}`, this.publicOrigin);
+      const raw = browserResponseHeaders(proxyRes.rawHeaders, up.prefix, `http://${up.host}:${up.port}`, this.publicOrigin);
       for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() !== 'content-length') response += `${raw[i]}: ${raw[i + 1]}\r\n`;
       socket.write(`${response}Connection: close\r\n\r\n`);
       proxyRes.on('error', () => socket.destroy());
@@ -199,7 +200,7 @@ export class Forwarder {
 
     proxyReq.on('error', (err) => {
       if (upgraded) return;
-      this.onUpstreamError(err, up.port, up.path);
+      this.onUpstreamError(err, `${up.host}:${up.port}`, up.path);
       done('bad_gateway');
       refuseUpgrade(socket, PAGES.badGateway);
     });

@@ -15,6 +15,12 @@ export interface ProxySession {
   userId: string;
   status: 'pending' | 'starting' | 'ready' | 'syncing' | 'stopped' | 'failed';
   port: number | null;
+  /**
+   * Where the container's code-server listens when the service can reach it directly (its address
+   * on the sessions' bridge network, port 8080): one hop less than Docker's port proxy. Without it,
+   * 127.0.0.1:<port>.
+   */
+  direct?: { host: string; port: number } | null;
 }
 
 export interface ProxySessions {
@@ -57,12 +63,13 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 type Kind = 'http' | 'ws';
 type Refusal = 'forbidden' | 'ticket' | 'origin' | 'gone' | 'starting' | 'bad_request' | 'error';
-type Admitted = { port: number; originOverride: string | null };
+type Admitted = { host: string; port: number; originOverride: string | null };
 
 /**
  * The authenticated reverse proxy to each session's code-server. Every request and upgrade is
  * admitted by a signed cookie for a live session of the cookie's user (no I/O), the WebSocket's
- * Origin, and the session's state; then it is streamed to 127.0.0.1:<port> with the service's own
+ * Origin, and the session's state; then it is streamed to the container (its network address, else
+ * 127.0.0.1:<published port>) with the service's own
  * forwarding headers and code-server's cookie in place of the browser's credentials.
  */
 export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy {
@@ -81,9 +88,9 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     now,
     (err, sessionId) => log.warn({ err, sessionId }, 'touch failed'),
   );
-  const forwarder = new Forwarder(topo.publicOrigin, (err, port, path) =>
+  const forwarder = new Forwarder(topo.publicOrigin, (err, upstream, path) =>
     log.warn(
-      { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, port, path: pathOnly(path) },
+      { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, upstream, path: pathOnly(path) },
       'container did not answer',
     ),
   );
@@ -167,7 +174,8 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       if (session.userId !== userId) return next(PAGES.forbidden, 'forbidden');
       if (session.status === 'pending' || session.status === 'starting') return next(PAGES.starting, 'starting');
       if (session.port === null) return next(PAGES.starting, 'starting');
-      next({ port: session.port, originOverride });
+      const to = session.direct ?? { host: '127.0.0.1', port: session.port };
+      next({ host: to.host, port: to.port, originOverride });
     };
     const found = sessions.find(r.sessionId);
     if (found !== null && typeof (found as Promise<unknown>).then === 'function') {
@@ -190,6 +198,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     const host = topo.codeHost ? `${r.sessionId}.${topo.codeHost}${topo.codePort}` : publicHost;
     const fwd = { host, proto: topo.proto, upstreamCookie: upstreamCookie(r.sessionId) };
     return {
+      host: a.host,
       port: a.port,
       path: r.upstreamPath,
       headers: upstreamHeaders(scan, clientAddress(req.socket.remoteAddress), fwd, ws, a.originOverride),

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import Docker from 'dockerode';
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import type { Logger } from '../logger';
@@ -44,6 +45,8 @@ export interface ContainerState {
   oomKilled: boolean;
   labels: Record<string, string>;
   hostPort: number | null;
+  /** The container's IPv4 address on each network it is attached to. */
+  addresses: Record<string, string>;
 }
 
 export interface ListedContainer {
@@ -244,6 +247,11 @@ export class DockerRuntime {
           oomKilled: info.State.OOMKilled,
           labels: info.Config.Labels ?? {},
           hostPort: binding ? Number(binding.HostPort) : null,
+          addresses: Object.fromEntries(
+            Object.entries(info.NetworkSettings?.Networks ?? {})
+              .filter(([, n]) => net.isIPv4(n?.IPAddress ?? ''))
+              .map(([name, n]) => [name, n.IPAddress]),
+          ),
         };
       } catch (err) {
         if (isNotFound(err)) return null;

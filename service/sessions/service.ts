@@ -24,6 +24,8 @@ export interface LiveSession {
   status: SessionStatus;
   port: number | null;
   containerId: string | null;
+  /** code-server on the container's network address, when the proxy can reach it there. */
+  direct: { host: string; port: number } | null;
 }
 
 export interface SessionDeps {
@@ -51,6 +53,8 @@ const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
  */
 export class SessionService {
   private readonly live = new Map<string, LiveSession>();
+  /** Learnt each time a container (re)starts or is adopted: its address changes with each start. */
+  private readonly directs = new Map<string, { host: string; port: number } | null>();
   readonly spawner: Spawner;
   private readonly openLock = new KeyedLock();
   private readonly sessionLock = new KeyedLock();
@@ -350,9 +354,11 @@ export class SessionService {
         status: s.status,
         port: s.port ?? null,
         containerId: s.containerId ?? null,
+        direct: (s.status === 'ready' || s.status === 'syncing' ? this.directs.get(s.id) : null) ?? null,
       });
     } else {
       this.live.delete(s.id);
+      this.directs.delete(s.id);
       this.warned.delete(s.id);
       this.lastPersistedActivity.delete(s.id);
     }
@@ -433,6 +439,7 @@ export class SessionService {
       const pulling = this.pull(em, s).then(() => this.d.sync.primeCache(this.d.orm.em.fork(), s.id, workspace));
       try {
         await Promise.all([pulling, this.spawner.waitHealthy(containerId, s.port!)]);
+        this.directs.set(s.id, await this.spawner.networkAddress(containerId));
       } catch (err) {
         await pulling.catch(() => undefined); // nothing of this start may outlive it
         throw err;
@@ -549,6 +556,7 @@ export class SessionService {
         await this.transition(em, row, 'starting', 'resuming the kept container', { savePending: false });
         await this.spawner.restart(row.containerId);
         await this.spawner.waitHealthy(row.containerId, row.port!);
+        this.directs.set(row.id, await this.spawner.networkAddress(row.containerId));
         row.lastActiveAt = new Date();
         await this.transition(em, row, 'ready', 'resumed');
       } catch (err) {
@@ -707,6 +715,7 @@ export class SessionService {
         });
       } else {
         // No stat keys are assumed for an adopted container: its first save reads every file.
+        this.directs.set(s.id, await this.spawner.networkAddress(c.id));
         await this.transition(
           em,
           s,

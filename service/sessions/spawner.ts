@@ -39,6 +39,9 @@ export function portIsFree(port: number): Promise<boolean> {
  * that die or vanish behind the service's back. What it knows of a session is its id, owner,
  * spider and port; the session rows are SessionService's.
  */
+/** How long the one check of a container's network address may take. */
+const NETWORK_PROBE_MS = 1500;
+
 export class Spawner {
   readonly agents: WorkspaceAgents;
   /** Containers we stop or remove ourselves: their engine events are expected. */
@@ -51,6 +54,8 @@ export class Spawner {
   /** Learnt at the first create: whether the engine's storage limit counts the image's bytes. */
   private storageCountsImage = false;
   private eventStream: NodeJS.ReadableStream | null = null;
+  /** Set when a container's network address could not be reached: the published ports serve from then on. */
+  private networkUnreachable: string | null = null;
 
   constructor(
     private readonly docker: DockerRuntime,
@@ -210,6 +215,33 @@ export class Spawner {
       await new Promise((r) => setTimeout(r, HEALTH_POLL_MS));
     }
     throw new AppError(504, 'start_timeout', `code-server did not answer within ${Math.round(this.cfg.CRAWLHUB_START_TIMEOUT / 1000)} s.`);
+  }
+
+  /**
+   * Where the proxy reaches code-server without Docker's port proxy: the container's address on
+   * the sessions' network, when this process can reach it — checked with one /healthz, since a
+   * remote or rootless engine, Docker Desktop, or a service in a container of its own cannot.
+   * Null means the published port on 127.0.0.1; after one address fails, every session uses its
+   * port (said once in the log). The address comes from the engine: a container without
+   * NET_ADMIN cannot move it.
+   */
+  async networkAddress(containerId: string): Promise<{ host: string; port: number } | null> {
+    if (this.cfg.CRAWLHUB_PROXY_UPSTREAM === 'port' || this.networkUnreachable !== null) return null;
+    const host = (await this.docker.inspect(containerId).catch(() => null))?.addresses[this.cfg.CRAWLHUB_NETWORK];
+    if (!host) return null;
+    try {
+      const res = await fetch(`http://${host}:${CODE_SERVER_PORT}/healthz`, { signal: AbortSignal.timeout(NETWORK_PROBE_MS) });
+      await res.body?.cancel();
+      if (res.ok) return { host, port: CODE_SERVER_PORT };
+      this.networkUnreachable = `/healthz answered ${res.status}`;
+    } catch (err) {
+      this.networkUnreachable = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
+    }
+    this.logger.warn(
+      { network: this.cfg.CRAWLHUB_NETWORK, address: host, reason: this.networkUnreachable },
+      "the browser IDE proxy reaches sessions through their published ports: this process cannot reach containers' network addresses (CRAWLHUB_PROXY_UPSTREAM=port skips this check)",
+    );
+    return null;
   }
 
   /** code-server's own heartbeat (a browser is connected): validated, never in the future; 0 when unknown. */

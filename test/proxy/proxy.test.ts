@@ -311,6 +311,22 @@ describe('proxy in path mode, against an echo server', () => {
       }
       assert.equal(ports.size, 1, 'five requests in a row share one upstream connection');
     });
+
+    it('goes to the container’s network address when the session has one, not to its published port', async () => {
+      const closed = http.createServer();
+      await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+      const deadPort = (closed.address() as { port: number }).port;
+      await new Promise<void>((r) => closed.close(() => r()));
+      Object.assign(sessions.sessions.get(S1)!, { port: deadPort, direct: { host: '127.0.0.1', port: echo.port } });
+      assert.equal((await echoed('/via-network')).url, '/via-network');
+      const { ws } = await openWs(`ws://127.0.0.1:${p.port}/code-server/${S1}/`, { cookie, origin: p.url });
+      const text = await new Promise<string>((resolve) => {
+        ws.once('message', (d) => resolve((d as Buffer).toString()));
+        ws.send('over the network address');
+      });
+      assert.equal(text, 'over the network address');
+      ws.close();
+    });
   });
 
   describe('refusals', () => {

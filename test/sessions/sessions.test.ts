@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { json, startTestService, type TestService } from '../helpers/service';
 import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { makeTar } from '../helpers/tar';
+import { createLogger } from '../../service/logger';
+import { Spawner } from '../../service/sessions/spawner';
 
 const SCRAPY_PROJECT = [
   { name: 'scrapy.cfg', data: '[settings]\ndefault = quotes.settings\n\n[deploy]\nproject = quotes\n' },
@@ -108,6 +111,48 @@ describe('code sessions on the real engine', () => {
     assert.equal((await json(again)).session_id, session.session_id);
     const events = await json(await svc.api(alice.token, 'GET', `/api/sessions/${session.session_id}`));
     assert.equal(events.status, 'ready');
+  });
+
+  it('the browser IDE proxy reaches code-server at the container’s network address; where that fails, at its published port', async () => {
+    const spider = await spiderWithProject(alice.token, 'route');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    const address = docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${svc.config.CRAWLHUB_NETWORK}").IPAddress}}`, c).trim();
+    assert.deepEqual(svc.services.sessions.find(session.session_id)?.direct, { host: address, port: 8080 });
+    const { url } = await json(await svc.api(alice.token, 'POST', `/api/sessions/${session.session_id}/launch`));
+    const opened = await fetch(url, { redirect: 'manual' });
+    assert.equal(opened.status, 302);
+    const cookie = opened.headers.getSetCookie()[0].split(';')[0];
+    const health = await fetch(`${svc.url}/code-server/${session.session_id}/healthz`, { headers: { cookie } });
+    assert.equal(health.status, 200);
+
+    // A spawner that finds an address it cannot reach (here: nothing listens there) says so once
+    // and sends every session through its published port from then on.
+    const lines: string[] = [];
+    const logger = createLogger('info', new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) }));
+    const spawner = new Spawner(svc.services.docker, svc.config, svc.services.secret, logger);
+    const silent = `${c}-silent`;
+    docker(
+      'run',
+      '-d',
+      '--name',
+      silent,
+      '--network',
+      svc.config.CRAWLHUB_NETWORK,
+      '--entrypoint',
+      'sleep',
+      'crawlhub-code-server:latest',
+      '60',
+    );
+    try {
+      assert.equal(await spawner.networkAddress(docker('inspect', '-f', '{{.Id}}', silent).trim()), null);
+      assert.equal(await spawner.networkAddress(docker('inspect', '-f', '{{.Id}}', c).trim()), null, 'remembered');
+      assert.equal(lines.filter((l) => l.includes('through their published ports')).length, 1);
+    } finally {
+      docker('rm', '-f', silent);
+    }
+    const byPort = new Spawner(svc.services.docker, { ...svc.config, CRAWLHUB_PROXY_UPSTREAM: 'port' }, svc.services.secret, logger);
+    assert.equal(await byPort.networkAddress(docker('inspect', '-f', '{{.Id}}', c).trim()), null);
   });
 
   it('saves added, modified and deleted files; ignores what the ignore list names; skips what cannot be stored', async () => {
