@@ -69,8 +69,8 @@ type Admitted = { host: string; port: number; originOverride: string | null };
  * The authenticated reverse proxy to each session's code-server. Every request and upgrade is
  * admitted by a signed cookie for a live session of the cookie's user (no I/O), the WebSocket's
  * Origin, and the session's state; then it is streamed to the container (its network address, else
- * 127.0.0.1:<published port>) with the service's own
- * forwarding headers and code-server's cookie in place of the browser's credentials.
+ * 127.0.0.1:<published port>) with the service's own forwarding headers and code-server's cookie
+ * in place of the browser's credentials.
  */
 export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy {
   const now = opts.now ?? Date.now;
