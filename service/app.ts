@@ -103,7 +103,7 @@ export function createApp(services: Services): Koa {
     ...sessionRoutes({
       sessions: services.sessions,
       maxFileBytes: services.config.CRAWLHUB_MAX_FILE_SIZE,
-      launchUrl: (s) => services.launchUrl(s),
+      launchUrl: (s, opts) => services.launchUrl(s, opts),
     }),
   );
   mount(router, routes, { jsonLimit: services.config.CRAWLHUB_MAX_JSON_BODY, authenticate: authenticate(services.orm, services.users) });

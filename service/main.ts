@@ -67,7 +67,7 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
     cookieMaxAgeMs: config.CRAWLHUB_MAX_SESSION_AGE,
   });
   const ide = proxy;
-  services.launchUrl = (session) => ide.launchUrl(session);
+  services.launchUrl = (session, opts) => ide.launchUrl(session, opts);
   await services.sessions.startBackground();
   let stopping: Promise<void> | undefined;
   return {

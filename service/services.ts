@@ -32,7 +32,7 @@ export interface Services {
   watcher: WorkspaceWatcher;
   sockets: ApiSockets;
   /** The browser IDE's URL with a one-time ticket; set once the proxy is wired in. */
-  launchUrl(session: { id: string; userId: string }): string;
+  launchUrl(session: { id: string; userId: string }, opts?: { port?: number }): string;
   close(): Promise<void>;
 }
 

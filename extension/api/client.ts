@@ -177,9 +177,11 @@ export class CrawlHubClient {
     return this.json('POST', `/api/spiders/${encodeURIComponent(spiderId)}/code-session/heartbeat`, Session, opts);
   }
 
-  /** The browser IDE's address with a one-time ticket. */
-  async launch(sessionId: string, opts?: CallOptions): Promise<string> {
-    return (await this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/launch`, LaunchResult, opts)).url;
+  /** The browser IDE's address with a one-time ticket; with a port, that port of the session (code-server's forwarding). */
+  async launch(sessionId: string, opts: CallOptions & { port?: number } = {}): Promise<string> {
+    const { port, ...rest } = opts;
+    const path = `/api/sessions/${encodeURIComponent(sessionId)}/launch`;
+    return (await this.json('POST', path, LaunchResult, { ...rest, ...(port === undefined ? {} : { json: { port } }) })).url;
   }
 
   // ---- the session's /workspace ------------------------------------------------------------------

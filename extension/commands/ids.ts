@@ -5,6 +5,7 @@ export const Commands = {
   refresh: 'crawlhub.refresh',
   openInEditor: 'crawlhub.openInEditor',
   openInBrowser: 'crawlhub.openInBrowser',
+  openPort: 'crawlhub.openPort',
   save: 'crawlhub.save',
   previewSave: 'crawlhub.previewSave',
   closeSession: 'crawlhub.closeSession',

@@ -3,7 +3,17 @@ import type { Notifier } from '../core/notify';
 import type { CrawlHubState } from '../state/store';
 import { signIn, signOut, type AuthDeps } from './auth';
 import { Commands, type CommandId } from './ids';
-import { closeSession, copyUrl, openInBrowser, openInEditor, openTerminal, previewSave, saveToServer, type SessionDeps } from './sessions';
+import {
+  closeSession,
+  copyUrl,
+  openInBrowser,
+  openInEditor,
+  openPort,
+  openTerminal,
+  previewSave,
+  saveToServer,
+  type SessionDeps,
+} from './sessions';
 
 export type CommandDeps = AuthDeps &
   SessionDeps & {
@@ -21,6 +31,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     [Commands.refresh]: () => deps.refresh(),
     [Commands.openInEditor]: (arg) => openInEditor(deps, arg),
     [Commands.openInBrowser]: (arg) => openInBrowser(deps, arg),
+    [Commands.openPort]: (arg) => openPort(deps, arg),
     [Commands.save]: (arg) => saveToServer(deps, arg),
     [Commands.previewSave]: (arg) => previewSave(deps, arg),
     [Commands.closeSession]: (arg) => closeSession(deps, arg),

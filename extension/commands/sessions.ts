@@ -10,6 +10,7 @@ import type { CrawlHubState } from '../state/store';
 import { SessionPseudoterminal } from '../terminal/pty';
 import type { WindowSessions } from '../workspace/windowSessions';
 import type { Targets } from './targets';
+import { portProblem } from './ports';
 
 export interface SessionDeps {
   client: () => Promise<CrawlHubClient | undefined>;
@@ -107,6 +108,36 @@ export async function openInBrowser(deps: SessionDeps, arg: unknown): Promise<vo
     if (!opened) void deps.notify.warn(`The browser did not open. The link works once, for 60 seconds.`);
   } catch (err) {
     void deps.notify.error(`Opening ${spider.name} in the browser`, err);
+  }
+}
+
+/** The port typed last, offered again: a crawler's dashboard or a dev server usually keeps its port. */
+let lastPort = '';
+
+/**
+ * A server the user runs in the session (a crawl's web UI, a dev server, a report) in the browser,
+ * through code-server's own port forwarding behind the session's cookie, as Codespaces and Coder
+ * forward a workspace's ports.
+ */
+export async function openPort(deps: SessionDeps, arg: unknown): Promise<void> {
+  const session = await deps.targets.liveSession(arg, 'Open a Port in Browser');
+  if (!session) return;
+  const typed = await vscode.window.showInputBox({
+    title: `Open a port of the ${session.spider_name} session`,
+    prompt: 'The port a server listens on inside the session (on 127.0.0.1 or 0.0.0.0)',
+    placeHolder: '8000',
+    value: lastPort,
+    validateInput: portProblem,
+  });
+  if (typed === undefined) return;
+  const port = Number(typed.trim());
+  lastPort = String(port);
+  try {
+    const url = await (await requireClient(deps)).launch(session.session_id, { port });
+    const opened = await vscode.env.openExternal(vscode.Uri.parse(url, true));
+    if (!opened) void deps.notify.warn(`The browser did not open. The link works once, for 60 seconds.`);
+  } catch (err) {
+    void deps.notify.error(`Opening port ${port} of ${session.spider_name}`, err);
   }
 }
 

@@ -49,8 +49,12 @@ export interface ProxyOptions {
 }
 
 export interface Proxy {
-  /** The URL that opens the session's browser IDE, with a one-time ticket (single use, valid 60 s) for this user. */
-  launchUrl(session: { id: string; userId: string }): string;
+  /**
+   * The URL that opens the session's browser IDE, with a one-time ticket (single use, valid 60 s) for
+   * this user; with a port, the URL of a server on that port inside the container instead, through
+   * code-server's own port forwarding (`/proxy/<port>/`).
+   */
+  launchUrl(session: { id: string; userId: string }, opts?: { port?: number }): string;
   /** Handles the request if it is the proxy's (`/code-server/<id>/…`, or a `<id>.<codeDomain>` host); false otherwise. */
   handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): boolean;
@@ -325,9 +329,10 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   }
 
   return {
-    launchUrl(session) {
+    launchUrl(session, { port } = {}) {
       const ticket = tickets.issue(session.id, session.userId);
-      return `${sessionBaseUrl(topo, session.id)}?folder=/workspace&ticket=${ticket}`;
+      const base = sessionBaseUrl(topo, session.id);
+      return port === undefined ? `${base}?folder=/workspace&ticket=${ticket}` : `${base}proxy/${port}/?ticket=${ticket}`;
     },
     handleRequest,
     handleUpgrade,

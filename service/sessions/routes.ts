@@ -4,6 +4,7 @@ import { readBytes, route, type AppContext, type RouteDef } from '../http/route'
 import { normalizePath } from '../spiders/paths';
 import { Spider } from '../spiders/entities';
 import type { SessionService } from './service';
+import { CODE_SERVER_PORT } from './workspace';
 
 const SpiderId = z.object({ id: z.string() });
 const SessionId = z.object({ id: z.string() });
@@ -52,7 +53,7 @@ export interface SessionRouteDeps {
   sessions: SessionService;
   maxFileBytes: number;
   /** The browser IDE's URL with a one-time ticket (from the proxy). */
-  launchUrl: (session: { id: string; userId: string }) => string;
+  launchUrl: (session: { id: string; userId: string }, opts?: { port?: number }) => string;
 }
 
 export function sessionRoutes({ sessions, maxFileBytes, launchUrl }: SessionRouteDeps): RouteDef[] {
@@ -192,15 +193,25 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl }: SessionRout
       method: 'post',
       path: '/api/sessions/:id/launch',
       tag: 'sessions',
-      summary: 'The browser IDE URL with a one-time ticket (single use, 60 s)',
+      summary: 'The browser IDE URL with a one-time ticket (single use, 60 s); with a port, the URL of that port in the session',
       params: SessionId,
+      body: z.strictObject({
+        port: z
+          .number()
+          .int()
+          .min(1)
+          .max(65535)
+          .refine((p) => p !== CODE_SERVER_PORT, `port ${CODE_SERVER_PORT} is code-server itself: launch without a port`)
+          .optional()
+          .describe('a port a server listens on inside the container: the URL opens it through code-server’s /proxy/<port>/'),
+      }),
       responses: { 200: { description: 'the URL', schema: z.object({ url: z.string() }) }, 409: 'the session is not live' },
-      async handler(ctx, { params }) {
+      async handler(ctx, { params, body }) {
         const session = await sessions.get(ctx.state.em, ctx.state.user, params.id);
         if (!['pending', 'starting', 'ready', 'syncing'].includes(session.status))
           throw conflict(`The session is ${session.status}; open a new one.`, 'session_not_live');
         ctx.set('Cache-Control', 'no-store');
-        return { url: launchUrl({ id: session.id, userId: ctx.state.user.id }) };
+        return { url: launchUrl({ id: session.id, userId: ctx.state.user.id }, { port: body.port }) };
       },
     }),
     route({

@@ -50,6 +50,7 @@ describe('CrawlHubClient', () => {
       }
       if (u.pathname === '/api/slow') return setTimeout(() => sendJson(res, 200, {}), 2000);
       if (u.pathname === '/api/sessions') return sendJson(res, 200, [{ session_id: 1 }]);
+      if (u.pathname === '/api/sessions/s1/launch') return sendJson(res, 200, { url: 'http://x/code-server/s1/?ticket=t' });
       sendJson(res, 404, { error: { code: 'not_found', message: 'nope' } });
     });
   });
@@ -117,6 +118,14 @@ describe('CrawlHubClient', () => {
     await client().openSession('sp1', { wait: true });
     assert.match(srv.seen.at(-1)!.url, /\/code-session\?wait=1$/);
     assert.equal(srv.seen.at(-1)!.method, 'POST');
+  });
+
+  it('asks for a launch URL, for a port of the session when one is given', async () => {
+    assert.equal(await client().launch('s1'), 'http://x/code-server/s1/?ticket=t');
+    assert.equal(srv.seen.at(-1)!.body.length, 0, 'no body without a port');
+    await client().launch('s1', { port: 8000 });
+    assert.equal(srv.seen.at(-1)!.headers['content-type'], 'application/json');
+    assert.deepEqual(JSON.parse(srv.seen.at(-1)!.body.toString()), { port: 8000 });
   });
 
   it('writes raw bytes with create/overwrite and reads stored files by encoded path', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Session } from '../../extension/api/types';
+import { portProblem } from '../../extension/commands/ports';
 import { saveButtonView } from '../../extension/statusBar/view';
 import {
   deadlines,
@@ -100,5 +101,14 @@ describe('the Save to Server button', () => {
     assert.equal(s.text, '$(cloud-upload) Save to Server · session stopped');
     assert.equal(s.warning, true);
     assert.doesNotMatch(s.tooltip.join('\n'), /Idle stop/);
+  });
+});
+
+describe('the port typed for Open a Port in Browser', () => {
+  it('takes a whole number from 1 to 65535, spaces around it allowed, and not code-server’s own 8080', () => {
+    for (const ok of ['8000', ' 3000 ', '1', '65535']) assert.equal(portProblem(ok), undefined, ok);
+    for (const bad of ['', '0', '65536', '80.5', '-1', '8000x', 'http://localhost:8000', '1e3'])
+      assert.match(portProblem(bad) ?? '', /whole number from 1 to 65535/, bad);
+    assert.match(portProblem('8080') ?? '', /code-server itself/);
   });
 });

@@ -155,6 +155,34 @@ describe('code sessions on the real engine', () => {
     assert.equal(await byPort.networkAddress(docker('inspect', '-f', '{{.Id}}', c).trim()), null);
   });
 
+  it('opens a server the user starts in the session through code-server’s port forwarding, behind the same cookie', async () => {
+    const spider = await spiderWithProject(alice.token, 'ports');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    dockerExec(
+      c,
+      'mkdir -p /tmp/site && echo served-from-8000 > /tmp/site/index.html && (nohup python3 -m http.server 8000 --bind 127.0.0.1 --directory /tmp/site >/dev/null 2>&1 &)',
+    );
+    const launch = (body: unknown) => svc.api(alice.token, 'POST', `/api/sessions/${session.session_id}/launch`, body);
+    const forPort = await json(await launch({ port: 8000 }));
+    assert.match(forPort.url, new RegExp(`/code-server/${session.session_id}/proxy/8000/\\?ticket=`));
+    const redeemed = await fetch(forPort.url, { redirect: 'manual' });
+    assert.equal(redeemed.status, 302);
+    assert.equal(redeemed.headers.get('location'), `/code-server/${session.session_id}/proxy/8000/`);
+    const portCookie = redeemed.headers.getSetCookie()[0].split(';')[0];
+    const served = await until('the server in the session', async () => {
+      const r = await fetch(`${svc.url}/code-server/${session.session_id}/proxy/8000/`, { headers: { cookie: portCookie } });
+      return r.status === 200 ? r.text() : null;
+    });
+    assert.equal(served.trim(), 'served-from-8000');
+    assert.equal((await fetch(`${svc.url}/code-server/${session.session_id}/proxy/8000/`)).status, 403, 'not without the cookie');
+    for (const port of [8080, 0, 65536, 1.5, '8000']) {
+      const refused = await launch({ port });
+      assert.equal(refused.status, 400, String(port));
+      assert.match((await json(refused)).error.message, port === 8080 ? /code-server itself/ : /port/);
+    }
+  });
+
   it('saves added, modified and deleted files; ignores what the ignore list names; skips what cannot be stored', async () => {
     const spider = await spiderWithProject(alice.token, 'save');
     const session = await open(alice.token, spider.id);
