@@ -103,12 +103,16 @@ export async function openInBrowser(deps: SessionDeps, arg: unknown): Promise<vo
   try {
     const session = await readySession(deps, spider);
     if (!session) return;
-    const url = await (await requireClient(deps)).launch(session.session_id);
-    const opened = await vscode.env.openExternal(vscode.Uri.parse(url, true));
-    if (!opened) void deps.notify.warn(`The browser did not open. The link works once, for 60 seconds.`);
+    await openLaunchUrl(deps, await (await requireClient(deps)).launch(session.session_id));
   } catch (err) {
     void deps.notify.error(`Opening ${spider.name} in the browser`, err);
   }
+}
+
+/** Hands a one-time launch URL to the browser. */
+async function openLaunchUrl(deps: SessionDeps, url: string): Promise<void> {
+  const opened = await vscode.env.openExternal(vscode.Uri.parse(url, true));
+  if (!opened) void deps.notify.warn(`The browser did not open. The link works once, for 60 seconds.`);
 }
 
 /** The port typed last, offered again: a crawler's dashboard or a dev server usually keeps its port. */
@@ -133,9 +137,7 @@ export async function openPort(deps: SessionDeps, arg: unknown): Promise<void> {
   const port = Number(typed.trim());
   lastPort = String(port);
   try {
-    const url = await (await requireClient(deps)).launch(session.session_id, { port });
-    const opened = await vscode.env.openExternal(vscode.Uri.parse(url, true));
-    if (!opened) void deps.notify.warn(`The browser did not open. The link works once, for 60 seconds.`);
+    await openLaunchUrl(deps, await (await requireClient(deps)).launch(session.session_id, { port }));
   } catch (err) {
     void deps.notify.error(`Opening port ${port} of ${session.spider_name}`, err);
   }

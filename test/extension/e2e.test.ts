@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { containerName, dockerExec } from '../helpers/docker';
+import type { Page } from 'playwright-core';
 import { json, startTestService, type TestService } from '../helpers/service';
 import {
   answerInput,
@@ -49,6 +50,31 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       console.error(`--- extension log ---\n${cs?.extensionLog().slice(-6000)}`);
       throw err;
     }
+  };
+
+  /**
+   * The launch URL a command hands to the browser. code-server hands 127.0.0.1 links to its own
+   * /proxy/<port>/ forwarder, which a desktop VS Code does not: the request carrying the ticket is
+   * stopped here, and the path it was meant for (that prefix taken off) comes back with the URL.
+   */
+  const launchedFrom = async (p: Page, action: () => Promise<void>): Promise<{ path: string; url: URL }> => {
+    let launched: URL | undefined;
+    await p.context().route(/[?&]ticket=/, async (route) => {
+      launched ??= new URL(route.request().url());
+      await route.abort();
+    });
+    const popup = p.context().waitForEvent('page', { timeout: 60_000 });
+    await action();
+    // VS Code may ask before it opens a site that is not a trusted domain.
+    const open = p.getByRole('button', { name: 'Open', exact: true });
+    await open.waitFor({ timeout: 10_000 }).then(
+      () => open.click(),
+      () => undefined,
+    );
+    await popup;
+    const url = await eventually('the launch URL', async () => launched);
+    await p.context().unroute(/[?&]ticket=/);
+    return { path: url.pathname.replace(/^\/proxy\/\d+/, ''), url };
   };
 
   before(async () => {
@@ -232,25 +258,9 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
     await step('browser', async () => {
       const p = page();
       await showView(p, 'CrawlHub');
-      // code-server hands 127.0.0.1 links to its own /proxy/<port>/ forwarder, which a desktop VS Code
-      // does not: the request carrying the ticket is stopped here and its URL opened as it was meant.
-      let launched: URL | undefined;
-      await p.context().route(/[?&]ticket=/, async (route) => {
-        launched ??= new URL(route.request().url());
-        await route.abort();
-      });
-      const popup = p.context().waitForEvent('page', { timeout: 60_000 });
-      await chooseFromContextMenu(p.locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open Session in Browser');
-      // VS Code may ask before it opens a site that is not a trusted domain.
-      const open = p.getByRole('button', { name: 'Open', exact: true });
-      await open.waitFor({ timeout: 10_000 }).then(
-        () => open.click(),
-        () => undefined,
+      const { path, url } = await launchedFrom(p, () =>
+        chooseFromContextMenu(p.locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open Session in Browser'),
       );
-      await popup;
-      const url = await eventually('the launch URL', async () => launched);
-      await p.context().unroute(/[?&]ticket=/);
-      const path = url.pathname.replace(/^\/proxy\/\d+/, '');
       assert.equal(path, `/code-server/${sessionId}/`);
       assert.ok(url.searchParams.get('ticket'), 'a one-time ticket');
       const ide = await p.context().newPage();
@@ -272,30 +282,17 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
         'mkdir -p /tmp/site && echo "<h1>crawl report on 8000</h1>" > /tmp/site/index.html && (nohup python3 -m http.server 8000 --bind 127.0.0.1 --directory /tmp/site >/dev/null 2>&1 &)',
       );
       await showView(p, 'CrawlHub');
-      let launched: URL | undefined;
-      await p.context().route(/[?&]ticket=/, async (route) => {
-        launched ??= new URL(route.request().url());
-        await route.abort();
+      const { path, url } = await launchedFrom(p, async () => {
+        await chooseFromContextMenu(p.locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open a Port of the Session in Browser…');
+        const title = p.locator('.quick-input-widget .quick-input-title', { hasText: /Open a port of the books session/ });
+        await title.waitFor({ state: 'visible' });
+        await p.locator('.quick-input-widget input').fill('8080');
+        await p.locator('.quick-input-widget', { hasText: /code-server itself/ }).waitFor();
+        await p.locator('.quick-input-widget input').fill('8000');
+        await p.locator('.quick-input-widget', { hasText: /code-server itself/ }).waitFor({ state: 'hidden' });
+        await wb.screenshot('extension-8c-port-input');
+        await p.locator('.quick-input-widget input').press('Enter');
       });
-      const popup = p.context().waitForEvent('page', { timeout: 60_000 });
-      await chooseFromContextMenu(p.locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open a Port of the Session in Browser…');
-      const title = p.locator('.quick-input-widget .quick-input-title', { hasText: /Open a port of the books session/ });
-      await title.waitFor({ state: 'visible' });
-      await p.locator('.quick-input-widget input').fill('8080');
-      await p.locator('.quick-input-widget', { hasText: /code-server itself/ }).waitFor();
-      await p.locator('.quick-input-widget input').fill('8000');
-      await p.locator('.quick-input-widget', { hasText: /code-server itself/ }).waitFor({ state: 'hidden' });
-      await wb.screenshot('extension-8c-port-input');
-      await p.locator('.quick-input-widget input').press('Enter');
-      const open = p.getByRole('button', { name: 'Open', exact: true });
-      await open.waitFor({ timeout: 10_000 }).then(
-        () => open.click(),
-        () => undefined,
-      );
-      await popup;
-      const url = await eventually('the port launch URL', async () => launched);
-      await p.context().unroute(/[?&]ticket=/);
-      const path = url.pathname.replace(/^\/proxy\/\d+/, '');
       assert.equal(path, `/code-server/${sessionId}/proxy/8000/`);
       const site = await p.context().newPage();
       await site.goto(`${svc.url}${path}${url.search}`);
