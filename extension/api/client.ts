@@ -181,7 +181,7 @@ export class CrawlHubClient {
   async launch(sessionId: string, opts: CallOptions & { port?: number } = {}): Promise<string> {
     const { port, ...rest } = opts;
     const path = `/api/sessions/${encodeURIComponent(sessionId)}/launch`;
-    return (await this.json('POST', path, LaunchResult, { ...rest, ...(port === undefined ? {} : { json: { port } }) })).url;
+    return (await this.json('POST', path, LaunchResult, { ...rest, json: port === undefined ? undefined : { port } })).url;
   }
 
   // ---- the session's /workspace ------------------------------------------------------------------

@@ -354,7 +354,7 @@ export class SessionService {
         status: s.status,
         port: s.port ?? null,
         containerId: s.containerId ?? null,
-        direct: (s.status === 'ready' || s.status === 'syncing' ? this.directs.get(s.id) : null) ?? null,
+        direct: this.directs.get(s.id) ?? null,
       });
     } else {
       this.live.delete(s.id);
