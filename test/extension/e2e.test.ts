@@ -33,6 +33,11 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
   let sessionId = '';
 
   const page = () => wb.page;
+  /**
+   * A row of the CrawlHub views. Scoped to the side bar: notification toasts are list rows too, and
+   * one that names the spider ("Saved books: …") would otherwise be the first match.
+   */
+  const sideBarRow = (hasText: string | RegExp, p = page()) => p.locator('.part.sidebar .monaco-list-row', { hasText }).first();
   const stored = async (path: string) => {
     const res = await svc.api(token, 'GET', `/api/spiders/${spiderId}/files/${path}`);
     return res.status === 200 ? res.text() : undefined;
@@ -110,7 +115,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       await answerInput(page(), /Sign In \(2\/2\)/, token);
       await page().getByText(`Signed in to ${svc.url} as alice`).first().waitFor();
       await showView(page(), 'CrawlHub');
-      const row = page().locator('.monaco-list-row', { hasText: 'books' }).first();
+      const row = sideBarRow('books');
       await row.waitFor();
       assert.match(await row.innerText(), /books\s*no session/);
       await wb.screenshot('extension-1-signed-in-spiders');
@@ -119,7 +124,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
 
   it('opens the session in the editor as a crawlhub:// workspace folder', async () => {
     await step('open', async () => {
-      await chooseFromContextMenu(page().locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open Session in Editor');
+      await chooseFromContextMenu(sideBarRow('books'), 'Open Session in Editor');
       // The empty window becomes the session's window: it reloads with the folder.
       await page().waitForURL(/[?&]folder=crawlhub/, { timeout: 180_000 });
       sessionId = /crawlhub%3A%2F%2F([0-9a-f-]{36})/.exec(page().url())![1];
@@ -258,9 +263,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
     await step('browser', async () => {
       const p = page();
       await showView(p, 'CrawlHub');
-      const { path, url } = await launchedFrom(p, () =>
-        chooseFromContextMenu(p.locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open Session in Browser'),
-      );
+      const { path, url } = await launchedFrom(p, () => chooseFromContextMenu(sideBarRow('books', p), 'Open Session in Browser'));
       assert.equal(path, `/code-server/${sessionId}/`);
       assert.ok(url.searchParams.get('ticket'), 'a one-time ticket');
       const ide = await p.context().newPage();
@@ -283,7 +286,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       );
       await showView(p, 'CrawlHub');
       const { path, url } = await launchedFrom(p, async () => {
-        await chooseFromContextMenu(p.locator('.monaco-list-row', { hasText: 'books' }).first(), 'Open a Port of the Session in Browser…');
+        await chooseFromContextMenu(sideBarRow('books', p), 'Open a Port of the Session in Browser…');
         const title = p.locator('.quick-input-widget .quick-input-title', { hasText: /Open a port of the books session/ });
         await title.waitFor({ state: 'visible' });
         await p.locator('.quick-input-widget input').fill('8080');
@@ -307,9 +310,9 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
     await step('sessions-view', async () => {
       const p = page();
       await showView(p, 'CrawlHub');
-      const spider = p.locator('.monaco-list-row', { hasText: 'books' }).first();
+      const spider = sideBarRow('books', p);
       await spider.waitFor();
-      const session = p.locator('.monaco-list-row', { hasText: /idle \d+ min · hard \d+ h/ }).first();
+      const session = sideBarRow(/idle \d+ min · hard \d+ h/, p);
       await session.waitFor();
       assert.match(await session.innerText(), /books\s*idle \d+ min · hard (4 h|3 h \d+ min)/);
       assert.match(await spider.innerText(), /books\s*ready/);
