@@ -217,7 +217,12 @@ export async function chooseFromContextMenu(target: Locator, item: string): Prom
   const entry = page.getByRole('menuitem', { name: item });
   for (let attempt = 0; ; attempt++) {
     if (!(await entry.isVisible())) await target.click({ button: 'right' });
-    await entry.waitFor({ state: 'visible' });
+    // A menu without the item (the right-click met something else) fails now, saying what it shows.
+    await entry.waitFor({ state: 'visible', timeout: 10_000 }).catch(async () => {
+      const shown = await page.getByRole('menuitem').allInnerTexts();
+      await page.keyboard.press('Escape');
+      throw new Error(`the context menu has no "${item}"; it shows: ${shown.join(', ') || 'nothing'}`);
+    });
     await page.waitForTimeout(300);
     await entry.hover();
     await entry.click();
