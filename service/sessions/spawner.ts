@@ -221,24 +221,23 @@ export class Spawner {
    * Where the proxy reaches code-server without Docker's port proxy: the container's address on
    * the sessions' network, when this process can reach it — checked with one /healthz, since a
    * remote or rootless engine, Docker Desktop, or a service in a container of its own cannot.
-   * Null means the published port on 127.0.0.1; after one address fails, every session uses its
-   * port (said once in the log). The address comes from the engine: a container without
-   * NET_ADMIN cannot move it.
+   * Null means the published port on 127.0.0.1. An address that fails while the published port
+   * answers is this process's problem, not the container's: from then on every session uses its
+   * port (said once in the log). When both fail, the container is what failed (stopped, busy,
+   * broken by its user) and only it goes by its port. The address comes from the engine: a
+   * container without NET_ADMIN cannot move it.
    */
   async networkAddress(containerId: string): Promise<{ host: string; port: number } | null> {
     if (this.cfg.CRAWLHUB_PROXY_UPSTREAM === 'port' || this.networkUnreachable !== null) return null;
-    const host = (await this.docker.inspect(containerId).catch(() => null))?.addresses[this.cfg.CRAWLHUB_NETWORK];
+    const state = await this.docker.inspect(containerId).catch(() => null);
+    const host = state?.addresses[this.cfg.CRAWLHUB_NETWORK];
     if (!host) return null;
-    try {
-      const res = await fetch(`http://${host}:${CODE_SERVER_PORT}/healthz`, { signal: AbortSignal.timeout(NETWORK_PROBE_MS) });
-      await res.body?.cancel();
-      if (res.ok) return { host, port: CODE_SERVER_PORT };
-      this.networkUnreachable = `/healthz answered ${res.status}`;
-    } catch (err) {
-      this.networkUnreachable = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
-    }
+    const problem = await healthzProblem(`http://${host}:${CODE_SERVER_PORT}`);
+    if (problem === null) return { host, port: CODE_SERVER_PORT };
+    if (state.hostPort === null || (await healthzProblem(`http://127.0.0.1:${state.hostPort}`)) !== null) return null;
+    this.networkUnreachable = problem;
     this.logger.warn(
-      { network: this.cfg.CRAWLHUB_NETWORK, address: host, reason: this.networkUnreachable },
+      { network: this.cfg.CRAWLHUB_NETWORK, address: host, reason: problem },
       "the browser IDE proxy reaches sessions through their published ports: this process cannot reach containers' network addresses (CRAWLHUB_PROXY_UPSTREAM=port skips this check)",
     );
     return null;
@@ -340,5 +339,16 @@ export class Spawner {
     (this.eventStream as { destroy?: () => void } | null)?.destroy?.();
     this.agents.closeAll();
     await Promise.allSettled([...this.removals]);
+  }
+}
+
+/** Why code-server at `origin` does not answer its /healthz with 2xx within the probe's time, or null when it does. */
+async function healthzProblem(origin: string): Promise<string | null> {
+  try {
+    const res = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(NETWORK_PROBE_MS) });
+    await res.body?.cancel();
+    return res.ok ? null : `/healthz answered ${res.status}`;
+  } catch (err) {
+    return (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
   }
 }

@@ -126,8 +126,8 @@ describe('code sessions on the real engine', () => {
     const health = await fetch(`${svc.url}/code-server/${session.session_id}/healthz`, { headers: { cookie } });
     assert.equal(health.status, 200);
 
-    // A spawner that finds an address it cannot reach (here: nothing listens there) says so once
-    // and sends every session through its published port from then on.
+    // A container that does not answer at its address nor on a published port (nothing listens in it)
+    // is the container's failure, not the network's: it alone goes without an address, the others keep theirs.
     const lines: string[] = [];
     const logger = createLogger('info', new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) }));
     const spawner = new Spawner(svc.services.docker, svc.config, svc.services.secret, logger);
@@ -146,8 +146,8 @@ describe('code sessions on the real engine', () => {
     );
     try {
       assert.equal(await spawner.networkAddress(docker('inspect', '-f', '{{.Id}}', silent).trim()), null);
-      assert.equal(await spawner.networkAddress(docker('inspect', '-f', '{{.Id}}', c).trim()), null, 'remembered');
-      assert.equal(lines.filter((l) => l.includes('through their published ports')).length, 1);
+      assert.deepEqual(await spawner.networkAddress(docker('inspect', '-f', '{{.Id}}', c).trim()), { host: address, port: 8080 });
+      assert.equal(lines.filter((l) => l.includes('through their published ports')).length, 0);
     } finally {
       docker('rm', '-f', silent);
     }
