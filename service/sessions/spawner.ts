@@ -33,15 +33,15 @@ export function portIsFree(port: number): Promise<boolean> {
   });
 }
 
+/** How long the one check of a container's network address may take. */
+const NETWORK_PROBE_MS = 1500;
+
 /**
  * The containers of sessions, as JupyterHub's spawners keep them: start one for a session and
  * wait until code-server answers, stop it (idempotent), tell whether it runs, and hear of the ones
  * that die or vanish behind the service's back. What it knows of a session is its id, owner,
  * spider and port; the session rows are SessionService's.
  */
-/** How long the one check of a container's network address may take. */
-const NETWORK_PROBE_MS = 1500;
-
 export class Spawner {
   readonly agents: WorkspaceAgents;
   /** Containers we stop or remove ourselves: their engine events are expected. */
@@ -194,13 +194,7 @@ export class Spawner {
     const deadline = Date.now() + this.cfg.CRAWLHUB_START_TIMEOUT;
     let lastCheck = 0;
     while (Date.now() < deadline) {
-      try {
-        const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) });
-        await res.body?.cancel();
-        if (res.ok) return;
-      } catch {
-        // not listening yet
-      }
+      if ((await healthzProblem(`http://127.0.0.1:${port}`, 2000)) === null) return; // else: not listening yet
       if (Date.now() - lastCheck > 1000) {
         lastCheck = Date.now();
         const state = await this.docker.inspect(containerId);
@@ -342,10 +336,10 @@ export class Spawner {
   }
 }
 
-/** Why code-server at `origin` does not answer its /healthz with 2xx within the probe's time, or null when it does. */
-async function healthzProblem(origin: string): Promise<string | null> {
+/** Why code-server at `origin` does not answer its /healthz with 2xx within `timeoutMs`, or null when it does. */
+async function healthzProblem(origin: string, timeoutMs = NETWORK_PROBE_MS): Promise<string | null> {
   try {
-    const res = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(NETWORK_PROBE_MS) });
+    const res = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
     await res.body?.cancel();
     return res.ok ? null : `/healthz answered ${res.status}`;
   } catch (err) {

@@ -141,7 +141,7 @@ describe('code sessions on the real engine', () => {
       svc.config.CRAWLHUB_NETWORK,
       '--entrypoint',
       'sleep',
-      'crawlhub-code-server:latest',
+      svc.config.CRAWLHUB_IMAGE,
       '60',
     );
     try {
