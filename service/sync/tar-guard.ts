@@ -45,16 +45,19 @@ export class TarGuard extends Transform {
   private entries = 0;
   private fileBytes = 0;
   private rawBytes = 0;
-  private ended = false;
 
-  constructor(private readonly limits: TarLimits) {
+  /** `maxRawBytes` bounds the stream itself; by default the files' bytes with room for headers and padding. */
+  constructor(
+    private readonly limits: TarLimits,
+    private readonly maxRawBytes?: number,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.rawBytes += chunk.length;
     // Headers, padding and the end blocks cost a little over the file bytes themselves.
-    if (this.rawBytes > this.limits.maxTotalBytes + (this.entries + 16) * 2 * BLOCK + 64 * 1024 * 1024) {
+    if (this.rawBytes > (this.maxRawBytes ?? this.limits.maxTotalBytes + (this.entries + 16) * 2 * BLOCK + 64 * 1024 * 1024)) {
       return done(limitError('The archive is larger than allowed.'));
     }
     try {
@@ -67,7 +70,7 @@ export class TarGuard extends Transform {
 
   private inspect(chunk: Buffer): void {
     let offset = 0;
-    while (offset < chunk.length && !this.ended) {
+    while (offset < chunk.length) {
       if (this.skip > 0) {
         const n = Math.min(this.skip, chunk.length - offset);
         this.skip -= n;
@@ -81,10 +84,8 @@ export class TarGuard extends Transform {
       if (this.pending.length < BLOCK) return;
       const header = this.pending;
       this.pending = Buffer.alloc(0);
-      if (header.every((b) => b === 0)) {
-        this.ended = true; // end-of-archive; the parser ignores what follows
-        return;
-      }
+      // End-of-archive blocks: the parser passes over zero blocks and reads on, and so does the guard.
+      if (header.every((b) => b === 0)) continue;
       this.onHeader(header);
     }
   }

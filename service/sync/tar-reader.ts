@@ -22,6 +22,13 @@ export interface ReadTarOptions {
   timeoutMs?: number;
   /** Accept gzip-compressed input (detected by its magic bytes). */
   gunzip?: boolean;
+  /**
+   * Entries to pass over unread (a save's ignore list: `node_modules`, `.git`…). They count for
+   * none of the limits but the archive's raw size, which the caller bounds with `rawBytes`.
+   */
+  ignore?: (path: string) => boolean;
+  /** With `ignore`: the most bytes the whole stream may carry, ignored entries included. */
+  rawBytes?: number;
 }
 
 const REFUSED: Record<string, string> = {
@@ -38,7 +45,15 @@ const REFUSED: Record<string, string> = {
  * bad names) are reported as skipped and the caller decides whether that is fatal.
  */
 export async function* readTar(source: Readable, opts: ReadTarOptions): AsyncGenerator<TarItem> {
-  const guard = new TarGuard(opts.limits);
+  const { limits } = opts;
+  // The guard sees raw blocks, not names: with an ignore list it only bounds the stream as a whole,
+  // and the limits below hold for what is kept.
+  const guard = opts.ignore
+    ? new TarGuard(
+        { ...limits, maxEntries: Infinity, maxFileBytes: Infinity, maxTotalBytes: Infinity },
+        opts.rawBytes ?? limits.maxTotalBytes * 2,
+      )
+    : new TarGuard(limits);
   const extract = tar.extract();
   const input = opts.gunzip ? await sniffGzip(source) : source;
   let timedOut = false;
@@ -54,10 +69,18 @@ export async function* readTar(source: Readable, opts: ReadTarOptions): AsyncGen
   const piping = pipeline(input, guard, extract).catch((err: unknown) => {
     extract.destroy(err as Error);
   });
+  // Counted again on the parsed headers: the guard reads the size fields alone, a parser also pax
+  // records, and it must not matter which of the two an archive deceives.
+  let entries = 0;
+  let bytes = 0;
   try {
     for await (const entry of extract) {
       const item = await readEntry(entry, opts);
-      if (item) yield item;
+      if (!item) continue;
+      if (++entries > limits.maxEntries) throw limitError(`The archive has more than ${limits.maxEntries} entries.`);
+      if (item.kind === 'file' && (bytes += item.data.length) > limits.maxTotalBytes)
+        throw limitError(`The archive's files hold more than ${limits.maxTotalBytes} bytes.`);
+      yield item;
     }
     await piping;
   } catch (err) {
@@ -82,6 +105,10 @@ async function readEntry(entry: TarEntry, opts: ReadTarOptions): Promise<TarItem
     }
     if (!name.startsWith(prefix)) return skip(entry, name, 'outside the workspace');
     name = name.slice(prefix.length);
+  }
+  if (opts.ignore?.(name)) {
+    entry.resume();
+    return null;
   }
   const type = header.type ?? 'file';
   if (REFUSED[type]) return skip(entry, name, REFUSED[type]);

@@ -102,6 +102,35 @@ describe('untrusted tar reader', () => {
     await reject(read(endless, { timeoutMs: 200 }), 'archive_timeout');
   });
 
+  it('keeps counting past zero blocks: entries hidden behind an early end-of-archive still meet the caps', async () => {
+    // tar-stream reads on past zero blocks, so a guard that stopped at the first one would let these through.
+    const head = await makeTar([{ name: 'a', data: 'a' }]);
+    const tail = await makeTar(Array.from({ length: 25 }, (_, i) => ({ name: `f${i}`, data: 'x' })));
+    await assert.rejects(read(Buffer.concat([head, tail])), (e: { code?: string }) => e.code === 'archive_limit');
+  });
+
+  it("passes over ignored entries unread: they count for no cap but the stream's raw size", async () => {
+    const ignore = (path: string) => path.split('/').some((s) => s === 'node_modules' || s === '.git');
+    const tar = await makeTar([
+      { name: 'app.js', data: 'main()' },
+      ...Array.from({ length: 40 }, (_, i) => ({ name: `web/node_modules/m${i}.js`, data: 'x' })),
+      { name: 'web/node_modules/.bin/tool', type: 'symlink' as const, linkname: '../tool/cli.js' },
+      { name: '.git/objects/pack/big.pack', data: Buffer.alloc(3000, 7) },
+      { name: 'web/index.js', data: 'ok' },
+    ]);
+    const items = await read(tar, { ignore, rawBytes: 1024 * 1024 });
+    assert.deepEqual(
+      items.map((i) => [i.kind, 'path' in i ? i.path : i.name]),
+      [
+        ['file', 'app.js'],
+        ['file', 'web/index.js'],
+      ],
+    );
+    // What is kept still meets the caps, and the raw bound holds the ignored bytes too.
+    await assert.rejects(read(tar, { ignore: () => false, rawBytes: 1024 * 1024 }), (e: { code?: string }) => e.code === 'archive_limit');
+    await assert.rejects(read(tar, { ignore, rawBytes: 4096 }), (e: { code?: string }) => e.code === 'archive_limit');
+  });
+
   it('refuses garbage and truncation as invalid archives', async () => {
     await assert.rejects(read(Buffer.from('not a tar '.repeat(100))), (e: { code?: string }) => e.code === 'invalid_archive');
     await assert.rejects(
