@@ -6,16 +6,16 @@ import { FIND_FORMAT, STAT_FORMAT } from './find-format';
 /**
  * The loop every agent runs: a shell reading one request per line from stdin, as the container's
  * user. "L" lists the workspace with the find arguments given as "$@" (never parsed by the shell);
- * "F<path>" prints a regular file as base64; "S<path>" and "D<path>" print one entry or a folder's entries as
- * the listing does. Every answer ends with a NUL; a listing's records
- * end with NULs of their own, so a listing ends with two. Paths arrive already checked (no
+ * "F<path>" prints a regular file as base64, followed by a "!" (never base64) when it could not be
+ * read; "S<path>" and "D<path>" print one entry or a folder's entries as the listing does. Every
+ * answer ends with a NUL; a listing's records end with NULs of their own, so a listing ends with two. Paths arrive already checked (no
  * control characters, no ".."), and only ever as a quoted variable.
  */
 const LOOP = `cd /workspace || exit 1
 while IFS= read -r line; do
   case "$line" in
     L) "$@" ;;
-    F*) p="./\${line#F}"; if [ -f "$p" ] && [ ! -L "$p" ]; then printf 'f\\t'; base64 -w0 -- "$p"; else printf 'x\\t'; fi ;;
+    F*) p="./\${line#F}"; if [ -f "$p" ] && [ ! -L "$p" ]; then printf 'f\\t'; base64 -w0 -- "$p" || printf '!'; else printf 'x\\t'; fi ;;
     S*) find "./\${line#S}" -maxdepth 0 -printf '${STAT_FORMAT}' 2>/dev/null ;;
     D*) find "./\${line#D}" -mindepth 1 -maxdepth 1 -printf '${FIND_FORMAT}' 2>/dev/null ;;
   esac

@@ -155,14 +155,13 @@ export class SessionService {
     return { session: await this.reload(em, result.session.id), created: result.created };
   }
 
-  /** The user's live session for a spider, else their most recent one. */
+  /**
+   * The caller's own live session for a spider, else their most recent one — an admin's too, as
+   * `open` makes it: another user's session is reached by its id, never by the spider's.
+   */
   async current(em: Em, user: User, spiderId: string): Promise<CodeSession> {
     const spider = await this.d.spiders.get(em, user, spiderId);
-    const rows = await em.find(
-      CodeSession,
-      { spiderId: spider.id, ...(user.isAdmin ? {} : { userId: user.id }) },
-      { orderBy: { createdAt: 'desc' }, limit: 20 },
-    );
+    const rows = await em.find(CodeSession, { spiderId: spider.id, userId: user.id }, { orderBy: { createdAt: 'desc' }, limit: 20 });
     const session = rows.find((s) => isLive(s.status) || s.savePending) ?? rows[0];
     if (!session) throw new AppError(404, 'no_session', 'This spider has no code session; open one with POST.');
     return session;
@@ -292,11 +291,15 @@ export class SessionService {
     } catch (err) {
       this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable');
     }
+    // Work started by an event or a timer has no caller to report to: what fails (the database
+    // gone for a moment, say) is logged, and the next event or sweep tries again.
+    const logged = (what: string, work: Promise<void>) => void work.catch((err: unknown) => this.d.logger.error({ err }, `${what} failed`));
     await this.spawner.watch({
-      gone: (sessionId, containerId, action, exitCode, oom) => void this.onContainerGone(sessionId, containerId, action, exitCode, oom),
-      outOfMemory: (sessionId, containerId) => void this.onOutOfMemory(sessionId, containerId),
+      gone: (sessionId, containerId, action, exitCode, oom) =>
+        logged('handling a stopped container', this.onContainerGone(sessionId, containerId, action, exitCode, oom)),
+      outOfMemory: (sessionId, containerId) => logged('reporting an out-of-memory kill', this.onOutOfMemory(sessionId, containerId)),
     });
-    this.sweepTimer = setInterval(() => void this.sweep(), this.cfg.CRAWLHUB_SWEEP_INTERVAL);
+    this.sweepTimer = setInterval(() => logged('the sweep', this.sweep()), this.cfg.CRAWLHUB_SWEEP_INTERVAL);
     this.sweepTimer.unref();
   }
 
@@ -493,9 +496,11 @@ export class SessionService {
       }
       return result;
     } catch (err) {
+      // A dry run (the editor's count of changes) answers its caller alone, failed or not: the event
+      // is about saves, and a dry run's failure read as one would say "Last save failed" wrongly.
+      if (opts.dryRun) throw err;
       const e = err instanceof AppError ? err : new AppError(500, 'internal', (err as Error).message);
-      if (wasReady && !opts.dryRun)
-        await this.transition(em, s, 'ready', `save failed (${trigger})`, { lastError: e.message }).catch(() => undefined);
+      if (wasReady) await this.transition(em, s, 'ready', `save failed (${trigger})`, { lastError: e.message }).catch(() => undefined);
       this.d.events.publish(s.userId, {
         type: 'sync',
         session_id: s.id,
@@ -546,26 +551,35 @@ export class SessionService {
     await this.transition(em, s, 'stopped', reason, { savePending: false });
   }
 
+  /**
+   * Starts a kept container again for its user. Under the session's lock, as the sweep's retried
+   * save is: a retry already past its check would otherwise save and remove the container the user
+   * just got back. When the retry got there first, the session stays as it left it.
+   */
   private resume(s: CodeSession): void {
-    const startup = (async () => {
-      const em = this.d.orm.em.fork();
-      const row = await this.reload(em, s.id);
-      try {
-        if (!row.containerId || !(await this.spawner.inspect(row.containerId)))
-          throw new AppError(410, 'container_gone', 'the kept container is gone');
-        await this.transition(em, row, 'starting', 'resuming the kept container', { savePending: false });
-        await this.spawner.restart(row.containerId);
-        await this.spawner.waitHealthy(row.containerId, row.port!);
-        this.directs.set(row.id, await this.spawner.networkAddress(row.containerId));
-        row.lastActiveAt = new Date();
-        await this.transition(em, row, 'ready', 'resumed');
-      } catch (err) {
-        await this.transition(em, row, 'failed', `could not resume: ${(err as Error).message}`, {
-          savePending: Boolean(row.containerId),
-          lastError: (err as Error).message,
-        });
-      }
-    })().finally(() => this.starting.delete(s.id));
+    const startup = this.sessionLock
+      .run(s.id, async () => {
+        const em = this.d.orm.em.fork();
+        const row = await this.reload(em, s.id);
+        if (!row.savePending || isLive(row.status)) return;
+        try {
+          if (!row.containerId || !(await this.spawner.inspect(row.containerId)))
+            throw new AppError(410, 'container_gone', 'the kept container is gone');
+          await this.transition(em, row, 'starting', 'resuming the kept container', { savePending: false });
+          await this.spawner.restart(row.containerId);
+          await this.spawner.waitHealthy(row.containerId, row.port!);
+          this.directs.set(row.id, await this.spawner.networkAddress(row.containerId));
+          row.lastActiveAt = new Date();
+          await this.transition(em, row, 'ready', 'resumed');
+        } catch (err) {
+          await this.transition(em, row, 'failed', `could not resume: ${(err as Error).message}`, {
+            savePending: Boolean(row.containerId),
+            lastError: (err as Error).message,
+          });
+        }
+      })
+      .catch((err: unknown) => this.d.logger.error({ err, session: s.id }, 'resuming a kept container failed'))
+      .finally(() => this.starting.delete(s.id));
     this.starting.set(s.id, startup);
   }
 
@@ -736,7 +750,12 @@ export class SessionService {
     const sessionId = labels[LABEL.session];
     const row = sessionId ? await em.findOne(CodeSession, { id: sessionId }) : null;
     const spider = labels[LABEL.spider] ? await em.findOne(Spider, { id: labels[LABEL.spider] }) : null;
-    if (spider && sessionId && labels[LABEL.user]) {
+    // A session that ended (saved, or closed with discard=1) stopped its container before it said
+    // so; the removal after that is what a crash can cut short. Such a container has nothing left to
+    // save, and saving it would bring back what its user chose to throw away. A running one under a
+    // stopped row is no state the service leaves: it is saved, as a container without a row is.
+    const ended = row !== null && row.status === 'stopped' && !row.savePending && !running;
+    if (spider && sessionId && labels[LABEL.user] && !ended) {
       // Without a row there is no base: only files the server lacks are added, the rest are conflicts and left alone.
       const session = row ?? ({ id: sessionId, spiderId: spider.id, userId: labels[LABEL.user] } as CodeSession);
       try {

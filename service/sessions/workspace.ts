@@ -7,7 +7,7 @@ import { tryNormalizePath } from '../spiders/paths';
 import { readTar, type TarItem } from '../sync/tar-reader';
 import type { TarLimits } from '../sync/tar-guard';
 import type { WorkspaceAgents } from './agent';
-import { FIND_FORMAT, STAT_FORMAT } from './find-format';
+import { FIND_FORMAT, STAT_FORMAT, UNREADABLE_FORMAT } from './find-format';
 
 /** The contract every session image keeps (images/code-server/Dockerfile, images/local/build.sh). */
 export const WORKSPACE = '/workspace';
@@ -31,6 +31,8 @@ export interface Manifest {
   entries: ManifestEntry[];
   /** Names that cannot be stored (bad paths), with the reason. */
   problems: { path: string; reason: string }[];
+  /** Folders the container's user cannot read or enter (listed among the entries as folders): what they hold is unknown. */
+  unreadable: string[];
 }
 
 const TYPE: Record<string, EntryType> = { f: 'file', d: 'directory', l: 'symlink' };
@@ -42,20 +44,26 @@ export function ignoreMatcher(patterns: string[]): (path: string) => boolean {
   return (path) => path.split('/').some((segment) => isMatch(segment));
 }
 
-/** `find` arguments that list the workspace and skip (prune) ignored folders without walking them. */
+/**
+ * `find` arguments that list the workspace, skip (prune) ignored folders without walking them, and
+ * mark folders the container's user cannot read or enter (a `chmod 000` there) instead of listing
+ * them as empty.
+ */
 export function manifestCommand(dir: string, ignore: string[], opts: { maxDepth?: number; minDepth?: number } = {}): string[] {
   const depth = [
     ...(opts.minDepth !== undefined ? ['-mindepth', String(opts.minDepth)] : []),
     ...(opts.maxDepth !== undefined ? ['-maxdepth', String(opts.maxDepth)] : []),
   ];
   const prune = ignore.length ? ['(', ...ignore.flatMap((p, i) => (i ? ['-o', '-name', p] : ['-name', p])), ')', '-prune', '-o'] : [];
-  return ['find', dir, ...depth, ...prune, '-printf', FIND_FORMAT];
+  const closed = ['-type', 'd', '(', '!', '-readable', '-o', '!', '-executable', ')', '-prune', '-printf', UNREADABLE_FORMAT, '-o'];
+  return ['find', dir, ...depth, ...prune, ...closed, '-printf', FIND_FORMAT];
 }
 
 /** Parses `find -printf` output from an untrusted container: every field is checked, bad names are reported. */
 export function parseManifest(out: Buffer, maxEntries: number): Manifest {
   const entries: ManifestEntry[] = [];
   const problems: Manifest['problems'] = [];
+  const unreadable: string[] = [];
   const records = out.toString('utf8').split('\0');
   if (records.at(-1) === '') records.pop();
   if (records.length > maxEntries) throw new AppError(422, 'archive_limit', `The workspace has more than ${maxEntries} entries.`);
@@ -73,22 +81,32 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
     ) {
       throw new AppError(502, 'bad_container_output', 'The container returned a malformed file list.');
     }
-    if (name === '') continue; // the starting point itself
+    if (name === '') {
+      // The starting point itself; unreadable, everything in it would read as deleted.
+      if (y === 'U')
+        throw new AppError(
+          409,
+          'workspace_unreadable',
+          "The container's user cannot read the workspace folder (its permissions were changed). Nothing was saved.",
+        );
+      continue;
+    }
     const checked = tryNormalizePath(name);
     if ('problem' in checked) {
       problems.push({ path: name.slice(0, 300), reason: checked.problem });
       continue;
     }
+    if (y === 'U') unreadable.push(checked.path);
     entries.push({
       path: checked.path,
-      type: TYPE[y] ?? 'other',
+      type: y === 'U' ? 'directory' : (TYPE[y] ?? 'other'),
       size: Number(s),
       statKey: `${s}:${m}:${c}:${i}`,
       mtimeMs: Math.round(Number(m) * 1000),
       ctimeMs: Math.round(Number(c) * 1000),
     });
   }
-  return { entries, problems };
+  return { entries, problems, unreadable };
 }
 
 /** Up to this many changed files are fetched one by one from the engine, more with one tar in the container. */
@@ -122,7 +140,10 @@ export class Workspace {
     });
   }
 
-  /** A regular file's bytes through the agent, or null when it is not one (gone, a link, a folder) or the agent failed. */
+  /**
+   * A regular file's bytes through the agent, or null when it is not one (gone, a link, a folder),
+   * the container's user cannot read it, or the agent failed: the engine's archive is asked then.
+   */
   private async agentFile(path: string, maxBytes: number): Promise<Buffer | null> {
     if (!this.agents) return null;
     let out: Buffer;
@@ -163,23 +184,44 @@ export class Workspace {
     const manifest = parseManifest(res.stdout, maxEntries);
     if (dir) {
       for (const e of manifest.entries) e.path = `${dir}/${e.path}`;
+      manifest.unreadable = manifest.unreadable.map((p) => `${dir}/${p}`);
     }
     return manifest;
   }
 
-  /** The listed files as a tar made in the container (untrusted: every entry is checked by readTar). */
-  async *readFiles(paths: string[], limits: TarLimits, timeoutMs: number): AsyncGenerator<TarItem> {
+  /**
+   * The listed files, each read once: the engine's archive, or a tar made in the container
+   * (untrusted: every entry is checked by readTar). `ignore` names what an archive of a whole folder
+   * passes over unread. A file a strategy did not return (unreadable to the container's user, say)
+   * is read once more on its own, so that only a file that is really gone reads as deleted.
+   */
+  async *readFiles(paths: string[], limits: TarLimits, timeoutMs: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
     if (paths.length === 0) return;
     if (paths.length <= FEW_FILES) {
       for (const path of paths) yield* this.readOne(path, limits, timeoutMs);
       return;
     }
+    const missing = new Set(paths);
+    for await (const item of this.readMany(paths, limits, timeoutMs, ignore)) {
+      const path = item.kind === 'skipped' ? item.name : item.path;
+      if (!missing.delete(path)) continue; // not asked for, or already read
+      yield item;
+    }
+    for (const path of missing) yield* this.readOne(path, limits, timeoutMs);
+  }
+
+  private async *readMany(
+    paths: string[],
+    limits: TarLimits,
+    timeoutMs: number,
+    ignore?: (path: string) => boolean,
+  ): AsyncGenerator<TarItem> {
     const tops = new Set(paths.map((p) => p.split('/')[0]));
     if (tops.size <= MAX_ARCHIVE_REQUESTS) {
       // Many files in a few top-level folders: the engine's archive of each is the fastest read
-      // (tar in the container runs within its one CPU). Only the files asked for are taken.
+      // (tar in the container runs within its one CPU). Only the files asked for are taken; a
+      // second hard link to a file, which the engine archives as a link, is read on its own later.
       const wanted = new Set(paths);
-      const linked: string[] = [];
       for (const top of tops) {
         let tar: Readable;
         try {
@@ -188,16 +230,11 @@ export class Workspace {
           if (isNotFound(err)) continue;
           throw err;
         }
-        for await (const item of readTar(tar, { limits, timeoutMs })) {
+        for await (const item of readTar(tar, { limits, timeoutMs, ignore })) {
           if (item.kind === 'file' && wanted.has(item.path)) yield item;
-          else if (item.kind === 'skipped' && wanted.has(item.name)) {
-            // The engine archives a second hard link to a file as a link: read it on its own.
-            if (item.reason.startsWith('hard links')) linked.push(item.name);
-            else yield item;
-          }
+          else if (item.kind === 'skipped' && wanted.has(item.name) && !item.reason.startsWith('hard links')) yield item;
         }
       }
-      for (const path of linked) yield* this.readOne(path, limits, timeoutMs);
       return;
     }
     const list = Buffer.from(paths.map((p) => `./${p}\0`).join(''));
@@ -212,6 +249,7 @@ export class Workspace {
     } finally {
       stream.stdin.destroy();
     }
+    // tar's own exit status says no more than the files it left out, which are read again.
     await done;
   }
 
@@ -239,9 +277,9 @@ export class Workspace {
   }
 
   /** The whole /workspace as the engine archives it: works on a stopped container too. */
-  async *readAll(limits: TarLimits, timeoutMs: number): AsyncGenerator<TarItem> {
+  async *readAll(limits: TarLimits, timeoutMs: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
     const tar = await this.docker.getArchive(this.containerId, WORKSPACE);
-    yield* readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace' });
+    yield* readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace', ignore });
   }
 
   // ---- file operations for the desktop editor -------------------------------------------------

@@ -157,9 +157,14 @@ export class SyncService {
     let files: Map<string, WorkspaceFile>;
     let skipped: SaveResult['skipped'];
     try {
-      ({ files, skipped } = opts.containerRunning
+      let unreadable: string[];
+      ({ files, skipped, unreadable } = opts.containerRunning
         ? await this.readIncremental(session.id, workspace, keep, phase)
         : await this.readArchive(workspace, keep));
+      // What a folder the user cannot read holds is unknown: its files are neither changed nor deleted.
+      for (const dir of unreadable) {
+        for (const [path, sha256] of base) if (path.startsWith(`${dir}/`) && !files.has(path)) files.set(path, { sha256, size: 0 });
+      }
     } catch (err) {
       if (writer) {
         await writer.abandon();
@@ -269,7 +274,13 @@ export class SyncService {
     const { limits, timeoutMs, ignore } = this.settings;
     const manifest = await workspace.manifest(ignore, limits.maxEntries);
     phase('list');
-    const skipped = [...manifest.problems];
+    const skipped = [
+      ...manifest.problems,
+      ...manifest.unreadable.map((path) => ({
+        path,
+        reason: 'the folder cannot be read in the container (its permissions): its stored files were left as they are',
+      })),
+    ];
     const cache = this.statCache.get(sessionId) ?? new Map<string, { statKey: string; sha256: string }>();
     const files = new Map<string, WorkspaceFile>();
     const wanted = new Map<string, string>();
@@ -300,31 +311,28 @@ export class SyncService {
         files.set(entry.path, { sha256: known.sha256, size: entry.size });
       else wanted.set(entry.path, entry.statKey);
     }
-    for await (const item of workspace.readFiles([...wanted.keys()], limits, timeoutMs)) {
+    for await (const item of workspace.readFiles([...wanted.keys()], limits, timeoutMs, this.isIgnored)) {
       if (item.kind === 'file' && !wanted.has(item.path)) continue; // only what was asked for
       this.collect(item, files, skipped, keep);
       if (item.kind === 'file' && wanted.has(item.path)) cache.set(item.path, { statKey: wanted.get(item.path)!, sha256: item.sha256 });
     }
     for (const path of cache.keys()) if (!files.has(path)) cache.delete(path);
     this.statCache.set(sessionId, cache);
-    return { files, skipped };
+    return { files, skipped, unreadable: manifest.unreadable };
   }
 
   /** A stopped container: the engine's archive of /workspace, every entry read. */
   private async readArchive(workspace: Workspace, keep: Keep) {
     const files = new Map<string, WorkspaceFile>();
     const skipped: SaveResult['skipped'] = [];
-    // Ignored folders still stream by here, so the byte cap counts them: the container's own storage limit bounds them.
-    const limits = {
-      ...this.settings.limits,
-      maxEntries: this.settings.limits.maxEntries * 4,
-      maxTotalBytes: this.settings.limits.maxTotalBytes * 2,
-    };
-    for await (const item of workspace.readAll(limits, this.settings.timeoutMs)) {
-      if ('path' in item && this.isIgnored(item.path)) continue;
+    // Ignored folders stream by unread and count for no cap but the archive's raw size; folders and
+    // skipped entries count as entries here, where the spider's cap counts files.
+    const limits = { ...this.settings.limits, maxEntries: this.settings.limits.maxEntries * 4 };
+    for await (const item of workspace.readAll(limits, this.settings.timeoutMs, this.isIgnored)) {
       this.collect(item, files, skipped, keep);
     }
-    return { files, skipped };
+    // The engine reads as root: nothing in the workspace is hidden from it.
+    return { files, skipped, unreadable: [] as string[] };
   }
 
   private collect(item: TarItem, files: Map<string, WorkspaceFile>, skipped: SaveResult['skipped'], keep: Keep): void {

@@ -82,18 +82,28 @@ describe('sessions survive the service and notice their containers', () => {
     dockerExec(c1, 'echo orphaned > /workspace/orphan.py');
     const other = await json(await api('POST', '/api/spiders', { name: 'vanishing' }));
     const s2 = await json(await api('POST', `/api/spiders/${other.id}/code-session?wait=1`));
+    const thrown = await json(await api('POST', '/api/spiders', { name: 'discarded' }));
+    const s3 = await json(await api('POST', `/api/spiders/${thrown.id}/code-session?wait=1`));
+    const c3 = `crawlhub-${instance}-${s3.session_id}`;
+    dockerExec(c3, 'echo unwanted > /workspace/draft.py');
     proc!.child.kill('SIGKILL');
     await proc!.exited;
-    // Behind the service's back: the first session's row says stopped, the second's container is gone.
+    // Behind the service's back: the first session's row says stopped, the second's container is gone,
+    // and the third was closed with discard=1 by a service that died after stopping its container,
+    // before removing it.
     const { initOrm } = await import('../../service/db/orm');
     const orm = await initOrm(`sqlite:${path.join(dataDir, 'crawlhub.db')}`);
-    await orm.em.fork().getConnection().execute(`update code_sessions set status = 'stopped' where id = ?`, [s1.session_id]);
+    const sql = `update code_sessions set status = 'stopped', save_pending = false where id in (?, ?)`;
+    await orm.em.fork().getConnection().execute(sql, [s1.session_id, s3.session_id]);
     await orm.close();
     docker('rm', '-f', `crawlhub-${instance}-${s2.session_id}`);
+    docker('stop', '-t', '1', c3);
 
     proc = await spawnService(env());
     await until('orphan removed', () => docker('ps', '-aq', '--filter', `name=${c1}`).trim() === '', 60_000, 500);
     assert.equal(await (await api('GET', `/api/spiders/${spider.id}/files/orphan.py`)).text(), 'orphaned\n', 'the orphan was saved first');
+    await until('discarded container removed', () => docker('ps', '-aq', '--filter', `name=${c3}`).trim() === '', 60_000, 500);
+    assert.equal((await api('GET', `/api/spiders/${thrown.id}/files/draft.py`)).status, 404, 'a discarded session stays discarded');
     const gone = await json(await api('GET', `/api/sessions/${s2.session_id}`));
     assert.equal(gone.status, 'failed');
     assert.match(gone.status_reason, /gone/);

@@ -240,6 +240,87 @@ describe('code sessions on the real engine', () => {
     await assertStorageClean(spider.id);
   });
 
+  it('saves what the container user made unreadable as it is: never as an empty file, never as deleted', async () => {
+    const spider = await spiderWithProject(alice.token, 'unreadable');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    const sync = async () => {
+      const res = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+      const body = await json(res);
+      assert.equal(res.status, 200, JSON.stringify(body));
+      return body;
+    };
+    // A changed file the user then locked, and a folder the user can no longer enter.
+    const locked = 'cd /workspace && printf "X = 1\\n" > quotes/settings.py && chmod 000 quotes/settings.py && chmod 000 quotes/spiders';
+    assert.equal(dockerExec(c, locked).code, 0);
+    const first = await sync();
+    assert.deepEqual([first.modified, first.added, first.deleted], [['quotes/settings.py'], [], []]);
+    assert.deepEqual(
+      first.skipped.map((s: { path: string }) => s.path),
+      ['quotes/spiders'],
+    );
+    let stored = await storedFiles(alice.token, spider.id);
+    assert.equal(stored['quotes/settings.py'], 'X = 1\n', 'read by the engine, which the file mode does not stop');
+    assert.equal(stored['quotes/spiders/quotes.py'], SCRAPY_PROJECT[4].data, 'the locked folder’s files are kept');
+    // Many files across many top-level folders go through one tar in the container, which cannot read the locked one.
+    const many =
+      'cd /workspace && for i in $(seq 1 40); do mkdir d$i && echo "v $i" > d$i/f.py; done && echo secret > d7/locked.py && chmod 000 d7/locked.py';
+    assert.equal(dockerExec(c, many).code, 0);
+    const second = await sync();
+    assert.equal(second.added.length, 41);
+    assert.deepEqual(second.deleted, []);
+    stored = await storedFiles(alice.token, spider.id);
+    assert.equal(stored['d7/locked.py'], 'secret\n');
+    assert.equal(stored['d40/f.py'], 'v 40\n');
+    // The folder opened again: its files are compared as usual, nothing was lost in between.
+    assert.equal(dockerExec(c, 'chmod 755 /workspace/quotes/spiders && rm /workspace/quotes/spiders/__init__.py').code, 0);
+    const third = await sync();
+    assert.deepEqual([third.deleted, third.skipped], [['quotes/spiders/__init__.py'], []]);
+    await assertStorageClean(spider.id);
+    // A workspace the user cannot read at all: nothing is saved, and the answer says why. Only the real
+    // save is announced on /api/events; a dry run (the editor's change count) answers its caller alone.
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${alice.token}` } });
+    const heard: any[] = [];
+    ws.on('message', (d: Buffer) => heard.push(JSON.parse(d.toString())));
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    assert.equal(dockerExec(c, 'chmod 000 /workspace').code, 0);
+    try {
+      for (const query of ['?dry_run=1', '']) {
+        const res = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync${query}`);
+        assert.equal(res.status, 409);
+        assert.equal((await json(res)).error.code, 'workspace_unreadable');
+      }
+      await until('the failed save event', () => heard.find((m) => m.type === 'sync' && m.error));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(heard.filter((m) => m.type === 'sync').length, 1, 'the failed dry run was not announced');
+      assert.equal(Object.keys(await storedFiles(alice.token, spider.id)).length, 45, 'nothing stored was touched');
+    } finally {
+      docker('exec', '-u', '1000:1000', '-w', '/', c, 'chmod', '755', '/workspace');
+      ws.close();
+    }
+  });
+
+  it('reads past large ignored folders inside the folders it archives', async () => {
+    const spider = await spiderWithProject(alice.token, 'ignored-inside');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    // 20 changed files in one top-level folder (read through the engine's archive of it), next to an
+    // installed node_modules holding a file over the per-file cap and a git clone's objects.
+    const script = [
+      'cd /workspace && mkdir -p web/node_modules/pkg web/vendor/repo/.git/objects',
+      'head -c 30M /dev/zero > web/node_modules/pkg/huge.bin',
+      'head -c 30M /dev/zero > web/vendor/repo/.git/objects/pack.pack',
+      'for i in $(seq 1 20); do echo "page $i" > web/p$i.js; done',
+    ].join(' && ');
+    assert.equal(dockerExec(c, script).code, 0);
+    const res = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+    const body = await json(res);
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.added.length, 20);
+    assert.ok(body.added.every((p: string) => /^web\/p\d+\.js$/.test(p)));
+    assert.equal((await storedFiles(alice.token, spider.id))['web/p20.js'], 'page 20\n');
+  });
+
   it('a save of many new small files stores them in one pack', async () => {
     const spider = await spiderWithProject(alice.token, 'packed-save');
     const session = await open(alice.token, spider.id);
@@ -336,6 +417,20 @@ describe('code sessions on the real engine', () => {
     assert.ok(!bobs.some((s) => s.session_id === session.session_id));
     const all = await json<{ session_id: string }[]>(await svc.api(svc.adminToken, 'GET', '/api/sessions'));
     assert.ok(all.some((s) => s.session_id === session.session_id));
+    // An admin reaches it by its id; the spider's code-session routes are the admin's own session there,
+    // so an admin's heartbeat, save or close never lands on the user's session.
+    assert.equal((await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}`)).status, 200);
+    for (const [method, path] of [
+      ['GET', `/api/spiders/${spider.id}/code-session`],
+      ['POST', `/api/spiders/${spider.id}/code-session/heartbeat`],
+      ['POST', `/api/spiders/${spider.id}/code-session/sync`],
+      ['DELETE', `/api/spiders/${spider.id}/code-session`],
+    ] as const) {
+      const res = await svc.api(svc.adminToken, method, path);
+      assert.equal(res.status, 404, `admin ${method} ${path}`);
+      assert.equal((await json(res)).error.code, 'no_session');
+    }
+    assert.equal((await json(await svc.api(alice.token, 'GET', `/api/sessions/${session.session_id}`))).status, 'ready');
     const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
       headers: { authorization: `Bearer ${bob.token}` },
     });
