@@ -42,19 +42,32 @@ export function parseDuration(text: string): number | undefined {
   return Math.floor(Number(match[1]) * DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()]);
 }
 
+/**
+ * A database URL or storage spec as it may be printed (a log line, a configuration error): the
+ * credentials before an `@` and every query value (`?password=`, a storage key) become ***.
+ */
+export function redactCredentials(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:)?(\/\/)?.*@/i, '$1$2***@').replace(/([?&][^=&#]*=)[^&#]*/g, '$1***');
+}
+
 interface Setting<T> {
   default: string;
   help: string;
   parse(text: string, variable: string): T;
 }
 
-function setting<T>(defaultValue: string, help: string, parse: (text: string) => T | undefined): Setting<T> {
+function setting<T>(
+  defaultValue: string,
+  help: string,
+  parse: (text: string) => T | undefined,
+  shown: (text: string) => string = (t) => t,
+): Setting<T> {
   return {
     default: defaultValue,
     help,
     parse(text, variable) {
       const value = parse(text);
-      if (value === undefined) throw new ConfigError(variable, `got ${JSON.stringify(text)}; expected ${help}`);
+      if (value === undefined) throw new ConfigError(variable, `got ${JSON.stringify(shown(text))}; expected ${help}`);
       return value;
     },
   };
@@ -109,13 +122,17 @@ export const SETTINGS = {
     (t) => (t === '' ? '' : origin(t)),
   ),
   CRAWLHUB_DATA_DIR: str('./data', 'a directory'),
-  DATABASE_URL: setting('', 'sqlite:<file>, or postgres://user:pass@host:port/db (default: sqlite in the data dir)', (t) =>
-    t === '' || /^sqlite:.+/.test(t) || /^postgres(ql)?:\/\/.+/.test(t) ? t : undefined,
+  DATABASE_URL: setting(
+    '',
+    'sqlite:<file>, or postgres://user:pass@host:port/db (default: sqlite in the data dir)',
+    (t) => (t === '' || /^sqlite:.+/.test(t) || /^postgres(ql)?:\/\/.+/.test(t) ? t : undefined),
+    redactCredentials,
   ),
   CRAWLHUB_STORAGE: setting(
     'fs',
     'an OpenDAL scheme with options as a query, such as fs or fs?root=/srv/crawlhub or s3?bucket=b&region=r',
     (t) => (/^[a-z0-9_-]+(\?.*)?$/.test(t) ? t : undefined),
+    redactCredentials,
   ),
   CRAWLHUB_LOG_LEVEL: setting('info', 'one of fatal, error, warn, info, debug, trace, silent', (t) =>
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(t) ? t : undefined,

@@ -1,8 +1,9 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createApp } from './app';
-import { ConfigError, type Config } from './config';
+import { ConfigError, redactCredentials, type Config } from './config';
 import { createLogger, type Logger } from './logger';
+import { answerIgnoringUpgrade } from './http/upgrade';
 import { createServices, type Services } from './services';
 import { createProxy, type Proxy } from './proxy';
 
@@ -34,7 +35,7 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   server.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     if (proxy?.handleUpgrade(req, socket, head)) return;
-    if (!services.sockets.handleUpgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    if (!services.sockets.handleUpgrade(req, socket, head)) answerIgnoringUpgrade(req, socket as Socket, (r, res) => void koa(r, res));
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -55,7 +56,7 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   const url = `http://${host}:${port}`;
   // With port 0 (tests) the real port is known only now; session URLs and origin checks use it.
   if (!config.CRAWLHUB_PUBLIC_URL) config.publicUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-  logger.info({ url, dataDir: config.dataDir, db: config.databaseUrl.replace(/\/\/[^@]*@/, '//***@') }, 'CrawlHub Code is listening');
+  logger.info({ url, dataDir: config.dataDir, db: redactCredentials(config.databaseUrl) }, 'CrawlHub Code is listening');
   proxy = createProxy(services.sessions, {
     publicUrl: config.publicUrl,
     codeDomain: config.CRAWLHUB_CODE_DOMAIN,

@@ -74,14 +74,10 @@ export class ApiSockets {
       const { session } = await this.d.sessions.workspace(em, user, sessionId);
       const url = new URL(req.url ?? '/', 'http://x');
       const size = (name: string, dflt: number) => Math.min(Math.max(Number(url.searchParams.get(name)) || dflt, 1), 1000);
-      const tty = await this.d.docker.execTty(session.containerId!, ['/bin/bash', '-l'], {
-        user: CONTAINER_USER,
-        workingDir: WORKSPACE,
-        env: ['TERM=xterm-256color', 'HOME=/home/coder'],
-        cols: size('cols', 80),
-        rows: size('rows', 24),
-      });
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.terminal(ws, tty, session.id));
+      const shell = { containerId: session.containerId!, cols: size('cols', 80), rows: size('rows', 24) };
+      // The shell starts only once the handshake is accepted: ws drops a bad one without calling
+      // back, and a shell started before it would stay behind in the container.
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.openTerminal(ws, session.id, shell));
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.eventsChannel(ws, user));
@@ -128,6 +124,35 @@ export class ApiSockets {
       for (const leave of watches.values()) leave();
     });
     ws.on('error', () => ws.terminate());
+  }
+
+  private openTerminal(ws: WebSocket, sessionId: string, shell: { containerId: string; cols: number; rows: number }): void {
+    // Frames wait in the socket (not in memory) until the shell is there to take them.
+    ws.pause();
+    ws.on('error', () => ws.terminate());
+    this.d.docker
+      .execTty(shell.containerId, ['/bin/bash', '-l'], {
+        user: CONTAINER_USER,
+        workingDir: WORKSPACE,
+        env: ['TERM=xterm-256color', 'HOME=/home/coder'],
+        cols: shell.cols,
+        rows: shell.rows,
+      })
+      .then(
+        (tty) => {
+          if (ws.readyState !== ws.OPEN) {
+            tty.socket.destroy();
+            return;
+          }
+          this.terminal(ws, tty, sessionId);
+          ws.resume();
+        },
+        (err: unknown) => {
+          this.d.logger.warn({ err, sessionId }, 'terminal shell did not start');
+          ws.resume();
+          ws.close(1011, 'the shell could not start in the session container');
+        },
+      );
   }
 
   private terminal(ws: WebSocket, tty: { socket: Duplex; resize(cols: number, rows: number): Promise<void> }, sessionId: string): void {

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import type { Context, Next } from 'koa';
 import { ZodError } from 'zod';
 
@@ -43,22 +44,43 @@ export function toHttpError(err: unknown): AppError {
   return new AppError(500, 'internal', 'Something went wrong on the server. It has been logged.');
 }
 
+/**
+ * The error a status set without a body stands for: no route (404), or the router's 405 and 501
+ * (it sets those and their Allow header, but would leave the body to Koa's plain text).
+ */
+function statusError(ctx: Context): AppError {
+  switch (ctx.status) {
+    case 404:
+      return notFound(`${ctx.method} ${ctx.path}`);
+    case 405:
+      return new AppError(405, 'method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}; allowed: ${ctx.response.get('Allow')}.`);
+    case 501:
+      return new AppError(501, 'not_implemented', `The method ${ctx.method} is not implemented by this service.`);
+    default: {
+      const reason = http.STATUS_CODES[ctx.status] ?? 'Error';
+      return new AppError(ctx.status, reason.toLowerCase().replace(/[^a-z0-9]+/g, '_'), `${reason}.`);
+    }
+  }
+}
+
 /** First middleware: errors become `{"error":{"code","message"}}`; server errors are still emitted for logging. */
 export async function errorMiddleware(ctx: Context, next: Next): Promise<void> {
+  let appError: AppError;
   try {
     await next();
-    if (ctx.status === 404 && ctx.body === undefined) throw notFound(`${ctx.method} ${ctx.path}`);
+    if (ctx.status < 400 || ctx.body != null) return;
+    appError = statusError(ctx);
   } catch (err) {
-    const appError = toHttpError(err);
-    ctx.status = appError.status;
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = {
-      error: {
-        code: appError.code,
-        message: appError.message,
-        ...(appError.details !== undefined && appError.status < 500 ? { details: appError.details } : {}),
-      },
-    };
+    appError = toHttpError(err);
     if (appError.status >= 500) ctx.app.emit('error', err, ctx);
   }
+  ctx.status = appError.status;
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = {
+    error: {
+      code: appError.code,
+      message: appError.message,
+      ...(appError.details !== undefined && appError.status < 500 ? { details: appError.details } : {}),
+    },
+  };
 }

@@ -66,8 +66,15 @@ export interface ScannedRequest {
   forFrame: boolean;
 }
 
-export function scanRequest(raw: string[]): ScannedRequest {
-  const headers: string[] = ['Host', ''];
+/**
+ * Most distinct headers a request may name in Connection: browsers name none or one. The scan runs
+ * before authentication, so what it costs must not grow with what a client sends.
+ */
+const MAX_CONNECTION_NAMES = 32;
+
+/** Null for a request to refuse: its Connection header names more than MAX_CONNECTION_NAMES headers. */
+export function scanRequest(raw: string[]): ScannedRequest | null {
+  let headers: string[] = ['Host', ''];
   const cookies: string[] = [];
   const ideCookies: string[] = [];
   let origin: string | undefined;
@@ -75,7 +82,7 @@ export function scanRequest(raw: string[]): ScannedRequest {
   let hasBody = false;
   let upgrade: string | undefined;
   let forFrame = false;
-  let named: string[] | null = null;
+  let named: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     const value = raw[i + 1];
@@ -87,7 +94,9 @@ export function scanRequest(raw: string[]): ScannedRequest {
         // Headers the client names in Connection are hop-by-hop too.
         for (const token of value.split(',')) {
           const t = token.trim().toLowerCase();
-          if (t && t !== 'keep-alive' && t !== 'close' && t !== 'upgrade') (named ??= []).push(t);
+          if (!t || t === 'keep-alive' || t === 'close' || t === 'upgrade') continue;
+          (named ??= new Set()).add(t);
+          if (named.size > MAX_CONNECTION_NAMES) return null;
         }
         continue;
       case 'upgrade':
@@ -114,12 +123,15 @@ export function scanRequest(raw: string[]): ScannedRequest {
     headers.push(raw[i], value);
   }
   if (named) {
-    for (let i = headers.length - 2; i >= 2; i -= 2) {
-      if (named.includes(headers[i].toLowerCase())) {
-        headers.splice(i, 2);
-        if (originAt > i) originAt = originAt === i + 1 ? -1 : originAt - 2;
-      }
+    const kept: string[] = ['Host', ''];
+    let keptOriginAt = -1;
+    for (let i = 2; i < headers.length; i += 2) {
+      if (named.has(headers[i].toLowerCase())) continue;
+      if (i + 1 === originAt) keptOriginAt = kept.length + 1;
+      kept.push(headers[i], headers[i + 1]);
     }
+    headers = kept;
+    originAt = keptOriginAt;
   }
   return { headers, cookies, ideCookies, origin, originAt, hasBody, upgrade, forFrame };
 }

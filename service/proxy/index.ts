@@ -265,6 +265,11 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
         return true;
       }
       const scan = scanRequest(req.rawHeaders);
+      if (scan === null) {
+        count('http', 'bad_request');
+        sendPage(req, res, PAGES.badRequest);
+        return true;
+      }
       if (redeemTicket(req, res, r, scan)) return true;
       const method = req.method ?? 'GET';
       admit('http', method, r, scan, (result, refusal) => {
@@ -298,7 +303,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
         return true;
       }
       const scan = scanRequest(req.rawHeaders);
-      if (req.method !== 'GET' || scan.upgrade?.toLowerCase() !== 'websocket') {
+      if (scan === null || req.method !== 'GET' || scan.upgrade?.toLowerCase() !== 'websocket') {
         count('ws', 'bad_request');
         refuseUpgrade(socket, PAGES.badRequest);
         return true;

@@ -19,6 +19,7 @@ import {
   type ProxyServer,
   type Received,
 } from './harness';
+import { scanRequest } from '../../service/proxy/headers';
 
 const ALICE = 'a11ce000-0000-4000-8000-000000000001';
 const BOB = 'b0b00000-0000-4000-8000-000000000002';
@@ -185,6 +186,16 @@ describe('proxy in path mode, against an echo server', () => {
       assert.deepEqual(receivedHeader(got.rawHeaders, 'x-secret-hop'), []);
       assert.deepEqual(receivedHeader(got.rawHeaders, 'te'), []);
       assert.deepEqual(receivedHeader(got.rawHeaders, 'x-kept'), ['2']);
+    });
+
+    it('refuses a Connection header that names more than 32 headers, and drops the named ones up to that', async () => {
+      const names = Array.from({ length: 33 }, (_, i) => `x-hop-${i}`);
+      const got = await echoed('/', { connection: `keep-alive, ${names.slice(0, 32).join(', ')}`, 'x-hop-31': '1', 'x-kept': '2' });
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'x-hop-31'), []);
+      assert.deepEqual(receivedHeader(got.rawHeaders, 'x-kept'), ['2']);
+      const refused = await request(at('/'), { headers: { cookie, connection: `keep-alive, ${names.join(', ')}` } });
+      assert.equal(refused.status, 400);
+      assert.match(refused.body, /Bad request/);
     });
 
     it('streams request bodies both ways', async () => {
@@ -759,5 +770,32 @@ describe('proxy in subdomain mode', () => {
     assert.equal((await request(`${p.url}/api/me`)).body, 'koa');
     assert.equal((await request(`${p.url}/`, { headers: { host: `not_a.session.code.test:${p.port}` } })).status, 404);
     assert.equal((await request(`${p.url}/`, { headers: { host: `${S2}.code.test:${p.port}`, cookie } })).status, 403);
+  });
+});
+
+describe('scanning request headers', () => {
+  it('drops what Connection names (a set: repeats count once), keeps Origin’s place, and gives up past 32 names', () => {
+    const scan = scanRequest([
+      'Host',
+      'x',
+      'Connection',
+      'keep-alive, X-A, x-a, x-b',
+      'X-A',
+      '1',
+      'Origin',
+      'https://o.example',
+      'x-b',
+      '2',
+      'X-Kept',
+      '3',
+    ]);
+    assert.ok(scan);
+    assert.deepEqual(scan.headers, ['Host', '', 'Origin', 'https://o.example', 'X-Kept', '3']);
+    assert.equal(scan.headers[scan.originAt], 'https://o.example');
+    const names = Array.from({ length: 33 }, (_, i) => `x-h${i}`);
+    assert.ok(scanRequest(['Connection', names.slice(0, 32).join(',')]));
+    assert.equal(scanRequest(['Connection', names.join(',')]), null);
+    assert.equal(scanRequest(['Connection', names.slice(0, 20).join(','), 'Connection', names.slice(20).join(',')]), null);
+    assert.ok(scanRequest(['Connection', Array<string>(20_000).fill('x-a').join(','), 'X-A', '1']), 'one name, however often');
   });
 });

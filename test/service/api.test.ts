@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { databases, json, startTestService, type TestService } from '../helpers/service';
 import { makeTar, readTarFiles } from '../helpers/tar';
+import { rawExchange } from '../proxy/harness';
 
 for (const db of databases()) {
   describe(`HTTP API on ${db}`, () => {
@@ -78,6 +79,39 @@ for (const db of databases()) {
 
       it('an unknown path is a JSON 404', async () => {
         await expectError(await svc.api(alice.token, 'GET', '/api/nothing-here'), 404, 'not_found');
+      });
+
+      it('a method the path does not take is a JSON 405 with Allow; one the service does not know, a JSON 501', async () => {
+        const res = await svc.api(alice.token, 'DELETE', '/api/me');
+        assert.match(res.headers.get('allow') ?? '', /GET/);
+        await expectError(res, 405, 'method_not_allowed');
+        await expectError(await svc.api(alice.token, 'PROPFIND', '/api/me'), 501, 'not_implemented');
+      });
+
+      it('answers a request that offers another protocol (Upgrade: h2c) as a plain one', async () => {
+        const port = Number(new URL(svc.url).port);
+        const exchange = async (head: string, body = '') => {
+          const text = await rawExchange(
+            port,
+            `${head}\r\nHost: x\r\nAuthorization: Bearer ${alice.token}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n` +
+              `HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n${body ? `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n` : ''}\r\n${body}`,
+          );
+          const at = text.indexOf('\r\n\r\n');
+          return { status: Number(text.slice(9, 12)), head: text.slice(0, at), body: JSON.parse(text.slice(at + 4)) };
+        };
+        const me = await exchange('GET /api/me HTTP/1.1');
+        assert.equal(me.status, 200, me.head);
+        assert.deepEqual(me.body, { id: alice.id, name: 'alice', isAdmin: false });
+        assert.doesNotMatch(me.head, /^upgrade:/im);
+        const missing = await exchange('GET /api/nothing-here HTTP/1.1');
+        assert.equal(missing.status, 404);
+        assert.equal(missing.body.error.code, 'not_found');
+        // Node has stopped reading at the headers: a body would be lost, so the request is refused.
+        const post = await exchange('POST /api/spiders HTTP/1.1', JSON.stringify({ name: 'h2c' }));
+        assert.equal(post.status, 400);
+        assert.equal(post.body.error.code, 'upgrade_with_body');
+        const spiders = await json<{ name: string }[]>(await svc.api(alice.token, 'GET', '/api/spiders'));
+        assert.ok(!spiders.some((sp) => sp.name === 'h2c'));
       });
     });
 

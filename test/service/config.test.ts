@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, parseDuration, parseSize, SETTINGS } from '../../service/config';
+import { ConfigError, loadConfig, parseDuration, parseSize, redactCredentials, SETTINGS } from '../../service/config';
 
 describe('configuration', () => {
   it('has embedded defaults: SQLite and storage under ./data, 127.0.0.1:8000', () => {
@@ -52,6 +52,26 @@ describe('configuration', () => {
       () => loadConfig({ CRAWLHUB_MAX_FILE_SIZE: '1g', CRAWLHUB_MAX_SPIDER_SIZE: '1m' }),
       /CRAWLHUB_MAX_FILE_SIZE: must not exceed/,
     );
+  });
+
+  it('never repeats a password or a storage key when it refuses a database URL or storage spec', () => {
+    const cases: [string, string, string][] = [
+      ['DATABASE_URL', 'mysql://root:hunter2@db:3306/x', 'mysql://***@db:3306/x'],
+      ['DATABASE_URL', 'Postgres://crawl:p@ss/w0rd@db/x', 'Postgres://***@db/x'],
+      ['DATABASE_URL', 'postgres:/db/x?user=crawl&password=hunter2', 'postgres:/db/x?user=***&password=***'],
+      ['CRAWLHUB_STORAGE', 'S3?bucket=b&secret_access_key=hunter2', 'S3?bucket=***&secret_access_key=***'],
+      ['CRAWLHUB_STORAGE', 'azblob://acct:hunter2@host?account_key=hunter2', 'azblob://***@host?account_key=***'],
+    ];
+    for (const [name, value, shown] of cases) {
+      assert.throws(
+        () => loadConfig({ [name]: value }),
+        (err: unknown) =>
+          err instanceof ConfigError && err.message.startsWith(`${name}: got "${shown}"; expected`) && !/hunter2|w0rd/.test(err.message),
+        value,
+      );
+    }
+    assert.equal(redactCredentials('postgres://u:p@db:5432/x'), 'postgres://***@db:5432/x', 'as the service logs its database');
+    assert.equal(redactCredentials('sqlite:/srv/data/crawlhub.db'), 'sqlite:/srv/data/crawlhub.db');
   });
 
   it('parses sizes and durations', () => {
