@@ -79,7 +79,7 @@ export class CrawlHubExtension implements vscode.Disposable {
 
     // ---- saving, heartbeat, warnings ----------------------------------------------------------------
     const tracker = own(new SaveTracker());
-    const saves = new SaveController(clientFn, state, tracker, notify, log);
+    const saves = new SaveController(clientFn, state, tracker, notify, log, fs);
     const heartbeat = own(new HeartbeatController(clientFn, state, log));
     const counter = own(new PendingCounter(clientFn, tracker, (id) => state.session(id)?.spider_id, countPendingChanges, log));
 
@@ -192,7 +192,7 @@ export class CrawlHubExtension implements vscode.Disposable {
               8000,
             );
         } else if (event.error) {
-          d.tracker.failed(event.session_id, event.error.message);
+          d.tracker.serverFailed(event.session_id, event.error.message);
         }
         break;
       case 'warning':

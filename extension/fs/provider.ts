@@ -3,6 +3,7 @@ import type { CrawlHubClient } from '../api/client';
 import type { FileStat, FilesEvent } from '../api/types';
 import { ChangeBatcher } from './changeBatcher';
 import { toFileSystemError } from './errors';
+import { PendingWrites } from './pendingWrites';
 import { sessionUri, workspacePath } from './uris';
 
 /** The /workspace-relative path of a session URI; nothing exists outside /workspace. */
@@ -47,6 +48,7 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   readonly onDidWrite = this.writes.event;
   private readonly batcher: ChangeBatcher<vscode.FileChangeEvent>;
   private readonly watchers = new Map<string, number>();
+  private readonly pendingWrites = new PendingWrites();
 
   constructor(private readonly opts: SessionFileSystemOptions) {
     this.batcher = new ChangeBatcher(
@@ -82,6 +84,11 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
     return [...this.watchers.keys()];
   }
 
+  /** Resolves once none of the session's writes from this window is still on its way to the container. */
+  writesSettled(sessionId: string): Promise<void> {
+    return this.pendingWrites.settled(sessionId);
+  }
+
   /** A `files` event from the server. */
   applyServerChanges(event: FilesEvent): void {
     this.batcher.add(...event.changes.map((c) => ({ type: CHANGE_TYPE[c.kind], uri: sessionUri(event.session_id, c.path) })));
@@ -105,25 +112,25 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
 
   async writeFile(uri: vscode.Uri, content: Uint8Array, options: { readonly create: boolean; readonly overwrite: boolean }): Promise<void> {
     const path = pathOf(uri);
-    await this.call(uri, (c) => c.writeFile(uri.authority, path, content, { create: options.create, overwrite: options.overwrite }));
+    await this.change(uri, (c) => c.writeFile(uri.authority, path, content, { create: options.create, overwrite: options.overwrite }));
     // A save replaces (overwrite); "New File" creates. A Save As onto a new name is announced as a change
     // here and as a creation by the server's watcher a moment later: no extra round trip to tell them apart.
     this.announce(uri, options.overwrite ? vscode.FileChangeType.Changed : vscode.FileChangeType.Created);
   }
 
   async createDirectory(uri: vscode.Uri): Promise<void> {
-    await this.call(uri, (c) => c.createDirectory(uri.authority, pathOf(uri)));
+    await this.change(uri, (c) => c.createDirectory(uri.authority, pathOf(uri)));
     this.announce(uri, vscode.FileChangeType.Created);
   }
 
   async delete(uri: vscode.Uri, options: { readonly recursive: boolean }): Promise<void> {
-    await this.call(uri, (c) => c.delete(uri.authority, pathOf(uri), { recursive: options.recursive }));
+    await this.change(uri, (c) => c.delete(uri.authority, pathOf(uri), { recursive: options.recursive }));
     this.announce(uri, vscode.FileChangeType.Deleted);
   }
 
   async rename(oldUri: vscode.Uri, newUri: vscode.Uri, options: { readonly overwrite: boolean }): Promise<void> {
     if (oldUri.authority !== newUri.authority) throw vscode.FileSystemError.NoPermissions('Files cannot be moved between sessions.');
-    await this.call(oldUri, (c) => c.rename(oldUri.authority, pathOf(oldUri), pathOf(newUri), options));
+    await this.change(oldUri, (c) => c.rename(oldUri.authority, pathOf(oldUri), pathOf(newUri), options));
     this.announce(oldUri, vscode.FileChangeType.Deleted);
     this.announce(newUri, vscode.FileChangeType.Created);
   }
@@ -133,6 +140,11 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   private announce(uri: vscode.Uri, type: vscode.FileChangeType): void {
     this.batcher.add({ type, uri });
     this.writes.fire(uri.authority);
+  }
+
+  /** A call that changes the session's files: in flight until it settles (writesSettled waits for it). */
+  private change<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>): Promise<T> {
+    return this.pendingWrites.track(uri.authority, this.call(uri, op));
   }
 
   private async call<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>): Promise<T> {

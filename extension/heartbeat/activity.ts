@@ -17,7 +17,8 @@ export class ActivityTracker {
     return ids;
   }
 
-  has(sessionId: string): boolean {
-    return this.active.has(sessionId);
+  /** Whether the user worked in the session since the last heartbeat; takes it out of the set (one is sent now). */
+  takeOne(sessionId: string): boolean {
+    return this.active.delete(sessionId);
   }
 }

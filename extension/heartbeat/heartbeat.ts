@@ -7,14 +7,34 @@ import { isSessionUri } from '../fs/uris';
 import type { CrawlHubState } from '../state/store';
 import { ActivityTracker } from './activity';
 
+/** The share of the server's idle timeout that the heartbeat interval may reach at most. */
+const IDLE_TIMEOUT_SHARE = 1 / 3;
+const MIN_INTERVAL_MS = 60_000;
+
 /**
- * Keeps sessions the user works in alive: every `crawlhub.heartbeatIntervalMinutes`, one heartbeat
- * per session that saw activity in a session file or terminal while this window was focused.
- * Nothing is sent for a window left alone.
+ * The heartbeat interval: the setting, but never more than a third of the server's idle timeout,
+ * which a session's answer tells (idle_deadline − last_active_at). A setting of 60 minutes against
+ * a 30-minute timeout would otherwise let a session stop while its user types.
+ */
+export function effectiveIntervalMs(settingMs: number, sessions: readonly Pick<Session, 'last_active_at' | 'idle_deadline'>[]): number {
+  let interval = settingMs;
+  for (const s of sessions) {
+    const idleTimeout = Date.parse(s.idle_deadline) - Date.parse(s.last_active_at);
+    if (idleTimeout > 0) interval = Math.min(interval, Math.max(idleTimeout * IDLE_TIMEOUT_SHARE, MIN_INTERVAL_MS));
+  }
+  return interval;
+}
+
+/**
+ * Keeps sessions the user works in alive: every `crawlhub.heartbeatIntervalMinutes` (at most a third
+ * of the idle timeout), one heartbeat per session that saw activity in a session file or terminal
+ * while this window was focused, and one at once when the server warns of an idle stop of such a
+ * session. Nothing is sent for a window left alone.
  */
 export class HeartbeatController implements vscode.Disposable {
   private readonly activity = new ActivityTracker();
   private timer: NodeJS.Timeout | undefined;
+  private intervalMs = 0;
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(
@@ -33,6 +53,8 @@ export class HeartbeatController implements vscode.Disposable {
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (affects(e, 'heartbeatIntervalMinutes')) this.restart();
       }),
+      // Sessions carry the server's idle timeout: a shorter one shortens the interval.
+      state.onDidChange(() => this.restart()),
     );
     this.restart();
   }
@@ -42,14 +64,27 @@ export class HeartbeatController implements vscode.Disposable {
     this.activity.note(sessionId, vscode.window.state.focused);
   }
 
+  /** (Re)starts the timer when the interval changed. */
   private restart(): void {
+    const interval = effectiveIntervalMs(heartbeatIntervalMs(), this.state.liveSessions());
+    if (interval === this.intervalMs) return;
+    this.intervalMs = interval;
     clearInterval(this.timer);
-    this.timer = setInterval(() => void this.tick(), heartbeatIntervalMs());
+    this.timer = setInterval(() => void this.tick(), interval);
   }
 
   private async tick(): Promise<void> {
     const ids = this.activity.take();
     for (const id of ids) await this.send(id).catch(() => undefined);
+  }
+
+  /**
+   * An idle stop is near: a heartbeat at once when the user worked in the session since the last
+   * one (the next tick could come too late). Undefined when there was no activity or it failed.
+   */
+  async keepAliveIfActive(sessionId: string): Promise<Session | undefined> {
+    if (!this.activity.takeOne(sessionId)) return undefined;
+    return this.send(sessionId).catch(() => undefined);
   }
 
   /** One heartbeat now (also "Keep working" on a stop warning). */

@@ -13,8 +13,9 @@ const SAVE_NOW = 'Save now';
 /**
  * The server's notices about a session — "stops in N minutes", and a process killed for memory —
  * shown in the windows that care: the one with the session's files open, or one showing the
- * CrawlHub views. An idle stop can be put off with a heartbeat; the hard stop (max age) cannot, so
- * only saving is offered then.
+ * CrawlHub views. An idle stop can be put off with a heartbeat (sent without a word when the user
+ * worked in the session since the last one); the hard stop (max age) cannot, so only saving is
+ * offered then.
  */
 export class StopWarnings {
   constructor(
@@ -26,6 +27,8 @@ export class StopWarnings {
   ) {}
 
   async show(event: WarningEvent): Promise<void> {
+    // The user is working in it: the heartbeat the next tick would bring goes now, and the stop moves away.
+    if (event.reason === 'idle' && (await this.heartbeat.keepAliveIfActive(event.session_id))) return;
     if (!this.relevant(event.session_id)) return;
     const session = this.state.session(event.session_id);
     const name = session?.spider_name ?? this.state.spider(event.spider_id)?.name ?? 'a spider';

@@ -10,6 +10,7 @@ import type { CrawlHubState } from '../state/store';
 import { openSaveDiff } from './serverDocuments';
 import { changeCount, describeResult, listPaths, previewEntries, type PreviewEntry } from './summary';
 import type { SaveTracker } from './tracker';
+import { writeUnsavedEditors } from './unsavedEditors';
 
 export type SessionRef = Pick<Session, 'session_id' | 'spider_id' | 'spider_name'>;
 
@@ -19,7 +20,8 @@ const SHOW_DIFFS = 'Show Diffs';
 
 /**
  * Save to Server and everything around it: the preview (a dry run with diffs, before anything is
- * written), conflicts (overwrite or look at the diffs), and Close Session (save, then stop).
+ * written), conflicts (overwrite or look at the diffs), and Close Session (save, then stop). The
+ * server saves what the container has, so both first write the session's unsaved editors into it.
  */
 export class SaveController {
   private running = 0;
@@ -30,7 +32,13 @@ export class SaveController {
     private readonly tracker: SaveTracker,
     private readonly notify: Notifier,
     private readonly log: vscode.LogOutputChannel,
+    private readonly files: { writesSettled(sessionId: string): Promise<void> },
   ) {}
+
+  /** The session's dirty editors saved and its writes landed in the container; throws when an editor did not save. */
+  private writeEditors(sessionId: string): Promise<void> {
+    return writeUnsavedEditors(sessionId, vscode.workspace.textDocuments, (id) => this.files.writesSettled(id));
+  }
 
   private async requireClient(): Promise<CrawlHubClient> {
     const client = await this.client();
@@ -52,7 +60,10 @@ export class SaveController {
       const result = await vscode.window.withProgress(
         // The status-bar button spins meanwhile; a notification would only repeat it.
         { location: vscode.ProgressLocation.Window, title: `Saving ${session.spider_name} to the server…` },
-        () => client.sync(session.spider_id, { overwrite: opts.overwrite }),
+        async () => {
+          await this.writeEditors(id);
+          return client.sync(session.spider_id, { overwrite: opts.overwrite });
+        },
       );
       this.tracker.saved(id, result);
       this.log.info(`saved ${session.spider_name}: ${describeResult(result)}`);
@@ -230,7 +241,11 @@ export class SaveController {
           location: vscode.ProgressLocation.Notification,
           title: discard ? `Closing ${session.spider_name} without saving…` : `Saving and closing ${session.spider_name}…`,
         },
-        () => client.closeSession(session.spider_id, { discard }),
+        async () => {
+          // Closing without saving drops the editors' changes with the rest, as the user chose.
+          if (!discard) await this.writeEditors(session.session_id);
+          return client.closeSession(session.spider_id, { discard });
+        },
       );
       this.state.upsertSession(closed.session);
       if (closed.save) this.tracker.saved(session.session_id, closed.save);

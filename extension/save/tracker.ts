@@ -64,6 +64,14 @@ export class SaveTracker {
     this.update(sessionId, { saving: false, lastError: message });
   }
 
+  /**
+   * A `sync` event with an error: a save failed, here or in another window (the server announces no
+   * dry run, such as the count behind "Save to Server (N)"). A save of ours stays running: its answer ends it.
+   */
+  serverFailed(sessionId: string, message: string): void {
+    this.update(sessionId, { lastError: message });
+  }
+
   /** Our own save ended without a result (cancelled, or failed before an answer). */
   end(sessionId: string): void {
     if (this.get(sessionId).saving) this.update(sessionId, { saving: false });

@@ -334,9 +334,38 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
     });
   });
 
+  it('keeps a session the user works in alive when its idle stop nears, without a warning', async () => {
+    await step('warning-while-working', async () => {
+      const p = page();
+      // Activity in a session file (moving the cursor) that no heartbeat has carried yet…
+      await p
+        .locator('.tabs-container .tab', { hasText: /^main\.py$/ })
+        .first()
+        .click();
+      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await p.keyboard.press('Control+Home');
+      await p.keyboard.press('End');
+      const before = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
+      await new Promise((r) => setTimeout(r, 1100)); // so the new activity time differs
+      // …and the sweeper's idle warning: the extension answers it with a heartbeat at once.
+      await svc.services.sessions.sweep(Date.parse(before.idle_deadline) - 7 * 60_000);
+      await eventually('the heartbeat', async () => {
+        const s = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
+        return s.last_active_at > before.last_active_at ? s : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(
+        await p.locator('.notification-toast', { hasText: /for lack of activity/ }).count(),
+        0,
+        'no warning for someone working',
+      );
+    });
+  });
+
   it('warns before the session stops; Keep working sends a heartbeat', async () => {
     await step('warning', async () => {
       const p = page();
+      // Nothing happened since the heartbeat of the step before.
       const before = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
       // The real sweeper, asked to look at the session 7 minutes before its idle stop.
       await svc.services.sessions.sweep(Date.parse(before.idle_deadline) - 7 * 60_000);
@@ -370,7 +399,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
     });
   });
 
-  it('closes the session: asks first, saves, then stops it', async () => {
+  it('closes the session: asks first, saves (unsaved editors too), then stops it', async () => {
     await step('close', async () => {
       const p = page();
       await p
@@ -380,8 +409,8 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
       await p.keyboard.press('Control+End');
       await p.keyboard.insertText('\nprint("last edit")');
-      await p.keyboard.press('Control+S');
-      await p.locator('.tabs-container .tab.dirty').first().waitFor({ state: 'detached' });
+      // Not saved (autosave is off): Close Session writes the editor into the container before the server saves.
+      await p.locator('.tabs-container .tab.active.dirty').waitFor();
 
       await runCommand(p, 'CrawlHub: Close Session');
       await p.locator('.monaco-dialog-box', { hasText: 'Close the CrawlHub session of books?' }).waitFor();
@@ -394,6 +423,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
       const session = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
       assert.equal(session.status, 'stopped');
       assert.match((await stored('main.py')) ?? '', /last edit/);
+      assert.equal(await p.locator('.tabs-container .tab.dirty').count(), 0);
       // The window still shows the stopped session's folder: it says so and offers a new session.
       await p.locator('.notification-toast', { hasText: 'the session of books is stopped' }).first().waitFor();
       await p.locator('.statusbar-item', { hasText: 'session stopped' }).first().waitFor();

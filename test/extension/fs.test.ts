@@ -247,3 +247,40 @@ describe('SessionFileSystemProvider', () => {
     provider.dispose();
   });
 });
+
+describe('SessionFileSystemProvider: writes in flight', () => {
+  it("writesSettled waits for the session's writes still on their way (failed ones too), not for other sessions'", async () => {
+    const gates = new Map<string, () => void>();
+    const gate = (key: string) => new Promise<void>((resolve) => gates.set(key, resolve));
+    const client = {
+      writeFile: (id: string, path: string) => gate(`${id}/${path}`),
+      rename: async () => {
+        await gate('rename');
+        throw new ApiError(404, 'not_found', 'gone');
+      },
+    };
+    const provider = new SessionFileSystemProvider({
+      client: async () => client as any,
+      watchSession() {},
+      unwatchSession() {},
+      batchDelayMs: 1,
+    });
+    const other = Uri.from({ scheme: 'crawlhub', authority: 'sess-2', path: '/workspace/x.py' }) as any;
+    const writing = provider.writeFile(uri('/a.py'), new Uint8Array([1]), { create: true, overwrite: true });
+    const renaming = provider.rename(uri('/b.py'), uri('/c.py'), { overwrite: false }).catch(() => 'failed');
+    void provider.writeFile(other, new Uint8Array([1]), { create: true, overwrite: true });
+    let settled = false;
+    const waiting = provider.writesSettled('sess-1').then(() => (settled = true));
+    await until('the writes to reach the client', () => gates.size === 3);
+    gates.get('sess-1/a.py')!();
+    await writing;
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(settled, false, 'the rename is still in flight');
+    gates.get('rename')!();
+    assert.equal(await renaming, 'failed');
+    await waiting;
+    assert.equal(settled, true, "sess-2's write is still in flight, and does not hold sess-1 up");
+    await provider.writesSettled('sess-3');
+    provider.dispose();
+  });
+});

@@ -68,6 +68,16 @@ describe('SaveTracker', () => {
     assert.ok(fired.length >= 6 && fired.every((id) => id === 's'));
   });
 
+  it('takes a failed sync event as a failed save, and leaves our own save running until its answer', () => {
+    const t = new SaveTracker();
+    t.serverFailed('s', 'container busy');
+    assert.equal(t.get('s').lastError, 'container busy', "another window's save");
+    t.begin('s');
+    t.serverFailed('s', 'disk full');
+    assert.equal(t.get('s').lastError, 'disk full');
+    assert.equal(t.get('s').saving, true, 'our save is over when its answer comes');
+  });
+
   it("takes the server's last save time only when newer", () => {
     const t = new SaveTracker();
     t.session(sampleSession({ last_saved_at: '2026-01-01T10:00:00.000Z' }));
@@ -87,8 +97,10 @@ describe('ActivityTracker (heartbeat)', () => {
     assert.deepEqual(a.take(), ['s1']);
     assert.deepEqual(a.take(), [], 'nothing happened in the next interval: no heartbeat');
     a.note('s2', true);
-    assert.ok(a.has('s2'));
-    assert.deepEqual(a.take(), ['s2']);
+    a.note('s3', true);
+    assert.equal(a.takeOne('s2'), true, 'a heartbeat for s2 goes now');
+    assert.equal(a.takeOne('s2'), false);
+    assert.deepEqual(a.take(), ['s3']);
   });
 });
 

@@ -1,0 +1,89 @@
+import { stubs } from './helpers/windowStubs';
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import type { Session, WarningEvent } from '../../extension/api/types';
+import { effectiveIntervalMs, HeartbeatController } from '../../extension/heartbeat/heartbeat';
+import { StopWarnings } from '../../extension/heartbeat/warnings';
+import { sampleSession } from './helpers/server';
+
+const MIN = 60_000;
+
+describe('the heartbeat interval', () => {
+  const session = (lastActive: string, idleDeadline: string) => ({ last_active_at: lastActive, idle_deadline: idleDeadline });
+
+  it("is the setting, at most a third of the server's idle timeout that the sessions tell", () => {
+    const thirtyMinutes = session('2026-01-01T10:00:00.000Z', '2026-01-01T10:30:00.000Z');
+    assert.equal(effectiveIntervalMs(60 * MIN, [thirtyMinutes]), 10 * MIN, 'the largest setting against the default timeout');
+    assert.equal(effectiveIntervalMs(5 * MIN, [thirtyMinutes]), 5 * MIN);
+    assert.equal(effectiveIntervalMs(60 * MIN, []), 60 * MIN, 'no session: nothing to go by');
+  });
+
+  it('never goes below a minute, and ignores answers it cannot read', () => {
+    assert.equal(effectiveIntervalMs(5 * MIN, [session('2026-01-01T10:00:00.000Z', '2026-01-01T10:00:00.100Z')]), MIN);
+    assert.equal(effectiveIntervalMs(5 * MIN, [session('garbage', '2026-01-01T10:30:00.000Z')]), 5 * MIN);
+    assert.equal(effectiveIntervalMs(5 * MIN, [session('2026-01-01T10:30:00.000Z', '2026-01-01T10:00:00.000Z')]), 5 * MIN);
+  });
+});
+
+describe('an idle stop warning', () => {
+  const SESSION = sampleSession().session_id;
+  const warning = (reason = 'idle'): WarningEvent => ({
+    type: 'warning',
+    session_id: SESSION,
+    spider_id: 'sp1',
+    reason,
+    stops_at: '2026-01-01T10:30:00.000Z',
+    minutes: 7,
+  });
+  let heartbeat: HeartbeatController;
+  let beats: string[];
+  let warnings: StopWarnings;
+
+  beforeEach(() => {
+    stubs.reset();
+    beats = [];
+    const sessions = new Map<string, Session>([[SESSION, sampleSession()]]);
+    const state = {
+      session: (id: string) => sessions.get(id),
+      spider: () => undefined,
+      liveSessions: () => [...sessions.values()],
+      upsertSession: (s: Session) => sessions.set(s.session_id, s),
+      onDidChange: () => ({ dispose() {} }),
+    };
+    const client = {
+      heartbeat: async (spiderId: string) => {
+        beats.push(spiderId);
+        return sampleSession({ last_active_at: '2026-01-01T10:24:00.000Z', idle_deadline: '2026-01-01T10:54:00.000Z' });
+      },
+    };
+    const log = { debug() {}, warn() {} } as any;
+    heartbeat = new HeartbeatController(async () => client as any, state as any, log);
+    warnings = new StopWarnings(state as any, heartbeat, {} as any, {} as any, () => true);
+  });
+  afterEach(() => heartbeat.dispose());
+
+  it('sends a heartbeat at once, and shows nothing, when the user worked in the session since the last one', async () => {
+    heartbeat.note(SESSION);
+    await warnings.show(warning());
+    assert.deepEqual(beats, ['sp1']);
+    assert.deepEqual(stubs.shown, [], 'no warning for someone who is typing');
+  });
+
+  it('is shown when nothing happened since the last heartbeat (and sends none by itself)', async () => {
+    await warnings.show(warning());
+    assert.deepEqual(beats, []);
+    assert.equal(stubs.shown.length, 1);
+    assert.match(stubs.shown[0].message, /stops in 7 minutes .* for lack of activity/);
+  });
+
+  it('is shown for activity in an unfocused window, and for the hard stop, which no heartbeat moves', async () => {
+    stubs.focused = false;
+    heartbeat.note(SESSION);
+    await warnings.show(warning());
+    stubs.focused = true;
+    heartbeat.note(SESSION);
+    await warnings.show(warning('max_age'));
+    assert.deepEqual(beats, []);
+    assert.equal(stubs.shown.length, 2);
+  });
+});

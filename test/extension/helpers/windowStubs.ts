@@ -1,0 +1,68 @@
+// Opt-in stubs for the few window, workspace and command calls that the save and heartbeat
+// controllers make around their logic (progress, messages, context keys, open documents). They
+// record what they were asked, and a test scripts the answers; nothing here renders anything (the
+// UI itself is tested in e2e.test.ts against a real workbench). Import this file before the modules
+// under test: those see only what the stand-in has when they load.
+import { vscodeStandIn } from './vscode';
+
+export interface Shown {
+  kind: 'info' | 'warning' | 'error';
+  message: string;
+  items: unknown[];
+}
+
+/** What the stubs were asked, and how they answer. */
+export const stubs = {
+  shown: [] as Shown[],
+  /** A message answers with the first item it offers that is listed here. */
+  answers: [] as string[],
+  /** vscode.workspace.textDocuments */
+  textDocuments: [] as unknown[],
+  commands: [] as unknown[][],
+  focused: true,
+  reset(): void {
+    this.shown = [];
+    this.answers = [];
+    this.textDocuments = [];
+    this.commands = [];
+    this.focused = true;
+  },
+};
+
+const noEvent = () => ({ dispose() {} });
+const message =
+  (kind: Shown['kind']) =>
+  async (text: string, ...items: unknown[]) => {
+    stubs.shown.push({ kind, message: text, items });
+    return items.find((i): i is string => typeof i === 'string' && stubs.answers.includes(i));
+  };
+const token = { isCancellationRequested: false, onCancellationRequested: noEvent };
+
+Object.assign(vscodeStandIn, {
+  ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
+  window: {
+    withProgress: (_options: unknown, task: (progress: unknown, token: unknown) => unknown) => task({ report() {} }, token),
+    showInformationMessage: message('info'),
+    showWarningMessage: message('warning'),
+    showErrorMessage: message('error'),
+    setStatusBarMessage: noEvent,
+    onDidChangeTextEditorSelection: noEvent,
+    get state() {
+      return { focused: stubs.focused };
+    },
+  },
+  workspace: {
+    get textDocuments() {
+      return stubs.textDocuments;
+    },
+    onDidChangeTextDocument: noEvent,
+    onDidChangeConfiguration: noEvent,
+    getConfiguration: () => ({ get: () => undefined }),
+  },
+  commands: {
+    executeCommand: async (...args: unknown[]) => {
+      stubs.commands.push(args);
+      return undefined;
+    },
+  },
+});
