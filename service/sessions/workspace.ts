@@ -96,6 +96,11 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
       problems.push({ path: name.slice(0, 300), reason: checked.problem });
       continue;
     }
+    // The file is read by the name it has; stored under its NFC form, it would read as missing.
+    if (checked.path !== name) {
+      problems.push({ path: name.slice(0, 300), reason: 'the name is not in Unicode NFC form (as macOS writes some names); rename it' });
+      continue;
+    }
     if (y === 'U') unreadable.push(checked.path);
     entries.push({
       path: checked.path,

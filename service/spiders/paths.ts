@@ -12,6 +12,8 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 export function pathProblem(input: string): string | null {
   if (typeof input !== 'string' || input.length === 0) return 'the path is empty';
   if (CONTROL.test(input)) return 'the path contains NUL or control characters';
+  // What a name's bytes become when they are not UTF-8 (a zip from Windows, say): the real name is lost.
+  if (input.includes('\uFFFD')) return 'the name is not valid UTF-8 (or holds U+FFFD); rename it';
   if (input.includes('\\')) return 'the path contains a backslash; use "/" between folders';
   if (input.startsWith('/')) return 'the path is absolute; give it relative to the spider folder';
   if (/^[A-Za-z]:/.test(input)) return 'the path starts with a drive letter';

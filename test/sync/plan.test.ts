@@ -64,6 +64,16 @@ describe('workspace listing', () => {
     );
     assert.equal(m.entries[0].mtimeMs, 1700000000123);
     assert.equal(m.problems.length, 1);
+    // Names whose bytes are not UTF-8, or not in NFC: the file would be read under another name.
+    const odd = parseManifest(
+      Buffer.concat([Buffer.from('f\t1\t1\t1\t45\tcaf'), Buffer.from([0xe9]), Buffer.from('.csv\0f\t1\t1\t1\t46\tcafe\u0301.csv\0')]),
+      10,
+    );
+    assert.deepEqual(odd.entries, []);
+    assert.deepEqual(
+      odd.problems.map((p) => p.reason.split(' (')[0]),
+      ['the name is not valid UTF-8', 'the name is not in Unicode NFC form'],
+    );
     assert.throws(() => parseManifest(Buffer.from('f\tNaN\t1\t1\t1\tx\0'), 10), /malformed/);
     assert.throws(() => parseManifest(Buffer.from('garbage\0'), 10), /malformed/);
     assert.throws(() => parseManifest(Buffer.from('f\t1\t1\t1\t1\ta\0f\t1\t1\t1\t1\tb\0'), 1), /more than 1/);
