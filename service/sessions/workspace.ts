@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { AppError, conflict, tooLarge } from '../http/errors';
 import { isNotFound, type DockerRuntime } from '../runtime/docker';
 import { tryNormalizePath } from '../spiders/paths';
-import { readTar, type TarItem } from '../sync/tar-reader';
+import { HARD_LINK, readTar, type TarItem } from '../sync/tar-reader';
 import type { TarLimits } from '../sync/tar-guard';
 import type { WorkspaceAgents } from './agent';
 import { FIND_FORMAT, STAT_FORMAT, UNREADABLE_FORMAT } from './find-format';
@@ -237,7 +237,7 @@ export class Workspace {
         }
         for await (const item of readTar(tar, { limits, timeoutMs, ignore })) {
           if (item.kind === 'file' && wanted.has(item.path)) yield item;
-          else if (item.kind === 'skipped' && wanted.has(item.name) && !item.reason.startsWith('hard links')) yield item;
+          else if (item.kind === 'skipped' && wanted.has(item.name) && item.reason !== HARD_LINK) yield item;
         }
       }
       return;
@@ -281,10 +281,19 @@ export class Workspace {
     }
   }
 
-  /** The whole /workspace as the engine archives it: works on a stopped container too. */
+  /**
+   * The whole /workspace as the engine archives it: works on a stopped container too. A second hard
+   * link to a file, which the engine archives as a link, is read on its own afterwards, as a file.
+   */
   async *readAll(limits: TarLimits, timeoutMs: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
     const tar = await this.docker.getArchive(this.containerId, WORKSPACE);
-    yield* readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace', ignore });
+    const linked: string[] = [];
+    for await (const item of readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace', ignore })) {
+      const link = item.kind === 'skipped' && item.reason === HARD_LINK ? tryNormalizePath(item.name) : null;
+      if (link && 'path' in link) linked.push(link.path);
+      else yield item;
+    }
+    for (const path of linked) yield* this.readOne(path, limits, timeoutMs);
   }
 
   // ---- file operations for the desktop editor -------------------------------------------------

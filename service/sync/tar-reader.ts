@@ -31,9 +31,12 @@ export interface ReadTarOptions {
   rawBytes?: number;
 }
 
+/** Why a hard link is skipped: a reader of a workspace archive reads such an entry again as a file. */
+export const HARD_LINK = 'hard links are not stored';
+
 const REFUSED: Record<string, string> = {
   symlink: 'symbolic links are not stored',
-  link: 'hard links are not stored',
+  link: HARD_LINK,
   'character-device': 'devices are not stored',
   'block-device': 'devices are not stored',
   fifo: 'named pipes are not stored',

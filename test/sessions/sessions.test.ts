@@ -323,6 +323,30 @@ describe('code sessions on the real engine', () => {
     assert.equal((await storedFiles(alice.token, spider.id))['web/p20.js'], 'page 20\n');
   });
 
+  it('saves a stopped container from its archive: a second hard link to a file is that file again', async () => {
+    const spider = await spiderWithProject(alice.token, 'stopped-links');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    const script =
+      'cd /workspace && echo "X = 2" > quotes/settings.py && ln quotes/spiders/quotes.py copy.py && ln scrapy.cfg quotes/scrapy.cfg';
+    assert.equal(dockerExec(c, script).code, 0);
+    docker('kill', c);
+    await until('marked', async () => (await json(await svc.api(alice.token, 'GET', `/api/sessions/${session.session_id}`))).save_pending);
+    // Kept and stopped: a save reads the engine's archive of /workspace, which holds each second link as a link.
+    const res = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+    const result = await json(res);
+    assert.equal(res.status, 200, JSON.stringify(result));
+    assert.deepEqual(
+      [result.added.sort(), result.modified, result.deleted, result.skipped],
+      [['copy.py', 'quotes/scrapy.cfg'], ['quotes/settings.py'], [], []],
+    );
+    const stored = await storedFiles(alice.token, spider.id);
+    assert.equal(stored['copy.py'], SCRAPY_PROJECT[4].data);
+    assert.equal(stored['quotes/scrapy.cfg'], SCRAPY_PROJECT[0].data);
+    assert.equal(stored['quotes/settings.py'], 'X = 2\n');
+    await assertStorageClean(spider.id);
+  });
+
   it('a save of many new small files stores them in one pack', async () => {
     const spider = await spiderWithProject(alice.token, 'packed-save');
     const session = await open(alice.token, spider.id);
