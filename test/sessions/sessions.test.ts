@@ -457,6 +457,12 @@ describe('code sessions on the real engine', () => {
       assert.equal((await json(res)).error.code, 'no_session');
     }
     assert.equal((await json(await svc.api(alice.token, 'GET', `/api/sessions/${session.session_id}`))).status, 'ready');
+    // As with its files and terminal, an admin's launch URL opens the user's browser IDE (that session only).
+    const { url } = await json(await svc.api(svc.adminToken, 'POST', `/api/sessions/${session.session_id}/launch`));
+    const opened = await fetch(url, { redirect: 'manual' });
+    assert.equal(opened.status, 302);
+    const cookie = opened.headers.getSetCookie()[0].split(';')[0];
+    assert.equal((await fetch(`${svc.url}/code-server/${session.session_id}/healthz`, { headers: { cookie } })).status, 200);
     const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
       headers: { authorization: `Bearer ${bob.token}` },
     });
