@@ -13,6 +13,14 @@ export type EventsState =
   /** `status` is the HTTP status when the server refused the upgrade (401: the token). */
   | { kind: 'closed'; reason: string; status?: number; retryInMs?: number };
 
+/** Live updates have not been arriving for long enough to tell the user; the socket keeps retrying. */
+export interface EventsOutage {
+  /** Why the last attempt failed, in words for the user. */
+  reason: string;
+  /** Since when no `hello` has come (ms since the epoch). */
+  since: number;
+}
+
 export interface EventsTarget {
   url: URL;
   headers: Record<string, string>;
@@ -25,18 +33,31 @@ export interface EventsSocketOptions {
   backoff?: Backoff;
   /** The server pings every 30 s; silence for this long means the connection is dead. */
   staleMs?: number;
+  /** Attempts in a row that end without a `hello` before it is an outage (default 3). */
+  outageAfterFailures?: number;
+  /** Or this long without a `hello` (default 30 s), whatever the attempts are doing. */
+  outageAfterMs?: number;
+  now?: () => number;
 }
 
 /**
  * /api/events: one WebSocket that pushes session changes, saves, stop warnings and file changes.
  * It reconnects with backoff, re-sends its `watch` requests after every reconnect, and stops
  * trying only when the server refuses the token (a retry cannot fix that) or when stopped.
+ *
+ * Anything else that keeps it from connecting (a proxy that passes HTTP but not WebSocket upgrades,
+ * say) leaves the rest of the extension working and looking online, yet no stop warning, save or
+ * file change arrives. So after a few failed attempts, or a while without the server's `hello`,
+ * it reports an outage (onOutage), which ends with the next `hello`.
  */
 export class EventsSocket {
   private readonly events = new Emitter<ServerEvent>();
   private readonly states = new Emitter<EventsState>();
   readonly onEvent = this.events.event;
   readonly onState = this.states.event;
+  private readonly outages = new Emitter<EventsOutage | undefined>();
+  /** Fires when an outage begins, on every failed attempt while it lasts, and (undefined) when it ends. */
+  readonly onOutage = this.outages.event;
 
   private socket: WebSocket | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -47,27 +68,47 @@ export class EventsSocket {
   private readonly backoff: Backoff;
   private readonly staleMs: number;
   private current: EventsState = { kind: 'closed', reason: 'not started' };
+  /** Attempts in a row that ended without a `hello`. */
+  private failures = 0;
+  /** Since when no `hello` has come; undefined while greeted (or not trying). */
+  private waitingSince: number | undefined;
+  private outageTimer: NodeJS.Timeout | undefined;
+  private lastFailure: string | undefined;
+  private currentOutage: EventsOutage | undefined;
+  private readonly outageAfterFailures: number;
+  private readonly outageAfterMs: number;
+  private readonly now: () => number;
 
   constructor(private readonly opts: EventsSocketOptions) {
     this.log = opts.log ?? silentLog;
     this.backoff = opts.backoff ?? new Backoff();
     this.staleMs = opts.staleMs ?? 75_000;
+    this.outageAfterFailures = opts.outageAfterFailures ?? 3;
+    this.outageAfterMs = opts.outageAfterMs ?? 30_000;
+    this.now = opts.now ?? Date.now;
   }
 
   get state(): EventsState {
     return this.current;
   }
 
-  /** Connects (again) now; a running connection is replaced. */
+  /** Set while live updates have been failing for long enough to tell the user. */
+  get outage(): EventsOutage | undefined {
+    return this.currentOutage;
+  }
+
+  /** Connects (again) now; a running connection is replaced. An outage goes on until a `hello`. */
   start(): void {
     this.running = true;
     this.backoff.reset();
+    this.waitForHello();
     this.connect();
   }
 
   stop(): void {
     this.running = false;
     this.teardown();
+    this.endOutage();
     this.setState({ kind: 'closed', reason: 'stopped' });
   }
 
@@ -91,6 +132,37 @@ export class EventsSocket {
     this.stop();
     this.events.dispose();
     this.states.dispose();
+    this.outages.dispose();
+  }
+
+  /** Starts the clock for `outageAfterMs`, unless it runs already. */
+  private waitForHello(): void {
+    if (this.waitingSince !== undefined) return;
+    this.waitingSince = this.now();
+    this.outageTimer = setTimeout(
+      () => this.declareOutage(this.lastFailure ?? 'the server has not greeted this window yet'),
+      this.outageAfterMs,
+    );
+  }
+
+  private declareOutage(reason: string): void {
+    if (!this.running) return;
+    if (!this.currentOutage) this.log.warn(`events: live updates unavailable: ${reason}`);
+    this.currentOutage = { reason, since: this.waitingSince ?? this.now() };
+    this.outages.fire(this.currentOutage);
+  }
+
+  /** Greeted, stopped or refused for good: no outage to report (a refused token is told elsewhere). */
+  private endOutage(): void {
+    clearTimeout(this.outageTimer);
+    this.outageTimer = undefined;
+    this.failures = 0;
+    this.waitingSince = undefined;
+    this.lastFailure = undefined;
+    if (!this.currentOutage) return;
+    this.currentOutage = undefined;
+    this.log.info('events: live updates are back');
+    this.outages.fire(undefined);
   }
 
   private setState(state: EventsState): void {
@@ -120,6 +192,7 @@ export class EventsSocket {
     if (!this.running) return;
     const target = this.opts.target();
     if (!target) {
+      this.endOutage();
       this.setState({ kind: 'closed', reason: 'signed out' });
       return;
     }
@@ -128,15 +201,28 @@ export class EventsSocket {
     const socket = new WebSocket(target.url, { headers: target.headers, handshakeTimeout: 15_000, followRedirects: false });
     this.socket = socket;
     let refused: number | undefined;
+    let greeted = false;
+    let lastError: string | undefined;
+    let silent = false;
+
+    /** (Re)arms the dead-connection check. */
+    const alive = () => {
+      clearTimeout(this.staleTimer);
+      this.staleTimer = setTimeout(() => {
+        this.log.info('events: no word from the server; reconnecting');
+        silent = true;
+        socket.terminate();
+      }, this.staleMs);
+    };
 
     socket.on('open', () => {
       this.setState({ kind: 'open' });
-      this.alive();
+      alive();
       for (const id of this.watched) socket.send(JSON.stringify({ type: 'watch', session_id: id }));
     });
-    socket.on('ping', () => this.alive());
+    socket.on('ping', alive);
     socket.on('message', (data, isBinary) => {
-      this.alive();
+      alive();
       if (isBinary) return;
       let parsed: unknown;
       try {
@@ -150,7 +236,11 @@ export class EventsSocket {
         return;
       }
       // A good greeting proves the server and token work: later drops start over at a short delay.
-      if (event.data.type === 'hello') this.backoff.reset();
+      if (event.data.type === 'hello') {
+        greeted = true;
+        this.backoff.reset();
+        this.endOutage();
+      }
       this.events.fire(event.data);
     });
     socket.on('unexpected-response', (_req, res) => {
@@ -159,7 +249,10 @@ export class EventsSocket {
       res.resume();
       socket.terminate();
     });
-    socket.on('error', (err) => this.log.debug(`events: ${err.message}`));
+    socket.on('error', (err) => {
+      lastError = err.message;
+      this.log.debug(`events: ${err.message}`);
+    });
     socket.on('close', (code, reason) => {
       if (this.socket !== socket) return;
       this.socket = undefined;
@@ -168,23 +261,23 @@ export class EventsSocket {
       if (!this.running) return;
       if (refused === 401 || refused === 403) {
         this.running = false;
+        this.endOutage();
         this.setState({ kind: 'closed', reason: why, status: refused });
         return;
       }
       const delay = this.backoff.next();
       this.log.info(`events: ${why}; reconnecting in ${Math.round(delay / 100) / 10} s`);
+      this.lastFailure = refused
+        ? `the server answered HTTP ${refused} instead of opening a WebSocket (a proxy in between may not pass WebSocket upgrades)`
+        : silent
+          ? `no word from the server for ${Math.round(this.staleMs / 1000)} s`
+          : `the connection ${lastError ? `failed (${lastError})` : `closed (${code})`}`;
+      // A connection that was greeted and then dropped is not a failed attempt, but starts the clock.
+      if (greeted) this.waitForHello();
+      else this.failures++;
+      if (this.currentOutage || this.failures >= this.outageAfterFailures) this.declareOutage(this.lastFailure);
       this.setState({ kind: 'closed', reason: why, status: refused, retryInMs: delay });
       this.retryTimer = setTimeout(() => this.connect(), delay);
     });
-  }
-
-  /** (Re)arms the dead-connection check. */
-  private alive(): void {
-    clearTimeout(this.staleTimer);
-    const socket = this.socket;
-    this.staleTimer = setTimeout(() => {
-      this.log.info('events: no word from the server; reconnecting');
-      socket?.terminate();
-    }, this.staleMs);
   }
 }

@@ -18,11 +18,13 @@ import { SaveTracker } from '../save/tracker';
 import { SaveButton } from '../statusBar/saveButton';
 import { CrawlHubState } from '../state/store';
 import { refreshWhileVisible } from '../views/refreshWhileVisible';
+import { sessionsViewMessage, spidersViewMessage } from '../views/presentation';
 import { SessionsTreeProvider } from '../views/sessionsTree';
 import { SpidersTreeProvider } from '../views/spidersTree';
 import { WindowSessions } from '../workspace/windowSessions';
 import { Commands } from '../commands/ids';
 import { ContextKeys } from './contextKeys';
+import { LiveUpdatesNotice } from './liveUpdates';
 import { setContext } from './setContext';
 import { Notifier } from './notify';
 import { countPendingChanges } from './settings';
@@ -89,7 +91,11 @@ export class CrawlHubExtension implements vscode.Disposable {
     const sessionsTree = own(new SessionsTreeProvider(state));
     const sessionsView = own(vscode.window.createTreeView('crawlhub.sessions', { treeDataProvider: sessionsTree }));
     own(refreshWhileVisible(sessionsView, COUNTDOWN_REDRAW_MS, () => sessionsTree.refresh()));
-    own(new SaveButton(state, tracker, windowSessions));
+    const saveButton = own(new SaveButton(state, tracker, windowSessions));
+    const showViewMessages = () => {
+      spidersView.message = spidersViewMessage(state.connection, events.outage);
+      sessionsView.message = sessionsViewMessage(state.connection, events.outage);
+    };
     const warnings = new StopWarnings(
       state,
       heartbeat,
@@ -129,6 +135,15 @@ export class CrawlHubExtension implements vscode.Disposable {
           state.markUnreachable(`${this.client?.origin ?? 'The server'} refused the stored token; sign in again.`, true);
       }),
     );
+    // Any other failure retries for ever, unseen but for the log: say so where the user looks, until a `hello`.
+    const liveUpdatesNotice = new LiveUpdatesNotice(notify, () => windowSessions.folders().length > 0);
+    own(
+      events.onOutage((outage) => {
+        saveButton.showLiveUpdatesOutage(outage?.reason);
+        showViewMessages();
+        liveUpdatesNotice.update(outage);
+      }),
+    );
     own(credentials.onDidChange(() => void connect()));
     own(
       fs.onDidWrite((id) => {
@@ -145,8 +160,7 @@ export class CrawlHubExtension implements vscode.Disposable {
         setContext(ContextKeys.signedIn, conn.kind !== 'signedOut');
         setContext(ContextKeys.unreachable, conn.kind === 'unreachable');
         setContext(ContextKeys.loaded, conn.kind === 'online');
-        spidersView.message =
-          conn.kind === 'unreachable' ? conn.message : conn.kind === 'loading' ? `Loading from ${conn.server}…` : undefined;
+        showViewMessages();
         if (conn.kind === 'online') this.checkWindowSessions(state, windowSessions, sessionDeps);
       }),
     );

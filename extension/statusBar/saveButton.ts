@@ -15,6 +15,7 @@ export class SaveButton implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
   private readonly disposables: vscode.Disposable[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private liveUpdatesOutage: string | undefined;
 
   constructor(
     private readonly state: CrawlHubState,
@@ -39,6 +40,12 @@ export class SaveButton implements vscode.Disposable {
     this.update();
   }
 
+  /** Why live updates are not arriving (undefined: they are); see EventsSocket.onOutage. */
+  showLiveUpdatesOutage(reason: string | undefined): void {
+    this.liveUpdatesOutage = reason;
+    this.update();
+  }
+
   update(): void {
     const sessionId = this.window.current();
     if (!sessionId) {
@@ -48,7 +55,7 @@ export class SaveButton implements vscode.Disposable {
       return;
     }
     const session = this.state.session(sessionId);
-    const view = saveButtonView(session, this.tracker.get(sessionId), this.now());
+    const view = saveButtonView(session, this.tracker.get(sessionId), this.now(), this.liveUpdatesOutage);
     this.item.text = view.text;
     const tooltip = new vscode.MarkdownString(view.tooltip.join('  \n'));
     this.item.tooltip = tooltip;

@@ -1,24 +1,32 @@
 import type { Session } from '../api/types';
 import type { SaveStatus } from '../save/tracker';
-import { escapeMarkdown, formatAgo, formatClock, formatCountdown, spiderState } from '../views/presentation';
+import { escapeMarkdown, formatAgo, formatClock, formatCountdown, liveUpdatesUnavailable, spiderState } from '../views/presentation';
 
 export interface SaveButtonView {
   text: string;
   /** Markdown lines. */
   tooltip: string[];
-  /** Needs attention (conflicts, a failed save, a stopped session): warning background. */
+  /** Needs attention (conflicts, a failed save, a stopped session, no live updates): warning background. */
   warning: boolean;
   accessibilityLabel: string;
 }
 
-/** The Save to Server button for the window's session: pure, so its every state is unit-tested. */
-export function saveButtonView(session: Session | undefined, status: SaveStatus, now: number): SaveButtonView {
+/**
+ * The Save to Server button for the window's session: pure, so its every state is unit-tested.
+ * `liveUpdatesOutage` is why the events socket cannot connect, once that has lasted: the button is
+ * always in sight in a session's window, where a stop warning that never comes costs work.
+ */
+export function saveButtonView(session: Session | undefined, status: SaveStatus, now: number, liveUpdatesOutage?: string): SaveButtonView {
   const tooltip: string[] = [];
   const name = session?.spider_name ?? 'this session';
   tooltip.push(`**Save to Server** — ${escapeMarkdown(name)}`);
 
   let text: string;
   let warning = false;
+  if (liveUpdatesOutage !== undefined) {
+    warning = true;
+    tooltip.push(escapeMarkdown(liveUpdatesUnavailable(liveUpdatesOutage)));
+  }
   const state = session ? spiderState(session) : 'none';
   if (status.saving || state === 'syncing') {
     text = '$(sync~spin) Saving to Server…';

@@ -1,4 +1,5 @@
 import type { Session } from '../api/types';
+import type { Connection } from '../state/store';
 
 // How spiders and sessions are shown: pure functions of the data and the clock, shared by the
 // trees, the status bar and the notifications, and unit-tested without VS Code.
@@ -119,6 +120,23 @@ export function sessionTooltip(session: Session, now: number): string[] {
   if (session.save_pending) lines.push('A save is pending on the server.');
   if (session.last_error) lines.push(`Last error: ${escapeMarkdown(session.last_error)}`);
   return lines;
+}
+
+/** What is said while the events socket keeps failing to connect (retrying all the while). */
+export function liveUpdatesUnavailable(reason: string): string {
+  return `Live updates unavailable: ${reason} — stop warnings and file changes from the container will not arrive. Retrying…`;
+}
+
+/** The Sessions view's message: its countdowns and statuses go stale while live updates are out. */
+export function sessionsViewMessage(conn: Connection, outage: { reason: string } | undefined): string | undefined {
+  return conn.kind === 'online' && outage ? liveUpdatesUnavailable(outage.reason) : undefined;
+}
+
+/** The Spiders view's message: why it is empty (the welcome text below offers the way out), or that live updates are out. */
+export function spidersViewMessage(conn: Connection, outage: { reason: string } | undefined): string | undefined {
+  if (conn.kind === 'unreachable') return conn.message;
+  if (conn.kind === 'loading') return `Loading from ${conn.server}…`;
+  return sessionsViewMessage(conn, outage);
 }
 
 export function escapeMarkdown(text: string): string {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { Backoff } from '../../extension/api/backoff';
-import { EventsSocket, type EventsState } from '../../extension/api/events';
+import { EventsSocket, type EventsOutage, type EventsState } from '../../extension/api/events';
 import type { ServerEvent } from '../../extension/api/types';
 import { sampleSession } from './helpers/server';
 
@@ -32,22 +32,31 @@ describe('EventsSocket', () => {
   let server: http.Server;
   let wss: WebSocketServer;
   let url: string;
-  let refuse = false;
+  /** How the next upgrades are answered: an HTTP status, a reset connection, or accepted without a `hello`. */
+  let refuse: number | 'reset' | 'no hello' | undefined;
+  let upgrades = 0;
   const connections: { ws: WebSocket; headers: http.IncomingHttpHeaders; received: string[] }[] = [];
+  const hello = JSON.stringify({ type: 'hello', user: { id: 'u1', name: 'alice', isAdmin: false } });
 
   before(async () => {
     server = http.createServer();
     wss = new WebSocketServer({ noServer: true });
     server.on('upgrade', (req, socket, head) => {
-      if (refuse) {
-        socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      upgrades++;
+      if (refuse === 'reset') {
+        (socket as Socket).resetAndDestroy();
         return;
       }
+      if (typeof refuse === 'number') {
+        socket.end(`HTTP/1.1 ${refuse} ${http.STATUS_CODES[refuse]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        return;
+      }
+      const greet = refuse !== 'no hello';
       wss.handleUpgrade(req, socket, head, (ws) => {
         const c = { ws, headers: req.headers, received: [] as string[] };
         connections.push(c);
         ws.on('message', (d: Buffer) => c.received.push(d.toString()));
-        ws.send(JSON.stringify({ type: 'hello', user: { id: 'u1', name: 'alice', isAdmin: false } }));
+        if (greet) ws.send(hello);
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -117,7 +126,7 @@ describe('EventsSocket', () => {
   });
 
   it('stops retrying when the server refuses the token', async () => {
-    refuse = true;
+    refuse = 401;
     try {
       const socket = make();
       const states: EventsState[] = [];
@@ -128,9 +137,90 @@ describe('EventsSocket', () => {
       await new Promise((r) => setTimeout(r, 150)); // several backoff periods
       assert.equal(states.length, n, 'no further attempts');
       assert.equal(socket.state.kind, 'closed');
+      assert.equal(socket.outage, undefined, 'the refused token is told as such, not as an outage');
       socket.dispose();
     } finally {
-      refuse = false;
+      refuse = undefined;
+    }
+  });
+
+  it('reports an outage after three failed attempts (a proxy answering the upgrade with 502), retries on, and ends it at the next hello', async () => {
+    refuse = 502;
+    const socket = make();
+    try {
+      const outages: (EventsOutage | undefined)[] = [];
+      const states: EventsState[] = [];
+      const n = upgrades;
+      let attemptsBeforeOutage: number | undefined;
+      socket.onOutage((o) => {
+        outages.push(o);
+        attemptsBeforeOutage ??= upgrades - n;
+      });
+      socket.onState((s) => states.push(s));
+      const started = Date.now();
+      socket.start();
+      await until('an outage', () => outages.length > 0);
+      assert.equal(attemptsBeforeOutage, 3, 'after the third failed attempt, not before');
+      assert.match(outages[0]?.reason ?? '', /HTTP 502 instead of opening a WebSocket/);
+      assert.ok(outages[0] && outages[0].since >= started && outages[0].since <= Date.now());
+      assert.deepEqual(socket.outage, outages[0]);
+      await until('more attempts, each reported while the outage lasts', () => upgrades - n >= 5 && outages.length >= 3);
+      assert.ok(outages.every((o) => o !== undefined));
+      assert.ok(
+        states.every((s) => s.kind !== 'closed' || s.retryInMs !== undefined),
+        'it never gives up',
+      );
+      refuse = undefined;
+      await until('the outage ends', () => outages.at(-1) === undefined);
+      assert.equal(socket.outage, undefined);
+      assert.equal(socket.state.kind, 'open');
+    } finally {
+      socket.dispose();
+      refuse = undefined;
+    }
+  });
+
+  it('names a reset connection as the reason', async () => {
+    refuse = 'reset';
+    const socket = make();
+    try {
+      socket.start();
+      await until('an outage', () => socket.outage !== undefined);
+      assert.match(socket.outage?.reason ?? '', /ECONNRESET|socket hang up/);
+      socket.stop();
+      assert.equal(socket.outage, undefined, 'stopping ends it');
+    } finally {
+      socket.dispose();
+      refuse = undefined;
+    }
+  });
+
+  it('reports an outage after outageAfterMs without a hello, and none for a dropped connection that comes back', async () => {
+    refuse = 'no hello';
+    const socket = new EventsSocket({
+      target: () => ({ url: new URL(url), headers: {} }),
+      backoff: new Backoff({ initialMs: 20, maxMs: 40 }),
+      outageAfterMs: 100,
+    });
+    try {
+      const outages: (EventsOutage | undefined)[] = [];
+      socket.onOutage((o) => outages.push(o));
+      const n = connections.length;
+      socket.start();
+      await until('an outage', () => outages.length > 0);
+      assert.equal(connections.length, n + 1, 'one attempt, open but silent');
+      assert.match(outages[0]?.reason ?? '', /has not greeted/);
+      connections[n].ws.send(hello);
+      await until('the outage ends', () => outages.at(-1) === undefined);
+
+      refuse = undefined;
+      connections[n].ws.terminate();
+      await until('a reconnect', () => connections.length > n + 1 && socket.state.kind === 'open');
+      await new Promise((r) => setTimeout(r, 150)); // past outageAfterMs
+      assert.equal(outages.length, 2, 'a drop that reconnects is no outage');
+    } finally {
+      socket.dispose();
+      refuse = undefined;
     }
   });
 

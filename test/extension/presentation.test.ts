@@ -9,8 +9,10 @@ import {
   formatCountdown,
   formatDuration,
   sessionDescription,
+  sessionsViewMessage,
   sessionTooltip,
   spiderState,
+  spidersViewMessage,
 } from '../../extension/views/presentation';
 import { sampleSession } from './helpers/server';
 
@@ -101,6 +103,39 @@ describe('the Save to Server button', () => {
     assert.equal(s.text, '$(cloud-upload) Save to Server · session stopped');
     assert.equal(s.warning, true);
     assert.doesNotMatch(s.tooltip.join('\n'), /Idle stop/);
+  });
+
+  it('warns while live updates are unavailable, with the reason, and stops when they are back', () => {
+    const out = saveButtonView(session(), idle, NOW, 'the connection failed (read ECONNRESET)');
+    assert.equal(out.warning, true);
+    assert.equal(out.text, '$(cloud-upload) Save to Server');
+    assert.match(
+      out.tooltip[1],
+      /^Live updates unavailable: the connection failed \\\(read ECONNRESET\\\) — stop warnings and file changes from the container will not arrive\\\. Retrying…$/,
+    );
+    assert.equal(saveButtonView(session(), idle, NOW, undefined).warning, false);
+  });
+});
+
+describe('the view messages', () => {
+  const online = { kind: 'online', server: 'https://hub', me: { id: 'u1', name: 'alice', isAdmin: false } } as const;
+  const outage = { reason: 'the server answered HTTP 502 instead of opening a WebSocket' };
+
+  it('tell that live updates are unavailable while the server otherwise answers', () => {
+    const expected =
+      'Live updates unavailable: the server answered HTTP 502 instead of opening a WebSocket — stop warnings and file changes from the container will not arrive. Retrying…';
+    assert.equal(spidersViewMessage(online, outage), expected);
+    assert.equal(sessionsViewMessage(online, outage), expected);
+    assert.equal(spidersViewMessage(online, undefined), undefined);
+    assert.equal(sessionsViewMessage(online, undefined), undefined);
+  });
+
+  it('leave the Spiders view to say why it is empty when the server cannot be reached or is loading', () => {
+    const down = { kind: 'unreachable', server: 'https://hub', message: 'Cannot reach https://hub.', rejected: false } as const;
+    assert.equal(spidersViewMessage(down, outage), 'Cannot reach https://hub.');
+    assert.equal(sessionsViewMessage(down, outage), undefined);
+    assert.equal(spidersViewMessage({ kind: 'loading', server: 'https://hub' }, outage), 'Loading from https://hub…');
+    assert.equal(spidersViewMessage({ kind: 'signedOut' }, outage), undefined);
   });
 });
 
