@@ -33,6 +33,12 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
   let sessionId = '';
 
   const page = () => wb.page;
+  /** Brings an open editor's tab to the front and puts the cursor in its text. */
+  const focusEditor = async (tab: string | RegExp) => {
+    const p = page();
+    await p.locator('.tabs-container .tab', { hasText: tab }).first().click();
+    await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  };
   /**
    * A row of the CrawlHub views. Scoped to the side bar: notification toasts are list rows too, and
    * one that names the spider ("Saved books: …") would otherwise be the first match.
@@ -193,8 +199,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
   it('previews a save with the changes listed and a diff open before anything is written, then saves', async () => {
     await step('preview', async () => {
       const p = page();
-      await p.locator('.tabs-container .tab', { hasText: 'main.py' }).first().click();
-      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await focusEditor('main.py');
       await p.keyboard.press('Control+End');
       await p.keyboard.insertText('\nprint("second edit")');
       await p.keyboard.press('Control+S');
@@ -338,11 +343,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
     await step('warning-while-working', async () => {
       const p = page();
       // Activity in a session file (moving the cursor) that no heartbeat has carried yet…
-      await p
-        .locator('.tabs-container .tab', { hasText: /^main\.py$/ })
-        .first()
-        .click();
-      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await focusEditor(/^main\.py$/);
       await p.keyboard.press('Control+Home');
       await p.keyboard.press('End');
       const before = await json(await svc.api(token, 'GET', `/api/sessions/${sessionId}`));
@@ -402,11 +403,7 @@ describe('the extension in a real VS Code workbench', { skip, timeout: 15 * 60_0
   it('closes the session: asks first, saves (unsaved editors too), then stops it', async () => {
     await step('close', async () => {
       const p = page();
-      await p
-        .locator('.tabs-container .tab', { hasText: /^main\.py$/ })
-        .first()
-        .click();
-      await p.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      await focusEditor(/^main\.py$/);
       await p.keyboard.press('Control+End');
       await p.keyboard.insertText('\nprint("last edit")');
       // Not saved (autosave is off): Close Session writes the editor into the container before the server saves.
