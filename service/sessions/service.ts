@@ -123,8 +123,9 @@ export class SessionService {
       );
       if (existing && isLive(existing.status)) return { session: existing, created: false };
       if (existing?.savePending) {
-        this.resume(existing);
-        return { session: existing, created: false };
+        const claimed = await this.claimKept(em, existing.id);
+        if (claimed) return { session: claimed, created: false };
+        // The sweep's retried save got there first and ended it: a new session, as if none were kept.
       }
       await this.spawner.checkEngine();
       const session = await this.portLock.run('ports', async () => {
@@ -229,11 +230,12 @@ export class SessionService {
     opts: { discard: boolean },
   ): Promise<{ session: CodeSession; save: SaveResult | null }> {
     const session = await this.current(em, user, spiderId);
+    // A start or resume in flight finishes first; waited for outside the lock, which a resume's
+    // claim takes too.
+    await this.starting.get(session.id)?.catch(() => undefined);
     return this.sessionLock.run(session.id, async () => {
-      const fresh = await this.reload(em, session.id);
-      if (!isLive(fresh.status) && !fresh.savePending) return { session: fresh, save: null };
-      await this.starting.get(fresh.id)?.catch(() => undefined);
-      const s = await this.reload(em, fresh.id);
+      const s = await this.reload(em, session.id);
+      if (!isLive(s.status) && !s.savePending) return { session: s, save: null };
       if (opts.discard || !s.containerId || s.status === 'pending' || s.status === 'starting') {
         await this.destroy(em, s, opts.discard ? 'closed without saving' : 'closed');
         return { session: s, save: null };
@@ -552,35 +554,43 @@ export class SessionService {
   }
 
   /**
-   * Starts a kept container again for its user. Under the session's lock, as the sweep's retried
-   * save is: a retry already past its check would otherwise save and remove the container the user
-   * just got back. When the retry got there first, the session stays as it left it.
+   * Takes a kept container back for its user, under the session's lock as the sweep's retried save
+   * runs: the row turns `starting` (no retry picks it up after that) and the container restarts in
+   * the background. Null when a retry got there first and ended the session.
    */
-  private resume(s: CodeSession): void {
-    const startup = this.sessionLock
-      .run(s.id, async () => {
-        const em = this.d.orm.em.fork();
-        const row = await this.reload(em, s.id);
-        if (!row.savePending || isLive(row.status)) return;
-        try {
-          if (!row.containerId || !(await this.spawner.inspect(row.containerId)))
-            throw new AppError(410, 'container_gone', 'the kept container is gone');
-          await this.transition(em, row, 'starting', 'resuming the kept container', { savePending: false });
-          await this.spawner.restart(row.containerId);
-          await this.spawner.waitHealthy(row.containerId, row.port!);
-          this.directs.set(row.id, await this.spawner.networkAddress(row.containerId));
-          row.lastActiveAt = new Date();
-          await this.transition(em, row, 'ready', 'resumed');
-        } catch (err) {
-          await this.transition(em, row, 'failed', `could not resume: ${(err as Error).message}`, {
-            savePending: Boolean(row.containerId),
-            lastError: (err as Error).message,
-          });
-        }
-      })
-      .catch((err: unknown) => this.d.logger.error({ err, session: s.id }, 'resuming a kept container failed'))
-      .finally(() => this.starting.delete(s.id));
-    this.starting.set(s.id, startup);
+  private async claimKept(em: Em, sessionId: string): Promise<CodeSession | null> {
+    const row = await this.sessionLock.run(sessionId, async () => {
+      const s = await this.reload(em, sessionId);
+      if (!s.savePending || isLive(s.status)) return isLive(s.status) ? s : null;
+      await this.transition(em, s, 'starting', 'resuming the kept container', { savePending: false });
+      return s;
+    });
+    if (row?.status === 'starting' && !this.starting.has(row.id)) this.resume(row.id);
+    return row;
+  }
+
+  private resume(sessionId: string): void {
+    const startup = (async () => {
+      const em = this.d.orm.em.fork();
+      const row = await this.reload(em, sessionId);
+      try {
+        if (!row.containerId || !(await this.spawner.inspect(row.containerId)))
+          throw new AppError(410, 'container_gone', 'the kept container is gone');
+        await this.spawner.restart(row.containerId);
+        await this.spawner.waitHealthy(row.containerId, row.port!);
+        this.directs.set(row.id, await this.spawner.networkAddress(row.containerId));
+        row.lastActiveAt = new Date();
+        await this.transition(em, row, 'ready', 'resumed');
+      } catch (err) {
+        await this.transition(em, row, 'failed', `could not resume: ${(err as Error).message}`, {
+          savePending: Boolean(row.containerId),
+          lastError: (err as Error).message,
+        });
+      }
+    })()
+      .catch((err: unknown) => this.d.logger.error({ err, session: sessionId }, 'resuming a kept container failed'))
+      .finally(() => this.starting.delete(sessionId));
+    this.starting.set(sessionId, startup);
   }
 
   /** A kept container: start it if needed (exec works only on a running one), save, destroy. */

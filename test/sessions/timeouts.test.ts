@@ -145,4 +145,34 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal(resumed.status, 'ready');
     assert.equal(dockerExec(container, 'cat /workspace/main.py').stdout, 'unsaved\n', 'the unsaved work is still there');
   });
+
+  it('opening while the retried save of a kept container runs waits for it, and opens a new session when it ended that one', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session, container } = await open(svc, 'race');
+    dockerExec(container, 'echo unsaved > /workspace/main.py');
+    const blobs = svc.services.blobs;
+    const realPut = blobs.put.bind(blobs);
+    blobs.put = () => Promise.reject(new Error('storage is down'));
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`)).status, 409);
+    blobs.put = realPut;
+    // The session's lock held for a moment, so that the sweep's retry and then the open queue behind it in that order.
+    const sessions = svc.services.sessions as unknown as {
+      sessionLock: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
+      sweep(): Promise<void>;
+    };
+    let release!: () => void;
+    const held = sessions.sessionLock.run(session.session_id, () => new Promise<void>((resolve) => (release = resolve)));
+    const sweeping = sessions.sweep();
+    await new Promise((r) => setTimeout(r, 500));
+    const opening = svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`);
+    await new Promise((r) => setTimeout(r, 500));
+    release();
+    await held;
+    await sweeping;
+    const opened = await json(await opening);
+    assert.notEqual(opened.session_id, session.session_id, 'not the session the retry stopped');
+    assert.equal(opened.status, 'ready');
+    assert.equal((await status(svc, session.session_id)).status, 'stopped');
+    assert.equal(await file(svc, spider.id), 'unsaved\n', 'the retry saved the kept work');
+  });
 });
