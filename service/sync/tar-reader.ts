@@ -24,11 +24,9 @@ export interface ReadTarOptions {
   gunzip?: boolean;
   /**
    * Entries to pass over unread (a save's ignore list: `node_modules`, `.git`…). They count for
-   * none of the limits but the archive's raw size, which the caller bounds with `rawBytes`.
+   * none of the limits but the archive's raw size: twice `maxTotalBytes` at most, ignored entries included.
    */
   ignore?: (path: string) => boolean;
-  /** With `ignore`: the most bytes the whole stream may carry, ignored entries included. */
-  rawBytes?: number;
 }
 
 /** Why a hard link is skipped: a reader of a workspace archive reads such an entry again as a file. */
@@ -52,10 +50,7 @@ export async function* readTar(source: Readable, opts: ReadTarOptions): AsyncGen
   // The guard sees raw blocks, not names: with an ignore list it only bounds the stream as a whole,
   // and the limits below hold for what is kept.
   const guard = opts.ignore
-    ? new TarGuard(
-        { ...limits, maxEntries: Infinity, maxFileBytes: Infinity, maxTotalBytes: Infinity },
-        opts.rawBytes ?? limits.maxTotalBytes * 2,
-      )
+    ? new TarGuard({ ...limits, maxEntries: Infinity, maxFileBytes: Infinity, maxTotalBytes: Infinity }, limits.maxTotalBytes * 2)
     : new TarGuard(limits);
   const extract = tar.extract();
   const input = opts.gunzip ? await sniffGzip(source) : source;

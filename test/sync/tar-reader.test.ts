@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import { readTar, type TarItem } from '../../service/sync/tar-reader';
-import type { TarLimits } from '../../service/sync/tar-guard';
+import { TarGuard, type TarLimits } from '../../service/sync/tar-guard';
 import { makeTar } from '../helpers/tar';
 
 const limits: TarLimits = { maxEntries: 20, maxFileBytes: 1024, maxTotalBytes: 4096, maxHeaderBytes: 2048 };
@@ -106,7 +107,14 @@ describe('untrusted tar reader', () => {
     // tar-stream reads on past zero blocks, so a guard that stopped at the first one would let these through.
     const head = await makeTar([{ name: 'a', data: 'a' }]);
     const tail = await makeTar(Array.from({ length: 25 }, (_, i) => ({ name: `f${i}`, data: 'x' })));
-    await assert.rejects(read(Buffer.concat([head, tail])), (e: { code?: string }) => e.code === 'archive_limit');
+    const hidden = Buffer.concat([head, tail]);
+    // The guard alone, on the raw blocks…
+    await assert.rejects(
+      pipeline(Readable.from([hidden]), new TarGuard(limits), new Writable({ write: (_c, _e, done) => done() })),
+      (e: { code?: string }) => e.code === 'archive_limit',
+    );
+    // …and the count on the parsed entries alone (with an ignore list the guard counts no entries).
+    await assert.rejects(read(hidden, { ignore: () => false }), (e: { code?: string }) => e.code === 'archive_limit');
   });
 
   it("passes over ignored entries unread: they count for no cap but the stream's raw size", async () => {
@@ -118,7 +126,9 @@ describe('untrusted tar reader', () => {
       { name: '.git/objects/pack/big.pack', data: Buffer.alloc(3000, 7) },
       { name: 'web/index.js', data: 'ok' },
     ]);
-    const items = await read(tar, { ignore, rawBytes: 1024 * 1024 });
+    // The raw size allowed is twice the files' total.
+    const roomy = { ...limits, maxTotalBytes: 64 * 1024 };
+    const items = await read(tar, { ignore, limits: roomy });
     assert.deepEqual(
       items.map((i) => [i.kind, 'path' in i ? i.path : i.name]),
       [
@@ -127,8 +137,9 @@ describe('untrusted tar reader', () => {
       ],
     );
     // What is kept still meets the caps, and the raw bound holds the ignored bytes too.
-    await assert.rejects(read(tar, { ignore: () => false, rawBytes: 1024 * 1024 }), (e: { code?: string }) => e.code === 'archive_limit');
-    await assert.rejects(read(tar, { ignore, rawBytes: 4096 }), (e: { code?: string }) => e.code === 'archive_limit');
+    await assert.rejects(read(tar, { ignore: () => false, limits: roomy }), (e: { code?: string }) => e.code === 'archive_limit');
+    assert.ok(tar.length > limits.maxTotalBytes * 2);
+    await assert.rejects(read(tar, { ignore }), (e: { code?: string }) => e.code === 'archive_limit');
   });
 
   it('refuses garbage and truncation as invalid archives', async () => {
