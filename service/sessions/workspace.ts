@@ -25,6 +25,8 @@ export interface ManifestEntry {
   statKey: string;
   mtimeMs: number;
   ctimeMs: number;
+  /** The name as the container has it, when that is not `path` (not in Unicode NFC form, as macOS writes some names). */
+  onDisk?: string;
 }
 
 export interface Manifest {
@@ -96,11 +98,6 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
       problems.push({ path: name.slice(0, 300), reason: checked.problem });
       continue;
     }
-    // The file is read by the name it has; stored under its NFC form, it would read as missing.
-    if (checked.path !== name) {
-      problems.push({ path: name.slice(0, 300), reason: 'the name is not in Unicode NFC form (as macOS writes some names); rename it' });
-      continue;
-    }
     if (y === 'U') unreadable.push(checked.path);
     entries.push({
       path: checked.path,
@@ -109,6 +106,7 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
       statKey: `${s}:${m}:${c}:${i}`,
       mtimeMs: Math.round(Number(m) * 1000),
       ctimeMs: Math.round(Number(c) * 1000),
+      ...(checked.path !== name ? { onDisk: name } : {}),
     });
   }
   return { entries, problems, unreadable };

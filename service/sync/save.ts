@@ -156,15 +156,11 @@ export class SyncService {
     };
     let files: Map<string, WorkspaceFile>;
     let skipped: SaveResult['skipped'];
+    let unreadable: string[];
     try {
-      let unreadable: string[];
       ({ files, skipped, unreadable } = opts.containerRunning
         ? await this.readIncremental(session.id, workspace, keep, phase)
         : await this.readArchive(workspace, keep));
-      // What a folder the user cannot read holds is unknown: its files are neither changed nor deleted.
-      for (const dir of unreadable) {
-        for (const [path, sha256] of base) if (path.startsWith(`${dir}/`) && !files.has(path)) files.set(path, { sha256, size: 0 });
-      }
     } catch (err) {
       if (writer) {
         await writer.abandon();
@@ -174,7 +170,7 @@ export class SyncService {
     }
     phase('read');
 
-    const plan = this.plan(base, files, stored, opts.overwrite);
+    const plan = this.plan(base, files, stored, opts.overwrite, unreadable);
     const result: SaveResult = {
       added: plan.added,
       modified: plan.modified,
@@ -242,9 +238,12 @@ export class SyncService {
     files: Map<string, WorkspaceFile>,
     stored: Map<string, { sha256: string }>,
     overwrite: boolean,
+    unreadable: string[] = [],
   ): Plan {
     const plan: Plan = { added: [], modified: [], deleted: [], conflicts: [], unchanged: 0, newBase: new Map(base) };
-    const paths = [...new Set([...base.keys(), ...files.keys()])].filter((p) => !this.isIgnored(p)).sort();
+    // What a folder the container's user cannot read holds is unknown: nothing under it changes, in storage or base.
+    const unknown = (p: string) => unreadable.some((dir) => p.startsWith(`${dir}/`));
+    const paths = [...new Set([...base.keys(), ...files.keys()])].filter((p) => !this.isIgnored(p) && !unknown(p)).sort();
     for (const path of paths) {
       const decision = planPath(base.get(path), files.get(path)?.sha256, stored.get(path)?.sha256, overwrite);
       if (decision.newBase === undefined) plan.newBase.delete(path);
@@ -288,6 +287,11 @@ export class SyncService {
     let count = 0;
     for (const entry of manifest.entries) {
       if (this.isIgnored(entry.path) || entry.type === 'directory') continue;
+      if (entry.onDisk !== undefined) {
+        // Read by its NFC name, it would read as missing; stored under it, it would be renamed behind the user's back.
+        skipped.push({ path: entry.onDisk, reason: 'the name is not in Unicode NFC form (as macOS writes some names); rename it' });
+        continue;
+      }
       if (entry.type !== 'file') {
         skipped.push({
           path: entry.path,
