@@ -104,6 +104,7 @@ export function createApp(services: Services): Koa {
       sessions: services.sessions,
       maxFileBytes: services.config.CRAWLHUB_MAX_FILE_SIZE,
       launchUrl: (s, opts) => services.launchUrl(s, opts),
+      logger: services.logger,
     }),
   );
   mount(router, routes, { jsonLimit: services.config.CRAWLHUB_MAX_JSON_BODY, authenticate: authenticate(services.orm, services.users) });

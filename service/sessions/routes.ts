@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { badRequest, conflict } from '../http/errors';
 import { readBytes, route, type AppContext, type RouteDef } from '../http/route';
+import type { Logger } from '../logger';
 import { normalizePath } from '../spiders/paths';
 import { Spider } from '../spiders/entities';
 import type { SessionService } from './service';
@@ -54,9 +55,10 @@ export interface SessionRouteDeps {
   maxFileBytes: number;
   /** The browser IDE's URL with a one-time ticket (from the proxy). */
   launchUrl: (session: { id: string; userId: string }, opts?: { port?: number }) => string;
+  logger: Logger;
 }
 
-export function sessionRoutes({ sessions, maxFileBytes, launchUrl }: SessionRouteDeps): RouteDef[] {
+export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: SessionRouteDeps): RouteDef[] {
   const view = (ctx: AppContext, s: Parameters<SessionService['view']>[1]) => sessions.view(ctx.state.em, s);
   return [
     route({
@@ -212,7 +214,12 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl }: SessionRout
           throw conflict(`The session is ${session.status}; open a new one.`, 'session_not_live');
         ctx.set('Cache-Control', 'no-store');
         // An admin, who may already reach any session's files and terminal, opens its IDE too: the
-        // ticket admits the browser for this one session, in its owner's name.
+        // ticket admits the browser for this one session, in its owner's name — so the log says who asked.
+        if (session.userId !== ctx.state.user.id)
+          logger.info(
+            { sessionId: session.id, owner: session.userId, admin: ctx.state.user.id },
+            "an admin opened another user's browser IDE",
+          );
         return { url: launchUrl({ id: session.id, userId: session.userId }, { port: body.port }) };
       },
     }),
