@@ -139,7 +139,13 @@ export class SpiderService {
     if (data.length > this.limits.maxFileBytes) throw tooLarge(`A file may hold at most ${this.limits.maxFileBytes} bytes.`);
     return this.lock.run(spider.id, async () => {
       const blob = await this.blobs.put(spider.id, data);
-      await this.commitChanges(em, spider.id, { put: new Map([[path, blob]]), delete: new Set() });
+      try {
+        await this.commitChanges(em, spider.id, { put: new Map([[path, blob]]), delete: new Set() });
+      } catch (err) {
+        // Refused (a limit, a path conflict, the spider deleted meanwhile): the bytes were stored for nothing.
+        await this.collectGarbage(em, spider.id, [blob.key]).catch(() => undefined);
+        throw err;
+      }
       const row = await em.fork().findOneOrFail(SpiderFile, { spiderId: spider.id, path });
       return fileInfo(row);
     });
@@ -311,7 +317,8 @@ export class SpiderService {
         }
       }
       for (let i = 0; i < inserts.length; i += 200) await tx.insertMany(SpiderFile, inserts.slice(i, i + 200));
-      await tx.nativeUpdate(Spider, { id: spiderId }, { updatedAt: now });
+      // A change that waited for the lock behind the spider's deletion lands nowhere.
+      if ((await tx.nativeUpdate(Spider, { id: spiderId }, { updatedAt: now })) === 0) throw notFound('Spider');
       if (within) await within(tx);
     });
     await this.collectGarbage(em, spiderId, replacedKeys);

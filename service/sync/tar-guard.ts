@@ -45,6 +45,12 @@ export class TarGuard extends Transform {
   private entries = 0;
   private fileBytes = 0;
   private rawBytes = 0;
+  /**
+   * Whether an end-of-archive block came. Without one the stream was cut short (an empty body, a
+   * copy or a container that stopped mid-way), though the parser takes it whole when the cut falls
+   * between two entries: what is missing would otherwise read as deleted.
+   */
+  sawEnd = false;
 
   /** `maxRawBytes` bounds the stream itself; by default the files' bytes with room for headers and padding. */
   constructor(
@@ -85,7 +91,10 @@ export class TarGuard extends Transform {
       const header = this.pending;
       this.pending = Buffer.alloc(0);
       // End-of-archive blocks: the parser passes over zero blocks and reads on, and so does the guard.
-      if (header.every((b) => b === 0)) continue;
+      if (header.every((b) => b === 0)) {
+        this.sawEnd = true;
+        continue;
+      }
       this.onHeader(header);
     }
   }

@@ -81,6 +81,7 @@ export async function* readTar(source: Readable, opts: ReadTarOptions): AsyncGen
       yield item;
     }
     await piping;
+    if (!guard.sawEnd) throw new AppError(400, 'invalid_archive', 'The archive is cut short: it has no end-of-archive marker.');
   } catch (err) {
     if (timedOut)
       throw new AppError(504, 'archive_timeout', `Reading the archive took longer than ${Math.round(opts.timeoutMs! / 1000)} s.`);

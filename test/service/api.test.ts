@@ -148,6 +148,15 @@ for (const db of databases()) {
         assert.equal(patched.description, 'all the books');
         assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${created.id}`)).status, 204);
         await expectError(await svc.api(alice.token, 'GET', `/api/spiders/${created.id}`), 404, 'not_found');
+        // A change that was waiting for the spider's lock behind the deletion lands nowhere: no row for a spider that is gone.
+        const em = svc.services.orm.em.fork();
+        const blob = await svc.services.blobs.put(created.id, Buffer.from('late'));
+        await assert.rejects(
+          svc.services.spiders.commitChanges(em, created.id, { put: new Map([['late.py', blob]]), delete: new Set() }),
+          (e: { status?: number }) => e.status === 404,
+        );
+        const rows = await em.getConnection().execute('select count(*) as n from spider_files where spider_id = ?', [created.id]);
+        assert.equal(Number((rows as { n: number | string }[])[0].n), 0);
       });
 
       it('refuses a duplicate name with 409 but lets another user use it', async () => {
@@ -271,10 +280,15 @@ for (const db of databases()) {
         assert.equal(await (await svc.api(alice.token, 'GET', file('big.bin'))).text(), 'small');
       });
 
-      it('refuses a file where a folder is, and a folder where a file is', async () => {
-        await svc.api(alice.token, 'PUT', file('pkg/mod.py'), 'x');
-        await expectError(await svc.api(alice.token, 'PUT', file('pkg'), 'x'), 409, 'path_conflict');
-        await expectError(await svc.api(alice.token, 'PUT', file('pkg/mod.py/inner.py'), 'x'), 409, 'path_conflict');
+      it('refuses a file where a folder is, and a folder where a file is, and keeps no bytes of the refused ones', async () => {
+        const s = await newSpider(alice.token, 'conflicts');
+        const put = (p: string, body: string) => svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/${p}`, body);
+        await put('pkg/mod.py', 'x');
+        await expectError(await put('pkg', 'y'), 409, 'path_conflict');
+        await expectError(await put('pkg/mod.py/inner.py', 'z'), 409, 'path_conflict');
+        const blobs = path.join(svc.dataDir, 'files', 'spiders', s.id, 'blobs');
+        const stored = fs.readdirSync(blobs, { recursive: true, encoding: 'utf8' }).filter((n) => /[0-9a-f]{64}$/.test(n));
+        assert.equal(stored.length, 1, 'only the accepted file is stored');
       });
 
       it('enforces the spider size and file count limits', async () => {
@@ -367,12 +381,17 @@ for (const db of databases()) {
           ['not a tar', Buffer.from('this is not a tar archive at all, just words. '.repeat(30)), 400],
           ['truncated', (await makeTar([{ name: 'big.py', data: Buffer.alloc(10_000, 97) }])).subarray(0, 3000), 400],
           ['empty', Buffer.alloc(0), 400],
+          // Cut between two entries: the parser alone would take it as a whole, shorter archive.
+          ['cut short', (await makeTar([good, { name: 'more.py', data: 'x' }])).subarray(0, 2048), 400],
         ];
-        for (const [label, body, status] of cases) {
-          const res = await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, body);
-          const err = await json(res);
-          assert.equal(res.status, status, `${label}: ${JSON.stringify(err)}`);
-          assert.ok(err.error?.message, label);
+        // With replace=1 too, where an archive taken for empty or short would delete the spider's other files.
+        for (const query of ['', '?replace=1']) {
+          for (const [label, body, status] of cases) {
+            const res = await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive${query}`, body);
+            const err = await json(res);
+            assert.equal(res.status, status, `${label}${query}: ${JSON.stringify(err)}`);
+            assert.ok(err.error?.message, label);
+          }
         }
         const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
         assert.deepEqual(

@@ -142,6 +142,19 @@ describe('untrusted tar reader', () => {
     await assert.rejects(read(tar, { ignore }), (e: { code?: string }) => e.code === 'archive_limit');
   });
 
+  it('refuses an archive without its end-of-archive marker: an empty stream, or one cut between entries', async () => {
+    const whole = await makeTar([
+      { name: 'a.py', data: 'a' },
+      { name: 'b.py', data: 'b' },
+    ]);
+    assert.equal((await read(whole)).length, 2);
+    for (const cut of [Buffer.alloc(0), whole.subarray(0, 1024)])
+      await assert.rejects(
+        read(cut),
+        (e: { code?: string; message?: string }) => e.code === 'invalid_archive' && /cut short/.test(e.message!),
+      );
+  });
+
   it('refuses garbage and truncation as invalid archives', async () => {
     await assert.rejects(read(Buffer.from('not a tar '.repeat(100))), (e: { code?: string }) => e.code === 'invalid_archive');
     await assert.rejects(
