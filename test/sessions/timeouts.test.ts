@@ -25,6 +25,19 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal(session.status, 'ready');
     return { spider, session, container: containerName(svc, session.session_id) };
   };
+  /** Close Session while storage refuses writes: the save fails, so the container is kept (save_pending). */
+  const closeWhileStorageIsDown = async (svc: TestService, spiderId: string) => {
+    const blobs = svc.services.blobs;
+    const realPut = blobs.put.bind(blobs);
+    blobs.put = () => Promise.reject(new Error('storage is down'));
+    try {
+      const closing = await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spiderId}/code-session`);
+      assert.equal(closing.status, 409);
+      assert.equal((await json(closing)).error.code, 'save_failed');
+    } finally {
+      blobs.put = realPut;
+    }
+  };
   const status = async (svc: TestService, id: string) => json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${id}`));
   const file = async (svc: TestService, spiderId: string) =>
     (await svc.api(svc.adminToken, 'GET', `/api/spiders/${spiderId}/files/main.py`)).text();
@@ -133,13 +146,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const { spider, session, container } = await open(svc, 'resume');
     dockerExec(container, 'echo unsaved > /workspace/main.py');
-    const blobs = svc.services.blobs;
-    const realPut = blobs.put.bind(blobs);
-    blobs.put = () => Promise.reject(new Error('storage is down'));
-    const closing = await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
-    assert.equal(closing.status, 409);
-    assert.equal((await json(closing)).error.code, 'save_failed');
-    blobs.put = realPut;
+    await closeWhileStorageIsDown(svc, spider.id);
     const resumed = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
     assert.equal(resumed.session_id, session.session_id);
     assert.equal(resumed.status, 'ready');
@@ -150,11 +157,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const { spider, session, container } = await open(svc, 'race');
     dockerExec(container, 'echo unsaved > /workspace/main.py');
-    const blobs = svc.services.blobs;
-    const realPut = blobs.put.bind(blobs);
-    blobs.put = () => Promise.reject(new Error('storage is down'));
-    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`)).status, 409);
-    blobs.put = realPut;
+    await closeWhileStorageIsDown(svc, spider.id);
     // The session's lock held for a moment, so that the sweep's retry and then the open queue behind it in that order.
     const sessions = svc.services.sessions as unknown as {
       sessionLock: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
