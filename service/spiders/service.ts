@@ -130,7 +130,29 @@ export class SpiderService {
     const path = normalizePath(rawPath);
     const file = await em.findOne(SpiderFile, { spiderId: spider.id, path });
     if (!file) throw notFound(`File "${path}"`);
-    return { file: fileInfo(file), data: await this.blobs.read(blobRef(file)) };
+    const read = await this.readCurrent(em, file, (f) => this.blobs.read(blobRef(f)));
+    if (!read) throw notFound(`File "${path}"`);
+    return { file: fileInfo(read.file), data: read.data };
+  }
+
+  /**
+   * Reads a file listed a moment ago without the spider's lock. A change that replaced or deleted
+   * it meanwhile may have collected its bytes: then the file's current version is read, or null
+   * comes back when it is gone. Any other failure is thrown as it is.
+   */
+  private async readCurrent(
+    em: Em,
+    file: SpiderFile,
+    read: (file: SpiderFile) => Promise<Buffer>,
+  ): Promise<{ file: SpiderFile; data: Buffer } | null> {
+    try {
+      return { file, data: await read(file) };
+    } catch (err) {
+      const now = await em.fork().findOne(SpiderFile, { id: file.id });
+      if (!now) return null;
+      if (now.storageKey === file.storageKey && now.storageOffset === file.storageOffset) throw err;
+      return { file: now, data: await this.blobs.read(blobRef(now)) };
+    }
   }
 
   async writeFile(em: Em, actor: User, id: string, rawPath: string, data: Buffer): Promise<FileInfo> {
@@ -225,11 +247,13 @@ export class SpiderService {
           dirs.add(dir);
           await entry(pack, { name: prefix + dir, type: 'directory', mode: 0o755, mtime: file.updatedAt, ...owner });
         }
-        const data = await read(file);
+        // Without the spider's lock (a download may be slow), a file may change meanwhile: its current version goes in.
+        const current = await this.readCurrent(em, file, read);
+        if (!current) continue;
         await entry(
           pack,
-          { name: prefix + file.path, type: 'file', mode: 0o644, size: data.length, mtime: file.updatedAt, ...owner },
-          data,
+          { name: prefix + file.path, type: 'file', mode: 0o644, size: current.data.length, mtime: current.file.updatedAt, ...owner },
+          current.data,
         );
       }
       pack.finalize();

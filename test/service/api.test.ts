@@ -300,6 +300,35 @@ for (const db of databases()) {
     });
 
     describe('archives', () => {
+      it('a read that a write overtakes gives the new version, whole: a file, and a file in an export', async () => {
+        const s = await newSpider(alice.token, 'overtaken');
+        const url = (p: string) => `/api/spiders/${s.id}/files/${p}`;
+        await svc.api(alice.token, 'PUT', url('a.py'), 'a1');
+        await svc.api(alice.token, 'PUT', url('b.py'), 'b1');
+        // Between listing a file and reading its bytes, a PUT replaces it and collects the old bytes.
+        const blobs = svc.services.blobs;
+        const realRead = blobs.read.bind(blobs);
+        let overtake: string | null = 'a.py';
+        blobs.read = async (ref) => {
+          const path = overtake;
+          overtake = null;
+          if (path) assert.equal((await svc.api(alice.token, 'PUT', url(path), `${path} v2`)).status, 200);
+          return realRead(ref);
+        };
+        try {
+          const res = await svc.api(alice.token, 'GET', url('a.py'));
+          assert.equal(res.status, 200);
+          assert.equal(await res.text(), 'a.py v2');
+          overtake = 'a.py';
+          const exported = await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/archive`);
+          assert.equal(exported.status, 200);
+          const files = await readTarFiles(Buffer.from(await exported.arrayBuffer()));
+          assert.deepEqual(Object.fromEntries([...files].map(([k, v]) => [k, v.toString()])), { 'a.py': 'a.py v2', 'b.py': 'b1' });
+        } finally {
+          blobs.read = realRead;
+        }
+      });
+
       it('imports a tar and a tar.gz, and exports what is stored', async () => {
         const s = await newSpider(alice.token, 'archive');
         const tarball = await makeTar([
