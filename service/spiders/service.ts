@@ -130,7 +130,7 @@ export class SpiderService {
     const path = normalizePath(rawPath);
     const file = await em.findOne(SpiderFile, { spiderId: spider.id, path });
     if (!file) throw notFound(`File "${path}"`);
-    const read = await this.readCurrent(em, file, (f) => this.blobs.read(blobRef(f)));
+    const read = await this.readCurrent(em, file);
     if (!read) throw notFound(`File "${path}"`);
     return { file: fileInfo(read.file), data: read.data };
   }
@@ -143,7 +143,7 @@ export class SpiderService {
   private async readCurrent(
     em: Em,
     file: SpiderFile,
-    read: (file: SpiderFile) => Promise<Buffer>,
+    read: (file: SpiderFile) => Promise<Buffer> = (f) => this.blobs.read(blobRef(f)),
   ): Promise<{ file: SpiderFile; data: Buffer } | null> {
     try {
       return { file, data: await read(file) };
