@@ -13,8 +13,11 @@ export interface TarLimits {
 }
 
 const BLOCK = 512;
-const META_TYPES = new Set(['x', 'g', 'L', 'K']);
+/** pax (local, global) and GNU long-name headers: they describe the entry after them. */
+const META_TYPES = new Set(['x', 'g', 'L', 'K', 'N']);
+const PAX_TYPES = new Set(['x', 'g']);
 const FILE_TYPES = new Set(['0', '\0', '7']);
+const USTAR_MAGIC = Buffer.from('ustar\0', 'latin1');
 
 export const limitError = (message: string) => new AppError(422, 'archive_limit', message);
 
@@ -35,9 +38,42 @@ function parseSize(block: Buffer): number {
 }
 
 /**
+ * A tar-stream folder: typeflag 5, or an old-style file entry whose name ends in `/` (a ustar
+ * prefix with an empty name counts, as the parser joins them with one).
+ */
+function isFolder(header: Buffer, type: string): boolean {
+  if (type === '5') return true;
+  if (type !== '0' && type !== '\0') return false;
+  const end = header.indexOf(0);
+  const nameEnd = end === -1 || end > 100 ? 100 : end;
+  const ustarPrefix = header.subarray(257, 263).equals(USTAR_MAGIC) && header[345] !== 0;
+  if (nameEnd === 0) return ustarPrefix;
+  return header[nameEnd - 1] === 0x2f;
+}
+
+/** pax records (`<length> <key>=<value>\n`…), read as tar-stream reads them. */
+function decodePax(data: Buffer): Record<string, string> {
+  const records: Record<string, string> = {};
+  let rest = data;
+  while (rest.length) {
+    const space = rest.indexOf(0x20);
+    const length = parseInt(rest.toString('utf8', 0, space === -1 ? rest.length : space), 10);
+    if (!length) break;
+    const record = rest.toString('utf8', (space === -1 ? rest.length : space) + 1, length - 1);
+    const eq = record.indexOf('=');
+    if (eq === -1) break;
+    records[record.slice(0, eq)] = record.slice(eq + 1);
+    rest = rest.subarray(length);
+  }
+  return records;
+}
+
+/**
  * Watches a tar stream block by block before any parser buffers it, and aborts as soon as a header
  * announces more than the limits allow: a huge pax header, a too-large file, too many entries or
- * too many bytes. The data passes through unchanged.
+ * too many bytes. The data passes through unchanged. It reads each entry's size the way the parser
+ * after it does (a pax `size=` record wins, a folder has no data), so that no header can put the two
+ * out of step and hide entries from it.
  */
 export class TarGuard extends Transform {
   private pending = Buffer.alloc(0);
@@ -45,6 +81,10 @@ export class TarGuard extends Transform {
   private entries = 0;
   private fileBytes = 0;
   private rawBytes = 0;
+  /** A pax header being read: its bytes so far and how many are still to come. */
+  private paxData: { global: boolean; parts: Buffer[]; missing: number; padding: number } | null = null;
+  private pax: Record<string, string> | null = null;
+  private paxGlobal: Record<string, string> | null = null;
   /**
    * Whether an end-of-archive block came. Without one the stream was cut short (an empty body, a
    * copy or a container that stopped mid-way), though the parser takes it whole when the cut falls
@@ -77,6 +117,15 @@ export class TarGuard extends Transform {
   private inspect(chunk: Buffer): void {
     let offset = 0;
     while (offset < chunk.length) {
+      if (this.paxData) {
+        const pax = this.paxData;
+        const n = Math.min(pax.missing, chunk.length - offset);
+        pax.parts.push(chunk.subarray(offset, offset + n));
+        pax.missing -= n;
+        offset += n;
+        if (pax.missing === 0) this.endPax();
+        continue;
+      }
       if (this.skip > 0) {
         const n = Math.min(this.skip, chunk.length - offset);
         this.skip -= n;
@@ -99,14 +148,37 @@ export class TarGuard extends Transform {
     }
   }
 
+  private endPax(): void {
+    const pax = this.paxData!;
+    this.paxData = null;
+    const records = decodePax(Buffer.concat(pax.parts));
+    if (pax.global) this.paxGlobal = records;
+    else this.pax = this.paxGlobal === null ? records : { ...this.paxGlobal, ...records };
+    this.skip = pax.padding;
+  }
+
   private onHeader(header: Buffer): void {
     const type = String.fromCharCode(header[156]);
-    const size = parseSize(header);
-    if (!Number.isFinite(size) || size < 0) throw new AppError(400, 'invalid_archive', 'The archive has a malformed header.');
+    let size = parseSize(header);
+    const malformed = () => new AppError(400, 'invalid_archive', 'The archive has a malformed header.');
+    if (!Number.isFinite(size) || size < 0) throw malformed();
     if (META_TYPES.has(type)) {
       if (size > this.limits.maxHeaderBytes)
         throw limitError(`The archive has a ${size}-byte extended header; at most ${this.limits.maxHeaderBytes} are allowed.`);
+      if (PAX_TYPES.has(type)) {
+        this.paxData = { global: type === 'g', parts: [], missing: size, padding: Math.ceil(size / BLOCK) * BLOCK - size };
+        if (size === 0) this.endPax();
+        return;
+      }
     } else {
+      // The parser takes a pax size over the header's (from a global header only with a local one).
+      if (this.pax !== null) {
+        if (this.pax.size) size = parseInt(this.pax.size, 10);
+        this.pax = null;
+        if (!(size >= 0)) throw malformed();
+      }
+      // …and reads no data after a folder, whatever its size says.
+      if (isFolder(header, type)) size = 0;
       if (++this.entries > this.limits.maxEntries) throw limitError(`The archive has more than ${this.limits.maxEntries} entries.`);
       if (FILE_TYPES.has(type)) {
         if (size > this.limits.maxFileBytes)

@@ -8,6 +8,15 @@ import { makeTar } from '../helpers/tar';
 
 const limits: TarLimits = { maxEntries: 20, maxFileBytes: 1024, maxTotalBytes: 4096, maxHeaderBytes: 2048 };
 
+/** Rewrites the size field of the header at block `index`, with a checksum to match. */
+function setSize(tar: Buffer, index: number, size: number): void {
+  const header = tar.subarray(index * 512, index * 512 + 512);
+  header.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  header.fill(0x20, 148, 156);
+  const sum = header.reduce((a, b) => a + b, 0);
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+}
+
 async function read(tar: Buffer | Readable, opts: Partial<Parameters<typeof readTar>[1]> = {}): Promise<TarItem[]> {
   const items: TarItem[] = [];
   for await (const item of readTar(Buffer.isBuffer(tar) ? Readable.from([tar]) : tar, { limits, ...opts })) items.push(item);
@@ -115,6 +124,35 @@ describe('untrusted tar reader', () => {
     );
     // …and the count on the parsed entries alone (with an ignore list the guard counts no entries).
     await assert.rejects(read(hidden, { ignore: () => false }), (e: { code?: string }) => e.code === 'archive_limit');
+  });
+
+  it("reads sizes as the parser does: a folder's size field or a pax size= cannot hide an entry from the caps", async () => {
+    const big = Buffer.alloc(3000);
+    // A folder whose header claims 1 KiB of data (the parser reads none), then a file over the cap.
+    const folder = await makeTar([
+      { name: 'd/', type: 'directory' },
+      { name: 'big', data: big },
+    ]);
+    setSize(folder, 0, 1024);
+    // A file whose header says 0 bytes while its pax record says 3000 (the parser believes the pax).
+    const pax = await makeTar([{ name: 'big', data: big, pax: { size: '3000' } }]);
+    assert.equal(pax.subarray(512, 1024).toString('latin1').replace(/\0+$/, ''), '12 path=big\n13 size=3000\n');
+    setSize(pax, 2, 0);
+    // An old-style folder: a file entry whose name ends in a slash.
+    const oldStyle = await makeTar([
+      { name: 'e/', data: '' },
+      { name: 'big', data: big },
+    ]);
+    oldStyle[156] = 0;
+    setSize(oldStyle, 0, 1024);
+    for (const [what, tar] of Object.entries({ folder, pax, oldStyle })) {
+      await assert.rejects(
+        pipeline(Readable.from([tar]), new TarGuard(limits), new Writable({ write: (_c, _e, done) => done() })),
+        (e: { code?: string }) => e.code === 'archive_limit',
+        what,
+      );
+      await assert.rejects(read(tar), (e: { code?: string }) => e.code === 'archive_limit', what);
+    }
   });
 
   it("passes over ignored entries unread: they count for no cap but the stream's raw size", async () => {
