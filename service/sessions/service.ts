@@ -45,6 +45,8 @@ const ACTIVITY_PERSIST_MS = 30_000;
 const OOM_NOTICE_INTERVAL_MS = 60_000;
 
 const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
+/** The reason a kept container's session shows while it is started again for its user. */
+const RESUMING = 'resuming the kept container';
 
 /**
  * Code sessions: one hardened code-server container per user and spider. Owns the session rows,
@@ -67,6 +69,10 @@ export class SessionService {
   private readonly lastPersistedActivity = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Whether the start-up reconcile ran, and whether engine events are coming in: the sweep retries either. */
+  private reconciled = false;
+  private watching = false;
+  private watchedOnce = false;
 
   constructor(private readonly d: SessionDeps) {
     this.spawner = new Spawner(d.docker, d.config, d.secret, d.logger);
@@ -230,10 +236,10 @@ export class SessionService {
     opts: { discard: boolean },
   ): Promise<{ session: CodeSession; save: SaveResult | null }> {
     const session = await this.current(em, user, spiderId);
-    // A start or resume in flight finishes first; waited for outside the lock, which a resume's
-    // claim takes too.
-    await this.starting.get(session.id)?.catch(() => undefined);
     return this.sessionLock.run(session.id, async () => {
+      // A start or resume in flight finishes first: a resume is registered under this lock when it is
+      // claimed, and neither takes the lock, so the wait sees every one and cannot deadlock.
+      await this.starting.get(session.id)?.catch(() => undefined);
       const s = await this.reload(em, session.id);
       if (!isLive(s.status) && !s.savePending) return { session: s, save: null };
       if (opts.discard || !s.containerId || s.status === 'pending' || s.status === 'starting') {
@@ -288,21 +294,57 @@ export class SessionService {
 
   /** Reconciles with the engine, then watches container events and sweeps on a timer. */
   async startBackground(): Promise<void> {
-    try {
-      await this.reconcile();
-    } catch (err) {
-      this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable');
-    }
-    // Work started by an event or a timer has no caller to report to: what fails (the database
-    // gone for a moment, say) is logged, and the next event or sweep tries again.
-    const logged = (what: string, work: Promise<void>) => void work.catch((err: unknown) => this.d.logger.error({ err }, `${what} failed`));
-    await this.spawner.watch({
-      gone: (sessionId, containerId, action, exitCode, oom) =>
-        logged('handling a stopped container', this.onContainerGone(sessionId, containerId, action, exitCode, oom)),
-      outOfMemory: (sessionId, containerId) => logged('reporting an out-of-memory kill', this.onOutOfMemory(sessionId, containerId)),
-    });
-    this.sweepTimer = setInterval(() => logged('the sweep', this.sweep()), this.cfg.CRAWLHUB_SWEEP_INTERVAL);
+    await this.connectEngine();
+    this.sweepTimer = setInterval(() => this.logged('the sweep', this.sweep()), this.cfg.CRAWLHUB_SWEEP_INTERVAL);
     this.sweepTimer.unref();
+  }
+
+  /**
+   * Work started by an event or a timer has no caller to report to: what fails (the database gone
+   * for a moment, say) is logged, and the next event or sweep tries again.
+   */
+  private logged(what: string, work: Promise<void>): void {
+    void work.catch((err: unknown) => this.d.logger.error({ err }, `${what} failed`));
+  }
+
+  /**
+   * The start-up reconcile and the engine's event stream, each until it works: an engine that was
+   * down when the service started (a host reboot), or restarted under it, is picked up by the next
+   * sweep. Events missed while the stream was down are made up for by asking after each live session.
+   */
+  private async connectEngine(): Promise<void> {
+    if (!this.reconciled) {
+      try {
+        await this.reconcile();
+        this.reconciled = true;
+      } catch (err) {
+        this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable; the next sweep tries again');
+        return;
+      }
+    }
+    if (this.watching || this.closed) return;
+    const resubscribing = this.watchedOnce;
+    this.watching = await this.spawner.watch({
+      gone: (sessionId, containerId, action, exitCode, oom) =>
+        this.logged('handling a stopped container', this.onContainerGone(sessionId, containerId, action, exitCode, oom)),
+      outOfMemory: (sessionId, containerId) => this.logged('reporting an out-of-memory kill', this.onOutOfMemory(sessionId, containerId)),
+      ended: () => {
+        this.watching = false;
+        if (!this.closed) this.d.logger.warn('the Docker event stream ended; the next sweep subscribes again');
+      },
+    });
+    this.watchedOnce ||= this.watching;
+    if (this.watching && resubscribing) await this.recheckContainers();
+  }
+
+  /** After a gap in the engine's events: each live session's container, asked after directly. */
+  private async recheckContainers(): Promise<void> {
+    for (const s of [...this.live.values()]) {
+      if ((s.status !== 'ready' && s.status !== 'syncing') || !s.containerId) continue;
+      const state = await this.spawner.inspect(s.containerId);
+      if (!state) await this.onContainerGone(s.id, s.containerId, 'destroy');
+      else if (!state.running) await this.onContainerGone(s.id, s.containerId, 'die', String(state.exitCode ?? '?'), state.oomKilled);
+    }
   }
 
   /** SIGTERM: no new work; saves in flight finish; containers keep running for the next start to adopt. */
@@ -318,6 +360,8 @@ export class SessionService {
   /** Idle and over-age sessions are saved, then destroyed; failed saves are retried; stop warnings go out. */
   async sweep(now = Date.now()): Promise<void> {
     if (this.closed) return;
+    if (!this.reconciled || !this.watching) await this.connectEngine();
+    if (!this.reconciled) return;
     const em = this.d.orm.em.fork();
     const rows = await em.find(CodeSession, { $or: [{ status: { $in: ['ready'] } }, { savePending: true }] });
     for (const s of rows) {
@@ -331,11 +375,16 @@ export class SessionService {
         const idleAt = s.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT;
         const ageAt = s.expiresAt.getTime();
         if (now >= ageAt || now >= idleAt) {
-          const trigger: SyncTrigger = now >= ageAt ? 'max_age' : 'idle';
           await this.finishBeforeShutdown(
             this.sessionLock.run(s.id, async () => {
+              // Decided again on the row as it is now: a heartbeat, a save or a resume may have come in
+              // while the sweep worked through the sessions before this one.
               const fresh = await this.reload(em, s.id);
-              if (fresh.status === 'ready') await this.stopWithSave(em, fresh, trigger);
+              const at = Math.max(now, Date.now());
+              const freshAgeAt = fresh.expiresAt.getTime();
+              if (fresh.status !== 'ready' || (at < freshAgeAt && at < fresh.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT))
+                return;
+              await this.stopWithSave(em, fresh, at >= freshAgeAt ? 'max_age' : 'idle');
             }),
           );
           continue;
@@ -456,7 +505,8 @@ export class SessionService {
         err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${(err as Error).message}`;
       this.d.logger.error({ err, session: s.id }, 'session failed to start');
       if (s.containerId) await this.spawner.remove(s.containerId).catch(() => undefined);
-      await this.transition(em, s, 'failed', reason, { lastError: reason }).catch(() => undefined);
+      // Nothing of a start that failed is kept (the engine's "died" event may have said otherwise).
+      await this.transition(em, s, 'failed', reason, { lastError: reason, savePending: false }).catch(() => undefined);
     }
   }
 
@@ -562,10 +612,10 @@ export class SessionService {
     const row = await this.sessionLock.run(sessionId, async () => {
       const s = await this.reload(em, sessionId);
       if (!s.savePending || isLive(s.status)) return isLive(s.status) ? s : null;
-      await this.transition(em, s, 'starting', 'resuming the kept container', { savePending: false });
+      await this.transition(em, s, 'starting', RESUMING, { savePending: false });
+      this.resume(s.id);
       return s;
     });
-    if (row?.status === 'starting' && !this.starting.has(row.id)) this.resume(row.id);
     return row;
   }
 
@@ -579,11 +629,16 @@ export class SessionService {
         await this.spawner.restart(row.containerId);
         await this.spawner.waitHealthy(row.containerId, row.port!);
         this.directs.set(row.id, await this.spawner.networkAddress(row.containerId));
-        row.lastActiveAt = new Date();
-        await this.transition(em, row, 'ready', 'resumed');
+        // A fresh start for its user: the idle clock and the age limit count from now.
+        const now = new Date();
+        await this.transition(em, row, 'ready', 'resumed', {
+          lastActiveAt: now,
+          expiresAt: new Date(now.getTime() + this.cfg.CRAWLHUB_MAX_SESSION_AGE),
+        });
       } catch (err) {
+        const gone = err instanceof AppError && err.code === 'container_gone';
         await this.transition(em, row, 'failed', `could not resume: ${(err as Error).message}`, {
-          savePending: Boolean(row.containerId),
+          savePending: !gone && Boolean(row.containerId),
           lastError: (err as Error).message,
         });
       }
@@ -631,8 +686,9 @@ export class SessionService {
     if (!s.port) return;
     const beat = await this.spawner.browserHeartbeat(s.port);
     if (beat <= s.lastActiveAt.getTime()) return;
-    s.lastActiveAt = new Date(beat);
-    await em.flush();
+    // Only forwards: a heartbeat that came in since the sweep read the row may be newer still.
+    await em.nativeUpdate(CodeSession, { id: s.id, lastActiveAt: { $lt: new Date(beat) } }, { lastActiveAt: new Date(beat) });
+    await this.reload(em, s.id);
     this.warned.delete(s.id);
     await this.publish(em, s);
   }
@@ -689,7 +745,8 @@ export class SessionService {
           lastError: 'container removed',
           savePending: false,
         });
-      } else if (isLive(s.status)) {
+      } else if (s.status === 'ready' || s.status === 'syncing') {
+        // (A start or resume in flight notices by itself, and decides what is kept.)
         await this.transition(
           em,
           s,
@@ -717,42 +774,66 @@ export class SessionService {
     const byId = new Map(containers.map((c) => [c.id, c]));
     const rows = await em.find(CodeSession, { $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
     const claimed = new Set<string>();
-    for (const s of rows) {
-      const c = s.containerId ? byId.get(s.containerId) : undefined;
-      if (c) claimed.add(c.id);
-      if (!c) {
-        await this.transition(em, s, 'failed', 'the container was gone when the service restarted; the last save is intact', {
-          savePending: false,
-          lastError: 'container gone',
-        });
-      } else if (s.savePending) {
-        this.track(s); // kept for a retry: the sweeper handles it
-      } else if (s.status === 'pending' || s.status === 'starting') {
-        await this.spawner.remove(c.id);
-        await this.transition(em, s, 'failed', 'the service restarted while the session was starting; open it again', {
-          lastError: 'interrupted start',
-        });
-      } else if (c.state !== 'running') {
-        await this.transition(em, s, 'failed', 'the container stopped while the service was down; it is kept and its files will be saved', {
-          savePending: true,
-          lastError: 'container stopped',
-        });
-      } else {
-        // No stat keys are assumed for an adopted container: its first save reads every file.
-        this.directs.set(s.id, await this.spawner.networkAddress(c.id));
-        await this.transition(
-          em,
-          s,
-          'ready',
-          s.status === 'syncing'
-            ? 'adopted after a restart (the interrupted save left the stored files as they were)'
-            : 'adopted after a restart',
-        );
-      }
+    for (const row of rows) {
+      // Under the session's lock and on the row as it is now: the API may be serving already (and
+      // when the engine was down at start, this runs from a sweep later on).
+      await this.sessionLock.run(row.id, async () => {
+        const s = await this.reload(em, row.id);
+        if (!isLive(s.status) && !s.savePending) return;
+        const c = s.containerId ? byId.get(s.containerId) : undefined;
+        if (c) claimed.add(c.id);
+        // A session this process started or adopted already (the engine came back after the start).
+        if (this.starting.has(s.id) || this.live.has(s.id)) return;
+        await this.reconcileRow(em, s, c);
+      });
     }
     for (const c of containers) {
       if (claimed.has(c.id)) continue;
       await this.cleanOrphan(em, c.id, c.labels, c.state === 'running');
+    }
+  }
+
+  private async reconcileRow(em: Em, s: CodeSession, c: { id: string; state: string } | undefined): Promise<void> {
+    if (!c) {
+      await this.transition(em, s, 'failed', 'the container was gone when the service restarted; the last save is intact', {
+        savePending: false,
+        lastError: 'container gone',
+      });
+    } else if (s.savePending) {
+      this.track(s); // kept for a retry: the sweeper handles it
+    } else if (s.status === 'starting' && s.statusReason === RESUMING) {
+      // A kept container its user was getting back: still the only copy of their unsaved work.
+      await this.transition(
+        em,
+        s,
+        'failed',
+        'the service restarted while the kept container was resuming; it is kept and its files will be saved',
+        {
+          savePending: true,
+          lastError: 'interrupted resume',
+        },
+      );
+    } else if (s.status === 'pending' || s.status === 'starting') {
+      await this.spawner.remove(c.id);
+      await this.transition(em, s, 'failed', 'the service restarted while the session was starting; open it again', {
+        lastError: 'interrupted start',
+      });
+    } else if (c.state !== 'running') {
+      await this.transition(em, s, 'failed', 'the container stopped while the service was down; it is kept and its files will be saved', {
+        savePending: true,
+        lastError: 'container stopped',
+      });
+    } else {
+      // No stat keys are assumed for an adopted container: its first save reads every file.
+      this.directs.set(s.id, await this.spawner.networkAddress(c.id));
+      await this.transition(
+        em,
+        s,
+        'ready',
+        s.status === 'syncing'
+          ? 'adopted after a restart (the interrupted save left the stored files as they were)'
+          : 'adopted after a restart',
+      );
     }
   }
 
@@ -765,6 +846,8 @@ export class SessionService {
     // save, and saving it would bring back what its user chose to throw away. A running one under a
     // stopped row is no state the service leaves: it is saved, as a container without a row is.
     const ended = row !== null && row.status === 'stopped' && !row.savePending && !running;
+    // A live session that has not recorded its container yet is a start in flight, not an orphan.
+    if (row !== null && isLive(row.status) && !row.containerId) return;
     if (spider && sessionId && labels[LABEL.user] && !ended) {
       // Without a row there is no base: only files the server lacks are added, the rest are conflicts and left alone.
       const session = row ?? ({ id: sessionId, spiderId: spider.id, userId: labels[LABEL.user] } as CodeSession);

@@ -285,12 +285,14 @@ export class Spawner {
   /**
    * Engine events: `gone` hears of our containers that die or vanish without our doing (and whether
    * the kernel had killed something in them for memory first); `outOfMemory`, of a process in one
-   * killed for memory while the container goes on.
+   * killed for memory while the container goes on; `ended`, that the stream closed (the engine
+   * restarted or went away). False when the engine could not be asked.
    */
   async watch(handlers: {
     gone: (sessionId: string, containerId: string, action: 'die' | 'destroy', exitCode: string | undefined, outOfMemory: boolean) => void;
     outOfMemory: (sessionId: string, containerId: string) => void;
-  }): Promise<void> {
+    ended: () => void;
+  }): Promise<boolean> {
     try {
       const stream = await this.docker.events(this.labels());
       this.eventStream = stream;
@@ -324,13 +326,24 @@ export class Spawner {
         }
       });
       stream.on('error', () => undefined);
+      const end = () => {
+        if (this.eventStream !== stream) return;
+        this.eventStream = null;
+        handlers.ended();
+      };
+      stream.on('end', end);
+      stream.on('close', end);
+      return true;
     } catch (err) {
-      this.logger.warn({ err }, 'not watching Docker events; the sweeper will notice stopped containers');
+      this.logger.warn({ err }, 'not watching Docker events; the sweep will try again');
+      return false;
     }
   }
 
   async close(): Promise<void> {
-    (this.eventStream as { destroy?: () => void } | null)?.destroy?.();
+    const stream = this.eventStream;
+    this.eventStream = null;
+    (stream as { destroy?: () => void } | null)?.destroy?.();
     this.agents.closeAll();
     await Promise.allSettled([...this.removals]);
   }

@@ -75,6 +75,41 @@ describe('sessions survive the service and notice their containers', () => {
     );
   });
 
+  it('kill -9 while a kept container is being resumed: after a restart it is still kept, and the retry saves it', async () => {
+    const spider = await json(await api('POST', '/api/spiders', { name: 'resumed-crash' }));
+    await fetch(`${proc!.url}/api/spiders/${spider.id}/files/a.py`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}` },
+      body: 'a = 1\n',
+    });
+    const session = await json(await api('POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    const c = `crawlhub-${instance}-${session.session_id}`;
+    dockerExec(c, 'echo "a = 2  # unsaved" > /workspace/a.py');
+    // The container stops behind the service's back: kept, its files to be saved.
+    docker('kill', c);
+    await until('kept', async () => (await json(await api('GET', `/api/sessions/${session.session_id}`))).save_pending);
+    // Its user opens it again (the resume starts) and the service dies before the resume ends.
+    const reopened = await json(await api('POST', `/api/spiders/${spider.id}/code-session`));
+    assert.equal(reopened.session_id, session.session_id);
+    assert.equal(reopened.status, 'starting');
+    proc!.child.kill('SIGKILL');
+    await proc!.exited;
+
+    proc = await spawnService({ ...env(), CRAWLHUB_SWEEP_INTERVAL: '500ms' });
+    const saved = await until('the retried save', async () => {
+      const s = await json(await api('GET', `/api/sessions/${session.session_id}`));
+      return s.status === 'stopped' ? s : null;
+    });
+    assert.match(saved.status_reason, /retried save/);
+    assert.equal(await (await api('GET', `/api/spiders/${spider.id}/files/a.py`)).text(), 'a = 2  # unsaved\n', 'the kept work was saved');
+    const history = await json(await api('GET', `/api/sessions/${session.session_id}/history`));
+    assert.ok(history.statuses.some((e: { reason: string }) => /restarted while the kept container was resuming/.test(e.reason)));
+    // Back to the usual sweep for the tests after this one.
+    proc.child.kill('SIGTERM');
+    await proc.exited;
+    proc = await spawnService(env());
+  });
+
   it('at start, a container without a live session is saved and removed; a live session without its container is marked', async () => {
     const spider = await json(await api('POST', '/api/spiders', { name: 'orphan' }));
     const s1 = await json(await api('POST', `/api/spiders/${spider.id}/code-session?wait=1`));

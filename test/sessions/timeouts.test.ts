@@ -178,4 +178,92 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal((await status(svc, session.session_id)).status, 'stopped');
     assert.equal(await file(svc, spider.id), 'unsaved\n', 'the retry saved the kept work');
   });
+  type Internals = {
+    sessionLock: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
+    sweep(now?: number): Promise<void>;
+    spawner: { waitHealthy(containerId: string, port: number): Promise<void> };
+  };
+  /** Holds the session's lock until released, so that what queues behind it runs in a known order. */
+  const holdLock = (svc: TestService, sessionId: string) => {
+    let release!: () => void;
+    const held = (svc.services.sessions as unknown as Internals).sessionLock.run(
+      sessionId,
+      () => new Promise<void>((resolve) => (release = resolve)),
+    );
+    return async () => {
+      release();
+      await held;
+    };
+  };
+
+  it('Close while a kept session is being reopened waits for the resume, then saves the kept work', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session, container } = await open(svc, 'close-resume');
+    dockerExec(container, 'echo unsaved > /workspace/main.py');
+    await closeWhileStorageIsDown(svc, spider.id);
+    const release = holdLock(svc, session.session_id);
+    const opening = svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session`);
+    await new Promise((r) => setTimeout(r, 300));
+    const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+    await new Promise((r) => setTimeout(r, 300));
+    await release();
+    assert.equal((await json(await opening)).session_id, session.session_id);
+    const closed = await closing;
+    assert.equal(closed.status, 200);
+    assert.equal((await json(closed)).session.status, 'stopped');
+    assert.equal(await file(svc, spider.id), 'unsaved\n', 'saved before it was removed');
+  });
+
+  it('a resumed session counts its idle time and its age from the resume', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_MAX_SESSION_AGE: '2h' });
+    const { spider, session, container } = await open(svc, 'resume-age');
+    dockerExec(container, 'echo unsaved > /workspace/main.py');
+    await closeWhileStorageIsDown(svc, spider.id);
+    const resumed = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(resumed.session_id, session.session_id);
+    assert.equal(resumed.status, 'ready');
+    assert.equal(Date.parse(resumed.expires_at) - Date.parse(resumed.last_active_at), 2 * 3_600_000);
+    assert.ok(Date.parse(resumed.expires_at) > Date.parse(session.expires_at));
+  });
+
+  it('the idle stop is decided on the session as it is when its turn comes: a heartbeat since then keeps it', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_IDLE_TIMEOUT: '2s', CRAWLHUB_STOP_WARNING: '0' });
+    const { spider, session } = await open(svc, 'late-beat');
+    await until('idle', async () => Date.now() > Date.parse((await status(svc, session.session_id)).idle_deadline) + 200, 10_000, 100);
+    // The sweep found it idle; its turn waits behind the lock (a save, the sessions before it)…
+    const release = holdLock(svc, session.session_id);
+    const sweeping = (svc.services.sessions as unknown as Internals).sweep();
+    await new Promise((r) => setTimeout(r, 300));
+    // …while its user comes back.
+    const beat = await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
+    assert.equal(beat.status, 200);
+    await release();
+    await sweeping;
+    assert.equal((await status(svc, session.session_id)).status, 'ready');
+  });
+
+  it('a container that dies while its session starts fails the start and keeps nothing', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const spawner = (svc.services.sessions as unknown as Internals).spawner;
+    const waitHealthy = spawner.waitHealthy.bind(spawner);
+    let events = 0;
+    spawner.waitHealthy = async (containerId, port) => {
+      docker('kill', containerId);
+      // The engine's "died" event reaches the service before the start notices.
+      await new Promise((r) => setTimeout(r, 500));
+      events++;
+      return waitHealthy(containerId, port);
+    };
+    const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'dies' }));
+    const failed = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    spawner.waitHealthy = waitHealthy;
+    assert.equal(events, 1);
+    assert.equal(failed.status, 'failed');
+    assert.equal(failed.save_pending, false, 'nothing to save from a start');
+    assert.equal(docker('ps', '-aq', '--filter', `name=${containerName(svc, failed.session_id)}`).trim(), '');
+    const again = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.notEqual(again.session_id, failed.session_id);
+    assert.equal(again.status, 'ready');
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+  });
 });
