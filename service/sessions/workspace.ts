@@ -201,7 +201,7 @@ export class Workspace {
   async *readFiles(paths: string[], limits: TarLimits, timeoutMs: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
     if (paths.length === 0) return;
     if (paths.length <= FEW_FILES) {
-      for (const path of paths) yield* this.readOne(path, limits, timeoutMs);
+      for (const path of paths) yield* this.readOne(path, limits, timeoutMs, { running: true, ignore });
       return;
     }
     const missing = new Set(paths);
@@ -210,7 +210,7 @@ export class Workspace {
       if (!missing.delete(path)) continue; // not asked for, or already read
       yield item;
     }
-    for (const path of missing) yield* this.readOne(path, limits, timeoutMs);
+    for (const path of missing) yield* this.readOne(path, limits, timeoutMs, { running: true, ignore });
   }
 
   private async *readMany(
@@ -256,21 +256,41 @@ export class Workspace {
     await done;
   }
 
-  /** One file: through the agent, else the engine's archive of that path (which also reports links). */
-  private async *readOne(path: string, limits: TarLimits, timeoutMs: number): AsyncGenerator<TarItem> {
+  /**
+   * One file: through the agent, else the engine's archive (which also reports links). The engine
+   * reads as root and follows links in the folders above the path it is given (the last name is
+   * archived as it is). In a running container the user could swap a folder for a link to `/etc`
+   * between the listing and this read, so a file in a folder is picked out of the archive of its
+   * top-level folder, whose entries are archived as they are; a stopped container cannot change,
+   * and its file is asked for by its own path.
+   */
+  private async *readOne(
+    path: string,
+    limits: TarLimits,
+    timeoutMs: number,
+    opts: { running: boolean; ignore?: (path: string) => boolean },
+  ): AsyncGenerator<TarItem> {
     const viaAgent = await this.agentFile(path, limits.maxFileBytes);
     if (viaAgent) {
       yield { kind: 'file', path, data: viaAgent, sha256: createHash('sha256').update(viaAgent).digest('hex'), mode: 0o644 };
       return;
     }
-    const name = path.split('/').at(-1)!;
+    const nested = opts.running && path.includes('/');
     let tar: Readable;
     try {
-      tar = await this.docker.getArchive(this.containerId, abs(path));
+      tar = await this.docker.getArchive(this.containerId, abs(nested ? path.split('/')[0] : path));
     } catch (err) {
       if (isNotFound(err)) return; // deleted since the listing: it reads as deleted
       throw err;
     }
+    if (nested) {
+      for await (const item of readTar(tar, { limits, timeoutMs, ignore: opts.ignore })) {
+        if (item.kind === 'file' && item.path === path) yield item;
+        else if (item.kind === 'skipped' && item.name === path) yield item;
+      }
+      return;
+    }
+    const name = path.split('/').at(-1)!;
     for await (const item of readTar(tar, { limits, timeoutMs })) {
       // The engine names the entry after the file; a folder or a link in its place is reported.
       if (item.kind === 'file' && item.path === name) yield { ...item, path };
@@ -291,7 +311,8 @@ export class Workspace {
       if (link && 'path' in link) linked.push(link.path);
       else yield item;
     }
-    for (const path of linked) yield* this.readOne(path, limits, timeoutMs);
+    // (Only a stopped container is archived whole, so each path is read as it was listed.)
+    for (const path of linked) yield* this.readOne(path, limits, timeoutMs, { running: false });
   }
 
   // ---- file operations for the desktop editor -------------------------------------------------

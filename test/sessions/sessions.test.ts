@@ -242,6 +242,27 @@ describe('code sessions on the real engine', () => {
     await assertStorageClean(spider.id);
   });
 
+  it('reads nothing outside /workspace: a folder swapped for a link to /etc after the listing is not followed', async () => {
+    const spider = await spiderWithProject(alice.token, 'swapped');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    assert.equal(dockerExec(c, 'mkdir /workspace/d && echo mine > /workspace/d/shadow').code, 0);
+    // /etc/shadow is root's alone: the container's user cannot read it.
+    assert.notEqual(dockerExec(c, 'cat /etc/shadow').code, 0);
+    const containerId = docker('inspect', '-f', '{{.Id}}', c).trim();
+    const workspace = svc.services.sessions.workspaceOf(containerId);
+    const listed = await workspace.manifest([], 1000);
+    assert.ok(listed.entries.some((e) => e.path === 'd/shadow'));
+    // Between the listing and the read, the user swaps the folder for a link out of the workspace.
+    assert.equal(dockerExec(c, 'mv /workspace/d /workspace/d.old && ln -s /etc /workspace/d').code, 0);
+    const limits = { maxEntries: 1000, maxFileBytes: 1 << 20, maxTotalBytes: 64 << 20, maxHeaderBytes: 64 << 10 };
+    const read = [];
+    for await (const item of workspace.readFiles(['d/shadow'], limits, 60_000)) read.push(item);
+    for (const item of read) assert.ok(item.kind !== 'file' || !item.data.toString().includes('root:'), 'root-only bytes came out');
+    assert.deepEqual(read, [], 'the file is gone from where it was listed');
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+  });
+
   it('saves what the container user made unreadable as it is: never as an empty file, never as deleted', async () => {
     const spider = await spiderWithProject(alice.token, 'unreadable');
     const session = await open(alice.token, spider.id);
