@@ -345,9 +345,14 @@ export class DockerRuntime {
     const socket = await exec.start({ hijack: true, stdin: Boolean(opts.stdin) });
     const stdout = new PassThrough();
     const stderr = new PassThrough();
-    this.docker.modem.demuxStream(socket, stdout, stderr);
+    demux(socket, stdout, stderr);
+    // Nobody has to read stderr: unread, it flows away instead of piling up in the service.
+    stderr.resume();
+    let ended = false;
     const done = new Promise<number>((resolve, reject) => {
       const finish = () => {
+        if (ended) return;
+        ended = true;
         stdout.end();
         stderr.end();
         exec.inspect().then((info) => resolve(info.ExitCode ?? -1), reject);
@@ -358,7 +363,11 @@ export class DockerRuntime {
     });
     // Later callers may only watch `done`; keep an unobserved rejection from crashing the process.
     done.catch(() => undefined);
+    // A reader that gives up (or fails) ends the command's connection: paused for it, it would stay open.
     stdout.on('error', () => socket.destroy());
+    stdout.on('close', () => {
+      if (!ended) socket.destroy();
+    });
     return { stream: { stdout, stderr, stdin: socket }, done };
   }
 
@@ -391,4 +400,51 @@ export class DockerRuntime {
     });
     return stream as unknown as Readable;
   }
+}
+
+/**
+ * Splits the engine's multiplexed exec stream (frames of an 8-byte header — stream type, then a
+ * big-endian length — and that many bytes) into stdout and stderr, with backpressure: the socket is
+ * paused while a side that is read is full. dockerode's demuxStream writes without waiting, so a
+ * container printing faster than its reader (or to a stream nobody reads) filled the service's memory.
+ */
+export function demux(socket: Duplex, stdout: PassThrough, stderr: PassThrough): void {
+  const header = Buffer.alloc(8);
+  let headerBytes = 0;
+  let remaining = 0;
+  let target: PassThrough = stdout;
+  let waiting = 0;
+  const drained = () => {
+    if (--waiting === 0) socket.resume();
+  };
+  socket.on('data', (chunk: Buffer) => {
+    let offset = 0;
+    const full = new Set<PassThrough>();
+    while (offset < chunk.length) {
+      if (remaining === 0) {
+        const n = Math.min(8 - headerBytes, chunk.length - offset);
+        chunk.copy(header, headerBytes, offset, offset + n);
+        headerBytes += n;
+        offset += n;
+        if (headerBytes < 8) break;
+        headerBytes = 0;
+        if (header[0] > 2 || header[1] !== 0 || header[2] !== 0 || header[3] !== 0) {
+          socket.destroy(new DockerError('the engine sent an exec stream that is not multiplexed'));
+          return;
+        }
+        target = header[0] === 2 ? stderr : stdout;
+        remaining = header.readUInt32BE(4);
+        continue;
+      }
+      const n = Math.min(remaining, chunk.length - offset);
+      if (!target.write(chunk.subarray(offset, offset + n))) full.add(target);
+      remaining -= n;
+      offset += n;
+    }
+    for (const side of full) {
+      if (side.destroyed) continue;
+      if (waiting++ === 0) socket.pause();
+      side.once('drain', drained);
+    }
+  });
 }

@@ -90,6 +90,38 @@ describe('session containers are hardened and limited', () => {
     assert.equal(probe(b.session.session_id, ipOf(a.session.session_id)), 'closed');
   });
 
+  it('what a container prints waits for the service to read it: unread stderr and a paused reader pile up nothing', async () => {
+    const { session } = await openFor(svc, 'flood');
+    const id = docker('inspect', '-f', '{{.Id}}', containerName(svc, session.session_id)).trim();
+    const buffered = (s: import('node:stream').PassThrough) => s.readableLength + s.writableLength;
+    // 64 MiB to stderr, which nobody reads (the agent and the in-container tar never do).
+    const noisy = await svc.services.docker.execStream(id, ['sh', '-c', 'head -c 67108864 /dev/zero >&2; echo done'], {
+      user: '1000:1000',
+    });
+    const out: Buffer[] = [];
+    noisy.stream.stdout.on('data', (c: Buffer) => out.push(c));
+    assert.equal(await noisy.done, 0);
+    assert.equal(Buffer.concat(out).toString(), 'done\n');
+    assert.ok(buffered(noisy.stream.stderr) < 1024 * 1024, `stderr held ${buffered(noisy.stream.stderr)} bytes`);
+    // 64 MiB to stdout while its reader waits: the engine's connection is paused, not buffered.
+    const fast = await svc.services.docker.execStream(id, ['head', '-c', '67108864', '/dev/zero'], { user: '1000:1000' });
+    const stdout = fast.stream.stdout;
+    let peak = 0;
+    const watch = setInterval(() => (peak = Math.max(peak, buffered(stdout))), 20);
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      peak = Math.max(peak, buffered(stdout));
+      let total = 0;
+      for await (const c of stdout) total += (c as Buffer).length;
+      assert.equal(total, 64 * 1024 * 1024, 'every byte still arrives');
+      assert.equal(await fast.done, 0);
+    } finally {
+      clearInterval(watch);
+    }
+    assert.ok(peak < 4 * 1024 * 1024, `a paused reader let ${peak} bytes pile up`);
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${session.spider_id}/code-session?discard=1`)).status, 200);
+  });
+
   it('twenty concurrent opens of one spider by one user make exactly one container', async () => {
     const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'twenty' }));
     const responses = await Promise.all(
