@@ -27,6 +27,13 @@ export interface SocketDeps {
 
 const TERMINAL_PATH = /^\/api\/sessions\/([0-9a-f-]{36})\/terminal$/;
 const MAX_MESSAGE = 1024 * 1024;
+/** Events a client has not taken yet: past this, it is disconnected (its views reload on reconnect). */
+const MAX_EVENT_BACKLOG = 8 * 1024 * 1024;
+/** Terminal output unsent to the browser before the shell's output is paused. */
+const TERMINAL_BACKLOG = 1024 * 1024;
+/** The shell's first line: its process id. */
+const SHELL_PID_MARK = 'crawlhub-shell-pid:';
+const SHELL_PID_LINE = new RegExp(`^${SHELL_PID_MARK}(\\d+)\\r?$`);
 
 function refuse(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
@@ -87,7 +94,10 @@ export class ApiSockets {
     const watches = new Map<string, () => void>();
     const send = (event: ServiceEvent) => {
       if (event.type === 'files' && !watches.has(event.session_id)) return;
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(event));
+      if (ws.readyState !== ws.OPEN) return;
+      // A client that stopped reading is let go rather than buffered for without end.
+      if (ws.bufferedAmount > MAX_EVENT_BACKLOG) return ws.terminate();
+      ws.send(JSON.stringify(event));
     };
     const unsubscribe = this.d.events.subscribe(user, send);
     ws.send(JSON.stringify({ type: 'hello', user: { id: user.id, name: user.name, isAdmin: user.isAdmin } }));
@@ -131,7 +141,9 @@ export class ApiSockets {
     ws.pause();
     ws.on('error', () => ws.terminate());
     this.d.docker
-      .execTty(shell.containerId, ['/bin/bash', '-l'], {
+      // The shell's process id comes first (read off the stream, never shown): closing the terminal
+      // hangs that shell up, as closing a terminal window does, instead of leaving it running.
+      .execTty(shell.containerId, ['/bin/sh', '-c', `echo ${SHELL_PID_MARK}$$; exec /bin/bash -l`], {
         user: CONTAINER_USER,
         workingDir: WORKSPACE,
         env: ['TERM=xterm-256color', 'HOME=/home/coder'],
@@ -144,7 +156,7 @@ export class ApiSockets {
             tty.socket.destroy();
             return;
           }
-          this.terminal(ws, tty, sessionId);
+          this.terminal(ws, tty, sessionId, (pid) => this.hangUp(shell.containerId, pid));
           ws.resume();
         },
         (err: unknown) => {
@@ -155,16 +167,59 @@ export class ApiSockets {
       );
   }
 
-  private terminal(ws: WebSocket, tty: { socket: Duplex; resize(cols: number, rows: number): Promise<void> }, sessionId: string): void {
+  /** SIGHUP to a terminal's shell, which passes it on to its jobs, as when a terminal window closes. */
+  private hangUp(containerId: string, pid: number): void {
+    void this.d.docker
+      .exec(containerId, ['kill', '-HUP', String(pid)], { user: CONTAINER_USER, timeoutMs: 10_000 })
+      .catch((err: unknown) => this.d.logger.debug({ err }, 'could not hang up a terminal shell'));
+  }
+
+  /**
+   * Bytes both ways with backpressure: the shell's output waits in its stream while the browser's
+   * socket holds more than 1 MiB unsent, and the browser's input waits in its socket while the shell
+   * is not taking it.
+   */
+  private terminal(
+    ws: WebSocket,
+    tty: { socket: Duplex; resize(cols: number, rows: number): Promise<void> },
+    sessionId: string,
+    hangUp: (pid: number) => void,
+  ): void {
+    let pid: number | null = null;
+    let head: Buffer | null = Buffer.alloc(0);
+    let inputWaits = false;
+    const forward = (chunk: Buffer) => {
+      if (ws.readyState !== ws.OPEN || chunk.length === 0) return;
+      ws.send(chunk, { binary: true }, () => {
+        if (tty.socket.isPaused() && ws.bufferedAmount < TERMINAL_BACKLOG) tty.socket.resume();
+      });
+      if (ws.bufferedAmount >= TERMINAL_BACKLOG) tty.socket.pause();
+    };
     tty.socket.on('data', (chunk: Buffer) => {
-      if (ws.readyState === ws.OPEN) ws.send(chunk, { binary: true });
       this.d.sessions.touch(sessionId);
+      if (head === null) return forward(chunk);
+      // The first line is the shell's process id.
+      head = Buffer.concat([head, chunk]);
+      const nl = head.indexOf(0x0a);
+      if (nl === -1 && head.length < 128) return;
+      const match = nl === -1 ? null : SHELL_PID_LINE.exec(head.subarray(0, nl).toString('latin1'));
+      if (match) pid = Number(match[1]);
+      const rest = match ? head.subarray(nl + 1) : head;
+      head = null;
+      forward(rest);
     });
     tty.socket.on('end', () => ws.close(1000, 'the shell exited'));
     tty.socket.on('error', () => ws.close(1011, 'the terminal stream failed'));
     ws.on('message', (data, isBinary) => {
       if (isBinary) {
-        tty.socket.write(data);
+        if (!tty.socket.write(data) && !inputWaits) {
+          inputWaits = true;
+          ws.pause();
+          tty.socket.once('drain', () => {
+            inputWaits = false;
+            ws.resume();
+          });
+        }
         return;
       }
       try {
@@ -180,7 +235,12 @@ export class ApiSockets {
         // ignore malformed control frames
       }
     });
-    ws.on('close', () => tty.socket.destroy());
-    ws.on('error', () => tty.socket.destroy());
+    const close = () => {
+      if (pid !== null) hangUp(pid);
+      pid = null;
+      tty.socket.destroy();
+    };
+    ws.on('close', close);
+    ws.on('error', close);
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { json, startTestService, type TestService } from '../helpers/service';
-import { containerName, docker, removeContainers, requireDocker } from '../helpers/docker';
+import { containerName, docker, removeContainers, requireDocker, until } from '../helpers/docker';
 import { rawExchange } from '../proxy/harness';
 
 describe('the terminal WebSocket on the real engine', () => {
@@ -56,5 +56,46 @@ describe('the terminal WebSocket on the real engine', () => {
     } finally {
       runtime.execTty = execTty;
     }
+  });
+  const openTerminal = async () => {
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal`, {
+      headers: { authorization: `Bearer ${alice.token}` },
+    });
+    let output = '';
+    ws.on('message', (d: Buffer) => (output += d.toString('latin1')));
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    return { ws, output: () => output };
+  };
+  const shells = () => (docker('top', containerName(svc, sessionId), '-o', 'pid,args').match(/bash -l/g) ?? []).length;
+
+  it('closing the terminal hangs up its shell and what it runs, as closing a terminal window does', async () => {
+    const before = shells();
+    const term = await openTerminal();
+    term.ws.send(Buffer.from('sleep 600 & echo started-$((6*7))\n'), { binary: true });
+    await until('the shell answers', () => term.output().includes('started-42'), 30_000, 50);
+    assert.doesNotMatch(term.output(), /crawlhub-shell-pid/, 'the shell id is not shown');
+    assert.equal(shells(), before + 1);
+    term.ws.close();
+    await until('the shell is gone', () => shells() === before, 30_000, 100);
+    await until('its job is gone', () => !/sleep 600/.test(docker('top', containerName(svc, sessionId), '-o', 'pid,args')), 30_000, 100);
+  });
+
+  it("a browser that stops reading pauses the shell's output instead of filling the service's memory", async () => {
+    const term = await openTerminal();
+    term.ws.send(Buffer.from('echo ready-$((6*7))\n'), { binary: true });
+    await until('the shell answers', () => term.output().includes('ready-42'), 30_000, 50);
+    const socket = (term.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.pause();
+    const start = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const watch = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers - start)), 25);
+    try {
+      term.ws.send(Buffer.from("head -c 400000000 /dev/zero | tr '\\0' x; echo; echo done-$((6*7))\n"), { binary: true });
+      await new Promise((r) => setTimeout(r, 3000));
+    } finally {
+      clearInterval(watch);
+    }
+    assert.ok(peak < 64 * 1024 * 1024, `the service held ${peak} more bytes while the browser did not read`);
+    term.ws.terminate();
   });
 });
