@@ -240,8 +240,12 @@ export class Spawner {
   /** code-server's own heartbeat (a browser is connected): validated, never in the future; 0 when unknown. */
   async browserHeartbeat(port: number): Promise<number> {
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) });
-      const body = JSON.parse((await res.text()).slice(0, 1000)) as { lastHeartbeat?: unknown };
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000), redirect: 'manual' });
+      if (!res.ok) {
+        await res.body?.cancel();
+        return 0;
+      }
+      const body = JSON.parse(await readCapped(res, 1000)) as { lastHeartbeat?: unknown };
       return typeof body.lastHeartbeat === 'number' && Number.isFinite(body.lastHeartbeat) ? Math.min(body.lastHeartbeat, Date.now()) : 0;
     } catch {
       return 0; // an unreachable or lying code-server adds no activity
@@ -352,10 +356,31 @@ export class Spawner {
 /** Why code-server at `origin` does not answer its /healthz with 2xx within `timeoutMs`, or null when it does. */
 async function healthzProblem(origin: string, timeoutMs = NETWORK_PROBE_MS): Promise<string | null> {
   try {
-    const res = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+    // Whatever answers in the container is the user's: its redirects are not followed (they could
+    // point the service anywhere), and its bodies are not read.
+    const res = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
     await res.body?.cancel();
     return res.ok ? null : `/healthz answered ${res.status}`;
   } catch (err) {
     return (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
   }
+}
+
+/** At most `max` bytes of a response body, as text; the rest is never read. */
+async function readCapped(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  try {
+    while (length < max) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      length += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(parts).subarray(0, max).toString('utf8');
 }

@@ -155,6 +155,47 @@ describe('code sessions on the real engine', () => {
     assert.equal(await byPort.networkAddress(docker('inspect', '-f', '{{.Id}}', c).trim()), null);
   });
 
+  it("what answers on a session's port cannot redirect the service's probes elsewhere or make it read without end", async () => {
+    const spawner = new Spawner(svc.services.docker, svc.config, svc.services.secret, createLogger('silent'));
+    const http = await import('node:http');
+    const listen = async (handler: import('node:http').RequestListener) => {
+      const server = http.createServer(handler);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return { server, port: (server.address() as import('node:net').AddressInfo).port };
+    };
+    let elsewhere = 0;
+    const target = await listen((_req, res) => {
+      elsewhere++;
+      res.end(JSON.stringify({ status: 'alive', lastHeartbeat: Date.now() }));
+    });
+    const redirecting = await listen((_req, res) => {
+      res.writeHead(302, { location: `http://127.0.0.1:${target.port}/healthz` });
+      res.end();
+    });
+    let sent = 0;
+    const endless = await listen((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      res.write('{"lastHeartbeat": 1, "pad": "');
+      pump();
+    });
+    try {
+      assert.equal(await spawner.browserHeartbeat(redirecting.port), 0);
+      assert.equal(elsewhere, 0, 'the redirect was not followed');
+      assert.equal(await spawner.browserHeartbeat(endless.port), 0);
+      assert.ok(sent < 32 * 1024 * 1024, `the probe read ${sent} bytes`);
+    } finally {
+      for (const { server } of [target, redirecting, endless]) {
+        server.closeAllConnections();
+        server.close();
+      }
+    }
+  });
+
   it('opens a server the user starts in the session through code-server’s port forwarding, behind the same cookie', async () => {
     const spider = await spiderWithProject(alice.token, 'ports');
     const session = await open(alice.token, spider.id);
