@@ -8,6 +8,7 @@ import type { Metrics } from '../http/metrics';
 import { KeyedLock } from '../keyed-lock';
 import type { Logger } from '../logger';
 import { DockerTimeoutError, LABEL, type DockerRuntime } from '../runtime/docker';
+import { sessionBaseUrl, topology } from '../proxy/routing';
 import { ServiceSecret } from '../secret';
 import { Spider } from '../spiders/entities';
 import type { SpiderService } from '../spiders/service';
@@ -88,12 +89,9 @@ export class SessionService {
 
   // ---- views -----------------------------------------------------------------------------------
 
+  /** The browser IDE's address, as the proxy serves it (the public URL is final only once the service listens). */
   sessionUrl(id: string): string {
-    if (this.cfg.CRAWLHUB_CODE_DOMAIN) {
-      const base = new URL(this.cfg.publicUrl);
-      return `${base.protocol}//${id}.${this.cfg.CRAWLHUB_CODE_DOMAIN}/`;
-    }
-    return `${this.cfg.publicUrl}/code-server/${id}/`;
+    return sessionBaseUrl(topology(this.cfg.publicUrl, this.cfg.CRAWLHUB_CODE_DOMAIN), id);
   }
 
   async view(em: Em, s: CodeSession, spiderName?: string): Promise<SessionView> {

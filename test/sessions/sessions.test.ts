@@ -196,6 +196,22 @@ describe('code sessions on the real engine', () => {
     }
   });
 
+  it('gives the session address on its own host, port included, when sessions have their own domain', async () => {
+    const own = await startTestService({ env: { CRAWLHUB_CODE_DOMAIN: 'code.test', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    try {
+      const spider = await json(await own.api(own.adminToken, 'POST', '/api/spiders', { name: 'domain' }));
+      const session = await json(await own.api(own.adminToken, 'POST', `/api/spiders/${spider.id}/code-session`));
+      const port = new URL(own.url).port;
+      assert.equal(session.url, `http://${session.session_id}.code.test:${port}/`);
+      const launch = await json(await own.api(own.adminToken, 'POST', `/api/sessions/${session.session_id}/launch`));
+      assert.ok(launch.url.startsWith(session.url), 'the launch URL opens the same address');
+      await own.api(own.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`);
+    } finally {
+      await own.close();
+      removeContainers(own.config.instance);
+    }
+  });
+
   it('opens a server the user starts in the session through code-server’s port forwarding, behind the same cookie', async () => {
     const spider = await spiderWithProject(alice.token, 'ports');
     const session = await open(alice.token, spider.id);
