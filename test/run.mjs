@@ -42,6 +42,8 @@ step(`tests (${files.length} files)`, process.execPath, [
   'tsx',
   '--test',
   '--test-concurrency=1',
+  // A test that waits on something that never comes fails instead of holding CI until its own limit.
+  '--test-timeout=900000',
   '--test-reporter=spec',
   ...files,
 ]);

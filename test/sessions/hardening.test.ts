@@ -139,14 +139,19 @@ describe('session containers are hardened and limited', () => {
   it('an exhausted port pool answers 503 with a clear message', async () => {
     const small = await startTestService({ env: { CRAWLHUB_PORT_RANGE: '10095-10096', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
     try {
-      assert.equal((await openFor(small, 'one')).session.status, 'ready');
+      const one = await openFor(small, 'one');
+      assert.equal(one.session.status, 'ready');
       assert.equal((await openFor(small, 'two')).session.status, 'ready');
       const third = await openFor(small, 'three');
       assert.equal(third.res.status, 503);
       assert.equal(third.session.error.code, 'port_pool_exhausted');
       assert.match(third.session.error.message, /10095-10096/);
       // Closing one frees its port for the next.
-      await small.api(small.adminToken, 'DELETE', `/api/spiders/${(await openFor(small, 'one')).spider.id}/code-session`);
+      const closed = await small.api(small.adminToken, 'DELETE', `/api/spiders/${one.spider.id}/code-session`);
+      assert.equal(closed.status, 200);
+      const again = await small.api(small.adminToken, 'POST', `/api/spiders/${third.spider.id}/code-session?wait=1`);
+      assert.equal(again.status, 201);
+      assert.equal((await json(again)).status, 'ready', 'on the port the closed one freed (the pool has two)');
     } finally {
       await small.close();
       removeContainers(small.config.instance);
