@@ -122,6 +122,21 @@ const notFound = (what: string) => new AppError(404, 'file_not_found', `${what} 
 
 const abs = (path: string) => (path === '' ? WORKSPACE : `${WORKSPACE}/${path}`);
 
+/** How long a helper process may take to answer one request. */
+const AGENT_TIMEOUT_MS = 60_000;
+
+/**
+ * The time left until a save's deadline (epoch ms): every read of one save shares it, so that a
+ * container answering slowly (or not at all) holds the save, and the locks it takes, no longer than
+ * CRAWLHUB_SYNC_TIMEOUT in all.
+ */
+function left(deadline: number): number {
+  const ms = deadline - Date.now();
+  if (ms <= 0)
+    throw new AppError(504, 'archive_timeout', 'Reading the workspace took longer than the save may take (CRAWLHUB_SYNC_TIMEOUT).');
+  return ms;
+}
+
 /**
  * The files of one session's container. Reads and writes run inside the container as its own user
  * (argv, never a shell), so they can do exactly what the user could do in a terminal there.
@@ -134,12 +149,12 @@ export class Workspace {
     private readonly agents?: { pool: WorkspaceAgents; ignore: string[]; maxFileBytes: number },
   ) {}
 
-  private agentRequest(line: string, listing: boolean): Promise<Buffer> {
+  private agentRequest(line: string, listing: boolean, timeoutMs = AGENT_TIMEOUT_MS): Promise<Buffer> {
     const a = this.agents!;
     return a.pool.request(this.containerId, CONTAINER_USER, manifestCommand(WORKSPACE, a.ignore), line, {
       listing,
       maxOutput: Math.ceil(a.maxFileBytes * 1.4) + 64 * 1024 * 1024,
-      timeoutMs: 60_000,
+      timeoutMs: Math.min(timeoutMs, AGENT_TIMEOUT_MS),
     });
   }
 
@@ -147,11 +162,11 @@ export class Workspace {
    * A regular file's bytes through the agent, or null when it is not one (gone, a link, a folder),
    * the container's user cannot read it, or the agent failed: the engine's archive is asked then.
    */
-  private async agentFile(path: string, maxBytes: number): Promise<Buffer | null> {
+  private async agentFile(path: string, maxBytes: number, deadline: number): Promise<Buffer | null> {
     if (!this.agents) return null;
     let out: Buffer;
     try {
-      out = await this.agentRequest(`F${path}`, false);
+      out = await this.agentRequest(`F${path}`, false, left(deadline));
     } catch {
       return null;
     }
@@ -168,17 +183,27 @@ export class Workspace {
     return this.docker.putArchive(this.containerId, WORKSPACE, tar);
   }
 
-  async manifest(ignore: string[], maxEntries: number, dir = '', opts: { maxDepth?: number; minDepth?: number } = {}): Promise<Manifest> {
+  async manifest(
+    ignore: string[],
+    maxEntries: number,
+    dir = '',
+    opts: { maxDepth?: number; minDepth?: number; deadline?: number } = {},
+  ): Promise<Manifest> {
     const args = manifestCommand(abs(dir), ignore, opts);
     const maxOutput = Math.max(maxEntries, 1) * 1400;
+    const timeoutMs = opts.deadline === undefined ? undefined : left(opts.deadline);
     if (this.agents && dir === '' && !opts.maxDepth && ignore.join('\0') === this.agents.ignore.join('\0')) {
       try {
-        return parseManifest(await this.agentRequest('L', true), maxEntries);
+        return parseManifest(await this.agentRequest('L', true, timeoutMs), maxEntries);
       } catch (err) {
         if (err instanceof AppError && err.status !== 502) throw err; // a cap: the same with a one-off exec
       }
     }
-    const res = await this.docker.exec(this.containerId, args, { user: CONTAINER_USER, maxOutput });
+    const res = await this.docker.exec(this.containerId, args, {
+      user: CONTAINER_USER,
+      maxOutput,
+      timeoutMs: opts.deadline === undefined ? undefined : left(opts.deadline),
+    });
     if (res.exitCode !== 0 && res.stdout.length === 0) {
       const message = res.stderr.toString('utf8').slice(0, 300);
       if (/No such file/i.test(message)) throw notFound(`"${dir}"`);
@@ -198,25 +223,25 @@ export class Workspace {
    * passes over unread. A file a strategy did not return (unreadable to the container's user, say)
    * is read once more on its own, so that only a file that is really gone reads as deleted.
    */
-  async *readFiles(paths: string[], limits: TarLimits, timeoutMs: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
+  async *readFiles(paths: string[], limits: TarLimits, deadline: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
     if (paths.length === 0) return;
     if (paths.length <= FEW_FILES) {
-      for (const path of paths) yield* this.readOne(path, limits, timeoutMs, { running: true, ignore });
+      for (const path of paths) yield* this.readOne(path, limits, deadline, { running: true, ignore });
       return;
     }
     const missing = new Set(paths);
-    for await (const item of this.readMany(paths, limits, timeoutMs, ignore)) {
+    for await (const item of this.readMany(paths, limits, deadline, ignore)) {
       const path = item.kind === 'skipped' ? item.name : item.path;
       if (!missing.delete(path)) continue; // not asked for, or already read
       yield item;
     }
-    for (const path of missing) yield* this.readOne(path, limits, timeoutMs, { running: true, ignore });
+    for (const path of missing) yield* this.readOne(path, limits, deadline, { running: true, ignore });
   }
 
   private async *readMany(
     paths: string[],
     limits: TarLimits,
-    timeoutMs: number,
+    deadline: number,
     ignore?: (path: string) => boolean,
   ): AsyncGenerator<TarItem> {
     const tops = new Set(paths.map((p) => p.split('/')[0]));
@@ -233,7 +258,7 @@ export class Workspace {
           if (isNotFound(err)) continue;
           throw err;
         }
-        for await (const item of readTar(tar, { limits, timeoutMs, ignore })) {
+        for await (const item of readTar(tar, { limits, timeoutMs: left(deadline), ignore })) {
           if (item.kind === 'file' && wanted.has(item.path)) yield item;
           else if (item.kind === 'skipped' && wanted.has(item.name) && item.reason !== HARD_LINK) yield item;
         }
@@ -248,7 +273,7 @@ export class Workspace {
     );
     stream.stdin.end(list);
     try {
-      yield* readTar(stream.stdout, { limits, timeoutMs });
+      yield* readTar(stream.stdout, { limits, timeoutMs: left(deadline) });
     } finally {
       stream.stdin.destroy();
     }
@@ -267,10 +292,10 @@ export class Workspace {
   private async *readOne(
     path: string,
     limits: TarLimits,
-    timeoutMs: number,
+    deadline: number,
     opts: { running: boolean; ignore?: (path: string) => boolean },
   ): AsyncGenerator<TarItem> {
-    const viaAgent = await this.agentFile(path, limits.maxFileBytes);
+    const viaAgent = await this.agentFile(path, limits.maxFileBytes, deadline);
     if (viaAgent) {
       yield { kind: 'file', path, data: viaAgent, sha256: createHash('sha256').update(viaAgent).digest('hex'), mode: 0o644 };
       return;
@@ -284,14 +309,14 @@ export class Workspace {
       throw err;
     }
     if (nested) {
-      for await (const item of readTar(tar, { limits, timeoutMs, ignore: opts.ignore })) {
+      for await (const item of readTar(tar, { limits, timeoutMs: left(deadline), ignore: opts.ignore })) {
         if (item.kind === 'file' && item.path === path) yield item;
         else if (item.kind === 'skipped' && item.name === path) yield item;
       }
       return;
     }
     const name = path.split('/').at(-1)!;
-    for await (const item of readTar(tar, { limits, timeoutMs })) {
+    for await (const item of readTar(tar, { limits, timeoutMs: left(deadline) })) {
       // The engine names the entry after the file; a folder or a link in its place is reported.
       if (item.kind === 'file' && item.path === name) yield { ...item, path };
       else if (item.kind === 'skipped') yield { ...item, name: path };
@@ -303,16 +328,16 @@ export class Workspace {
    * The whole /workspace as the engine archives it: works on a stopped container too. A second hard
    * link to a file, which the engine archives as a link, is read on its own afterwards, as a file.
    */
-  async *readAll(limits: TarLimits, timeoutMs: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
+  async *readAll(limits: TarLimits, deadline: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
     const tar = await this.docker.getArchive(this.containerId, WORKSPACE);
     const linked: string[] = [];
-    for await (const item of readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace', ignore })) {
+    for await (const item of readTar(tar, { limits, timeoutMs: left(deadline), stripPrefix: 'workspace', ignore })) {
       const link = item.kind === 'skipped' && item.reason === HARD_LINK ? tryNormalizePath(item.name) : null;
       if (link && 'path' in link) linked.push(link.path);
       else yield item;
     }
     // (Only a stopped container is archived whole, so each path is read as it was listed.)
-    for (const path of linked) yield* this.readOne(path, limits, timeoutMs, { running: false });
+    for (const path of linked) yield* this.readOne(path, limits, deadline, { running: false });
   }
 
   // ---- file operations for the desktop editor -------------------------------------------------
@@ -348,7 +373,7 @@ export class Workspace {
 
   async read(path: string, maxBytes: number): Promise<Buffer> {
     if (path !== '') {
-      const viaAgent = await this.agentFile(path, maxBytes);
+      const viaAgent = await this.agentFile(path, maxBytes, Date.now() + AGENT_TIMEOUT_MS);
       if (viaAgent) return viaAgent;
     }
     const entry = await this.stat(path);

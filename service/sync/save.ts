@@ -271,7 +271,9 @@ export class SyncService {
   /** The running container: list with stat keys, then read only the files whose stat key moved. */
   private async readIncremental(sessionId: string, workspace: Workspace, keep: Keep, phase: (name: string) => void) {
     const { limits, timeoutMs, ignore } = this.settings;
-    const manifest = await workspace.manifest(ignore, limits.maxEntries);
+    // One deadline for every read of this save: listing, files, retries.
+    const deadline = Date.now() + timeoutMs;
+    const manifest = await workspace.manifest(ignore, limits.maxEntries, '', { deadline });
     phase('list');
     const skipped = [
       ...manifest.problems,
@@ -315,7 +317,7 @@ export class SyncService {
         files.set(entry.path, { sha256: known.sha256, size: entry.size });
       else wanted.set(entry.path, entry.statKey);
     }
-    for await (const item of workspace.readFiles([...wanted.keys()], limits, timeoutMs, this.isIgnored)) {
+    for await (const item of workspace.readFiles([...wanted.keys()], limits, deadline, this.isIgnored)) {
       if (item.kind === 'file' && !wanted.has(item.path)) continue; // only what was asked for
       this.collect(item, files, skipped, keep);
       if (item.kind === 'file' && wanted.has(item.path)) cache.set(item.path, { statKey: wanted.get(item.path)!, sha256: item.sha256 });
@@ -332,7 +334,7 @@ export class SyncService {
     // Ignored folders stream by unread and count for no cap but the archive's raw size; folders and
     // skipped entries count as entries here, where the spider's cap counts files.
     const limits = { ...this.settings.limits, maxEntries: this.settings.limits.maxEntries * 4 };
-    for await (const item of workspace.readAll(limits, this.settings.timeoutMs, this.isIgnored)) {
+    for await (const item of workspace.readAll(limits, Date.now() + this.settings.timeoutMs, this.isIgnored)) {
       this.collect(item, files, skipped, keep);
     }
     // The engine reads as root: nothing in the workspace is hidden from it.
