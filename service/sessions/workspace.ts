@@ -426,6 +426,7 @@ export class Workspace {
   private failure(verb: string, path: string, stderr: Buffer): AppError {
     const message = stderr.toString('utf8').trim().split('\n')[0]?.slice(0, 300) ?? '';
     if (/No such file|not a directory/i.test(message)) return notFound(`"${path}"`);
+    if (/File exists/i.test(message)) return conflict(`"${path}" already exists and is not a folder.`, 'file_exists');
     if (/Permission denied/i.test(message))
       return new AppError(403, 'no_permission', `${verb} "${path}" is not permitted in the container.`);
     if (/No space left|Disk quota/i.test(message))

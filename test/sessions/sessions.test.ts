@@ -578,6 +578,9 @@ describe('code sessions on the real engine', () => {
     assert.equal((await fs('PUT', '/file?path=new.py&overwrite=1', 'print("v2")\n')).status, 204);
     assert.equal(dockerExec(containerName(svc, id), 'cat /workspace/new.py; stat -c %U /workspace/new.py').stdout, 'print("v2")\ncoder\n');
     assert.equal((await fs('POST', '/mkdir?path=out/items')).status, 204);
+    const onFile = await fs('POST', '/mkdir?path=scrapy.cfg');
+    assert.equal(onFile.status, 409, 'a file is in the way');
+    assert.equal((await json(onFile)).error.code, 'file_exists');
     assert.equal((await fs('POST', '/rename', { from: 'new.py', to: 'out/items/new.py' })).status, 204);
     assert.equal((await fs('GET', '/stat?path=new.py')).status, 404);
     assert.equal((await fs('DELETE', '?path=out')).status, 409, 'a folder with contents needs recursive');
