@@ -139,14 +139,28 @@ export class DockerRuntime {
     });
   }
 
-  /** A bridge network on which containers reach the internet but not each other. */
+  /**
+   * A bridge network on which containers reach the internet but not each other. One that exists
+   * already (made by hand, or named in CRAWLHUB_NETWORK) is used only when it isolates them so too:
+   * the default `bridge` or `host` network would let sessions reach each other's code-server.
+   */
   async ensureNetwork(name: string, labels: Record<string, string>): Promise<void> {
     await this.call('network ensure', undefined, async () => {
+      let existing: Docker.NetworkInspectInfo | null = null;
       try {
-        await this.docker.getNetwork(name).inspect();
-        return;
+        existing = await this.docker.getNetwork(name).inspect();
       } catch (err) {
         if (!isNotFound(err)) throw err;
+      }
+      if (existing) {
+        if (existing.Driver !== 'bridge' || existing.Options?.['com.docker.network.bridge.enable_icc'] !== 'false') {
+          throw new DockerError(
+            `the Docker network "${name}" does not keep session containers apart (driver ${existing.Driver ?? '?'}, ` +
+              `enable_icc ${existing.Options?.['com.docker.network.bridge.enable_icc'] ?? 'true'}); remove it and the service ` +
+              'creates one, or name a bridge network with com.docker.network.bridge.enable_icc=false in CRAWLHUB_NETWORK',
+          );
+        }
+        return;
       }
       try {
         await this.docker.createNetwork({
@@ -296,11 +310,16 @@ export class DockerRuntime {
     opts: { user?: string; workingDir?: string; stdin?: Buffer; maxOutput?: number; timeoutMs?: number } = {},
   ): Promise<ExecResult> {
     const max = opts.maxOutput ?? 16 * 1024 * 1024;
+    // A command that outlives its time limit loses its connection (and what it had printed) with it.
+    let socket: Duplex | null = null;
+    let abandoned = false;
     return this.call(
       `exec ${cmd[0]}`,
       id,
       async () => {
         const { stream, done } = await this.execStream(id, cmd, opts);
+        socket = stream.stdin;
+        if (abandoned) socket.destroy();
         const out: Buffer[] = [];
         const err: Buffer[] = [];
         let outLen = 0;
@@ -320,7 +339,11 @@ export class DockerRuntime {
         return { exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
       },
       opts.timeoutMs ?? this.timeoutMs,
-    );
+    ).catch((e: unknown) => {
+      abandoned = true;
+      socket?.destroy();
+      throw e;
+    });
   }
 
   /**

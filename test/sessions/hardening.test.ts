@@ -122,6 +122,45 @@ describe('session containers are hardened and limited', () => {
     assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${session.spider_id}/code-session?discard=1`)).status, 200);
   });
 
+  it('an exec past its time limit loses its connection to the engine', async () => {
+    const { session } = await openFor(svc, 'slow-exec');
+    const id = docker('inspect', '-f', '{{.Id}}', containerName(svc, session.session_id)).trim();
+    const runtime = svc.services.docker;
+    const execStream = runtime.execStream.bind(runtime);
+    const sockets: import('node:stream').Duplex[] = [];
+    runtime.execStream = async (...args) => {
+      const started = await execStream(...args);
+      sockets.push(started.stream.stdin);
+      return started;
+    };
+    try {
+      await assert.rejects(runtime.exec(id, ['sleep', '30'], { user: '1000:1000', timeoutMs: 500 }), /did not finish within 500 ms/);
+      assert.equal(sockets.length, 1);
+      assert.ok(sockets[0].destroyed, 'the connection was closed');
+    } finally {
+      runtime.execStream = execStream;
+    }
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${session.spider_id}/code-session?discard=1`)).status, 200);
+  });
+
+  it('refuses to put sessions on an existing network that lets containers reach each other', async () => {
+    const network = `crawlhub-test-open-${process.pid}`;
+    docker('network', 'create', network);
+    const open = await startTestService({ env: { CRAWLHUB_NETWORK: network, CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    try {
+      const { res, session } = await openFor(open, 'open-network');
+      assert.equal(res.status, 201);
+      const failed = await json(await open.api(open.adminToken, 'GET', `/api/sessions/${session.session_id}`));
+      assert.equal(failed.status, 'failed');
+      assert.match(failed.status_reason, /does not keep session containers apart.*enable_icc/);
+      assert.equal(docker('ps', '-aq', '--filter', `label=crawlhub.instance=${open.config.instance}`).trim(), '', 'no container was made');
+    } finally {
+      await open.close();
+      removeContainers(open.config.instance);
+      docker('network', 'rm', network);
+    }
+  });
+
   it('twenty concurrent opens of one spider by one user make exactly one container', async () => {
     const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'twenty' }));
     const responses = await Promise.all(
