@@ -12,8 +12,22 @@ SIZE=${CRAWLHUB_DOCKER_BTRFS_SIZE:-60G}
 here=$(cd "$(dirname "$0")" && pwd)
 
 if docker info >/dev/null 2>&1; then
-  echo "docker-up: engine already running (storage driver $(docker info --format '{{.Driver}}'))"
-  exit 0
+  driver=$(docker info --format '{{.Driver}}')
+  case "$driver" in
+    btrfs | zfs)
+      echo "docker-up: engine already running (storage driver $driver)"
+      exit 0
+      ;;
+  esac
+  # Installing docker.io on a systemd machine starts the distribution's engine (overlay2), which
+  # cannot cap a container's writable storage: it makes way for one that can.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker 2>/dev/null; then
+    echo "docker-up: the running engine uses $driver, which cannot limit a session's storage; stopping it for one on btrfs"
+    systemctl stop docker.socket docker.service
+  else
+    echo "docker-up: an engine on $driver already runs and cannot limit a session's storage; stop it and run this again" >&2
+    exit 1
+  fi
 fi
 
 command -v mkfs.btrfs >/dev/null || { echo "docker-up: mkfs.btrfs missing (apt-get install btrfs-progs)" >&2; exit 1; }
