@@ -67,6 +67,12 @@ export class SessionService {
   private readonly warned = new Map<string, string>();
   /** When each session last heard that a process in it ran out of memory. */
   private readonly oomNoticed = new Map<string, number>();
+  /**
+   * Kept sessions whose retried save found only conflicts: those wait for their user (the same
+   * conflicts come back each time), so they are retried ever more rarely — twice the wait each
+   * time, up to 6 hours — instead of having their container started every sweep.
+   */
+  private readonly conflictBackoff = new Map<string, { waitMs: number; at: number }>();
   private readonly lastPersistedActivity = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -366,6 +372,7 @@ export class SessionService {
       if (this.closed) return;
       try {
         if (s.savePending) {
+          if (now < (this.conflictBackoff.get(s.id)?.at ?? 0)) continue;
           await this.finishBeforeShutdown(this.sessionLock.run(s.id, () => this.retrySave(em, s.id)));
           continue;
         }
@@ -598,6 +605,7 @@ export class SessionService {
   private async destroy(em: Em, s: CodeSession, reason: string): Promise<void> {
     if (s.containerId) await this.spawner.stopAndRemove(s.containerId);
     this.d.sync.forget(s.id);
+    this.conflictBackoff.delete(s.id);
     await this.transition(em, s, 'stopped', reason, { savePending: false });
   }
 
@@ -611,6 +619,7 @@ export class SessionService {
       const s = await this.reload(em, sessionId);
       if (!s.savePending || isLive(s.status)) return isLive(s.status) ? s : null;
       await this.transition(em, s, 'starting', RESUMING, { savePending: false });
+      this.conflictBackoff.delete(s.id);
       this.resume(s.id);
       return s;
     });
@@ -671,10 +680,14 @@ export class SessionService {
           `${result.conflicts.length} conflict(s) with files changed on the server; open the session to resolve them`,
           'conflicts',
         );
+        const waitMs = Math.min(2 * (this.conflictBackoff.get(s.id)?.waitMs ?? this.cfg.CRAWLHUB_SWEEP_INTERVAL / 2), 6 * 3_600_000);
+        this.conflictBackoff.set(s.id, { waitMs, at: Date.now() + waitMs });
         return;
       }
+      this.conflictBackoff.delete(s.id);
       await this.destroy(em, s, 'stopped after a retried save');
     } catch (err) {
+      this.conflictBackoff.delete(s.id);
       await this.keep(em, s, `save failed again: ${(err as Error).message}; it will be retried`, (err as Error).message);
     }
   }

@@ -266,4 +266,24 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal(again.status, 'ready');
     assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
   });
+  it('a kept session whose retried save finds only conflicts is retried ever more rarely, not every sweep', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session, container } = await open(svc, 'conflicted');
+    dockerExec(container, 'echo mine > /workspace/main.py');
+    // The same file changed on the server meanwhile: saving finds a conflict.
+    assert.equal((await svc.api(svc.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'theirs\n')).status, 200);
+    const sessions = svc.services.sessions as unknown as Internals;
+    // Past its maximum age: the stop's save finds the conflict and keeps the container.
+    await sessions.sweep(Date.now() + 10 * 3_600_000);
+    assert.equal((await status(svc, session.session_id)).save_pending, true);
+    for (let i = 0; i < 3; i++) await sessions.sweep();
+    const history = await json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}/history`));
+    const retries = history.saves.filter((r: { trigger: string }) => r.trigger === 'retry');
+    assert.equal(retries.length, 1, 'one retry, then it waits');
+    assert.equal(retries[0].conflicts, 1);
+    const kept = await status(svc, session.session_id);
+    assert.equal(kept.save_pending, true);
+    assert.match(kept.status_reason, /conflict/);
+    assert.equal(await file(svc, spider.id), 'theirs\n', 'nothing was overwritten');
+  });
 });
