@@ -476,6 +476,8 @@ export class SessionService {
   private async startContainer(sessionId: string): Promise<void> {
     const em = this.d.orm.em.fork();
     const s = await this.reload(em, sessionId);
+    // Closed in the moment between its row and this start (nothing to start any more).
+    if (s.status !== 'pending') return this.track(s);
     try {
       await this.transition(em, s, 'starting', 'creating the container');
       const { containerId } = await this.spawner.start(s, s.port!, {

@@ -286,4 +286,15 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.match(kept.status_reason, /conflict/);
     assert.equal(await file(svc, spider.id), 'theirs\n', 'nothing was overwritten');
   });
+  it('a start that comes after its session was closed starts nothing', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session } = await open(svc, 'late-start');
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+    const containers = () => docker('ps', '-aq', '--filter', `label=crawlhub.session=${session.session_id}`).trim();
+    await until('its container removed', () => containers() === '', 30_000, 100);
+    // What a close between the session's row and its start leaves for the start to find.
+    await (svc.services.sessions as unknown as { startContainer(id: string): Promise<void> }).startContainer(session.session_id);
+    assert.equal((await status(svc, session.session_id)).status, 'stopped');
+    assert.equal(containers(), '', 'no container was made');
+  });
 });
