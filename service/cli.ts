@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
 import { VERSION } from './app';
 import { ConfigError, loadConfig, SETTINGS } from './config';
@@ -12,6 +14,17 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 /** Opens the database for a one-off admin command. */
 async function withDb<T>(task: (em: import('./db/orm').Em, users: UserService) => Promise<T>): Promise<T> {
   const config = loadConfig();
+  // Run from another folder, the default ./data is another (empty) database: say so, create nothing.
+  // (Named explicitly, a data dir may be new: users can be added before the service first starts.)
+  const implicit = !process.env.CRAWLHUB_DATA_DIR && !process.env.DATABASE_URL;
+  const sqliteFile = implicit ? path.resolve(config.databaseUrl.replace(/^sqlite:(\/\/)?/, '')) : null;
+  if (sqliteFile !== null && !fs.existsSync(sqliteFile)) {
+    throw new AppError(
+      404,
+      'no_database',
+      `There is no database at ${sqliteFile}. Run crawlhub with the service's CRAWLHUB_DATA_DIR (or DATABASE_URL), or from the folder the service runs in; the service creates the database when it first starts.`,
+    );
+  }
   const orm = await initOrm(config.databaseUrl);
   try {
     return await task(orm.em.fork(), new UserService());

@@ -24,6 +24,26 @@ describe('crawlhub CLI', () => {
   });
   after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
+  it('run away from the service, with the default data dir, says where it looked and creates no database', () => {
+    const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-cli-elsewhere-'));
+    try {
+      const bare = { ...process.env };
+      delete bare.CRAWLHUB_DATA_DIR;
+      delete bare.DATABASE_URL;
+      const res = spawnSync(process.execPath, [cli, 'token', 'list', 'dora'], {
+        cwd: elsewhere,
+        env: bare,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(res.status, 1);
+      assert.match(res.stderr, /no database at .*crawlhub-cli-elsewhere-.*\/data\/crawlhub\.db.*CRAWLHUB_DATA_DIR/);
+      assert.deepEqual(fs.readdirSync(elsewhere), [], 'nothing was created');
+    } finally {
+      fs.rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
   it('adds users and tokens, lists them by prefix and revokes them', () => {
     const added = run(['user', 'add', 'dora'], env);
     assert.equal(added.code, 0, added.stderr);
@@ -75,19 +95,26 @@ describe('crawlhub CLI', () => {
     const child = spawn(process.execPath, [cli, 'serve'], {
       env: { ...process.env, CRAWLHUB_DATA_DIR: dir, CRAWLHUB_PORT: '0', CRAWLHUB_LOG_LEVEL: 'info' },
     });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      let out = '';
       const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 30_000);
-        child.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
+        const timer = setTimeout(() => reject(new Error(`no listening line within 30 s: ${out}`)), 30_000);
+        const check = () => {
           const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
           if (m) {
             clearTimeout(timer);
             resolve(m[1]);
           }
+        };
+        child.stdout.on('data', check);
+        // A service that stops before it listens fails the test at once, with what it said.
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          reject(new Error(`the service exited (${code ?? signal}) before it listened: ${out}`));
         });
-        child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
       });
       const token = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
       assert.ok(out.includes(token), 'the first start prints the token');
@@ -95,8 +122,13 @@ describe('crawlhub CLI', () => {
       const health = (await (await fetch(`${url}/healthz`)).json()) as { status: string };
       assert.equal(health.status, 'ok');
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      // Only a service still running is stopped and waited for: one that exited early has no exit left to wait for.
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const stuck = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(stuck);
+      }
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
