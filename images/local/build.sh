@@ -94,6 +94,9 @@ cat > "$root/home/coder/.local/share/code-server/User/settings.json" <<'JSON'
   "workbench.startupEditor": "none",
   "security.workspace.trust.enabled": false,
   "telemetry.telemetryLevel": "off",
+  "extensions.autoCheckUpdates": false,
+  "extensions.autoUpdate": false,
+  "update.mode": "none",
   "chat.disableAIFeatures": true,
   "workbench.secondarySideBar.defaultVisibility": "hidden",
   "python.defaultInterpreterPath": "/usr/bin/python3"
