@@ -86,11 +86,15 @@ describe('the browser IDE through the service', () => {
     // An unknown switch that Chromium ignores marks this browser's process for pkill.
     const marker = `--crawlhub-test-${session.session_id}`;
     const ide = await openWorkbench(url, { args: [marker] });
-    await until('the tab’s extension host', () => hosts() > 0, 30_000, 250);
-    // The browser dies: its connections are cut without a goodbye, which code-server answers by
-    // keeping the extension host for the tab to reconnect (3 h unless told otherwise).
-    assert.equal(spawnSync('pkill', ['-KILL', '-f', `^\\S*chromium.*${marker}`]).status, 0, 'the browser was killed');
-    await ide.close().catch(() => undefined);
+    try {
+      await until('the tab’s extension host', () => hosts() > 0, 30_000, 250);
+      // The browser dies: its connections are cut without a goodbye, which code-server answers by
+      // keeping the extension host for the tab to reconnect (3 h unless told otherwise).
+      assert.equal(spawnSync('pkill', ['-KILL', '-f', `^\\S*chromium.*${marker}`]).status, 0, 'the browser was killed');
+    } finally {
+      // Also when a wait above failed: no Chromium outlives the test.
+      await ide.close().catch(() => undefined);
+    }
     await until('the extension host to go', () => hosts() === 0, 60_000, 500);
   });
 
@@ -99,13 +103,53 @@ describe('the browser IDE through the service', () => {
     const other = await svc.newUser('gus');
     const spider = await json(await svc.api(owner.token, 'POST', '/api/spiders', { name: 'secret' }));
     const session = await json(await svc.api(owner.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    const entry = `${svc.url}/code-server/${session.session_id}/`;
+    /** The IDE cookie a redeemed launch URL sets, as a `name=value` pair. */
+    const redeem = async (launchUrl: string) => {
+      const res = await fetch(launchUrl, { redirect: 'manual' });
+      assert.equal(res.status, 302, 'a fresh ticket is traded for a cookie');
+      const pair = res.headers
+        .getSetCookie()
+        .map((c) => c.split(';')[0])
+        .find((c) => c.startsWith('crawlhub_ide='));
+      assert.ok(pair, 'the redirect sets the IDE cookie');
+      return pair;
+    };
+    /** The status of her session's address asked with `cookie`. */
+    const open = async (cookie: string) => {
+      const res = await fetch(entry, { redirect: 'manual', headers: { cookie } });
+      await res.arrayBuffer();
+      return res.status;
+    };
+
     assert.equal((await svc.api(other.token, 'POST', `/api/sessions/${session.session_id}/launch`)).status, 404);
-    const plain = await fetch(`${svc.url}/code-server/${session.session_id}/`, { redirect: 'manual' });
+    const plain = await fetch(entry, { redirect: 'manual' });
     assert.equal(plain.status, 403, 'no cookie, no entry');
     const { url } = await json(await svc.api(owner.token, 'POST', `/api/sessions/${session.session_id}/launch`));
-    const first = await fetch(url, { redirect: 'manual' });
-    assert.equal(first.status, 302);
+    const ownCookie = await redeem(url);
     const reused = await fetch(url, { redirect: 'manual' });
-    assert.notEqual(reused.status, 302, 'a ticket is single-use');
+    assert.equal(reused.status, 403, 'a ticket is single-use');
+    assert.match(await reused.text(), /This link has expired/);
+    // The owner's cookie opens the session: what follows is refused for who is asking, not for how.
+    const admitted = await open(ownCookie);
+    assert.ok(admitted < 400, `the owner's cookie is let through to code-server (got ${admitted})`);
+
+    // The other user, with a session (a ticket and a cookie) of his own.
+    const mine = await json(await svc.api(other.token, 'POST', '/api/spiders', { name: 'mine' }));
+    const hisSession = await json(await svc.api(other.token, 'POST', `/api/spiders/${mine.id}/code-session?wait=1`));
+    const launchHis = async () =>
+      new URL((await json(await svc.api(other.token, 'POST', `/api/sessions/${hisSession.session_id}/launch`))).url);
+    const hisCookie = await redeem((await launchHis()).toString());
+    // His ticket, taken to her session's address, is refused and sets no cookie; it is spent too.
+    const his = await launchHis();
+    const stolen = await fetch(`${entry}?folder=/workspace&ticket=${his.searchParams.get('ticket')}`, { redirect: 'manual' });
+    assert.equal(stolen.status, 403, "another user's ticket does not open the session");
+    assert.deepEqual(stolen.headers.getSetCookie(), [], 'and sets no cookie');
+    assert.equal((await fetch(his, { redirect: 'manual' })).status, 403, 'a ticket tried on another session is spent');
+    // His cookie, sent to her session, is refused.
+    assert.equal(await open(hisCookie), 403, "another user's cookie does not open the session");
+    // So is a cookie for her very session that names him (as one minted for him would be).
+    const forHim = await redeem(svc.services.launchUrl({ id: session.session_id, userId: other.id }));
+    assert.equal(await open(forHim), 403, 'a cookie naming another user does not open the session');
   });
 });

@@ -19,11 +19,17 @@ export interface Workbench {
 }
 
 export interface OpenOptions {
-  /** Chromium flags added to the usual ones, e.g. `--host-resolver-rules=…`. */
+  /** Chromium flags added after the usual ones (a `--host-resolver-rules=…` here replaces LOOPBACK_ONLY). */
   args?: string[];
   /** How long the workbench may take to render (a cold code-server takes ~7 s). */
   timeoutMs?: number;
 }
+
+/**
+ * Every host name resolves to nothing but the loopback ones (`*.localhost` too, which the proxy's
+ * subdomain mode uses): a page under test can never reach past this machine, whatever it links to.
+ */
+export const LOOPBACK_ONLY = '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost, EXCLUDE *.localhost';
 
 /** Debian's headless Chromium with the flags this machine's closed network needs. */
 export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
@@ -38,6 +44,7 @@ export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      LOOPBACK_ONLY,
       ...extraArgs,
     ],
   });

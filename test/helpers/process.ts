@@ -22,16 +22,25 @@ export async function spawnService(env: Record<string, string>): Promise<Service
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the service did not start: ${out}`)), 60_000);
+    const timer = setTimeout(() => {
+      // A service that never says it listens is not left running behind the failed test.
+      child.stdout.off('data', check);
+      child.kill('SIGKILL');
+      reject(new Error(`the service did not start within 60 s: ${out}`));
+    }, 60_000);
     const check = () => {
       const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
       if (m) {
         clearTimeout(timer);
+        child.stdout.off('data', check);
         resolve(m[1]);
       }
     };
     child.stdout.on('data', check);
-    void exited.then((code) => reject(new Error(`the service exited (${code}): ${out}`)));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`the service exited (${code}): ${out}`));
+    });
   });
   // Listening comes before reconciling; wait for the first sweep of the engine to be done.
   return { child, url, output: () => out, exited };

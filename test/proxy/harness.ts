@@ -54,11 +54,13 @@ export interface Echo {
   abandoned: number;
   /** Bytes the newest `/ws-flood` socket still holds unsent (what the proxy has not taken yet). */
   floodBuffered: number;
+  /** The request URLs of the WebSockets whose container side has closed, in the order they closed. */
+  wsClosed: readonly string[];
   close(): Promise<void>;
 }
 
 export async function startEcho(): Promise<Echo> {
-  const state = { abandoned: 0, flood: null as WebSocket | null };
+  const state = { abandoned: 0, flood: null as WebSocket | null, wsClosed: [] as string[] };
   const server = http.createServer((req, res) => {
     const received = (body?: string): Received => ({
       method: req.method!,
@@ -144,6 +146,7 @@ export async function startEcho(): Promise<Echo> {
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.once('close', () => state.wsClosed.push(req.url!));
       ws.send(JSON.stringify({ method: req.method, url: req.url, rawHeaders: req.rawHeaders }));
       // The container vanishing mid-conversation: the first message kills the connection.
       if (req.url === '/ws-die') ws.once('message', () => socket.destroy());
@@ -167,6 +170,9 @@ export async function startEcho(): Promise<Echo> {
     },
     get floodBuffered() {
       return state.flood?.bufferedAmount ?? 0;
+    },
+    get wsClosed() {
+      return state.wsClosed;
     },
     async close() {
       for (const c of wss.clients) c.terminate();
@@ -333,10 +339,23 @@ export function receivedHeader(raw: string[], name: string): string[] {
 }
 
 /** Waits for `check` to hold, polling for at most `ms`. */
-export async function eventually(check: () => boolean, ms = 5000): Promise<void> {
+export async function eventually(check: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
   const until = Date.now() + ms;
   while (!check()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
+    if (Date.now() > until) throw new Error(`${what} not met in time`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The value of `promise`, or a failure naming `what` when it takes more than `ms`. */
+export async function within<T>(promise: Promise<T>, what: string, ms = 5000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -18,6 +18,7 @@ import {
   type Echo,
   type ProxyServer,
   type Received,
+  within,
 } from './harness';
 import { scanRequest } from '../../service/proxy/headers';
 
@@ -599,8 +600,11 @@ describe('proxy in path mode, against an echo server', () => {
     });
 
     it('ends both sides when the browser drops the socket, and keeps serving', async () => {
-      const { ws } = await openWs(wsUrl(), { cookie, origin: p.url });
+      const { ws } = await openWs(wsUrl('/?dropped-by-browser'), { cookie, origin: p.url });
+      // The browser vanishes without a close frame: the proxy has to end the container's side itself.
       ws.terminate();
+      await eventually(() => echo.wsClosed.includes('/?dropped-by-browser'), 5000, 'the container’s side of the socket closing');
+      assert.equal(echo.wsClosed.filter((u) => u === '/?dropped-by-browser').length, 1);
       const { ws: again } = await openWs(wsUrl(), { cookie, origin: p.url });
       again.close();
     });
@@ -609,7 +613,8 @@ describe('proxy in path mode, against an echo server', () => {
       const { ws } = await openWs(wsUrl('/ws-die'), { cookie, origin: p.url });
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
       ws.send('bye');
-      assert.ok((await closed) > 0);
+      // The container died without a close frame, and the proxy passes that on: an abnormal closure (1006).
+      assert.equal(await within(closed, 'the browser’s socket closing'), 1006);
       const { ws: again } = await openWs(wsUrl(), { cookie, origin: p.url });
       again.close();
     });

@@ -7,7 +7,7 @@ import { POSTGRES, SQLITE } from '../../service/db/migrations/0001-initial';
 import { SQL as PACKS_SQL } from '../../service/db/migrations/0002-packs';
 
 const PACKS_COLUMN = '"storage_offset" bigint not null default 0';
-import { databases, startTestService } from '../helpers/service';
+import { databases, startTestService, type TestService } from '../helpers/service';
 
 for (const db of databases()) {
   describe(`database on ${db}`, () => {
@@ -61,16 +61,25 @@ for (const db of databases()) {
 describe('first start', () => {
   it('creates the admin user once and writes its token with mode 0600', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-boot-'));
-    const first = await startTestService({ dataDir });
-    const token = first.adminToken;
-    assert.match(token, /^chub_/);
-    assert.equal(fs.statSync(path.join(dataDir, 'admin.token')).mode & 0o777, 0o600);
-    const me = await (await first.api(token, 'GET', '/api/me')).json();
-    assert.deepEqual([me.name, me.isAdmin], ['admin', true]);
-    await first.close();
-    const second = await startTestService({ dataDir });
-    assert.equal(second.adminToken, token, 'a second start must not make another admin');
-    await second.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    let first: TestService | undefined;
+    let second: TestService | undefined;
+    try {
+      first = await startTestService({ dataDir });
+      const token = first.adminToken;
+      assert.match(token, /^chub_/);
+      assert.equal(fs.statSync(path.join(dataDir, 'admin.token')).mode & 0o777, 0o600);
+      const me = await (await first.api(token, 'GET', '/api/me')).json();
+      assert.deepEqual([me.name, me.isAdmin], ['admin', true]);
+      const closing = first;
+      first = undefined;
+      await closing.close();
+      second = await startTestService({ dataDir });
+      assert.equal(second.adminToken, token, 'a second start must not make another admin');
+    } finally {
+      // Whatever failed, no service is left listening and the data directory goes.
+      await first?.close();
+      await second?.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -69,36 +69,64 @@ describe('blob storage (OpenDAL fs)', () => {
   it('a writer killed mid-write leaves no half blob', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-crash-'));
     const spider = randomUUID();
-    // A child process writes 64 MiB blobs in a loop; we kill -9 it while a write is under way.
+    const size = 64 * 1024 * 1024;
+    // On fs a blob is written under files/.tmp and renamed into place (BlobStore.fromConfig's atomic_write_dir).
+    const tmpDir = path.join(dataDir, 'files', '.tmp');
+    const blobDir = path.join(dataDir, 'files', 'spiders', spider, 'blobs');
+    const blobs = () =>
+      fs.existsSync(blobDir)
+        ? fs.readdirSync(blobDir).flatMap((d) => fs.readdirSync(path.join(blobDir, d)).map((f) => path.join(blobDir, d, f)))
+        : [];
+    /** A temporary file less than half written: a write under way, with most of it still to come. */
+    const halfWritten = () => {
+      const names = fs.existsSync(tmpDir) ? fs.readdirSync(tmpDir) : [];
+      return names.find((f) => (fs.statSync(path.join(tmpDir, f), { throwIfNoEntry: false })?.size ?? size) < size / 2);
+    };
+    // A child process writes 64 MiB blobs, ten at most; it is killed with SIGKILL once one blob is
+    // complete and the next is half-way through its temporary file.
     const script = `
       const { BlobStore } = require(${JSON.stringify(path.join(root, 'service/storage/blobs.ts'))});
       const store = BlobStore.fromConfig('fs', ${JSON.stringify(dataDir)});
       (async () => {
-        for (let i = 0; ; i++) {
-          const data = Buffer.alloc(64 * 1024 * 1024, i % 251);
-          process.stdout.write('writing\\n');
-          await store.put(${JSON.stringify(spider)}, data);
-        }
+        for (let i = 0; i < 10; i++) await store.put(${JSON.stringify(spider)}, Buffer.alloc(${size}, i % 251));
       })();`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve) => {
-      let seen = 0;
-      child.stdout.on('data', (d: Buffer) => {
-        seen += d.toString().split('writing').length - 1;
-        if (seen >= 3) resolve();
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      const underWay = await new Promise<string>((resolve, reject) => {
+        const done = (err: Error | null, file?: string) => {
+          clearInterval(poll);
+          clearTimeout(timer);
+          child.off('exit', onExit);
+          if (err) reject(err);
+          else resolve(file!);
+        };
+        const poll = setInterval(() => {
+          if (blobs().length === 0) return;
+          const file = halfWritten();
+          if (file) done(null, file);
+        }, 1);
+        const timer = setTimeout(() => done(new Error(`no write was seen under way in ${tmpDir} within 60 s`)), 60_000);
+        const onExit = (code: number | null) =>
+          done(new Error(`the writer exited (${code}) before a write was seen under way in ${tmpDir}: ${stderr}`));
+        child.once('exit', onExit);
       });
-    });
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    const blobDir = path.join(dataDir, 'files', 'spiders', spider, 'blobs');
-    const blobs = fs.existsSync(blobDir)
-      ? fs.readdirSync(blobDir).flatMap((d) => fs.readdirSync(path.join(blobDir, d)).map((f) => path.join(blobDir, d, f)))
-      : [];
-    assert.ok(blobs.length >= 1, 'some writes completed');
-    for (const file of blobs) {
-      const sha = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-      assert.equal(sha, path.basename(file), `${file} holds exactly the content its name promises`);
+      child.kill('SIGKILL');
+      await exited;
+      // The kill landed mid-write: the interrupted write is still in the temporary folder, never renamed into place.
+      assert.ok(fs.existsSync(path.join(tmpDir, underWay)), `the write of ${underWay} was cut short by the kill`);
+      const stored = blobs();
+      assert.ok(stored.length >= 1, 'some writes completed');
+      for (const file of stored) {
+        const sha = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+        assert.equal(sha, path.basename(file), `${file} holds exactly the content its name promises`);
+      }
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      fs.rmSync(dataDir, { recursive: true, force: true });
     }
-    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 });

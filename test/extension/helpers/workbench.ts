@@ -1,20 +1,39 @@
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Locator, Page } from 'playwright-core';
-
-// A real VS Code workbench for the extension's end-to-end test: code-server (VS Code 1.139 for
-// the web, its extension host in Node 24) with the packaged .vsix installed, driven by Debian's
-// Chromium through playwright-core. Nothing is mocked.
-
-export const CODE_SERVER = '/var/cache/crawlhub/code-server-4.139.1/node_modules/.bin/code-server';
-export const NODE24_BIN = '/var/cache/crawlhub/node-24.21.0/bin';
 import { CHROMIUM, launchChromium } from '../../helpers/ide';
+
+// A real VS Code workbench for the extension's end-to-end test: code-server (VS Code for the web,
+// its extension host in Node 24) with the packaged .vsix installed, driven by Debian's Chromium
+// through playwright-core. Nothing is mocked. code-server and Node are the npm installs that
+// images/local/build.sh keeps in its cache, in the versions that script names.
+
 export const ROOT = path.resolve(__dirname, '../../..');
 export const RESULTS_DIR = path.join(ROOT, 'test-results');
 export const VSIX = path.join(ROOT, 'dist/crawlhub-code.vsix');
+const BUILD_SCRIPT = path.join(ROOT, 'images/local/build.sh');
+
+/** `NAME=value` as images/local/build.sh sets it. */
+function buildScriptVersion(name: string): string {
+  const m = new RegExp(`^${name}=([0-9][0-9A-Za-z.-]*)$`, 'm').exec(fs.readFileSync(BUILD_SCRIPT, 'utf8'));
+  if (!m) throw new Error(`${BUILD_SCRIPT} does not set ${name}`);
+  return m[1];
+}
+
+/** The cache build.sh fills: CRAWLHUB_CACHE_DIR, /var/cache/crawlhub when unset or empty (as in the script). */
+export const CACHE_DIR = process.env.CRAWLHUB_CACHE_DIR || '/var/cache/crawlhub';
+export const CODE_SERVER = path.join(
+  CACHE_DIR,
+  `code-server-${buildScriptVersion('CODE_SERVER_VERSION')}`,
+  'node_modules/.bin/code-server',
+);
+export const NODE24_BIN = path.join(CACHE_DIR, `node-${buildScriptVersion('NODE_VERSION')}`, 'bin');
+/** Set to 1 to leave the workbench test out on a machine that cannot run it; otherwise a missing piece fails it. */
+export const SKIP_ENV = 'CRAWLHUB_SKIP_WORKBENCH_E2E';
 
 /** Why the workbench cannot run here, or undefined when it can. */
 export function missingPrerequisite(): string | undefined {
@@ -22,6 +41,22 @@ export function missingPrerequisite(): string | undefined {
   if (!fs.existsSync(path.join(NODE24_BIN, 'node'))) return `Node 24 is not at ${NODE24_BIN}`;
   if (!fs.existsSync(CHROMIUM)) return `Chromium is not at ${CHROMIUM}`;
   return undefined;
+}
+
+/** The reason to skip the workbench test, when its opt-out is set; false otherwise (then it runs, or fails). */
+export function workbenchSkipped(): string | false {
+  return process.env[SKIP_ENV] === '1' ? `${SKIP_ENV}=1` : false;
+}
+
+/** Fails at once, saying what to do, when code-server, Node 24 or Chromium is missing (like requireDocker). */
+export function requireWorkbench(): void {
+  const missing = missingPrerequisite();
+  assert.equal(
+    missing,
+    undefined,
+    `The extension's workbench test cannot run: ${missing}. Run images/local/build.sh (with the same CRAWLHUB_CACHE_DIR), ` +
+      `or set ${SKIP_ENV}=1 to leave it out.`,
+  );
 }
 
 export function freePort(): Promise<number> {
