@@ -24,7 +24,9 @@ export const limitError = (message: string) => new AppError(422, 'archive_limit'
 function parseSize(block: Buffer): number {
   const field = block.subarray(124, 136);
   if (field[0] & 0x80) {
-    // GNU base-256: big-endian with the top bit set; anything beyond 2^53 is over every cap anyway.
+    // GNU base-256: 0x80 then the big-endian number (anything beyond 2^53 is over every cap anyway).
+    // A negative one (0xff) or any other first byte is no size the parser would take alike.
+    if (field[0] !== 0x80) return NaN;
     let n = 0;
     for (let i = 1; i < field.length; i++) n = n * 256 + field[i];
     return n;
@@ -51,14 +53,18 @@ function isFolder(header: Buffer, type: string): boolean {
   return header[nameEnd - 1] === 0x2f;
 }
 
-/** pax records (`<length> <key>=<value>\n`…), read as tar-stream reads them. */
-function decodePax(data: Buffer): Record<string, string> {
+/**
+ * pax records (`<length> <key>=<value>\n`…), read as tar-stream reads them; null for a length no
+ * writer makes (below one, or past the data), which tar-stream would read its own odd way.
+ */
+function decodePax(data: Buffer): Record<string, string> | null {
   const records: Record<string, string> = {};
   let rest = data;
   while (rest.length) {
     const space = rest.indexOf(0x20);
     const length = parseInt(rest.toString('utf8', 0, space === -1 ? rest.length : space), 10);
     if (!length) break;
+    if (length < 0 || length > rest.length) return null;
     const record = rest.toString('utf8', (space === -1 ? rest.length : space) + 1, length - 1);
     const eq = record.indexOf('=');
     if (eq === -1) break;
@@ -152,6 +158,7 @@ export class TarGuard extends Transform {
     const pax = this.paxData!;
     this.paxData = null;
     const records = decodePax(Buffer.concat(pax.parts));
+    if (records === null) throw new AppError(400, 'invalid_archive', 'The archive has a malformed extended header.');
     if (pax.global) this.paxGlobal = records;
     else this.pax = this.paxGlobal === null ? records : { ...this.paxGlobal, ...records };
     this.skip = pax.padding;
@@ -163,11 +170,12 @@ export class TarGuard extends Transform {
     const malformed = () => new AppError(400, 'invalid_archive', 'The archive has a malformed header.');
     if (!Number.isFinite(size) || size < 0) throw malformed();
     if (META_TYPES.has(type)) {
+      // An empty long-name or pax header leaves tar-stream reading the next entry off its blocks.
+      if (size === 0) throw malformed();
       if (size > this.limits.maxHeaderBytes)
         throw limitError(`The archive has a ${size}-byte extended header; at most ${this.limits.maxHeaderBytes} are allowed.`);
       if (PAX_TYPES.has(type)) {
         this.paxData = { global: type === 'g', parts: [], missing: size, padding: Math.ceil(size / BLOCK) * BLOCK - size };
-        if (size === 0) this.endPax();
         return;
       }
     } else {

@@ -155,6 +155,47 @@ describe('untrusted tar reader', () => {
     }
   });
 
+  it('refuses headers the guard and the parser would read apart: odd base-256 sizes, bad pax lengths, empty long headers', async () => {
+    const header = (name: string, type: string, size: number | Buffer) => {
+      const b = Buffer.alloc(512);
+      b.write(name, 0, 'latin1');
+      b.write('0000644\0', 100, 'latin1');
+      if (typeof size === 'number') b.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+      else size.copy(b, 124);
+      b[156] = type.charCodeAt(0);
+      b.write('ustar\0', 257, 'latin1');
+      b.write('00', 263, 'latin1');
+      b.fill(0x20, 148, 156);
+      b.write(
+        `${b
+          .reduce((x, y) => x + y, 0)
+          .toString(8)
+          .padStart(6, '0')}\0 `,
+        148,
+        'latin1',
+      );
+      return b;
+    };
+    const block = (data: Buffer) => Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+    const end = Buffer.alloc(1024);
+    const base256 = Buffer.alloc(12);
+    base256[0] = 0x81;
+    base256[10] = 0x02;
+    const negative = Buffer.from('-3 size=1024\nxyz');
+    const archives = {
+      base256: Buffer.concat([header('PaxHeader', 'x', base256), header('inner', '0', 5), block(Buffer.from('hello')), end]),
+      negative: Buffer.concat([header('PaxHeader', 'x', negative.length), block(negative), header('a', '0', 0), end]),
+      empty: Buffer.concat([header('PaxHeader', 'x', 0), header('a', '0', 100), block(Buffer.alloc(100, 0x61)), end]),
+    };
+    for (const [what, tar] of Object.entries(archives)) {
+      await assert.rejects(
+        pipeline(Readable.from([tar]), new TarGuard(limits), new Writable({ write: (_c, _e, done) => done() })),
+        (e: { code?: string }) => e.code === 'invalid_archive',
+        what,
+      );
+    }
+  });
+
   it("passes over ignored entries unread: they count for no cap but the stream's raw size", async () => {
     const ignore = (path: string) => path.split('/').some((s) => s === 'node_modules' || s === '.git');
     const tar = await makeTar([
