@@ -156,8 +156,9 @@ export class ApiSockets {
             tty.socket.destroy();
             return;
           }
+          // The browser's input is let in once the shell's id is read: echoed before it, the id
+          // would be missed (and shown).
           this.terminal(ws, tty, sessionId, (pid) => this.hangUp(shell.containerId, pid));
-          ws.resume();
         },
         (err: unknown) => {
           this.d.logger.warn({ err, sessionId }, 'terminal shell did not start');
@@ -195,6 +196,14 @@ export class ApiSockets {
       });
       if (ws.bufferedAmount >= TERMINAL_BACKLOG) tty.socket.pause();
     };
+    const started = (rest: Buffer) => {
+      clearTimeout(fallback);
+      head = null;
+      forward(rest);
+      ws.resume();
+    };
+    // A shell that never says its id (it cannot start, say) still gets its terminal.
+    const fallback = setTimeout(() => head !== null && started(head), 10_000);
     tty.socket.on('data', (chunk: Buffer) => {
       this.d.sessions.touch(sessionId);
       if (head === null) return forward(chunk);
@@ -204,11 +213,13 @@ export class ApiSockets {
       if (nl === -1 && head.length < 128) return;
       const match = nl === -1 ? null : SHELL_PID_LINE.exec(head.subarray(0, nl).toString('latin1'));
       if (match) pid = Number(match[1]);
-      const rest = match ? head.subarray(nl + 1) : head;
-      head = null;
-      forward(rest);
+      started(match ? head.subarray(nl + 1) : head);
     });
-    tty.socket.on('end', () => ws.close(1000, 'the shell exited'));
+    tty.socket.on('end', () => {
+      // It exited by itself: nothing to hang up (its id may be another process's by now).
+      pid = null;
+      ws.close(1000, 'the shell exited');
+    });
     tty.socket.on('error', () => ws.close(1011, 'the terminal stream failed'));
     ws.on('message', (data, isBinary) => {
       if (isBinary) {
@@ -236,6 +247,7 @@ export class ApiSockets {
       }
     });
     const close = () => {
+      clearTimeout(fallback);
       if (pid !== null) hangUp(pid);
       pid = null;
       tty.socket.destroy();

@@ -80,6 +80,22 @@ describe('the terminal WebSocket on the real engine', () => {
     await until('its job is gone', () => !/sleep 600/.test(docker('top', containerName(svc, sessionId), '-o', 'pid,args')), 30_000, 100);
   });
 
+  it('input sent the moment the socket opens (as the editor sends what was typed while connecting) keeps the hang-up working', async () => {
+    const before = shells();
+    for (let i = 0; i < 4; i++) {
+      const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal`, {
+        headers: { authorization: `Bearer ${alice.token}` },
+      });
+      let output = '';
+      ws.on('message', (d: Buffer) => (output += d.toString('latin1')));
+      ws.on('open', () => ws.send(Buffer.from('echo early-$((6*7))\n'), { binary: true }));
+      await until('the shell answers', () => output.includes('early-42'), 30_000, 20);
+      assert.doesNotMatch(output, /crawlhub-shell-pid/, 'the shell id is not shown');
+      ws.close();
+    }
+    await until('every shell hung up', () => shells() === before, 30_000, 100);
+  });
+
   it("a browser that stops reading pauses the shell's output instead of filling the service's memory", async () => {
     const term = await openTerminal();
     term.ws.send(Buffer.from('echo ready-$((6*7))\n'), { binary: true });
