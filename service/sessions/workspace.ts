@@ -225,17 +225,24 @@ export class Workspace {
    */
   async *readFiles(paths: string[], limits: TarLimits, deadline: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
     if (paths.length === 0) return;
-    if (paths.length <= FEW_FILES) {
-      for (const path of paths) yield* this.readOne(path, limits, deadline, { running: true, ignore });
-      return;
+    let rest = paths;
+    if (paths.length > FEW_FILES) {
+      const missing = new Set(paths);
+      for await (const item of this.readMany(paths, limits, deadline, ignore)) {
+        const path = item.kind === 'skipped' ? item.name : item.path;
+        if (!missing.delete(path)) continue; // not asked for, or already read
+        yield item;
+      }
+      rest = [...missing];
     }
-    const missing = new Set(paths);
-    for await (const item of this.readMany(paths, limits, deadline, ignore)) {
-      const path = item.kind === 'skipped' ? item.name : item.path;
-      if (!missing.delete(path)) continue; // not asked for, or already read
-      yield item;
+    // One at a time through the agent; what it cannot read (the user's own chmod 000, say), from the engine.
+    const viaEngine: string[] = [];
+    for (const path of rest) {
+      const data = await this.agentFile(path, limits.maxFileBytes, deadline);
+      if (data) yield { kind: 'file', path, data, sha256: createHash('sha256').update(data).digest('hex'), mode: 0o644 };
+      else viaEngine.push(path);
     }
-    for (const path of missing) yield* this.readOne(path, limits, deadline, { running: true, ignore });
+    yield* this.readFromEngine(viaEngine, limits, deadline, { running: true, ignore });
   }
 
   private async *readMany(
@@ -251,6 +258,7 @@ export class Workspace {
       // second hard link to a file, which the engine archives as a link, is read on its own later.
       const wanted = new Set(paths);
       for (const top of tops) {
+        const timeoutMs = left(deadline);
         let tar: Readable;
         try {
           tar = await this.docker.getArchive(this.containerId, abs(top));
@@ -258,7 +266,7 @@ export class Workspace {
           if (isNotFound(err)) continue;
           throw err;
         }
-        for await (const item of readTar(tar, { limits, timeoutMs: left(deadline), ignore })) {
+        for await (const item of readTar(tar, { limits, timeoutMs, ignore })) {
           if (item.kind === 'file' && wanted.has(item.path)) yield item;
           else if (item.kind === 'skipped' && wanted.has(item.name) && item.reason !== HARD_LINK) yield item;
         }
@@ -282,41 +290,57 @@ export class Workspace {
   }
 
   /**
-   * One file: through the agent, else the engine's archive (which also reports links). The engine
-   * reads as root and follows links in the folders above the path it is given (the last name is
-   * archived as it is). In a running container the user could swap a folder for a link to `/etc`
-   * between the listing and this read, so a file in a folder is picked out of the archive of its
-   * top-level folder, whose entries are archived as they are; a stopped container cannot change,
-   * and its file is asked for by its own path.
+   * Files read by the engine, which reads as root and follows links in the folders above a path it
+   * is given (the last name is archived as it is). In a running container the user could swap a
+   * folder for a link to `/etc` between the listing and this read, so files in folders are picked
+   * out of the archive of their top-level folder (one read per folder), whose entries are archived
+   * as they are; a top-level file, or any file of a stopped container (which cannot change), is
+   * asked for by its own path.
    */
-  private async *readOne(
-    path: string,
+  private async *readFromEngine(
+    paths: string[],
     limits: TarLimits,
     deadline: number,
     opts: { running: boolean; ignore?: (path: string) => boolean },
   ): AsyncGenerator<TarItem> {
-    const viaAgent = await this.agentFile(path, limits.maxFileBytes, deadline);
-    if (viaAgent) {
-      yield { kind: 'file', path, data: viaAgent, sha256: createHash('sha256').update(viaAgent).digest('hex'), mode: 0o644 };
-      return;
+    const byTop = new Map<string, Set<string>>();
+    for (const path of paths) {
+      if (opts.running && path.includes('/')) {
+        const top = path.split('/')[0];
+        byTop.set(top, (byTop.get(top) ?? new Set()).add(path));
+      } else {
+        yield* this.readPath(path, limits, deadline);
+      }
     }
-    const nested = opts.running && path.includes('/');
-    let tar: Readable;
+    // A folder's archive holds its folders and the entries not asked for too: they count as entries.
+    const folderLimits = { ...limits, maxEntries: limits.maxEntries * 4 };
+    for (const [top, wanted] of byTop) {
+      const tar = await this.archive(top, deadline);
+      if (!tar) continue; // gone since the listing: its files read as deleted
+      for await (const item of readTar(tar.stream, { limits: folderLimits, timeoutMs: tar.timeoutMs, ignore: opts.ignore })) {
+        if (item.kind === 'file' && wanted.has(item.path)) yield item;
+        else if (item.kind === 'skipped' && wanted.has(item.name)) yield item;
+      }
+    }
+  }
+
+  /** The engine's archive of one path, with the time left for reading it; null when the path is gone. */
+  private async archive(path: string, deadline: number): Promise<{ stream: Readable; timeoutMs: number } | null> {
+    const timeoutMs = left(deadline);
     try {
-      tar = await this.docker.getArchive(this.containerId, abs(nested ? path.split('/')[0] : path));
+      return { stream: await this.docker.getArchive(this.containerId, abs(path)), timeoutMs };
     } catch (err) {
-      if (isNotFound(err)) return; // deleted since the listing: it reads as deleted
+      if (isNotFound(err)) return null;
       throw err;
     }
-    if (nested) {
-      for await (const item of readTar(tar, { limits, timeoutMs: left(deadline), ignore: opts.ignore })) {
-        if (item.kind === 'file' && item.path === path) yield item;
-        else if (item.kind === 'skipped' && item.name === path) yield item;
-      }
-      return;
-    }
+  }
+
+  /** One file by its own path, as the engine archives it (which also reports a link or a folder in its place). */
+  private async *readPath(path: string, limits: TarLimits, deadline: number): AsyncGenerator<TarItem> {
+    const tar = await this.archive(path, deadline);
+    if (!tar) return; // deleted since the listing: it reads as deleted
     const name = path.split('/').at(-1)!;
-    for await (const item of readTar(tar, { limits, timeoutMs: left(deadline) })) {
+    for await (const item of readTar(tar.stream, { limits, timeoutMs: tar.timeoutMs })) {
       // The engine names the entry after the file; a folder or a link in its place is reported.
       if (item.kind === 'file' && item.path === name) yield { ...item, path };
       else if (item.kind === 'skipped') yield { ...item, name: path };
@@ -329,15 +353,16 @@ export class Workspace {
    * link to a file, which the engine archives as a link, is read on its own afterwards, as a file.
    */
   async *readAll(limits: TarLimits, deadline: number, ignore?: (path: string) => boolean): AsyncGenerator<TarItem> {
+    const timeoutMs = left(deadline);
     const tar = await this.docker.getArchive(this.containerId, WORKSPACE);
     const linked: string[] = [];
-    for await (const item of readTar(tar, { limits, timeoutMs: left(deadline), stripPrefix: 'workspace', ignore })) {
+    for await (const item of readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace', ignore })) {
       const link = item.kind === 'skipped' && item.reason === HARD_LINK ? tryNormalizePath(item.name) : null;
       if (link && 'path' in link) linked.push(link.path);
       else yield item;
     }
-    // (Only a stopped container is archived whole, so each path is read as it was listed.)
-    for (const path of linked) yield* this.readOne(path, limits, deadline, { running: false });
+    // (Only a stopped container is archived whole: each path is read as it was listed.)
+    yield* this.readFromEngine(linked, limits, deadline, { running: false });
   }
 
   // ---- file operations for the desktop editor -------------------------------------------------
