@@ -79,7 +79,9 @@ export class SessionService {
   /** Whether the start-up reconcile ran, and whether engine events are coming in: the sweep retries either. */
   private reconciled = false;
   private watching = false;
-  private watchedOnce = false;
+  /** Whether live sessions' containers must be asked after: events may have been missed since the reconcile. */
+  private recheckDue = false;
+  private connecting: Promise<void> | null = null;
 
   constructor(private readonly d: SessionDeps) {
     this.spawner = new Spawner(d.docker, d.config, d.secret, d.logger);
@@ -158,7 +160,7 @@ export class SessionService {
         return row;
       });
       this.track(session);
-      const startup = this.startContainer(session.id).finally(() => this.starting.delete(session.id));
+      const startup: Promise<void> = this.startContainer(session.id).finally(() => this.forgetStart(session.id, startup));
       this.starting.set(session.id, startup);
       return { session, created: true };
     });
@@ -316,7 +318,13 @@ export class SessionService {
    * down when the service started (a host reboot), or restarted under it, is picked up by the next
    * sweep. Events missed while the stream was down are made up for by asking after each live session.
    */
-  private async connectEngine(): Promise<void> {
+  private connectEngine(): Promise<void> {
+    // One at a time: sweeps may overlap while the engine is slow.
+    this.connecting ??= this.connectOnce().finally(() => (this.connecting = null));
+    return this.connecting;
+  }
+
+  private async connectOnce(): Promise<void> {
     if (!this.reconciled) {
       try {
         await this.reconcile();
@@ -325,20 +333,29 @@ export class SessionService {
         this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable; the next sweep tries again');
         return;
       }
+    } else if (!this.watching) {
+      // Events between the reconcile (or the stream that ended) and this subscription went unheard.
+      this.recheckDue = true;
     }
-    if (this.watching || this.closed) return;
-    const resubscribing = this.watchedOnce;
-    this.watching = await this.spawner.watch({
-      gone: (sessionId, containerId, action, exitCode, oom) =>
-        this.logged('handling a stopped container', this.onContainerGone(sessionId, containerId, action, exitCode, oom)),
-      outOfMemory: (sessionId, containerId) => this.logged('reporting an out-of-memory kill', this.onOutOfMemory(sessionId, containerId)),
-      ended: () => {
-        this.watching = false;
-        if (!this.closed) this.d.logger.warn('the Docker event stream ended; the next sweep subscribes again');
-      },
-    });
-    this.watchedOnce ||= this.watching;
-    if (this.watching && resubscribing) await this.recheckContainers();
+    if (!this.watching && !this.closed) {
+      this.watching = await this.spawner.watch({
+        gone: (sessionId, containerId, action, exitCode, oom) =>
+          this.logged('handling a stopped container', this.onContainerGone(sessionId, containerId, action, exitCode, oom)),
+        outOfMemory: (sessionId, containerId) => this.logged('reporting an out-of-memory kill', this.onOutOfMemory(sessionId, containerId)),
+        ended: () => {
+          this.watching = false;
+          if (!this.closed) this.d.logger.warn('the Docker event stream ended; the next sweep subscribes again');
+        },
+      });
+    }
+    if (this.watching && this.recheckDue) {
+      try {
+        await this.recheckContainers();
+        this.recheckDue = false;
+      } catch (err) {
+        this.d.logger.warn({ err }, 'could not check the sessions’ containers; the next sweep tries again');
+      }
+    }
   }
 
   /** After a gap in the engine's events: each live session's container, asked after directly. */
@@ -364,7 +381,7 @@ export class SessionService {
   /** Idle and over-age sessions are saved, then destroyed; failed saves are retried; stop warnings go out. */
   async sweep(now = Date.now()): Promise<void> {
     if (this.closed) return;
-    if (!this.reconciled || !this.watching) await this.connectEngine();
+    if (!this.reconciled || !this.watching || this.recheckDue) await this.connectEngine();
     if (!this.reconciled) return;
     const em = this.d.orm.em.fork();
     const rows = await em.find(CodeSession, { $or: [{ status: { $in: ['ready'] } }, { savePending: true }] });
@@ -424,6 +441,11 @@ export class SessionService {
     this.updateGauge();
   }
 
+  /** A start or resume that ended: unless a newer one took its place meanwhile. */
+  private forgetStart(sessionId: string, startup: Promise<void>): void {
+    if (this.starting.get(sessionId) === startup) this.starting.delete(sessionId);
+  }
+
   /** Work that SIGTERM waits for (saves). */
   private finishBeforeShutdown<T>(p: Promise<T>): Promise<T> {
     this.inFlight.add(p);
@@ -475,9 +497,11 @@ export class SessionService {
   /** pending → starting → ready, or failed with the container removed and the port freed. */
   private async startContainer(sessionId: string): Promise<void> {
     const em = this.d.orm.em.fork();
+    // Claimed in one statement: a Close in the moment between the row and this start (which it
+    // could not wait for) has stopped it, and there is nothing to start any more.
+    const claimed = await em.nativeUpdate(CodeSession, { id: sessionId, status: 'pending' }, { status: 'starting' });
     const s = await this.reload(em, sessionId);
-    // Closed in the moment between its row and this start (nothing to start any more).
-    if (s.status !== 'pending') return this.track(s);
+    if (claimed === 0) return this.track(s);
     try {
       await this.transition(em, s, 'starting', 'creating the container');
       const { containerId } = await this.spawner.start(s, s.port!, {
@@ -653,7 +677,7 @@ export class SessionService {
       }
     })()
       .catch((err: unknown) => this.d.logger.error({ err, session: sessionId }, 'resuming a kept container failed'))
-      .finally(() => this.starting.delete(sessionId));
+      .finally(() => this.forgetStart(sessionId, startup));
     this.starting.set(sessionId, startup);
   }
 

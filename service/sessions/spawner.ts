@@ -54,6 +54,7 @@ export class Spawner {
   /** Learnt at the first create: whether the engine's storage limit counts the image's bytes. */
   private storageCountsImage = false;
   private eventStream: NodeJS.ReadableStream | null = null;
+  private closed = false;
   /** Set when a container's network address could not be reached: the published ports serve from then on. */
   private networkUnreachable: string | null = null;
 
@@ -299,6 +300,11 @@ export class Spawner {
   }): Promise<boolean> {
     try {
       const stream = await this.docker.events(this.labels());
+      if (this.closed) {
+        // Shut down while subscribing: the stream would keep the process alive.
+        (stream as { destroy?: () => void }).destroy?.();
+        return false;
+      }
       this.eventStream = stream;
       let buffer = '';
       stream.on('data', (chunk: Buffer) => {
@@ -345,6 +351,7 @@ export class Spawner {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const stream = this.eventStream;
     this.eventStream = null;
     (stream as { destroy?: () => void } | null)?.destroy?.();

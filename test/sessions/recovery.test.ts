@@ -156,6 +156,40 @@ describe('containers that stop behind the service', () => {
     if (svc) removeContainers(svc.config.instance);
   });
 
+  it('when the engine event stream ends, the sweep subscribes again and catches up on what it missed', async () => {
+    const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'missed-event' }));
+    const session = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(session.status, 'ready');
+    type Watch = (handlers: unknown) => Promise<boolean>;
+    const spawner = (svc.services.sessions as unknown as { spawner: { watch: Watch; eventStream: { destroy(): void } | null } }).spawner;
+    const watch = spawner.watch.bind(spawner);
+    let subscriptions = 0;
+    let allow!: () => void;
+    const gate = new Promise<void>((r) => (allow = r));
+    spawner.watch = async (handlers) => {
+      await gate;
+      subscriptions++;
+      return watch(handlers);
+    };
+    try {
+      // The engine restarts, say: its stream ends, and the container dies while nobody listens.
+      spawner.eventStream!.destroy();
+      docker('kill', containerName(svc, session.session_id));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}`))).status, 'ready');
+      allow();
+      // Marked as stopped and kept for its files (which the retry then saves).
+      await until('the missed death noticed', async () => {
+        const history = await json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}/history`));
+        return history.statuses.some((e: { reason: string }) => /stopped unexpectedly.*kept/.test(e.reason));
+      });
+      assert.ok(subscriptions >= 1);
+    } finally {
+      allow();
+      spawner.watch = watch;
+    }
+  });
+
   it('a killed container is noticed and marked, the last save is intact, and its files are saved by the retry', async () => {
     const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'killed' }));
     await svc.api(svc.adminToken, 'PUT', `/api/spiders/${spider.id}/files/k.py`, 'v1\n');
