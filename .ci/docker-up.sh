@@ -13,9 +13,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 if docker info >/dev/null 2>&1; then
   driver=$(docker info --format '{{.Driver}}')
-  case "$driver" in
-    btrfs | zfs)
-      echo "docker-up: engine already running (storage driver $driver)"
+  backing=$(docker info --format '{{range .DriverStatus}}{{if eq (index . 0) "Backing Filesystem"}}{{index . 1}}{{end}}{{end}}')
+  case "$driver/$backing" in
+    btrfs/* | zfs/* | overlay2/xfs)
+      # (overlay2 limits storage only on XFS mounted with pquota: the service says at start if it cannot.)
+      echo "docker-up: engine already running (storage driver $driver on ${backing:-?})"
       exit 0
       ;;
   esac
