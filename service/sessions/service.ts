@@ -246,7 +246,17 @@ export class SessionService {
       // A start or resume in flight finishes first: a resume is registered under this lock when it is
       // claimed, and neither takes the lock, so the wait sees every one and cannot deadlock.
       await this.starting.get(session.id)?.catch(() => undefined);
-      const s = await this.reload(em, session.id);
+      let s = await this.reload(em, session.id);
+      // A session whose start has not claimed it yet (it is about to): stopped only if still so, in
+      // one statement; else the start won, and it is waited for like any other.
+      if (s.status === 'pending' && (await em.nativeUpdate(CodeSession, { id: s.id, status: 'pending' }, { status: 'stopped' })) === 0) {
+        await this.starting.get(session.id)?.catch(() => undefined);
+        s = await this.reload(em, session.id);
+      } else if (s.status === 'pending') {
+        s = await this.reload(em, session.id);
+        await this.destroy(em, s, opts.discard ? 'closed without saving' : 'closed');
+        return { session: s, save: null };
+      }
       if (!isLive(s.status) && !s.savePending) return { session: s, save: null };
       if (opts.discard || !s.containerId || s.status === 'pending' || s.status === 'starting') {
         await this.destroy(em, s, opts.discard ? 'closed without saving' : 'closed');
