@@ -276,7 +276,7 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       rawBody: { contentType: 'application/octet-stream', description: 'the file bytes' },
       responses: { 204: 'written', 404: 'missing without create', 409: 'exists without overwrite', 413: 'too large' },
       async handler(ctx, { params, query }) {
-        const { workspace, session } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
+        const { workspace, session } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
         const path = fsPath(query.path);
         if (path === '') throw badRequest('Give the path of a file.', 'invalid_path');
         const data = await readBytes(ctx, maxFileBytes);
@@ -294,7 +294,7 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       query: FsPath,
       responses: { 204: 'created' },
       async handler(ctx, { params, query }) {
-        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
+        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
         const path = fsPath(query.path);
         if (path === '') throw badRequest('Give the path of a folder.', 'invalid_path');
         await workspace.mkdir(path);
@@ -310,7 +310,7 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       query: FsPath.extend({ recursive: flag }),
       responses: { 204: 'deleted', 404: 'no such file', 409: 'folder not empty' },
       async handler(ctx, { params, query }) {
-        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
+        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
         const path = fsPath(query.path);
         if (path === '') throw badRequest('The workspace itself cannot be deleted.', 'invalid_path');
         await workspace.remove(path, on(query.recursive));
@@ -326,7 +326,7 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       body: z.strictObject({ from: z.string().max(4096), to: z.string().max(4096), overwrite: z.boolean().optional() }),
       responses: { 204: 'renamed', 404: 'no such file', 409: 'target exists' },
       async handler(ctx, { params, body }) {
-        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
+        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
         const from = fsPath(body.from);
         const to = fsPath(body.to);
         if (from === '' || to === '') throw badRequest('Give the paths of files or folders.', 'invalid_path');

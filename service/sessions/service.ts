@@ -73,6 +73,8 @@ export class SessionService {
    * time, up to 6 hours — instead of having their container started every sweep.
    */
   private readonly conflictBackoff = new Map<string, { waitMs: number; at: number }>();
+  /** Sessions whose files are being saved to stop them (Close, idle, age): their files take no changes. */
+  private readonly stopping = new Set<string>();
   private readonly lastPersistedActivity = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -275,11 +277,26 @@ export class SessionService {
     });
   }
 
-  /** The workspace of a session the user may use, for the editor's file operations and the terminal. */
-  async workspace(em: Em, user: User, sessionId: string): Promise<{ session: CodeSession; workspace: Workspace }> {
+  /**
+   * The workspace of a session the user may use, for the editor's file operations and the terminal.
+   * Changes are refused while the session is saved to be stopped: they would land after the save
+   * read the files, and go with the container.
+   */
+  async workspace(
+    em: Em,
+    user: User,
+    sessionId: string,
+    opts: { change?: boolean } = {},
+  ): Promise<{ session: CodeSession; workspace: Workspace }> {
     const session = await this.get(em, user, sessionId);
     if (!(session.status === 'ready' || session.status === 'syncing') || !session.containerId) {
       throw conflict(`The session is ${session.status}; its files are reachable once it is ready.`, 'session_not_ready');
+    }
+    if (opts.change && this.stopping.has(session.id)) {
+      throw conflict(
+        'The session is being saved and stopped: a change now would be lost with its container. Keep it in a local file and open the session again.',
+        'session_stopping',
+      );
     }
     return { session, workspace: this.workspaceOf(session.containerId) };
   }
@@ -611,6 +628,15 @@ export class SessionService {
    * save or unresolved conflicts stop the container but keep it (and its port) for a retry or a resume.
    */
   private async stopWithSave(em: Em, s: CodeSession, trigger: SyncTrigger): Promise<SaveResult | null> {
+    this.stopping.add(s.id);
+    try {
+      return await this.saveThenStop(em, s, trigger);
+    } finally {
+      this.stopping.delete(s.id);
+    }
+  }
+
+  private async saveThenStop(em: Em, s: CodeSession, trigger: SyncTrigger): Promise<SaveResult | null> {
     let result: SaveResult | null = null;
     let failure: string | null = null;
     try {

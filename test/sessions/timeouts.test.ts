@@ -297,4 +297,35 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal((await status(svc, session.session_id)).status, 'stopped');
     assert.equal(containers(), '', 'no container was made');
   });
+  it("while a session is saved to be stopped, the editor's file changes are refused instead of lost with the container", async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session } = await open(svc, 'closing');
+    const sync = svc.services.sync;
+    const save = sync.save.bind(sync);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let saving!: () => void;
+    const started = new Promise<void>((r) => (saving = r));
+    sync.save = async (...args: Parameters<typeof save>) => {
+      saving();
+      await gate;
+      return save(...args);
+    };
+    try {
+      const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+      await started;
+      const fs = (method: string, path: string, body?: string) =>
+        svc.api(svc.adminToken, method, `/api/sessions/${session.session_id}/fs${path}`, body);
+      const write = await fs('PUT', '/file?path=late.py&create=1', 'typed during the save\n');
+      assert.equal(write.status, 409);
+      assert.equal((await json(write)).error.code, 'session_stopping');
+      assert.equal((await fs('POST', '/mkdir?path=later')).status, 409);
+      assert.equal((await fs('GET', '/file?path=main.py')).status, 200, 'reading goes on');
+      release();
+      assert.equal((await closing).status, 200);
+    } finally {
+      release();
+      sync.save = save;
+    }
+  });
 });
