@@ -79,8 +79,9 @@ async function cookieFromLaunch(launchUrl: string): Promise<string> {
     http
       .get(launchUrl, { agent: false }, (res) => {
         res.resume();
-        const set = (res.headers['set-cookie'] ?? []).find((c) => c.startsWith('crawlhub_ide='));
-        if (res.statusCode === 302 && set) resolve(set.split(';')[0]);
+        // The IDE cookie and, in path mode, the browser's binding to its user.
+        const pairs = (res.headers['set-cookie'] ?? []).filter((c) => c.startsWith('crawlhub_ide')).map((c) => c.split(';')[0]);
+        if (res.statusCode === 302 && pairs.some((p) => p.startsWith('crawlhub_ide='))) resolve(pairs.join('; '));
         else reject(new Error(`launch answered ${res.statusCode}`));
       })
       .on('error', reject);

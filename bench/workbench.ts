@@ -25,7 +25,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 interface Target {
   name: 'direct' | 'crawlhub';
   url: string;
-  cookie: { name: string; value: string; domain: string; path: string };
+  cookies: { name: string; value: string; domain: string; path: string }[];
 }
 
 /** A Scrapy-shaped project of 100 small files. */
@@ -53,7 +53,7 @@ async function untilExplorer(page: Page, load: () => Promise<unknown>): Promise<
 async function measure(browser: Browser, t: Target): Promise<{ cold: number; warm: number }> {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   try {
-    await context.addCookies([{ ...t.cookie, httpOnly: true, sameSite: 'Lax' }]);
+    await context.addCookies(t.cookies.map((c) => ({ ...c, httpOnly: true, sameSite: 'Lax' as const })));
     const page = await context.newPage();
     page.setDefaultTimeout(60_000);
     const cold = await untilExplorer(page, () => page.goto(t.url, { waitUntil: 'commit' }));
@@ -84,19 +84,26 @@ async function main(): Promise<void> {
     // The proxy's cookie, from a launch ticket as a browser would get it.
     const { url: launch } = await json(await svc.api(user.token, 'POST', `/api/sessions/${id}/launch`));
     const redeemed = await fetch(launch, { redirect: 'manual' });
-    const ide = redeemed.headers.getSetCookie().find((c) => c.startsWith('crawlhub_ide='));
-    if (redeemed.status !== 302 || !ide) throw new Error(`the launch URL answered ${redeemed.status}`);
-    const [name, value] = ide.split(';')[0].split(/=(.*)/s);
+    const set = redeemed.headers.getSetCookie();
+    const pair = (cookieName: string) => {
+      const found = set.find((c) => c.startsWith(`${cookieName}=`));
+      if (redeemed.status !== 302 || !found) throw new Error(`the launch URL answered ${redeemed.status} without ${cookieName}`);
+      return found.split(';')[0].split(/=(.*)/s)[1];
+    };
     const targets: Target[] = [
       {
         name: 'direct',
         url: `http://127.0.0.1:${port}/?folder=/workspace`,
-        cookie: { name: 'code-server-session', value: svc.services.sessions.upstreamSecret(id), domain: '127.0.0.1', path: '/' },
+        cookies: [{ name: 'code-server-session', value: svc.services.sessions.upstreamSecret(id), domain: '127.0.0.1', path: '/' }],
       },
       {
         name: 'crawlhub',
         url: `${svc.url}/code-server/${id}/?folder=/workspace`,
-        cookie: { name, value, domain: '127.0.0.1', path: `/code-server/${id}/` },
+        cookies: [
+          { name: 'crawlhub_ide', value: pair('crawlhub_ide'), domain: '127.0.0.1', path: `/code-server/${id}/` },
+          // The browser's binding to its user (path mode).
+          { name: 'crawlhub_ide_user', value: pair('crawlhub_ide_user'), domain: '127.0.0.1', path: '/code-server/' },
+        ],
       },
     ];
 

@@ -2,6 +2,13 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 
 /** The browser cookie that admits a user to one session's IDE. */
 export const IDE_COOKIE = 'crawlhub_ide';
+/**
+ * In path mode, the CrawlHub user a browser uses the IDE as (signed like the IDE cookie, for every
+ * session's path): a launch link of one user's session is refused in a browser bound to another.
+ */
+export const BROWSER_COOKIE = 'crawlhub_ide_user';
+/** What the browser cookie's MAC covers in place of a session id (session ids are UUIDs). */
+export const BROWSER_SCOPE = '\0browser';
 /** The cookie code-server itself checks; the proxy sets it towards the container and never lets a browser's through. */
 export const UPSTREAM_COOKIE = 'code-server-session';
 
@@ -65,7 +72,7 @@ export function isServiceCookie(name: string): boolean {
  * may have planted a decoy of the same name, so each is tried) and keeps the pairs that may go
  * upstream.
  */
-export function splitCookieHeader(header: string, ideValues: string[], upstream: string[]): void {
+export function splitCookieHeader(header: string, ideValues: string[], upstream: string[], browserValues: string[] = []): void {
   let start = 0;
   const end = header.length;
   while (start < end) {
@@ -77,6 +84,7 @@ export function splitCookieHeader(header: string, ideValues: string[], upstream:
     const eq = pair.indexOf('=');
     const name = eq === -1 ? pair : pair.slice(0, eq).trim();
     if (name === IDE_COOKIE) ideValues.push(eq === -1 ? '' : pair.slice(eq + 1).trim());
+    else if (name === BROWSER_COOKIE) browserValues.push(eq === -1 ? '' : pair.slice(eq + 1).trim());
     else if (!isServiceCookie(name)) upstream.push(pair);
   }
 }

@@ -57,6 +57,8 @@ export interface ScannedRequest {
   cookies: string[];
   /** Every value of the IDE cookie the browser sent. */
   ideCookies: string[];
+  /** Every value of the browser's user cookie (path mode). */
+  browserCookies: string[];
   origin: string | undefined;
   /** Index of the Origin value in `headers`, or -1. */
   originAt: number;
@@ -77,6 +79,7 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
   let headers: string[] = ['Host', ''];
   const cookies: string[] = [];
   const ideCookies: string[] = [];
+  const browserCookies: string[] = [];
   let origin: string | undefined;
   let originAt = -1;
   let hasBody = false;
@@ -88,7 +91,7 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
     const value = raw[i + 1];
     switch (name) {
       case 'cookie':
-        splitCookieHeader(value, ideCookies, cookies);
+        splitCookieHeader(value, ideCookies, cookies, browserCookies);
         continue;
       case 'connection':
         // Headers the client names in Connection are hop-by-hop too.
@@ -133,7 +136,7 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
     headers = kept;
     originAt = keptOriginAt;
   }
-  return { headers, cookies, ideCookies, origin, originAt, hasBody, upgrade, forFrame };
+  return { headers, cookies, ideCookies, browserCookies, origin, originAt, hasBody, upgrade, forFrame };
 }
 
 /**

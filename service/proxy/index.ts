@@ -3,11 +3,11 @@ import type stream from 'node:stream';
 import type { Metrics } from '../http/metrics';
 import { pathOnly, type Logger } from '../logger';
 import { ActivityThrottle } from './activity';
-import { IDE_COOKIE, IdeCookieSigner, UPSTREAM_COOKIE } from './cookie';
+import { BROWSER_COOKIE, BROWSER_SCOPE, IDE_COOKIE, IdeCookieSigner, UPSTREAM_COOKIE } from './cookie';
 import { Forwarder, type ForwardOutcome, type Upstream } from './forward';
 import { clientAddress, FRAME_POLICY, FRAME_POLICY_SELF, scanRequest, upstreamHeaders, type ScannedRequest } from './headers';
 import { PAGES, refuseUpgrade, sendPage, sendRedirect, type Page } from './pages';
-import { route, sessionBaseUrl, sessionOrigin, takeTicket, topology, type Route } from './routing';
+import { PATH_PREFIX, route, sessionBaseUrl, sessionOrigin, takeTicket, topology, type Route } from './routing';
 import { TicketBook } from './tickets';
 
 export interface ProxySession {
@@ -66,7 +66,9 @@ export const ACTIVITY_WINDOW_MS = 30_000;
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 type Kind = 'http' | 'ws';
-type Refusal = 'forbidden' | 'ticket' | 'origin' | 'gone' | 'starting' | 'bad_request' | 'error';
+type Refusal = 'forbidden' | 'other_user' | 'ticket' | 'origin' | 'gone' | 'starting' | 'bad_request' | 'error';
+/** How long a browser stays bound to the CrawlHub user it opened sessions as (path mode). */
+const BROWSER_BINDING_MS = 30 * 24 * 3_600_000;
 type Admitted = { host: string; port: number; originOverride: string | null };
 
 /**
@@ -123,6 +125,40 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     return value;
   }
 
+  /**
+   * Path mode: every session is served from the service's one origin, so a page in one session
+   * can reach the others this browser is signed in to. A browser is therefore bound to one CrawlHub
+   * user (a signed cookie for all of /code-server/): a launch link of another user's session — sent
+   * to someone to plant a page of one's own in their browser — is refused there, and so is every
+   * request whose IDE cookie names another user than the browser's. Null: not bound yet.
+   */
+  function browserUser(scan: ScannedRequest): { userId: string | null; mixed: boolean } {
+    let userId: string | null = null;
+    let mixed = false;
+    const t = now();
+    for (const value of scan.browserCookies) {
+      const key = `${BROWSER_SCOPE} ${value}`;
+      let known = verified.get(key);
+      if (known === undefined || known.expiresAt <= t) {
+        const valid = signer.verify(value, BROWSER_SCOPE, t);
+        if (valid === null) continue;
+        if (verified.size >= 10_000) verified.clear();
+        verified.set(key, (known = valid));
+      }
+      if (userId !== null && userId !== known.userId) mixed = true;
+      userId = known.userId;
+    }
+    return { userId, mixed };
+  }
+
+  function browserCookie(userId: string): string {
+    const value = signer.sign(BROWSER_SCOPE, userId, now() + BROWSER_BINDING_MS);
+    return (
+      `${BROWSER_COOKIE}=${value}; Path=${PATH_PREFIX}; Max-Age=${Math.floor(BROWSER_BINDING_MS / 1000)}; HttpOnly; SameSite=Lax` +
+      (secure ? '; Secure' : '')
+    );
+  }
+
   function originAllowed(origin: string, own: string): boolean {
     return origin === own || origin.toLowerCase() === own || trusted.has(origin.toLowerCase());
   }
@@ -170,6 +206,11 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     }
     const userId = cookieUser(scan, r.sessionId);
     if (userId === null) return next(PAGES.forbidden, 'forbidden');
+    if (!topo.codeHost) {
+      const browser = browserUser(scan);
+      if (browser.userId === null) return next(PAGES.forbidden, 'forbidden');
+      if (browser.mixed || browser.userId !== userId) return next(PAGES.otherUser, 'other_user');
+    }
     const decide = (session: ProxySession | null) => {
       if (!session || session.status === 'stopped' || session.status === 'failed') {
         upstreamCookies.delete(r.sessionId);
@@ -226,14 +267,22 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     // `//evil.example/?ticket=…` on a session host must not become a redirect off-site.
     const location = r.prefix + found.rest.replace(/^[/\\]+/, '/');
     const userId = tickets.redeem(found.ticket, r.sessionId);
-    if (userId !== null) {
+    const browser = userId !== null && !topo.codeHost ? browserUser(scan) : null;
+    if (userId !== null && browser !== null && (browser.mixed || (browser.userId !== null && browser.userId !== userId))) {
+      count('http', 'other_user');
+      log.warn(
+        { sessionId: r.sessionId, userId, browserUser: browser.userId },
+        'launch ticket refused: the browser is bound to another user',
+      );
+      sendPage(req, res, PAGES.otherUser);
+    } else if (userId !== null) {
       const value = signer.sign(r.sessionId, userId, now() + cookieMaxAgeMs);
       const cookie =
         `${IDE_COOKIE}=${value}; Path=${r.prefix}/; Max-Age=${Math.floor(cookieMaxAgeMs / 1000)}; HttpOnly; SameSite=Lax` +
         (secure ? '; Secure' : '');
       count('http', 'ticket_redeemed');
       log.info({ sessionId: r.sessionId, userId }, 'launch ticket redeemed');
-      sendRedirect(res, location, cookie);
+      sendRedirect(res, location, topo.codeHost ? [cookie] : [cookie, browserCookie(userId)]);
     } else if (cookieUser(scan, r.sessionId) !== null) {
       // A spent ticket in a reloaded or bookmarked URL: the cookie already admits this browser.
       count('http', 'redirect');

@@ -31,6 +31,12 @@ export const PAGES = {
     'Sign-in links work once and for one minute. Open the session again from CrawlHub.',
   ),
   origin: page(403, 'Forbidden', 'Forbidden', 'This request came from a page that may not use this session.'),
+  otherUser: page(
+    403,
+    'Forbidden',
+    'This browser uses CrawlHub as someone else',
+    'This link opens a session of another CrawlHub user than the one this browser opened sessions as. Open it in a private window or another browser profile.',
+  ),
   badGateway: page(
     502,
     'Bad Gateway',
@@ -66,8 +72,8 @@ export function sendPage(req: http.IncomingMessage, res: http.ServerResponse, p:
   res.end(req.method === 'HEAD' ? undefined : p.body);
 }
 
-/** Redirects; `setCookie` when trading a ticket for the IDE cookie. */
-export function sendRedirect(res: http.ServerResponse, location: string, setCookie?: string): void {
+/** Redirects; `setCookies` when trading a ticket for the IDE cookie. */
+export function sendRedirect(res: http.ServerResponse, location: string, setCookies: string[] = []): void {
   const headers: string[] = [
     'Location',
     location,
@@ -80,7 +86,7 @@ export function sendRedirect(res: http.ServerResponse, location: string, setCook
     'Content-Security-Policy',
     FRAME_POLICY,
   ];
-  if (setCookie) headers.push('Set-Cookie', setCookie);
+  for (const cookie of setCookies) headers.push('Set-Cookie', cookie);
   res.writeHead(302, headers);
   res.end();
 }

@@ -104,16 +104,16 @@ describe('the browser IDE through the service', () => {
     const spider = await json(await svc.api(owner.token, 'POST', '/api/spiders', { name: 'secret' }));
     const session = await json(await svc.api(owner.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
     const entry = `${svc.url}/code-server/${session.session_id}/`;
-    /** The IDE cookie a redeemed launch URL sets, as a `name=value` pair. */
+    /** The cookies a redeemed launch URL sets in a fresh browser (the IDE cookie and the browser's user), as a Cookie header. */
     const redeem = async (launchUrl: string) => {
       const res = await fetch(launchUrl, { redirect: 'manual' });
       assert.equal(res.status, 302, 'a fresh ticket is traded for a cookie');
-      const pair = res.headers
-        .getSetCookie()
-        .map((c) => c.split(';')[0])
-        .find((c) => c.startsWith('crawlhub_ide='));
-      assert.ok(pair, 'the redirect sets the IDE cookie');
-      return pair;
+      const pairs = res.headers.getSetCookie().map((c) => c.split(';')[0]);
+      assert.ok(
+        pairs.some((c) => c.startsWith('crawlhub_ide=')),
+        'the redirect sets the IDE cookie',
+      );
+      return pairs.join('; ');
     };
     /** The status of her session's address asked with `cookie`. */
     const open = async (cookie: string) => {

@@ -315,7 +315,9 @@ export async function signIn(p: ProxyServer, session: { id: string; userId: stri
   const reply = await request(p.proxy.launchUrl(session));
   const cookie = cookieFrom(reply);
   if (reply.status !== 302 || !cookie) throw new Error(`sign-in failed: ${reply.status} ${reply.body}`);
-  return cookie.pair;
+  // In path mode the browser is bound to its user too (a cookie of its own).
+  const browser = cookieFrom(reply, 'crawlhub_ide_user');
+  return browser ? `${cookie.pair}; ${browser.pair}` : cookie.pair;
 }
 
 /** Opens a WebSocket and resolves with it and its first message, or rejects with the HTTP status of a refusal. */

@@ -26,6 +26,7 @@ const ALICE = 'a11ce000-0000-4000-8000-000000000001';
 const BOB = 'b0b00000-0000-4000-8000-000000000002';
 const S1 = '5e551011-0000-4000-8000-000000000001';
 const S2 = '5e551022-0000-4000-8000-000000000002';
+const S3 = '5e551033-0000-4000-8000-000000000003';
 
 describe('proxy in path mode, against an echo server', () => {
   let echo: Echo;
@@ -358,6 +359,29 @@ describe('proxy in path mode, against an echo server', () => {
     it('refuses another user’s cookie for the session', async () => {
       const bobs = await signIn(p, { id: S1, userId: BOB });
       await refused({ cookie: bobs }, 403);
+    });
+
+    it("refuses another user's launch link in a browser bound to its user, and a browser's cookies of two users", async () => {
+      // Bob sends Alice a launch link of his own session, to plant a page of his in her browser: in
+      // path mode it would share her sessions' origin.
+      sessions.add({ id: S3, userId: BOB, status: 'ready', port: echo.port }, 'secret-three');
+      const alicesBrowser = cookie;
+      const link = await request(p.proxy.launchUrl({ id: S3, userId: BOB }), { headers: { cookie: alicesBrowser } });
+      assert.equal(link.status, 403);
+      assert.match(link.body, /private window/);
+      assert.equal(cookieFrom(link), null, 'no cookie for his session');
+      // In a fresh browser it opens, and binds that browser to Bob…
+      const bobsBrowser = await signIn(p, { id: S3, userId: BOB });
+      assert.equal((await request(at('/', S3), { headers: { cookie: bobsBrowser } })).status, 200);
+      // …whose IDE cookie then admits nothing next to Alice's binding, nor Alice's next to his.
+      const bobsIde = bobsBrowser.split('; ')[0];
+      const alicesIde = alicesBrowser.split('; ')[0];
+      const alicesBinding = alicesBrowser.split('; ')[1];
+      const bobsBinding = bobsBrowser.split('; ')[1];
+      assert.equal((await request(at('/', S3), { headers: { cookie: `${bobsIde}; ${alicesBinding}` } })).status, 403);
+      assert.equal((await request(at('/'), { headers: { cookie: `${alicesIde}; ${bobsBinding}` } })).status, 403);
+      // An IDE cookie without the browser's binding admits nothing either.
+      assert.equal((await request(at('/'), { headers: { cookie: alicesIde } })).status, 403);
     });
 
     it('refuses a cookie for another session', async () => {
