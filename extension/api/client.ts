@@ -28,6 +28,8 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** Limit on ordinary calls; long operations (start, save, close) pass their own signal instead. */
   timeoutMs?: number;
+  /** Any call answered 401: the server no longer takes the token (revoked, say); sign in again. */
+  onUnauthorized?: (err: ApiError) => void;
 }
 
 export interface CallOptions {
@@ -77,6 +79,7 @@ export class CrawlHubClient {
   private readonly log: Log;
   private readonly fetchImpl: typeof fetch;
   private readonly timeoutMs: number;
+  private readonly onUnauthorized: ((err: ApiError) => void) | undefined;
 
   constructor(opts: ClientOptions) {
     this.base = parseServerUrl(opts.serverUrl);
@@ -84,6 +87,7 @@ export class CrawlHubClient {
     this.log = opts.log ?? silentLog;
     this.fetchImpl = opts.fetch ?? ((input, init) => fetch(input, init));
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.onUnauthorized = opts.onUnauthorized;
   }
 
   get origin(): string {
@@ -279,6 +283,7 @@ export class CrawlHubClient {
       const line = `${method} ${url.pathname} → ${res.status} ${err.code}: ${err.message}`;
       if (res.status === 404) this.log.debug(line);
       else this.log.warn(line);
+      if (res.status === 401) this.onUnauthorized?.(err);
       throw err;
     }
     return res;

@@ -7,11 +7,27 @@ import { ServerEvent } from './types';
 const toText = (data: WebSocket.RawData): string =>
   (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
 
+const MAX_REFUSAL_BODY = 16 * 1024;
+
+/** The service's error body (`{"error":{"code","message"}}`) of a refused upgrade, if that is what came. */
+function serviceRefusal(text: string): { code: string; message: string } | undefined {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const { code, message } = body.error ?? {};
+    return typeof code === 'string' && typeof message === 'string' ? { code, message } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export type EventsState =
   | { kind: 'connecting' }
   | { kind: 'open' }
-  /** `status` is the HTTP status when the server refused the upgrade (401: the token). */
-  | { kind: 'closed'; reason: string; status?: number; retryInMs?: number };
+  /**
+   * `status` is the HTTP status when the server refused the upgrade: 401 (the token) or 403 (the
+   * service's `forbidden_origin`) end the retries; `message` is the server's own words then.
+   */
+  | { kind: 'closed'; reason: string; status?: number; retryInMs?: number; message?: string };
 
 /** Live updates have not been arriving for long enough to tell the user; the socket keeps retrying. */
 export interface EventsOutage {
@@ -43,7 +59,8 @@ export interface EventsSocketOptions {
 /**
  * /api/events: one WebSocket that pushes session changes, saves, stop warnings and file changes.
  * It reconnects with backoff, re-sends its `watch` requests after every reconnect, and stops
- * trying only when the server refuses the token (a retry cannot fix that) or when stopped.
+ * trying only when the server refuses the token (401) or this client's origin (the service's own
+ * 403 `forbidden_origin`; a retry cannot fix either), or when stopped.
  *
  * Anything else that keeps it from connecting (a proxy that passes HTTP but not WebSocket upgrades,
  * say) leaves the rest of the extension working and looking online, yet no stop warning, save or
@@ -124,6 +141,14 @@ export class EventsSocket {
     this.sendJson({ type: 'unwatch', session_id: sessionId });
   }
 
+  /**
+   * The server refused to watch the session (not ready yet, say): it is no longer watched there, so
+   * it is dropped here without an `unwatch`, and a later watch() sends the request again.
+   */
+  forget(sessionId: string): void {
+    this.watched.delete(sessionId);
+  }
+
   get watching(): ReadonlySet<string> {
     return this.watched;
   }
@@ -201,6 +226,8 @@ export class EventsSocket {
     const socket = new WebSocket(target.url, { headers: target.headers, handshakeTimeout: 15_000, followRedirects: false });
     this.socket = socket;
     let refused: number | undefined;
+    /** The service's own refusal of a 403 (forbidden_origin): final, unlike a proxy's 403. */
+    let refusal: { code: string; message: string } | undefined;
     let greeted = false;
     let lastError: string | undefined;
     let silent = false;
@@ -246,8 +273,24 @@ export class EventsSocket {
     socket.on('unexpected-response', (_req, res) => {
       refused = res.statusCode;
       this.log.warn(`events: the server refused the connection (${res.statusCode})`);
-      res.resume();
-      socket.terminate();
+      if (res.statusCode !== 403) {
+        res.resume();
+        socket.terminate();
+        return;
+      }
+      // A 403 is final only when it is the service's own refusal; a reverse proxy's 403 (a WAF, a
+      // maintenance page) may pass once it is over, so that one is retried like any other outage.
+      const parts: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= MAX_REFUSAL_BODY) parts.push(chunk);
+      });
+      res.on('end', () => {
+        refusal = serviceRefusal(Buffer.concat(parts).toString('utf8'));
+        socket.terminate();
+      });
+      res.on('error', () => socket.terminate());
     });
     socket.on('error', (err) => {
       lastError = err.message;
@@ -259,10 +302,10 @@ export class EventsSocket {
       clearTimeout(this.staleTimer);
       const why = refused ? `refused (${refused})` : `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`;
       if (!this.running) return;
-      if (refused === 401 || refused === 403) {
+      if (refused === 401 || (refused === 403 && refusal?.code === 'forbidden_origin')) {
         this.running = false;
         this.endOutage();
-        this.setState({ kind: 'closed', reason: why, status: refused });
+        this.setState({ kind: 'closed', reason: why, status: refused, message: refusal?.message });
         return;
       }
       const delay = this.backoff.next();

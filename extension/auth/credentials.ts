@@ -13,8 +13,17 @@ const secretKey = (origin: string) => `crawlhub.token:${origin}`;
 export class Credentials implements vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<void>();
   readonly onDidChange = this.changed.event;
-  private readonly disposables: vscode.Disposable[] = [this.changed];
+  private readonly unauthorized = new vscode.EventEmitter<void>();
+  /** A call of the current client was answered 401: the server no longer takes the stored token. */
+  readonly onUnauthorized = this.unauthorized.event;
+  private readonly disposables: vscode.Disposable[] = [this.changed, this.unauthorized];
   private cached: { key: string; client: CrawlHubClient } | undefined;
+  /**
+   * The stored token per origin (undefined: none), read once: every file operation asks for the
+   * client, and SecretStorage is an IPC round trip (a keychain on the desktop). Any change of a
+   * token (this window's sign-in or sign-out, or another window's) forgets them.
+   */
+  private readonly tokens = new Map<string, Promise<string | undefined>>();
 
   constructor(
     private readonly secrets: vscode.SecretStorage,
@@ -49,11 +58,36 @@ export class Credentials implements vscode.Disposable {
     } catch {
       return undefined;
     }
-    const token = await this.secrets.get(secretKey(base.origin));
+    const token = await this.token(base.origin);
     if (!token) return undefined;
     const key = `${base.href}\n${token}`;
-    if (this.cached?.key !== key) this.cached = { key, client: new CrawlHubClient({ serverUrl: base.href, token, log: this.log }) };
+    if (this.cached?.key !== key) {
+      const client: CrawlHubClient = new CrawlHubClient({
+        serverUrl: base.href,
+        token,
+        log: this.log,
+        // A client replaced meanwhile (signed in again) speaks for a token that no longer matters.
+        onUnauthorized: () => {
+          if (this.cached?.client === client) this.unauthorized.fire();
+        },
+      });
+      this.cached = { key, client };
+    }
     return this.cached.client;
+  }
+
+  private token(origin: string): Promise<string | undefined> {
+    let token = this.tokens.get(origin);
+    if (!token) {
+      const read = Promise.resolve(this.secrets.get(secretKey(origin)));
+      token = read;
+      this.tokens.set(origin, read);
+      // A failed read is not remembered: the next call asks again.
+      read.catch(() => {
+        if (this.tokens.get(origin) === read) this.tokens.delete(origin);
+      });
+    }
+    return token;
   }
 
   /** Stores a token that was already checked against the server. */
@@ -70,6 +104,7 @@ export class Credentials implements vscode.Disposable {
   }
 
   private invalidate(): void {
+    this.tokens.clear();
     this.cached = undefined;
     this.changed.fire();
   }

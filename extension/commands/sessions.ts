@@ -7,7 +7,7 @@ import { abortOn, type Notifier } from '../core/notify';
 import { sessionUri } from '../fs/uris';
 import type { SaveController } from '../save/saveController';
 import type { CrawlHubState } from '../state/store';
-import { SessionPseudoterminal } from '../terminal/pty';
+import { SessionPseudoterminal, stoppedSession } from '../terminal/pty';
 import type { WindowSessions } from '../workspace/windowSessions';
 import type { Targets } from './targets';
 import { portProblem } from './ports';
@@ -177,6 +177,7 @@ export async function openTerminal(deps: SessionDeps, arg: unknown): Promise<voi
       spiderName: session.spider_name,
       log: deps.log,
       onInput: () => deps.heartbeat.note(session.session_id),
+      sessionStopped: () => stoppedSession(deps.state, session.session_id),
     });
     const terminal = vscode.window.createTerminal({
       name: `CrawlHub: ${session.spider_name}`,

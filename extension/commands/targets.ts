@@ -38,11 +38,15 @@ export class Targets {
       );
       return undefined;
     }
-    const fromUri = this.sessionFromUri(arg);
-    if (fromUri) return fromUri;
+    // The URI's (a status-bar click) or the window's session is the one meant: when it has stopped,
+    // acting on the only live session of another spider instead would save or close the wrong one.
     const current = this.window.current();
-    const windowSession = current ? this.state.session(current) : undefined;
-    if (windowSession && isLive(windowSession)) return windowSession;
+    const meant = this.sessionFromUri(arg) ?? (current ? this.state.session(current) : undefined);
+    if (meant) {
+      if (isLive(meant)) return meant;
+      void vscode.window.showInformationMessage(`CrawlHub: The session of ${meant.spider_name} is ${meant.status}; open a new one.`);
+      return undefined;
+    }
     return this.pickSession(title);
   }
 

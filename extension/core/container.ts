@@ -1,7 +1,6 @@
 import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
 import { EventsSocket } from '../api/events';
-import { isLive, type ServerEvent } from '../api/types';
 import { Credentials } from '../auth/credentials';
 import { registerCommands } from '../commands/register';
 import { readySession, type SessionDeps } from '../commands/sessions';
@@ -13,7 +12,6 @@ import { StopWarnings } from '../heartbeat/warnings';
 import { PendingCounter } from '../save/pendingCounter';
 import { SaveController } from '../save/saveController';
 import { SERVER_SCHEME, ServerDocumentProvider } from '../save/serverDocuments';
-import { describeResult } from '../save/summary';
 import { SaveTracker } from '../save/tracker';
 import { SaveButton } from '../statusBar/saveButton';
 import { CrawlHubState } from '../state/store';
@@ -25,7 +23,10 @@ import { WindowSessions } from '../workspace/windowSessions';
 import { Commands } from '../commands/ids';
 import { ContextKeys } from './contextKeys';
 import { LiveUpdatesNotice } from './liveUpdates';
+import { ServerEventRouter } from './serverEvents';
+import { SessionWatches } from './sessionWatches';
 import { setContext } from './setContext';
+import { StoppedSessions } from './stoppedSessions';
 import { Notifier } from './notify';
 import { countPendingChanges } from './settings';
 
@@ -38,7 +39,7 @@ const COUNTDOWN_REDRAW_MS = 30_000;
 export class CrawlHubExtension implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private client: CrawlHubClient | undefined;
-  private readonly noticed = new Set<string>();
+  private readonly stopped = new StoppedSessions();
 
   constructor(context: vscode.ExtensionContext) {
     const own = <T extends vscode.Disposable>(d: T): T => {
@@ -66,14 +67,13 @@ export class CrawlHubExtension implements vscode.Disposable {
     );
 
     // ---- files: crawlhub:// and the stored side of diffs ------------------------------------------
+    // The window's own folders stay watched even when no editor watches them.
+    const watches = new SessionWatches(events, () => [...windowSessions.folders(), ...fs.watchedSessions]);
     const fs = own(
       new SessionFileSystemProvider({
         client: clientFn,
         watchSession: (id) => events.watch(id),
-        // The window's own folders stay watched even when no editor watches them.
-        unwatchSession: (id) => {
-          if (!windowSessions.folders().includes(id)) events.unwatch(id);
-        },
+        unwatchSession: () => watches.sync(),
       }),
     );
     own(vscode.workspace.registerFileSystemProvider(SCHEME, fs, { isCaseSensitive: true }));
@@ -81,7 +81,7 @@ export class CrawlHubExtension implements vscode.Disposable {
 
     // ---- saving, heartbeat, warnings ----------------------------------------------------------------
     const tracker = own(new SaveTracker());
-    const saves = new SaveController(clientFn, state, tracker, notify, log, fs);
+    const saves = new SaveController(clientFn, state, tracker, notify, log, fs, this.stopped);
     const heartbeat = own(new HeartbeatController(clientFn, state, log));
     const counter = own(new PendingCounter(clientFn, tracker, (id) => state.session(id)?.spider_id, countPendingChanges, log));
 
@@ -128,11 +128,28 @@ export class CrawlHubExtension implements vscode.Disposable {
     for (const d of registerCommands({ ...sessionDeps, credentials, refresh: connect })) own(d);
 
     // ---- live updates ---------------------------------------------------------------------------------
-    own(events.onEvent((event) => this.onServerEvent(event, { state, fs, tracker, counter, warnings, windowSessions, log })));
+    const router = new ServerEventRouter({
+      state,
+      fs,
+      tracker,
+      counter,
+      warnings,
+      windowSessions,
+      log,
+      watched: () => events.watching,
+      watches,
+      documents: () => vscode.workspace.textDocuments,
+    });
+    own(events.onEvent((event) => router.handle(event)));
     own(
       events.onState((s) => {
-        if (s.kind === 'closed' && (s.status === 401 || s.status === 403))
-          state.markUnreachable(`${this.client?.origin ?? 'The server'} refused the stored token; sign in again.`, true);
+        if (s.kind !== 'closed') return;
+        // Only a 401 is about the token; the service's 403 (forbidden_origin) is about where this connects from.
+        if (s.status === 401) state.markRejected();
+        else if (s.status === 403)
+          void notify.warn(
+            `Live updates refused: ${s.message ?? 'HTTP 403'} — stop warnings and file changes from the container will not arrive.`,
+          );
       }),
     );
     // Any other failure retries for ever, unseen but for the log: say so where the user looks, until a `hello`.
@@ -145,15 +162,22 @@ export class CrawlHubExtension implements vscode.Disposable {
       }),
     );
     own(credentials.onDidChange(() => void connect()));
+    // Any call answered 401 (the token was revoked while the socket stays open): the same as a reload's 401.
+    own(
+      credentials.onUnauthorized(() => {
+        state.markRejected();
+        events.stop();
+      }),
+    );
+    own(heartbeat.onDidChangeProblem(({ sessionId, message }) => saveButton.showHeartbeatProblem(sessionId, message)));
     own(
       fs.onDidWrite((id) => {
         heartbeat.note(id);
         counter.schedule(id);
       }),
     );
-    const watchFolders = () => windowSessions.folders().forEach((id) => events.watch(id));
-    own(windowSessions.onDidChange(watchFolders));
-    watchFolders();
+    own(windowSessions.onDidChange(() => watches.sync()));
+    watches.sync();
     own(
       state.onDidChange(() => {
         const conn = state.connection;
@@ -175,62 +199,10 @@ export class CrawlHubExtension implements vscode.Disposable {
     });
   }
 
-  private onServerEvent(
-    event: ServerEvent,
-    d: {
-      state: CrawlHubState;
-      fs: SessionFileSystemProvider;
-      tracker: SaveTracker;
-      counter: PendingCounter;
-      warnings: StopWarnings;
-      windowSessions: WindowSessions;
-      log: vscode.LogOutputChannel;
-    },
-  ): void {
-    switch (event.type) {
-      case 'hello':
-        // A (re)connect may have missed events: load everything once, unless that just happened.
-        if (d.state.connection.kind !== 'online' || Date.now() - d.state.loadedAt > 5000) void d.state.refresh();
-        break;
-      case 'session':
-        d.state.upsertSession(event.session);
-        d.tracker.session(event.session);
-        break;
-      case 'sync':
-        if (event.result && !event.result.dry_run) {
-          d.tracker.saved(event.session_id, event.result);
-          // Saves someone asked for are reported where they were asked; the sweeper's are news.
-          if (event.trigger !== 'manual' && event.trigger !== 'close' && d.windowSessions.has(event.session_id))
-            vscode.window.setStatusBarMessage(
-              `$(cloud-upload) CrawlHub saved the session (${event.trigger}): ${describeResult(event.result)}`,
-              8000,
-            );
-        } else if (event.error) {
-          d.tracker.serverFailed(event.session_id, event.error.message);
-        }
-        break;
-      case 'warning':
-        void d.warnings.show(event);
-        break;
-      case 'oom':
-        d.warnings.outOfMemory(event);
-        break;
-      case 'files':
-        d.fs.applyServerChanges(event);
-        if (d.windowSessions.folders().includes(event.session_id)) d.counter.schedule(event.session_id);
-        break;
-      case 'error':
-        d.log.warn(`events: ${event.session_id ?? ''} ${event.error.code}: ${event.error.message}`);
-        break;
-    }
-  }
-
   /** A session this window shows that has stopped: say so once, and offer a new one. */
   private checkWindowSessions(state: CrawlHubState, windowSessions: WindowSessions, deps: SessionDeps): void {
-    for (const id of windowSessions.folders()) {
-      const session = state.session(id);
-      if (!session || isLive(session) || this.noticed.has(id)) continue;
-      this.noticed.add(id);
+    for (const session of this.stopped.toAnnounce(windowSessions.folders(), (id) => state.session(id))) {
+      const id = session.session_id;
       const why = session.status_reason ? ` (${session.status_reason})` : '';
       void vscode.window
         .showWarningMessage(

@@ -4,7 +4,7 @@ import type { FileStat, FilesEvent } from '../api/types';
 import { ChangeBatcher } from './changeBatcher';
 import { toFileSystemError } from './errors';
 import { PendingWrites } from './pendingWrites';
-import { sessionUri, workspacePath } from './uris';
+import { isSessionUri, sessionUri, workspacePath } from './uris';
 
 /** The /workspace-relative path of a session URI; nothing exists outside /workspace. */
 function pathOf(uri: vscode.Uri): string {
@@ -92,6 +92,20 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   /** A `files` event from the server. */
   applyServerChanges(event: FilesEvent): void {
     this.batcher.add(...event.changes.map((c) => ({ type: CHANGE_TYPE[c.kind], uri: sessionUri(event.session_id, c.path) })));
+  }
+
+  /**
+   * Live updates were down for a while (the events socket reconnected): whatever changed in these
+   * sessions meanwhile was never reported. Tells VS Code that their folders and their open
+   * documents changed, so the explorer lists them again and editors reload what is on disk.
+   */
+  refreshSessions(sessionIds: Iterable<string>, documents: readonly { readonly uri: vscode.Uri }[]): void {
+    const ids = new Set(sessionIds);
+    const changed: vscode.FileChangeEvent[] = [...ids].map((id) => ({ type: vscode.FileChangeType.Changed, uri: sessionUri(id) }));
+    for (const doc of documents) {
+      if (isSessionUri(doc.uri) && ids.has(doc.uri.authority)) changed.push({ type: vscode.FileChangeType.Changed, uri: doc.uri });
+    }
+    if (changed.length > 0) this.batcher.add(...changed);
   }
 
   // ---- the FileSystemProvider contract -----------------------------------------------------------

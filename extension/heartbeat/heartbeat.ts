@@ -2,6 +2,7 @@ import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
 import { errorMessage } from '../api/errors';
 import type { Session } from '../api/types';
+import { Emitter } from '../core/emitter';
 import { affects, heartbeatIntervalMs } from '../core/settings';
 import { isSessionUri } from '../fs/uris';
 import type { CrawlHubState } from '../state/store';
@@ -36,6 +37,9 @@ export class HeartbeatController implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
   private intervalMs = 0;
   private readonly disposables: vscode.Disposable[] = [];
+  private readonly problems = new Emitter<{ sessionId: string; message: string | undefined }>();
+  /** A heartbeat failed (`message`), or one went through again (undefined): the status bar shows it. */
+  readonly onDidChangeProblem = this.problems.event;
 
   constructor(
     private readonly client: () => Promise<CrawlHubClient | undefined>,
@@ -96,15 +100,18 @@ export class HeartbeatController implements vscode.Disposable {
       const session = await client.heartbeat(spiderId);
       this.state.upsertSession(session);
       this.log.debug(`heartbeat ${session.spider_name}: idle stop moved to ${session.idle_deadline}`);
+      this.problems.fire({ sessionId, message: undefined });
       return session;
     } catch (err) {
       this.log.warn(`heartbeat for ${sessionId} failed: ${errorMessage(err)}`);
+      this.problems.fire({ sessionId, message: errorMessage(err) });
       throw err;
     }
   }
 
   dispose(): void {
     clearInterval(this.timer);
+    this.problems.dispose();
     for (const d of this.disposables) d.dispose();
   }
 }

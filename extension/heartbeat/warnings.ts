@@ -27,18 +27,19 @@ export class StopWarnings {
   ) {}
 
   async show(event: WarningEvent): Promise<void> {
+    // An admin's socket carries every user's notices: only the user's own sessions are theirs to act on.
+    if (!this.state.session(event.session_id)) return;
     // The user is working in it: the heartbeat the next tick would bring goes now, and the stop moves away.
     if (event.reason === 'idle' && (await this.heartbeat.keepAliveIfActive(event.session_id))) return;
-    if (!this.relevant(event.session_id)) return;
     const session = this.state.session(event.session_id);
-    const name = session?.spider_name ?? this.state.spider(event.spider_id)?.name ?? 'a spider';
+    if (!session || !this.relevant(event.session_id)) return;
+    const name = session.spider_name;
     const idle = event.reason === 'idle';
     const when = `in ${event.minutes} minute${event.minutes === 1 ? '' : 's'} (${formatClock(event.stops_at, Date.now())})`;
     const message = idle
       ? `CrawlHub: the session of ${name} stops ${when} for lack of activity. It is saved first.`
       : `CrawlHub: the session of ${name} reaches its maximum age and stops ${when}. It is saved first; open a new session to go on.`;
     const choice = await vscode.window.showWarningMessage(message, ...(idle ? [KEEP_WORKING, SAVE_NOW] : [SAVE_NOW]));
-    const ref = session ?? { session_id: event.session_id, spider_id: event.spider_id, spider_name: name };
     if (choice === KEEP_WORKING) {
       try {
         const fresh = await this.heartbeat.send(event.session_id);
@@ -51,14 +52,15 @@ export class StopWarnings {
         void this.notify.error(`Keeping ${name} open`, err);
       }
     } else if (choice === SAVE_NOW) {
-      await this.saves.save(ref);
+      await this.saves.save(session);
     }
   }
 
   /** A process in the session was killed for memory; the session goes on. */
   outOfMemory(event: OomEvent): void {
-    if (!this.relevant(event.session_id)) return;
-    const name = this.state.session(event.session_id)?.spider_name ?? this.state.spider(event.spider_id)?.name ?? 'a spider';
+    const session = this.state.session(event.session_id);
+    if (!session || !this.relevant(event.session_id)) return;
+    const name = session.spider_name;
     void vscode.window.showWarningMessage(
       `CrawlHub: out of memory in the session of ${name} (${formatBytes(event.memory_limit, { unitSeparator: ' ' })}): a process was killed; the session goes on.`,
     );

@@ -21,7 +21,7 @@ const SHOW_DIFFS = 'Show Diffs';
 /**
  * Save to Server and everything around it: the preview (a dry run with diffs, before anything is
  * written), conflicts (overwrite or look at the diffs), and Close Session (save, then stop). The
- * server saves what the container has, so both first write the session's unsaved editors into it.
+ * server saves (and a preview compares) what the container has, so each first writes the session's unsaved editors into it.
  */
 export class SaveController {
   private running = 0;
@@ -33,6 +33,11 @@ export class SaveController {
     private readonly notify: Notifier,
     private readonly log: vscode.LogOutputChannel,
     private readonly files: { writesSettled(sessionId: string): Promise<void> },
+    /** Told before Close Session asks the server to stop a session, and when that close did not happen. */
+    private readonly closes: { closing(sessionId: string): void; closeFailed(sessionId: string): void } = {
+      closing() {},
+      closeFailed() {},
+    },
   ) {}
 
   /** The session's dirty editors saved and its writes landed in the container; throws when an editor did not save. */
@@ -90,6 +95,8 @@ export class SaveController {
         async (_progress, token) => {
           const abort = abortOn(token);
           try {
+            // The dry run compares what the container has: the session's unsaved editors go in first, as for a save.
+            await this.writeEditors(session.session_id);
             return await client.sync(session.spider_id, { dryRun: true, signal: abort.signal });
           } finally {
             abort.dispose();
@@ -244,6 +251,8 @@ export class SaveController {
         async () => {
           // Closing without saving drops the editors' changes with the rest, as the user chose.
           if (!discard) await this.writeEditors(session.session_id);
+          // The stop this brings is the user's own doing: no "the session is stopped" news for it.
+          this.closes.closing(session.session_id);
           return client.closeSession(session.spider_id, { discard });
         },
       );
@@ -254,6 +263,7 @@ export class SaveController {
       );
       return true;
     } catch (err) {
+      this.closes.closeFailed(session.session_id);
       this.tracker.end(session.session_id);
       if (err instanceof ApiError && err.status === 409 && err.code === 'conflicts') {
         const conflicts = Array.isArray(err.details) ? (err.details as { path: string; reason: string }[]) : [];

@@ -25,6 +25,8 @@ export class CrawlHubState {
   private loading: Promise<void> | undefined;
   private again = false;
   private lastLoadedAt = 0;
+  /** Sessions that events brought while a load's requests ran: newer than its answer may be. */
+  private duringLoad: Session[] | undefined;
 
   constructor(
     private readonly client: () => Promise<CrawlHubClient | undefined>,
@@ -74,22 +76,32 @@ export class CrawlHubState {
     }
     const server = client.origin;
     if (this.conn.kind !== 'online' || this.conn.server !== server) this.setConnection({ kind: 'loading', server });
+    this.duringLoad = [];
     try {
       const [me, spiders, sessions] = await Promise.all([client.me(), client.spiders(), client.sessions()]);
       this.spiderMap = new Map(spiders.map((s) => [s.id, s]));
       this.sessionMap = new Map(sessions.filter((s) => s.user_id === me.id).map((s) => [s.session_id, s]));
+      // The list may have been read before a change that an event already brought: the event wins.
+      for (const s of this.duringLoad) {
+        if (s.user_id !== me.id) continue;
+        this.sessionMap.set(s.session_id, s);
+        if (!this.spiderMap.has(s.spider_id)) this.spiderMap.set(s.spider_id, { id: s.spider_id, name: s.spider_name });
+      }
       this.lastLoadedAt = this.now();
       this.setConnection({ kind: 'online', server, me });
     } catch (err) {
-      const rejected = err instanceof ApiError && err.status === 401;
       this.log.warn(`loading spiders and sessions failed: ${errorMessage(err)}`);
-      this.setConnection({
-        kind: 'unreachable',
-        server,
-        rejected,
-        message: rejected ? `${server} refused the stored token; sign in again.` : errorMessage(err),
-      });
+      if (err instanceof ApiError && err.status === 401) this.markRejected();
+      else this.setConnection({ kind: 'unreachable', server, rejected: false, message: errorMessage(err) });
+    } finally {
+      this.duringLoad = undefined;
     }
+  }
+
+  /** The server refused the token (a 401 to any call): sign in again. */
+  markRejected(): void {
+    if (this.conn.kind === 'signedOut' || (this.conn.kind === 'unreachable' && this.conn.rejected)) return;
+    this.markUnreachable(`${this.conn.server} refused the stored token; sign in again.`, true);
   }
 
   /** Marks the server unreachable without a request (the events socket was refused, say). */
@@ -107,6 +119,7 @@ export class CrawlHubState {
   upsertSession(session: Session): void {
     const me = this.me;
     if (me && session.user_id !== me.id) return;
+    this.duringLoad?.push(session);
     this.sessionMap.set(session.session_id, session);
     if (!this.spiderMap.has(session.spider_id)) {
       this.spiderMap.set(session.spider_id, { id: session.spider_id, name: session.spider_name });

@@ -6,6 +6,8 @@ import { StatusBarItems } from './items';
 import { saveButtonView } from './view';
 
 const TICK_MS = 30_000;
+/** How long a failed heartbeat shows on the button (unless one goes through sooner). */
+const HEARTBEAT_PROBLEM_MS = 60_000;
 
 /**
  * "$(cloud-upload) Save to Server" while this window has a session open: a running save, the changes
@@ -16,6 +18,7 @@ export class SaveButton implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private timer: NodeJS.Timeout | undefined;
   private liveUpdatesOutage: string | undefined;
+  private readonly heartbeatProblems = new Map<string, { message: string; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly state: CrawlHubState,
@@ -33,6 +36,7 @@ export class SaveButton implements vscode.Disposable {
     this.disposables.push(
       this.item,
       { dispose: () => clearInterval(this.timer) },
+      { dispose: () => this.heartbeatProblems.forEach((p) => clearTimeout(p.timer)) },
       state.onDidChange(() => this.update()),
       tracker.onDidChange(() => this.update()),
       window.onDidChange(() => this.update()),
@@ -46,6 +50,17 @@ export class SaveButton implements vscode.Disposable {
     this.update();
   }
 
+  /** A heartbeat of the session failed (`message`), or went through again (undefined); shown for a minute. */
+  showHeartbeatProblem(sessionId: string, message: string | undefined): void {
+    clearTimeout(this.heartbeatProblems.get(sessionId)?.timer);
+    this.heartbeatProblems.delete(sessionId);
+    if (message !== undefined) {
+      const timer = setTimeout(() => this.showHeartbeatProblem(sessionId, undefined), HEARTBEAT_PROBLEM_MS);
+      this.heartbeatProblems.set(sessionId, { message, timer });
+    }
+    this.update();
+  }
+
   update(): void {
     const sessionId = this.window.current();
     if (!sessionId) {
@@ -55,7 +70,13 @@ export class SaveButton implements vscode.Disposable {
       return;
     }
     const session = this.state.session(sessionId);
-    const view = saveButtonView(session, this.tracker.get(sessionId), this.now(), this.liveUpdatesOutage);
+    const view = saveButtonView(
+      session,
+      this.tracker.get(sessionId),
+      this.now(),
+      this.liveUpdatesOutage,
+      this.heartbeatProblems.get(sessionId)?.message,
+    );
     this.item.text = view.text;
     const tooltip = new vscode.MarkdownString(view.tooltip.join('  \n'));
     this.item.tooltip = tooltip;

@@ -6,7 +6,7 @@ export interface SaveButtonView {
   text: string;
   /** Markdown lines. */
   tooltip: string[];
-  /** Needs attention (conflicts, a failed save, a stopped session, no live updates): warning background. */
+  /** Needs attention (conflicts, a failed save, a stopped session, no live updates, a failed heartbeat): warning background. */
   warning: boolean;
   accessibilityLabel: string;
 }
@@ -16,7 +16,13 @@ export interface SaveButtonView {
  * `liveUpdatesOutage` is why the events socket cannot connect, once that has lasted: the button is
  * always in sight in a session's window, where a stop warning that never comes costs work.
  */
-export function saveButtonView(session: Session | undefined, status: SaveStatus, now: number, liveUpdatesOutage?: string): SaveButtonView {
+export function saveButtonView(
+  session: Session | undefined,
+  status: SaveStatus,
+  now: number,
+  liveUpdatesOutage?: string,
+  heartbeatProblem?: string,
+): SaveButtonView {
   const tooltip: string[] = [];
   const name = session?.spider_name ?? 'this session';
   tooltip.push(`**Save to Server** — ${escapeMarkdown(name)}`);
@@ -48,6 +54,12 @@ export function saveButtonView(session: Session | undefined, status: SaveStatus,
   if (status.lastError) {
     warning = true;
     tooltip.push(`Last save failed: ${escapeMarkdown(status.lastError)}`);
+  }
+  // The work goes on in the editor, but the idle stop no longer moves: worth a glance, not a notification.
+  if (heartbeatProblem !== undefined) {
+    warning = true;
+    if (text.startsWith('$(cloud-upload)')) text = text.replace('$(cloud-upload)', '$(warning)');
+    tooltip.push(`Keeping the session open failed: ${escapeMarkdown(heartbeatProblem)} (its idle stop did not move)`);
   }
 
   if (status.pending === undefined) tooltip.push('Changes waiting: not counted yet');

@@ -1,5 +1,7 @@
 import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
+import { isLive, type Session } from '../api/types';
+import type { Event } from '../core/emitter';
 import type { Log } from '../core/log';
 import { TerminalConnection, type Dimensions } from './connection';
 
@@ -13,6 +15,46 @@ export interface SessionTerminalOptions {
   log: Log;
   /** The user typed: counts as activity for the heartbeat. */
   onInput(): void;
+  /**
+   * The shell ended normally: resolves with the session when that was because the session stopped
+   * (see stoppedSession), so the terminal says so instead of vanishing.
+   */
+  sessionStopped?(): Promise<Session | undefined>;
+}
+
+/** How long a session that is saving may take to be told stopped after its shell ended. */
+const STOP_GRACE_MS = 5000;
+
+/**
+ * The session, if the state knows it is no longer live. A stop (idle, age, Close Session) saves
+ * first, then removes the container, which ends the shell, and only then reports `stopped`: so a
+ * session still `syncing` gets a few seconds for that report. Any other live status means the
+ * shell just exited (`exit`), and the terminal closes at once.
+ */
+export function stoppedSession(
+  state: { session(id: string): Session | undefined; onDidChange: Event<void> },
+  sessionId: string,
+  graceMs = STOP_GRACE_MS,
+): Promise<Session | undefined> {
+  const stopped = () => {
+    const s = state.session(sessionId);
+    return s && !isLive(s) ? s : undefined;
+  };
+  const now = state.session(sessionId);
+  if (!now || !isLive(now)) return Promise.resolve(now);
+  if (now.status !== 'syncing') return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const done = (s: Session | undefined) => {
+      clearTimeout(timer);
+      sub.dispose();
+      resolve(s);
+    };
+    const sub = state.onDidChange(() => {
+      const s = stopped();
+      if (s) done(s);
+    });
+    const timer = setTimeout(() => done(undefined), graceMs);
+  });
 }
 
 /** A shell in the session's container, as a VS Code terminal. */
@@ -29,7 +71,7 @@ export class SessionPseudoterminal implements vscode.Pseudoterminal {
     this.connection.onOutput((text) => this.writeEmitter.fire(text));
     this.connection.onClose(({ code, reason, error }) => {
       if (code === 1000) {
-        this.finish(0);
+        void this.ended();
         return;
       }
       // Leave the reason on screen; the next key closes the terminal.
@@ -73,6 +115,18 @@ export class SessionPseudoterminal implements vscode.Pseudoterminal {
     this.connection.dispose();
     this.writeEmitter.dispose();
     this.closeEmitter.dispose();
+  }
+
+  /** The shell ended: because the session stopped (say so; the next key closes), or by itself (close now). */
+  private async ended(): Promise<void> {
+    this.finished = true;
+    const stopped = await this.opts.sessionStopped?.().catch(() => undefined);
+    if (!stopped) {
+      this.finish(0);
+      return;
+    }
+    const why = stopped.status_reason ? ` (${stopped.status_reason})` : '';
+    this.writeEmitter.fire(`\r\n${red(`The session ${stopped.status}${why}.`)} ${dim('Press any key to close.')}`);
   }
 
   private finish(code: number | undefined): void {

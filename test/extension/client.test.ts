@@ -29,6 +29,8 @@ describe('CrawlHubClient', () => {
     other = await scriptedServer((_req, res) => sendJson(res, 200, { id: 'x', name: 'evil', isAdmin: false }));
     srv = await scriptedServer((req, res) => {
       const u = new URL(req.url, 'http://x');
+      if (req.headers.authorization === 'Bearer revoked')
+        return sendJson(res, 401, { error: { code: 'unauthorized', message: 'A valid API token is required' } });
       if (u.pathname === '/api/me') return sendJson(res, 200, { id: 'u1', name: 'alice', isAdmin: false, extra: 1 });
       if (u.pathname === '/api/spiders')
         return sendJson(res, 200, [{ id: 'sp1', name: 'books', description: '', ownerId: 'u1', createdAt: 'x', updatedAt: 'y' }]);
@@ -166,6 +168,29 @@ describe('CrawlHubClient', () => {
       () => (c as any).json('GET', '/api/slow', { safeParse: (v: unknown) => ({ success: true, data: v }) }),
       (e: ApiError) => e.code === 'timeout',
     );
+  });
+
+  it('tells onUnauthorized of every call answered 401, and of no other failure', async () => {
+    const seen: ApiError[] = [];
+    const revoked = new CrawlHubClient({ serverUrl: srv.url, token: 'revoked', onUnauthorized: (e) => seen.push(e) });
+    await assert.rejects(
+      () => revoked.me(),
+      (e: ApiError) => e.status === 401,
+    );
+    await assert.rejects(() => revoked.writeFile('s1', 'a.py', new Uint8Array([1]), { create: true, overwrite: true }));
+    assert.deepEqual(
+      seen.map((e) => [e.status, e.code]),
+      [
+        [401, 'unauthorized'],
+        [401, 'unauthorized'],
+      ],
+    );
+    const ok = new CrawlHubClient({ serverUrl: srv.url, token: 'tok-123', onUnauthorized: (e) => seen.push(e) });
+    await assert.rejects(
+      () => ok.openSession('missing'),
+      (e: ApiError) => e.status === 404,
+    );
+    assert.equal(seen.length, 2, 'a 404 is no refused token');
   });
 
   it('keeps a base path of the server URL', () => {

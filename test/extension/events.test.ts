@@ -33,7 +33,7 @@ describe('EventsSocket', () => {
   let wss: WebSocketServer;
   let url: string;
   /** How the next upgrades are answered: an HTTP status, a reset connection, or accepted without a `hello`. */
-  let refuse: number | 'reset' | 'no hello' | undefined;
+  let refuse: number | 'reset' | 'no hello' | 'forbidden_origin' | undefined;
   let upgrades = 0;
   const connections: { ws: WebSocket; headers: http.IncomingHttpHeaders; received: string[] }[] = [];
   const hello = JSON.stringify({ type: 'hello', user: { id: 'u1', name: 'alice', isAdmin: false } });
@@ -45,6 +45,15 @@ describe('EventsSocket', () => {
       upgrades++;
       if (refuse === 'reset') {
         (socket as Socket).resetAndDestroy();
+        return;
+      }
+      if (refuse === 'forbidden_origin') {
+        const body = JSON.stringify({
+          error: { code: 'forbidden_origin', message: 'This WebSocket does not accept connections from that origin.' },
+        });
+        socket.end(
+          `HTTP/1.1 403 forbidden_origin\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
         return;
       }
       if (typeof refuse === 'number') {
@@ -140,6 +149,39 @@ describe('EventsSocket', () => {
       assert.equal(socket.outage, undefined, 'the refused token is told as such, not as an outage');
       socket.dispose();
     } finally {
+      refuse = undefined;
+    }
+  });
+
+  it("retries a proxy's 403 as an outage, and stops only at the service's own forbidden_origin", async () => {
+    refuse = 403;
+    const socket = make();
+    try {
+      const states: EventsState[] = [];
+      socket.onState((s) => states.push(s));
+      const n = upgrades;
+      socket.start();
+      await until('an outage', () => socket.outage !== undefined);
+      assert.ok(upgrades - n >= 3, 'retried');
+      assert.match(socket.outage?.reason ?? '', /HTTP 403 instead of opening a WebSocket/);
+      assert.ok(
+        states.every((s) => s.kind !== 'closed' || s.retryInMs !== undefined),
+        'a plain 403 is no refused token',
+      );
+      refuse = 'forbidden_origin';
+      await until('the final refusal', () => states.some((s) => s.kind === 'closed' && s.retryInMs === undefined));
+      const last = states.at(-1);
+      assert.deepEqual(last && { ...last, reason: undefined }, {
+        kind: 'closed',
+        reason: undefined,
+        status: 403,
+        message: 'This WebSocket does not accept connections from that origin.',
+      });
+      const m = upgrades;
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(upgrades, m, 'no further attempts');
+    } finally {
+      socket.dispose();
       refuse = undefined;
     }
   });

@@ -38,10 +38,12 @@ describe('an idle stop warning', () => {
   let heartbeat: HeartbeatController;
   let beats: string[];
   let warnings: StopWarnings;
+  let failNext: Error | undefined;
 
   beforeEach(() => {
     stubs.reset();
     beats = [];
+    failNext = undefined;
     const sessions = new Map<string, Session>([[SESSION, sampleSession()]]);
     const state = {
       session: (id: string) => sessions.get(id),
@@ -52,6 +54,9 @@ describe('an idle stop warning', () => {
     };
     const client = {
       heartbeat: async (spiderId: string) => {
+        const failure = failNext;
+        failNext = undefined;
+        if (failure) throw failure;
         beats.push(spiderId);
         return sampleSession({ last_active_at: '2026-01-01T10:24:00.000Z', idle_deadline: '2026-01-01T10:54:00.000Z' });
       },
@@ -85,5 +90,32 @@ describe('an idle stop warning', () => {
     await warnings.show(warning('max_age'));
     assert.deepEqual(beats, []);
     assert.equal(stubs.shown.length, 2);
+  });
+
+  it('tells the status bar when a heartbeat fails, and when one goes through again', async () => {
+    const problems: { sessionId: string; message: string | undefined }[] = [];
+    heartbeat.onDidChangeProblem((p) => problems.push(p));
+    await heartbeat.send(SESSION);
+    failNext = new Error('Cannot reach the server');
+    await assert.rejects(() => heartbeat.send(SESSION));
+    await heartbeat.send(SESSION);
+    assert.deepEqual(problems, [
+      { sessionId: SESSION, message: undefined },
+      { sessionId: SESSION, message: 'Cannot reach the server' },
+      { sessionId: SESSION, message: undefined },
+    ]);
+  });
+
+  it("ignores the warnings and out-of-memory notices of other users' sessions (an admin's socket carries them all)", async () => {
+    const foreign = 'someone-elses-session';
+    heartbeat.note(foreign);
+    await warnings.show({ ...warning(), session_id: foreign, spider_id: 'sp-other' });
+    await warnings.show({ ...warning('max_age'), session_id: foreign, spider_id: 'sp-other' });
+    warnings.outOfMemory({ type: 'oom', session_id: foreign, spider_id: 'sp-other', memory_limit: 1 << 30 });
+    assert.deepEqual(beats, []);
+    assert.equal(stubs.shown.length, 0);
+    warnings.outOfMemory({ type: 'oom', session_id: SESSION, spider_id: 'sp1', memory_limit: 1 << 30 });
+    assert.equal(stubs.shown.length, 1, "the user's own session is still told");
+    assert.match(stubs.shown[0].message, /out of memory in the session of books \(1 GB\)/);
   });
 });

@@ -87,6 +87,14 @@ describe('the Save to Server button', () => {
     assert.match(none.tooltip.join('\n'), /Changes waiting: none/);
   });
 
+  it('shows a failed heartbeat with a warning icon and the reason in the tooltip', () => {
+    const v = saveButtonView(session(), { ...idle, pending: 2 }, NOW, undefined, 'Cannot reach http://127.0.0.1:1 (ECONNREFUSED).');
+    assert.equal(v.text, '$(warning) Save to Server (2)');
+    assert.equal(v.warning, true);
+    assert.match(v.tooltip.join('\n'), /Keeping the session open failed: Cannot reach .*ECONNREFUSED.*idle stop did not move/);
+    assert.equal(saveButtonView(session(), idle, NOW, undefined, undefined).warning, false);
+  });
+
   it('spins while saving (ours, or the server syncing)', () => {
     assert.equal(saveButtonView(session(), { ...idle, saving: true }, NOW).text, '$(sync~spin) Saving to Server…');
     assert.equal(saveButtonView(session({ status: 'syncing' }), idle, NOW).text, '$(sync~spin) Saving to Server…');

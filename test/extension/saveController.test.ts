@@ -45,8 +45,10 @@ function setup() {
       await tick(path === 'autosaved.py' ? 60 : 10);
       events.push(`written ${path}`);
     },
-    sync: async (_spider: string, opts: unknown) => {
+    sync: async (_spider: string, opts: { dryRun?: boolean }) => {
       events.push(`sync ${JSON.stringify(opts)}`);
+      // A dry run finds nothing to save (the preview then only says so).
+      if (opts.dryRun) return sampleSave({ dry_run: true });
       return sampleSave({ modified: ['spider.py'], saved_at: '2026-01-01T10:00:00.000Z' });
     },
     closeSession: async (_spider: string, opts: { discard: boolean }) => {
@@ -58,7 +60,8 @@ function setup() {
   const state = { upsertSession: (s: { status: string }) => events.push(`session ${s.status}`) };
   const tracker = new SaveTracker();
   const log = { ...silentLog, show() {} } as any;
-  const saves = new SaveController(async () => client as any, state as any, tracker, new Notifier(log), log, fs);
+  const closes = { closing: (id: string) => events.push(`closing ${id}`), closeFailed: (id: string) => events.push(`close failed ${id}`) };
+  const saves = new SaveController(async () => client as any, state as any, tracker, new Notifier(log), log, fs, closes);
   const write = (path: string) => () => fs.writeFile(fileUri(path), new Uint8Array([1]), { create: true, overwrite: true });
   return { events, fs, tracker, saves, write };
 }
@@ -81,19 +84,45 @@ describe('Save to Server and Close Session write unsaved editors first', () => {
     assert.equal(elsewhere.saved, 0, "another session's editor is left alone");
   });
 
+  it("Preview Save writes the session's dirty editors and waits for writes in flight before the dry run", async () => {
+    const { events, saves, write } = setup();
+    const spider = editor('spider.py', { write: write('spider.py') });
+    const elsewhere = editor('other.py', { sessionId: 'another-session' });
+    stubs.textDocuments = [spider, elsewhere];
+    void write('autosaved.py')();
+    await saves.preview(session);
+    assert.deepEqual(
+      events.map((e) => e.replace(/,"signal":\{\}/, '')),
+      ['written spider.py', 'written autosaved.py', 'sync {"dryRun":true}'],
+    );
+    assert.equal(spider.saved, 1);
+    assert.equal(elsewhere.saved, 0, "another session's editor is left alone");
+    assert.match(stubs.shown.at(-1)?.message ?? '', /Nothing to save/);
+  });
+
+  it('an editor that does not save stops Preview Save before the dry run, and says why', async () => {
+    const { events, saves } = setup();
+    stubs.textDocuments = [editor('spider.py', { saves: false })];
+    await saves.preview(session);
+    assert.deepEqual(events, [], 'no dry run of what the container lacks');
+    const errors = stubs.shown.filter((s) => s.kind === 'error');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0].message, /Preview of books failed: An unsaved editor could not be written into the session \(spider\.py\)/);
+  });
+
   it('Close Session saves the dirty editors into the container before the server saves and stops it', async () => {
     const { events, saves, write } = setup();
     stubs.textDocuments = [editor('spider.py', { write: write('spider.py') })];
     stubs.answers = ['Save and Close'];
     assert.equal(await saves.close(session), true);
-    assert.deepEqual(events, ['written spider.py', 'close {"discard":false}', 'session stopped']);
+    assert.deepEqual(events, ['written spider.py', `closing ${SESSION}`, 'close {"discard":false}', 'session stopped']);
   });
 
   it('an editor that does not save stops Close Session: the error names it and the session stays open', async () => {
     const { events, saves } = setup();
     stubs.textDocuments = [editor('spider.py', { saves: false }), editor('ok.py')];
     assert.equal(await saves.close(session, { confirmed: true }), false);
-    assert.deepEqual(events, [], 'the server was not asked to close');
+    assert.deepEqual(events, [`close failed ${SESSION}`], 'the server was not asked to close');
     const errors = stubs.shown.filter((s) => s.kind === 'error');
     assert.equal(errors.length, 1);
     assert.match(errors[0].message, /Closing books failed: An unsaved editor could not be written into the session \(spider\.py\)/);
@@ -114,6 +143,18 @@ describe('Save to Server and Close Session write unsaved editors first', () => {
     assert.equal(tracker.get(SESSION).saving, false);
   });
 
+  it('a close the server refuses is told to the stop announcements as not having happened', async () => {
+    const { events, saves } = setup();
+    (saves as any).client = async () => ({
+      closeSession: async () => {
+        events.push('close');
+        throw new Error('the engine is down');
+      },
+    });
+    assert.equal(await saves.close(session, { confirmed: true }), false);
+    assert.deepEqual(events, [`closing ${SESSION}`, 'close', `close failed ${SESSION}`]);
+  });
+
   it('Close Without Saving does not write the editors', async () => {
     const { events, saves } = setup();
     const spider = editor('spider.py');
@@ -121,7 +162,7 @@ describe('Save to Server and Close Session write unsaved editors first', () => {
     // The private path a failed save's "Close Without Saving" takes.
     assert.equal(await (saves as any).runClose(session, true), true);
     assert.equal(spider.saved, 0);
-    assert.deepEqual(events, ['close {"discard":true}', 'session stopped']);
+    assert.deepEqual(events, [`closing ${SESSION}`, 'close {"discard":true}', 'session stopped']);
   });
 });
 

@@ -7,11 +7,12 @@ import { sampleSession } from './helpers/server';
 
 const s = (over: Partial<Session>) => sampleSession(over) as Session;
 
-function fakeClient(opts: { fail?: unknown; sessions?: Session[] } = {}) {
+function fakeClient(opts: { fail?: unknown; sessions?: Session[]; whileLoading?: () => void } = {}) {
   let loads = 0;
   const client = {
     origin: 'http://127.0.0.1:1',
     me: async () => {
+      opts.whileLoading?.();
       loads++;
       if (opts.fail) throw opts.fail;
       await new Promise((r) => setTimeout(r, 5));
@@ -66,11 +67,40 @@ describe('CrawlHubState', () => {
     assert.ok(changes >= 3);
   });
 
+  it('keeps the session events that arrive while a reload runs over its (older) list', async () => {
+    const { client } = fakeClient({
+      sessions: [s({ session_id: 'a', spider_id: 'sp1', status: 'ready' })],
+      // The list was read before the session stopped; the event of the stop arrives before the answer.
+      whileLoading: () => state.upsertSession(s({ session_id: 'a', spider_id: 'sp1', status: 'stopped' })),
+    });
+    const state: CrawlHubState = new CrawlHubState(async () => client);
+    await state.refresh();
+    assert.equal(state.session('a')?.status, 'stopped');
+    assert.deepEqual(state.liveSessions(), []);
+  });
+
   it('shares one load among overlapping refreshes, and loads once more after', async () => {
     const fake = fakeClient();
     const state = new CrawlHubState(async () => fake.client);
     await Promise.all([state.refresh(), state.refresh(), state.refresh()]);
     assert.equal(fake.loads(), 2);
+  });
+
+  it('marks the token refused, as a reload answered 401 does, when any other call is answered 401', async () => {
+    const { client } = fakeClient();
+    const state = new CrawlHubState(async () => client);
+    await state.refresh();
+    let changes = 0;
+    state.onDidChange(() => changes++);
+    state.markRejected();
+    assert.deepEqual(state.connection, {
+      kind: 'unreachable',
+      server: 'http://127.0.0.1:1',
+      rejected: true,
+      message: 'http://127.0.0.1:1 refused the stored token; sign in again.',
+    });
+    state.markRejected();
+    assert.equal(changes, 1, 'told once');
   });
 
   it('is unreachable with the reason when the server does not answer or refuses the token', async () => {

@@ -1,10 +1,15 @@
+import './helpers/vscode';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { silentLog } from '../../extension/core/log';
+import type { Session } from '../../extension/api/types';
+import { Emitter } from '../../extension/core/emitter';
 import { TerminalConnection } from '../../extension/terminal/connection';
+import { SessionPseudoterminal, stoppedSession } from '../../extension/terminal/pty';
+import { sampleSession } from './helpers/server';
 
 async function until(what: string, check: () => boolean, tries = 200): Promise<void> {
   for (let i = 0; i < tries; i++) {
@@ -84,5 +89,72 @@ describe('TerminalConnection', () => {
     await until('refusal', () => closed.length === 1);
     assert.equal(closed[0].error, 'The session is stopped.');
     conn.dispose();
+  });
+
+  describe('a CrawlHub terminal whose shell ends', () => {
+    /** The state as the terminal asks it, with the session in `status`. */
+    function fakeState(status: string) {
+      const changed = new Emitter<void>();
+      let session = sampleSession({ session_id: 'x', status, status_reason: 'stopped after saving (idle)' }) as Session;
+      return {
+        session: (id: string) => (id === 'x' ? session : undefined),
+        onDidChange: changed.event,
+        set(next: string) {
+          session = { ...session, status: next };
+          changed.fire();
+        },
+      };
+    }
+
+    async function run(state: ReturnType<typeof fakeState>, whileClosing?: () => void) {
+      const client = {
+        socketUrl: (path: string) => new URL(`${base}${path}`),
+        authorize: () => ({}),
+      };
+      const pty = new SessionPseudoterminal({
+        client: client as any,
+        sessionId: 'x',
+        spiderName: 'books',
+        log: silentLog,
+        onInput() {},
+        sessionStopped: () => stoppedSession(state, 'x', 500),
+      });
+      let output = '';
+      const closed: unknown[] = [];
+      pty.onDidWrite((t) => (output += t));
+      pty.onDidClose((c) => closed.push(c));
+      shell = undefined;
+      pty.open({ columns: 80, rows: 24 });
+      await until('the shell', () => shell !== undefined);
+      shell!.close(1000, 'the shell exited');
+      whileClosing?.();
+      return { pty, closed, output: () => output };
+    }
+
+    it('says that the session stopped, and closes at the next key', async () => {
+      const t = await run(fakeState('stopped'));
+      await until('the message', () => t.output().includes('Press any key'));
+      assert.match(t.output(), /The session stopped \(stopped after saving \(idle\)\)\..*Press any key to close\./);
+      assert.deepEqual(t.closed, []);
+      t.pty.handleInput('q');
+      assert.equal(t.closed.length, 1);
+      t.pty.close();
+    });
+
+    it('waits a moment for the stop of a session that was saving', async () => {
+      const state = fakeState('syncing');
+      const t = await run(state, () => setTimeout(() => state.set('stopped'), 50));
+      await until('the message', () => t.output().includes('Press any key'));
+      assert.deepEqual(t.closed, []);
+      t.pty.close();
+    });
+
+    it('closes at once when the shell exited in a live session', async () => {
+      const t = await run(fakeState('ready'));
+      await until('closed', () => t.closed.length === 1);
+      assert.deepEqual(t.closed, [0]);
+      assert.doesNotMatch(t.output(), /Press any key/);
+      t.pty.close();
+    });
   });
 });
