@@ -84,10 +84,37 @@ export class ApiSockets {
       const shell = { containerId: session.containerId!, cols: size('cols', 80), rows: size('rows', 24) };
       // The shell starts only once the handshake is accepted: ws drops a bad one without calling
       // back, and a shell started before it would stay behind in the container.
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.openTerminal(ws, session.id, shell));
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        this.keepChecking(ws, token!);
+        this.openTerminal(ws, session.id, shell);
+      });
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.eventsChannel(ws, user));
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.keepChecking(ws, token!);
+      this.eventsChannel(ws, user);
+    });
+  }
+
+  /** How often an open socket's token is checked again (tests shorten it). */
+  tokenRecheckMs = 30_000;
+
+  /**
+   * A ping, and the token asked after again, every 30 s: a socket outlives no revocation (of the
+   * token, or of its user) by more than that.
+   */
+  private keepChecking(ws: WebSocket, token: string): void {
+    const timer = setInterval(() => {
+      if (ws.readyState !== ws.OPEN) return;
+      ws.ping();
+      this.d.users.authenticate(this.d.orm.em.fork(), token).then(
+        (user) => {
+          if (!user && ws.readyState === ws.OPEN) ws.close(1008, 'the API token was revoked');
+        },
+        (err: unknown) => this.d.logger.warn({ err }, 'could not check a socket’s token again'),
+      );
+    }, this.tokenRecheckMs);
+    ws.on('close', () => clearInterval(timer));
   }
 
   private eventsChannel(ws: WebSocket, user: User): void {
@@ -127,9 +154,7 @@ export class ApiSockets {
         watches.delete(sessionId);
       }
     });
-    const alive = setInterval(() => ws.ping(), 30_000);
     ws.on('close', () => {
-      clearInterval(alive);
       unsubscribe();
       for (const leave of watches.values()) leave();
     });

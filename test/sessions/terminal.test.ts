@@ -96,6 +96,30 @@ describe('the terminal WebSocket on the real engine', () => {
     await until('every shell hung up', () => shells() === before, 30_000, 100);
   });
 
+  it('a revoked token ends the terminal and the live-updates sockets it opened', async () => {
+    const users = svc.services.users;
+    const em = svc.services.orm.em.fork();
+    const { token, info } = await users.createToken(em, await users.findUser(em, 'alice'), 'to revoke');
+    svc.services.sockets.tokenRecheckMs = 100;
+    try {
+      const open = async (path: string) => {
+        const ws = new WebSocket(`${svc.url.replace('http', 'ws')}${path}`, { headers: { authorization: `Bearer ${token}` } });
+        const closed = new Promise<number>((r) => ws.once('close', (code: number) => r(code)));
+        await new Promise((r, j) => ws.once('open', r).once('error', j));
+        return { closed };
+      };
+      const terminal = await open(`/api/sessions/${sessionId}/terminal`);
+      const events = await open('/api/events');
+      await users.revokeToken(svc.services.orm.em.fork(), info.id);
+      const within = <T>(p: Promise<T>) =>
+        Promise.race([p, new Promise<never>((_, j) => setTimeout(() => j(new Error('still open after 10 s')), 10_000))]);
+      assert.equal(await within(terminal.closed), 1008);
+      assert.equal(await within(events.closed), 1008);
+    } finally {
+      svc.services.sockets.tokenRecheckMs = 30_000;
+    }
+  });
+
   it("a browser that stops reading pauses the shell's output instead of filling the service's memory", async () => {
     const term = await openTerminal();
     term.ws.send(Buffer.from('echo ready-$((6*7))\n'), { binary: true });
