@@ -38,7 +38,9 @@ export async function checkHealth(services: Services): Promise<Health> {
     const info = await services.docker.info();
     docker = { reachable: true, version: info.version, workspaceLimit: info.storageLimit || services.config.CRAWLHUB_WORKSPACE_SIZE === 0 };
   } catch (err) {
-    docker = { reachable: false, error: (err as Error).message };
+    // (Unauthenticated: the engine's own message may name its socket or address; the log has it.)
+    services.logger.warn({ err }, 'healthz: Docker is not reachable');
+    docker = { reachable: false, error: 'the Docker engine does not answer' };
   }
   return { status: db === 'ok' && storage === 'ok' ? 'ok' : 'degraded', db, storage, docker };
 }

@@ -7,7 +7,7 @@ import { AppError, conflict, notFound, unavailable } from '../http/errors';
 import type { Metrics } from '../http/metrics';
 import { KeyedLock } from '../keyed-lock';
 import type { Logger } from '../logger';
-import { DockerTimeoutError, LABEL, type DockerRuntime } from '../runtime/docker';
+import { DockerError, DockerTimeoutError, LABEL, type DockerRuntime } from '../runtime/docker';
 import { sessionBaseUrl, topology } from '../proxy/routing';
 import { ServiceSecret } from '../secret';
 import { Spider } from '../spiders/entities';
@@ -46,6 +46,15 @@ const ACTIVITY_PERSIST_MS = 30_000;
 const OOM_NOTICE_INTERVAL_MS = 60_000;
 
 const isLive = (s: SessionStatus) => LIVE_STATUSES.includes(s);
+/**
+ * What a session's user may read of a failure (its status reason, last error, the sync event):
+ * the service's own words and the engine's about the container; anything else (the database,
+ * storage, a bug) may name the server's paths and hosts, and is only logged.
+ */
+function told(err: unknown): string {
+  return err instanceof AppError || err instanceof DockerError ? err.message : 'an internal error (the service log has the details)';
+}
+
 /** The reason a kept container's session shows while it is started again for its user. */
 const RESUMING = 'resuming the kept container';
 
@@ -560,7 +569,7 @@ export class SessionService {
       await this.transition(em, s, 'ready', 'code-server answers', { lastActiveAt: new Date() });
     } catch (err) {
       const reason =
-        err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${(err as Error).message}`;
+        err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${told(err)}`;
       this.d.logger.error({ err, session: s.id }, 'session failed to start');
       if (s.containerId) await this.spawner.remove(s.containerId).catch(() => undefined);
       // Nothing of a start that failed is kept (the engine's "died" event may have said otherwise).
@@ -609,7 +618,8 @@ export class SessionService {
       // A dry run (the editor's count of changes) answers its caller alone, failed or not: the event
       // is about saves, and a dry run's failure read as one would say "Last save failed" wrongly.
       if (opts.dryRun) throw err;
-      const e = err instanceof AppError ? err : new AppError(500, 'internal', (err as Error).message);
+      if (!(err instanceof AppError)) this.d.logger.error({ err, session: s.id, trigger }, 'save failed');
+      const e = err instanceof AppError ? err : new AppError(500, 'internal', `Saving failed: ${told(err)}.`);
       if (wasReady) await this.transition(em, s, 'ready', `save failed (${trigger})`, { lastError: e.message }).catch(() => undefined);
       this.d.events.publish(s.userId, {
         type: 'sync',
@@ -644,7 +654,7 @@ export class SessionService {
       if (result.conflicts.length > 0 && trigger !== 'close')
         failure = `${result.conflicts.length} conflict(s) with files changed on the server`;
     } catch (err) {
-      failure = err instanceof AppError ? err.message : (err as Error).message;
+      failure = told(err);
     }
     if (result && result.conflicts.length > 0 && trigger === 'close') return result;
     if (failure === null) {
@@ -706,9 +716,10 @@ export class SessionService {
         });
       } catch (err) {
         const gone = err instanceof AppError && err.code === 'container_gone';
-        await this.transition(em, row, 'failed', `could not resume: ${(err as Error).message}`, {
+        if (!(err instanceof AppError)) this.d.logger.error({ err, session: sessionId }, 'resuming a kept container failed');
+        await this.transition(em, row, 'failed', `could not resume: ${told(err)}`, {
           savePending: !gone && Boolean(row.containerId),
-          lastError: (err as Error).message,
+          lastError: told(err),
         });
       }
     })()
@@ -750,7 +761,7 @@ export class SessionService {
       await this.destroy(em, s, 'stopped after a retried save');
     } catch (err) {
       this.conflictBackoff.delete(s.id);
-      await this.keep(em, s, `save failed again: ${(err as Error).message}; it will be retried`, (err as Error).message);
+      await this.keep(em, s, `save failed again: ${told(err)}; it will be retried`, told(err));
     }
   }
 
