@@ -8,20 +8,28 @@ interface Ticket {
 
 /**
  * One-time launch tickets: random, single use, short-lived, kept in memory only (a restart voids
- * the few that are in flight; the user clicks Open again). The map is bounded in size and swept,
- * so a caller minting tickets in a loop cannot grow it without limit.
+ * the few that are in flight; the user clicks Open again). Each user holds at most `maxPerUser`
+ * live tickets (a new one voids that user's oldest), so one user minting tickets in a loop voids
+ * only their own; the whole map is bounded and swept too.
  */
 export class TicketBook {
   private readonly tickets = new Map<string, Ticket>();
+  /** Each user's tickets, oldest first (spent ones are dropped when the list is next used). */
+  private readonly byUser = new Map<string, string[]>();
 
   constructor(
     private readonly ttlMs: number,
     private readonly now: () => number,
     private readonly maxTickets = 10_000,
+    private readonly maxPerUser = 20,
   ) {}
 
   issue(sessionId: string, userId: string): string {
     const ticket = randomBytes(24).toString('base64url');
+    const mine = (this.byUser.get(userId) ?? []).filter((t) => this.tickets.has(t));
+    while (mine.length >= this.maxPerUser) this.tickets.delete(mine.shift()!);
+    mine.push(ticket);
+    this.byUser.set(userId, mine);
     if (this.tickets.size >= this.maxTickets) {
       this.sweep();
       // Still full of live tickets: the oldest goes first (a Map iterates in insertion order).
@@ -45,9 +53,15 @@ export class TicketBook {
   sweep(): void {
     const now = this.now();
     for (const [key, entry] of this.tickets) if (entry.expiresAt < now) this.tickets.delete(key);
+    for (const [user, list] of this.byUser) {
+      const live = list.filter((t) => this.tickets.has(t));
+      if (live.length === 0) this.byUser.delete(user);
+      else this.byUser.set(user, live);
+    }
   }
 
   clear(): void {
     this.tickets.clear();
+    this.byUser.clear();
   }
 }

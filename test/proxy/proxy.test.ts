@@ -98,6 +98,14 @@ describe('proxy in path mode, against an echo server', () => {
       assert.equal(cookieFrom(reply), null);
     });
 
+    it("one user minting launch tickets in a loop voids only their own oldest, never another user's", async () => {
+      const alices = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      const bobsFirst = p.proxy.launchUrl({ id: S3, userId: BOB });
+      for (let i = 0; i < 10_050; i++) p.proxy.launchUrl({ id: S3, userId: BOB });
+      assert.equal((await request(alices)).status, 302, "Alice's link still opens");
+      assert.equal((await request(bobsFirst)).status, 403, 'Bob holds his newest tickets only');
+    });
+
     it('refuses a ticket minted for another session', async () => {
       const url = p.proxy.launchUrl({ id: S2, userId: ALICE }).replace(S2, S1);
       const reply = await request(url);
