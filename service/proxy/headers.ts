@@ -66,6 +66,8 @@ export interface ScannedRequest {
   upgrade: string | undefined;
   /** The browser loads this into an iframe (Sec-Fetch-Dest). */
   forFrame: boolean;
+  /** A Transfer-Encoding other than `chunked` alone: the proxy does not pass codings on (501). */
+  unsupportedCoding: boolean;
 }
 
 /**
@@ -85,6 +87,7 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
   let hasBody = false;
   let upgrade: string | undefined;
   let forFrame = false;
+  let unsupportedCoding = false;
   let named: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
@@ -115,7 +118,9 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
         break;
       case 'transfer-encoding':
         // Framing is per hop: the proxy streams the body and frames it for the container itself.
+        // Node has taken the chunks apart; any other coding would reach the container unannounced.
         hasBody = true;
+        if (value.trim().toLowerCase() !== 'chunked') unsupportedCoding = true;
         continue;
       case 'sec-fetch-dest':
         forFrame = value === 'iframe' || value === 'frame';
@@ -136,7 +141,7 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
     headers = kept;
     originAt = keptOriginAt;
   }
-  return { headers, cookies, ideCookies, browserCookies, origin, originAt, hasBody, upgrade, forFrame };
+  return { headers, cookies, ideCookies, browserCookies, origin, originAt, hasBody, upgrade, forFrame, unsupportedCoding };
 }
 
 /**

@@ -314,9 +314,9 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
         return true;
       }
       const scan = scanRequest(req.rawHeaders);
-      if (scan === null) {
+      if (scan === null || scan.unsupportedCoding) {
         count('http', 'bad_request');
-        sendPage(req, res, PAGES.badRequest);
+        sendPage(req, res, scan === null ? PAGES.badRequest : PAGES.notImplemented);
         return true;
       }
       if (redeemTicket(req, res, r, scan)) return true;

@@ -45,6 +45,7 @@ export const PAGES = {
     5,
   ),
   badRequest: page(400, 'Bad Request', 'Bad request', 'The address of this request is not valid.'),
+  notImplemented: page(501, 'Not Implemented', 'Not implemented', 'This request uses a transfer coding the service does not pass on.'),
   error: page(500, 'Internal Server Error', 'Something went wrong', 'The service could not handle this request.'),
 } satisfies Record<string, Page>;
 

@@ -2,8 +2,9 @@ import type http from 'node:http';
 
 export const PATH_PREFIX = '/code-server/';
 const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
-// `..` as a path segment, raw or percent-encoded: refused rather than handed to the container.
-const DOT_DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){2}(?:\/|\?|$)/i;
+// `..` as a path segment, raw or percent-encoded, between slashes or backslashes (which some
+// servers take as slashes): refused rather than handed to the container.
+const DOT_DOT_SEGMENT = /(?:^|[/\\]|%2f|%5c)(?:\.|%2e){2}(?:[/\\?]|%2f|%5c|$)/i;
 
 /** Where a request goes, decided from its URL (path mode) or Host (subdomain mode) alone. */
 export type Route =

@@ -56,12 +56,15 @@ export interface Echo {
   floodBuffered: number;
   /** The request URLs of the WebSockets whose container side has closed, in the order they closed. */
   wsClosed: readonly string[];
+  /** Every HTTP request URL that reached the container, in order. */
+  urls: readonly string[];
   close(): Promise<void>;
 }
 
 export async function startEcho(): Promise<Echo> {
-  const state = { abandoned: 0, flood: null as WebSocket | null, wsClosed: [] as string[] };
+  const state = { abandoned: 0, flood: null as WebSocket | null, wsClosed: [] as string[], urls: [] as string[] };
   const server = http.createServer((req, res) => {
+    state.urls.push(req.url!);
     const received = (body?: string): Received => ({
       method: req.method!,
       url: req.url!,
@@ -173,6 +176,9 @@ export async function startEcho(): Promise<Echo> {
     },
     get wsClosed() {
       return state.wsClosed;
+    },
+    get urls() {
+      return state.urls;
     },
     async close() {
       for (const c of wss.clients) c.terminate();
