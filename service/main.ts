@@ -29,7 +29,9 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   const koa = app.callback();
   // The browser IDE proxy takes its requests before Koa sees them: it streams, Koa would buffer.
   let proxy: Proxy | null = null;
-  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, (req, res) => {
+  // A request (headers and body) must arrive within 10 minutes: a client trickling bytes cannot hold
+  // a connection for ever. Responses (downloads, the IDE's long polls) are not limited by it.
+  const server = http.createServer({ requestTimeout: 600_000, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, (req, res) => {
     if (!proxy?.handleRequest(req, res)) void koa(req, res);
   });
   server.on('upgrade', (req, socket, head) => {

@@ -49,7 +49,8 @@ export function mount(router: Router, routes: RouteDef[], opts: RouteOptions): v
     if (!def.public) stack.push(opts.authenticate);
     if (def.body) {
       stack.push(async (ctx, next) => {
-        if (ctx.request.length && !ctx.is('application/json'))
+        // (A chunked body has no length, but a body all the same.)
+        if ((ctx.request.length || ctx.get('transfer-encoding')) && !ctx.is('application/json'))
           throw new AppError(415, 'unsupported_media_type', 'Send the body as application/json.');
         await (json as unknown as (ctx: AppContext, next: Next) => Promise<void>)(ctx, next);
       });

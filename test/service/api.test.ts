@@ -187,6 +187,19 @@ for (const db of databases()) {
           413,
           'too_large',
         );
+        // A chunked body (no Content-Length) of another type is refused as such too.
+        const chunked = await fetch(`${svc.url}/api/spiders`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${alice.token}`, 'content-type': 'text/plain' },
+          body: new ReadableStream({
+            start(c) {
+              c.enqueue(new TextEncoder().encode('name=x'));
+              c.close();
+            },
+          }),
+          duplex: 'half',
+        } as RequestInit);
+        await expectError(chunked, 415);
         await expectError(await svc.api(alice.token, 'PATCH', '/api/spiders/00000000-0000-0000-0000-000000000000', {}), 400);
       });
 
