@@ -21,7 +21,7 @@ function main(): void {
     touch: () => undefined,
     upstreamSecret: () => 'bench-secret',
   };
-  const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 });
+  const server = http.createServer({ requestTimeout: 600_000, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 });
   server.keepAliveTimeout = 65_000;
   server.listen(0, '127.0.0.1', () => {
     const port = (server.address() as AddressInfo).port;
