@@ -60,6 +60,26 @@ function coreRoutes(services: Services, all: () => RouteDef[]): RouteDef[] {
         return health;
       },
     }),
+    // The two WebSockets, asked for without an upgrade: say what they are (they are answered on the
+    // server's upgrade event, which a plain GET never reaches).
+    ...['/api/events', '/api/sessions/:id/terminal'].map((path) =>
+      route({
+        method: 'get',
+        path,
+        tag: 'service',
+        summary: 'A WebSocket (see the README): a plain GET answers 426',
+        public: true,
+        responses: { 426: 'a WebSocket handshake is required' },
+        handler(ctx) {
+          ctx.status = 426;
+          ctx.set('Upgrade', 'websocket');
+          ctx.set('Connection', 'Upgrade');
+          return Promise.resolve({
+            error: { code: 'upgrade_required', message: 'This is a WebSocket: connect with "Upgrade: websocket".' },
+          });
+        },
+      }),
+    ),
     route({
       method: 'get',
       path: '/metrics',

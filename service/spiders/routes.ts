@@ -4,7 +4,7 @@ import type { Spider } from './entities';
 import type { SpiderService } from './service';
 
 const SpiderId = z.object({ id: z.string().describe('spider id') });
-const FilePath = z.object({ id: z.string(), path: z.string().describe('file path inside the spider, "/"-separated') });
+const FilePath = z.object({ id: z.string(), path: z.string().default('').describe('file path inside the spider, "/"-separated') });
 const SpiderInput = z.strictObject({
   name: z.string().min(1).max(100),
   description: z.string().max(10_000).optional(),

@@ -88,6 +88,14 @@ for (const db of databases()) {
         await expectError(await svc.api(alice.token, 'PROPFIND', '/api/me'), 501, 'not_implemented');
       });
 
+      it('a WebSocket path asked without an upgrade answers 426 with Upgrade: websocket', async () => {
+        for (const path of ['/api/events', '/api/sessions/00000000-0000-0000-0000-000000000000/terminal']) {
+          const res = await svc.api(alice.token, 'GET', path);
+          assert.equal(res.headers.get('upgrade'), 'websocket', path);
+          await expectError(res, 426, 'upgrade_required');
+        }
+      });
+
       it('answers a request that offers another protocol (Upgrade: h2c) as a plain one', async () => {
         const port = Number(new URL(svc.url).port);
         const exchange = async (head: string, body = '') => {
@@ -283,6 +291,7 @@ for (const db of databases()) {
         }
         await expectError(await svc.api(alice.token, 'GET', file('..%2Fx')), 400, 'invalid_path');
         await expectError(await svc.api(alice.token, 'DELETE', file('%2Fx')), 400, 'invalid_path');
+        await expectError(await svc.api(alice.token, 'PUT', file(''), 'no name'), 400, 'invalid_path');
         const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${spider.id}/files`));
         assert.ok(list.every((f) => !f.path.includes('evil') && !f.path.includes('..')));
       });
