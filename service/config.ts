@@ -155,6 +155,7 @@ export const SETTINGS = {
   }),
   CRAWLHUB_SESSION_MEMORY: size('1g', 64 * 1024 * 1024),
   CRAWLHUB_SESSION_PIDS: int('1024', 16, 100_000),
+  CRAWLHUB_MAX_USER_SESSIONS: int('10', 1, 10_000),
   CRAWLHUB_WORKSPACE_SIZE: size('500m', 0),
   CRAWLHUB_PORT_RANGE: setting('10000-10100', 'two port numbers such as 10000-10100', (t) => {
     const m = /^(\d+)-(\d+)$/.exec(t.trim());

@@ -152,6 +152,15 @@ export class SessionService {
       }
       await this.spawner.checkEngine();
       const session = await this.portLock.run('ports', async () => {
+        // One user cannot take the whole port pool (and the machine) from everyone else.
+        const max = this.cfg.CRAWLHUB_MAX_USER_SESSIONS;
+        const open = await em.count(CodeSession, { userId: user.id, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
+        if (open >= max)
+          throw new AppError(
+            429,
+            'session_limit',
+            `You have ${open} code sessions open or kept (at most ${max} are allowed): close one, then open this one.`,
+          );
         const port = await this.allocatePort(em);
         const now = new Date();
         const row = em.create(CodeSession, {

@@ -57,6 +57,8 @@ export async function startTestService(
     CRAWLHUB_PORT: '0',
     CRAWLHUB_LOG_LEVEL: 'debug',
     CRAWLHUB_INSTANCE: `t${randomBytes(4).toString('hex')}`,
+    // Suites keep many sessions of one user open; the per-user limit has a test of its own.
+    CRAWLHUB_MAX_USER_SESSIONS: '100',
     ...(pg ? { DATABASE_URL: pg.url } : {}),
     ...opts.env,
   });

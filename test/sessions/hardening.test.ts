@@ -175,6 +175,28 @@ describe('session containers are hardened and limited', () => {
     assert.equal(containers.length, 1);
   });
 
+  it('one user may keep at most CRAWLHUB_MAX_USER_SESSIONS sessions: the next answers 429, closing one makes room', async () => {
+    const limited = await startTestService({ env: { CRAWLHUB_MAX_USER_SESSIONS: '2', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    try {
+      const dora = await limited.newUser('dora');
+      const first = await openFor(limited, 'd1', dora.token);
+      assert.equal(first.session.status, 'ready');
+      assert.equal((await openFor(limited, 'd2', dora.token)).session.status, 'ready');
+      const third = await openFor(limited, 'd3', dora.token);
+      assert.equal(third.res.status, 429);
+      assert.equal(third.session.error.code, 'session_limit');
+      assert.match(third.session.error.message, /at most 2/);
+      // Someone else is not held back by her sessions.
+      assert.equal((await openFor(limited, 'admins')).session.status, 'ready');
+      assert.equal((await limited.api(dora.token, 'DELETE', `/api/spiders/${first.spider.id}/code-session`)).status, 200);
+      const again = await limited.api(dora.token, 'POST', `/api/spiders/${third.spider.id}/code-session?wait=1`);
+      assert.equal(again.status, 201);
+    } finally {
+      await limited.close();
+      removeContainers(limited.config.instance);
+    }
+  });
+
   it('an exhausted port pool answers 503 with a clear message', async () => {
     const small = await startTestService({ env: { CRAWLHUB_PORT_RANGE: '10095-10096', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
     try {
