@@ -27,6 +27,9 @@ export interface SocketDeps {
 
 const TERMINAL_PATH = /^\/api\/sessions\/([0-9a-f-]{36})\/terminal$/;
 const MAX_MESSAGE = 1024 * 1024;
+/** Live-update connections one user may hold (windows, tabs), and terminals one session may have. */
+const MAX_EVENT_SOCKETS_PER_USER = 20;
+const MAX_TERMINALS_PER_SESSION = 10;
 /** Events a client has not taken yet: past this, it is disconnected (its views reload on reconnect). */
 const MAX_EVENT_BACKLOG = 8 * 1024 * 1024;
 /** Terminal output unsent to the browser before the shell's output is paused. */
@@ -82,18 +85,40 @@ export class ApiSockets {
       const url = new URL(req.url ?? '/', 'http://x');
       const size = (name: string, dflt: number) => Math.min(Math.max(Number(url.searchParams.get(name)) || dflt, 1), 1000);
       const shell = { containerId: session.containerId!, cols: size('cols', 80), rows: size('rows', 24) };
+      const release = this.take(`terminal:${session.id}`, MAX_TERMINALS_PER_SESSION, 'terminals open in this session');
       // The shell starts only once the handshake is accepted: ws drops a bad one without calling
       // back, and a shell started before it would stay behind in the container.
+      socket.once('close', release);
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         this.keepChecking(ws, token!);
         this.openTerminal(ws, session.id, shell);
       });
       return;
     }
+    const release = this.take(`events:${user.id}`, MAX_EVENT_SOCKETS_PER_USER, 'live-update connections open');
+    socket.once('close', release);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.keepChecking(ws, token!);
       this.eventsChannel(ws, user);
     });
+  }
+
+  /** Open sockets per key (a user's event channels, a session's terminals). */
+  private readonly open = new Map<string, number>();
+
+  /** Counts a socket under `key`, or refuses it past `max` (429); the returned function releases it once. */
+  private take(key: string, max: number, what: string): () => void {
+    const n = this.open.get(key) ?? 0;
+    if (n >= max) throw new AppError(429, 'too_many_sockets', `You have ${n} ${what} (at most ${max}); close one first.`);
+    this.open.set(key, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.open.get(key) ?? 1) - 1;
+      if (left > 0) this.open.set(key, left);
+      else this.open.delete(key);
+    };
   }
 
   /** How often an open socket's token is checked again (tests shorten it). */

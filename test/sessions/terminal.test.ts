@@ -120,6 +120,44 @@ describe('the terminal WebSocket on the real engine', () => {
     }
   });
 
+  it('holds at most 10 terminals per session and 20 live-update sockets per user: the next is refused with 429', async () => {
+    const connect = (path: string) =>
+      new Promise<{ ws: WebSocket; status: number }>((resolve) => {
+        const ws = new WebSocket(`${svc.url.replace('http', 'ws')}${path}`, { headers: { authorization: `Bearer ${alice.token}` } });
+        ws.once('open', () => resolve({ ws, status: 101 }));
+        ws.once('unexpected-response', (_req, res) => resolve({ ws, status: res.statusCode ?? 0 }));
+        ws.once('error', () => resolve({ ws, status: -1 }));
+      });
+    for (const [path, max] of [
+      [`/api/sessions/${sessionId}/terminal`, 10],
+      ['/api/events', 20],
+    ] as const) {
+      const open = [];
+      for (let i = 0; i < max; i++) open.push(await connect(path));
+      assert.deepEqual(
+        open.map((o) => o.status),
+        Array(max).fill(101),
+      );
+      assert.equal((await connect(path)).status, 429, `${path}: one past the limit`);
+      const first = open[0].ws;
+      await new Promise((r) => {
+        first.once('close', r);
+        first.close();
+      });
+      await until(
+        'a place freed',
+        async () => {
+          const next = await connect(path);
+          next.ws.terminate();
+          return next.status === 101;
+        },
+        10_000,
+        50,
+      );
+      for (const o of open) o.ws.terminate();
+    }
+  });
+
   it("a browser that stops reading pauses the shell's output instead of filling the service's memory", async () => {
     const term = await openTerminal();
     term.ws.send(Buffer.from('echo ready-$((6*7))\n'), { binary: true });
