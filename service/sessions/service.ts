@@ -154,7 +154,10 @@ export class SessionService {
       const session = await this.portLock.run('ports', async () => {
         // One user cannot take the whole port pool (and the machine) from everyone else.
         const max = this.cfg.CRAWLHUB_MAX_USER_SESSIONS;
-        const open = await em.count(CodeSession, { userId: user.id, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
+        const open = await em.count(CodeSession, {
+          userId: user.id,
+          $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }],
+        });
         if (open >= max)
           throw new AppError(
             429,
@@ -577,8 +580,7 @@ export class SessionService {
       // The idle clock starts when the user can first act, not when the container was asked for.
       await this.transition(em, s, 'ready', 'code-server answers', { lastActiveAt: new Date() });
     } catch (err) {
-      const reason =
-        err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${told(err)}`;
+      const reason = err instanceof AppError || err instanceof DockerTimeoutError ? err.message : `could not start: ${told(err)}`;
       this.d.logger.error({ err, session: s.id }, 'session failed to start');
       if (s.containerId) await this.spawner.remove(s.containerId).catch(() => undefined);
       // Nothing of a start that failed is kept (the engine's "died" event may have said otherwise).
