@@ -144,8 +144,8 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal(await (await svc.api(user.token, 'GET', `/api/spiders/${spider.id}/files/main.py`)).text(), 'precious\n');
   });
 
-  it('opening a spider whose last container was kept resumes that container', async () => {
-    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+  it('opening a spider whose last container was kept resumes that container, its idle time and age counted anew', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_MAX_SESSION_AGE: '2h' });
     const { spider, session, container } = await open(svc, 'resume');
     dockerExec(container, 'echo unsaved > /workspace/main.py');
     await closeWhileStorageIsDown(svc, spider.id);
@@ -153,6 +153,9 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal(resumed.session_id, session.session_id);
     assert.equal(resumed.status, 'ready');
     assert.equal(dockerExec(container, 'cat /workspace/main.py').stdout, 'unsaved\n', 'the unsaved work is still there');
+    // A resume is a new start for its user: the idle clock and the age limit count from it.
+    assert.equal(Date.parse(resumed.expires_at) - Date.parse(resumed.last_active_at), 2 * 3_600_000);
+    assert.ok(Date.parse(resumed.expires_at) > Date.parse(session.expires_at));
   });
 
   it('opening while the retried save of a kept container runs waits for it, and opens a new session when it ended that one', async () => {
@@ -214,18 +217,6 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal(closed.status, 200);
     assert.equal((await json(closed)).session.status, 'stopped');
     assert.equal(await file(svc, spider.id), 'unsaved\n', 'saved before it was removed');
-  });
-
-  it('a resumed session counts its idle time and its age from the resume', async () => {
-    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_MAX_SESSION_AGE: '2h' });
-    const { spider, session, container } = await open(svc, 'resume-age');
-    dockerExec(container, 'echo unsaved > /workspace/main.py');
-    await closeWhileStorageIsDown(svc, spider.id);
-    const resumed = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
-    assert.equal(resumed.session_id, session.session_id);
-    assert.equal(resumed.status, 'ready');
-    assert.equal(Date.parse(resumed.expires_at) - Date.parse(resumed.last_active_at), 2 * 3_600_000);
-    assert.ok(Date.parse(resumed.expires_at) > Date.parse(session.expires_at));
   });
 
   it('the idle stop is decided on the session as it is when its turn comes: a heartbeat since then keeps it', async () => {
