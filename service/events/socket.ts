@@ -206,9 +206,8 @@ export class ApiSockets {
             tty.socket.destroy();
             return;
           }
-          // The browser's input is let in once the shell's id is read: echoed before it, the id
-          // would be missed (and shown).
           this.terminal(ws, tty, sessionId, (pid) => this.hangUp(shell.containerId, pid));
+          ws.resume();
         },
         (err: unknown) => {
           this.d.logger.warn({ err, sessionId }, 'terminal shell did not start');
@@ -239,6 +238,26 @@ export class ApiSockets {
     let pid: number | null = null;
     let head: Buffer | null = Buffer.alloc(0);
     let inputWaits = false;
+    // The browser's input waits here until the shell's id is read (echoed before it, the id would
+    // be missed, and shown); a resize is applied at once, as the shell starts.
+    let early: (Buffer | string)[] | null = [];
+    let earlyBytes = 0;
+    const input = (data: Buffer | string) => {
+      if (early !== null) {
+        early.push(data);
+        earlyBytes += data.length;
+        if (earlyBytes > TERMINAL_BACKLOG) ws.pause(); // (the rest waits in the socket)
+        return;
+      }
+      if (!tty.socket.write(data) && !inputWaits) {
+        inputWaits = true;
+        ws.pause();
+        tty.socket.once('drain', () => {
+          inputWaits = false;
+          ws.resume();
+        });
+      }
+    };
     const forward = (chunk: Buffer) => {
       if (ws.readyState !== ws.OPEN || chunk.length === 0) return;
       ws.send(chunk, { binary: true }, () => {
@@ -250,7 +269,10 @@ export class ApiSockets {
       clearTimeout(fallback);
       head = null;
       forward(rest);
-      ws.resume();
+      const waiting = early ?? [];
+      early = null;
+      for (const data of waiting) input(data);
+      if (!inputWaits) ws.resume();
     };
     // A shell that never says its id (it cannot start, say) still gets its terminal.
     const fallback = setTimeout(() => head !== null && started(head), 10_000);
@@ -272,17 +294,7 @@ export class ApiSockets {
     });
     tty.socket.on('error', () => ws.close(1011, 'the terminal stream failed'));
     ws.on('message', (data, isBinary) => {
-      if (isBinary) {
-        if (!tty.socket.write(data) && !inputWaits) {
-          inputWaits = true;
-          ws.pause();
-          tty.socket.once('drain', () => {
-            inputWaits = false;
-            ws.resume();
-          });
-        }
-        return;
-      }
+      if (isBinary) return input(data as Buffer);
       try {
         const msg = JSON.parse((data as Buffer).toString('utf8')) as { type?: string; cols?: unknown; rows?: unknown };
         if (msg.type === 'resize' && Number.isInteger(msg.cols) && Number.isInteger(msg.rows)) {
@@ -290,7 +302,7 @@ export class ApiSockets {
           const rows = Math.min(Math.max(msg.rows as number, 1), 1000);
           void tty.resize(cols, rows).catch(() => undefined);
         } else if (msg.type === 'input' && typeof (msg as { data?: unknown }).data === 'string') {
-          tty.socket.write((msg as { data: string }).data);
+          input((msg as { data: string }).data);
         }
       } catch {
         // ignore malformed control frames
