@@ -85,6 +85,8 @@ export class ApiSockets {
       const url = new URL(req.url ?? '/', 'http://x');
       const size = (name: string, dflt: number) => Math.min(Math.max(Number(url.searchParams.get(name)) || dflt, 1), 1000);
       const shell = { containerId: session.containerId!, cols: size('cols', 80), rows: size('rows', 24) };
+      // Reset during the checks above: its 'close' has passed, and a count taken now would never be given back.
+      if (socket.destroyed) return;
       const release = this.take(`terminal:${session.id}`, MAX_TERMINALS_PER_SESSION, 'terminals open in this session');
       // The shell starts only once the handshake is accepted: ws drops a bad one without calling
       // back, and a shell started before it would stay behind in the container.
@@ -95,6 +97,7 @@ export class ApiSockets {
       });
       return;
     }
+    if (socket.destroyed) return;
     const release = this.take(`events:${user.id}`, MAX_EVENT_SOCKETS_PER_USER, 'live-update connections open');
     socket.once('close', release);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
@@ -129,8 +132,14 @@ export class ApiSockets {
    * token, or of its user) by more than that.
    */
   private keepChecking(ws: WebSocket, token: string): void {
+    // A client gone without a close (a laptop asleep) misses its pong: its socket, and the place it
+    // holds under the per-user limit, end at the next check instead of when TCP gives up.
+    let answered = true;
+    ws.on('pong', () => (answered = true));
     const timer = setInterval(() => {
       if (ws.readyState !== ws.OPEN) return;
+      if (!answered) return ws.terminate();
+      answered = false;
       ws.ping();
       this.d.users.authenticate(this.d.orm.em.fork(), token).then(
         (user) => {
