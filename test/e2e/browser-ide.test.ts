@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { explorerNames, openFileInExplorer, openWorkbench, typeAndSave } from '../helpers/ide';
-import { json, startTestService, type TestService } from '../helpers/service';
+import { browserCookies, json, startTestService, type TestService } from '../helpers/service';
 import { makeTar } from '../helpers/tar';
 
 describe('the browser IDE through the service', () => {
@@ -108,12 +108,9 @@ describe('the browser IDE through the service', () => {
     const redeem = async (launchUrl: string) => {
       const res = await fetch(launchUrl, { redirect: 'manual' });
       assert.equal(res.status, 302, 'a fresh ticket is traded for a cookie');
-      const pairs = res.headers.getSetCookie().map((c) => c.split(';')[0]);
-      assert.ok(
-        pairs.some((c) => c.startsWith('crawlhub_ide=')),
-        'the redirect sets the IDE cookie',
-      );
-      return pairs.join('; ');
+      const cookies = browserCookies(res);
+      assert.match(cookies, /(^|; )crawlhub_ide=/, 'the redirect sets the IDE cookie');
+      return cookies;
     };
     /** The status of her session's address asked with `cookie`. */
     const open = async (cookie: string) => {

@@ -116,3 +116,11 @@ export async function json<T = any>(res: Response): Promise<T> {
     throw new Error(`expected JSON, got ${res.status}: ${text.slice(0, 300)}`);
   }
 }
+
+/** The Cookie header a fresh browser holds after a launch URL's 302 (the IDE cookie and, in path mode, its user binding). */
+export function browserCookies(redirect: Response): string {
+  return redirect.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .join('; ');
+}

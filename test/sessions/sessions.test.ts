@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { json, startTestService, type TestService } from '../helpers/service';
+import { browserCookies, json, startTestService, type TestService } from '../helpers/service';
 import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { makeTar } from '../helpers/tar';
 import { createLogger } from '../../service/logger';
@@ -122,10 +122,7 @@ describe('code sessions on the real engine', () => {
     const { url } = await json(await svc.api(alice.token, 'POST', `/api/sessions/${session.session_id}/launch`));
     const opened = await fetch(url, { redirect: 'manual' });
     assert.equal(opened.status, 302);
-    const cookie = opened.headers
-      .getSetCookie()
-      .map((c) => c.split(';')[0])
-      .join('; ');
+    const cookie = browserCookies(opened);
     const health = await fetch(`${svc.url}/code-server/${session.session_id}/healthz`, { headers: { cookie } });
     assert.equal(health.status, 200);
 
@@ -229,10 +226,7 @@ describe('code sessions on the real engine', () => {
     const redeemed = await fetch(forPort.url, { redirect: 'manual' });
     assert.equal(redeemed.status, 302);
     assert.equal(redeemed.headers.get('location'), `/code-server/${session.session_id}/proxy/8000/`);
-    const portCookie = redeemed.headers
-      .getSetCookie()
-      .map((c) => c.split(';')[0])
-      .join('; ');
+    const portCookie = browserCookies(redeemed);
     const served = await until('the server in the session', async () => {
       const r = await fetch(`${svc.url}/code-server/${session.session_id}/proxy/8000/`, { headers: { cookie: portCookie } });
       return r.status === 200 ? r.text() : null;
@@ -545,10 +539,7 @@ describe('code sessions on the real engine', () => {
     const { url } = await json(await svc.api(svc.adminToken, 'POST', `/api/sessions/${session.session_id}/launch`));
     const opened = await fetch(url, { redirect: 'manual' });
     assert.equal(opened.status, 302);
-    const cookie = opened.headers
-      .getSetCookie()
-      .map((c) => c.split(';')[0])
-      .join('; ');
+    const cookie = browserCookies(opened);
     assert.equal((await fetch(`${svc.url}/code-server/${session.session_id}/healthz`, { headers: { cookie } })).status, 200);
     const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
       headers: { authorization: `Bearer ${bob.token}` },
