@@ -68,6 +68,7 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
     logger,
     metrics: services.metrics,
     cookieMaxAgeMs: config.CRAWLHUB_MAX_SESSION_AGE,
+    tokens: { isLive: (tokenId) => services.users.isTokenLive(services.orm.em.fork(), tokenId) },
   });
   const ide = proxy;
   services.launchUrl = (session, opts) => ide.launchUrl(session, opts);

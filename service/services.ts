@@ -13,6 +13,7 @@ import { SpiderService } from './spiders/service';
 import { BlobStore } from './storage/blobs';
 import { SyncService } from './sync/save';
 import { UserService } from './auth/users';
+import type { LaunchTarget } from './proxy';
 import { CodeSession, LIVE_STATUSES } from './sessions/entities';
 
 /** Everything the HTTP app and the background jobs share; `close()` releases it all. */
@@ -32,7 +33,7 @@ export interface Services {
   watcher: WorkspaceWatcher;
   sockets: ApiSockets;
   /** The browser IDE's URL with a one-time ticket; set once the proxy is wired in. */
-  launchUrl(session: { id: string; userId: string }, opts?: { port?: number }): string;
+  launchUrl(target: LaunchTarget, opts?: { port?: number }): string;
   close(): Promise<void>;
 }
 

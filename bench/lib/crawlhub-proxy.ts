@@ -33,6 +33,8 @@ function main(): void {
       secretKey: randomBytes(32),
       logger: createLogger('info', fs.createWriteStream('/dev/null')),
       metrics: new Metrics(),
+      // In the service a database question per token every 30 s; nothing on a request's path.
+      tokens: { isLive: () => Promise.resolve(true) },
     });
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (!proxy.handleRequest(req, res)) {
@@ -43,7 +45,9 @@ function main(): void {
     server.on('upgrade', (req: http.IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
       if (!proxy.handleUpgrade(req, socket, head)) socket.destroy();
     });
-    process.stdout.write(`${JSON.stringify({ port, sessionId: session.id, launchUrl: proxy.launchUrl(session) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ port, sessionId: session.id, launchUrl: proxy.launchUrl({ ...session, tokenId: randomUUID() }) })}\n`,
+    );
   });
   // process.exit lets --cpu-prof write its profile.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => process.exit(0));

@@ -15,9 +15,10 @@ export function authenticate(orm: Orm, users: UserService) {
     const token = bearerToken(ctx.get('authorization'));
     if (!token) throw unauthorized();
     const em = orm.em.fork();
-    const user = await users.authenticate(em, token);
-    if (!user) throw unauthorized('The API token is unknown or was revoked.');
-    ctx.state.user = user;
+    const found = await users.identify(em, token);
+    if (!found) throw unauthorized('The API token is unknown or was revoked.');
+    ctx.state.user = found.user;
+    ctx.state.tokenId = found.tokenId;
     ctx.state.em = em;
     await next();
   };

@@ -60,6 +60,11 @@ export class UserService {
 
   /** The user a bearer token belongs to, or null for an unknown, malformed or revoked token. */
   async authenticate(em: Em, token: string): Promise<User | null> {
+    return (await this.identify(em, token))?.user ?? null;
+  }
+
+  /** The user a bearer token belongs to and the token's id (what it opened carries it), or null. */
+  async identify(em: Em, token: string): Promise<{ user: User; tokenId: string } | null> {
     if (!looksLikeToken(token)) return null;
     const row = await em.findOne(ApiToken, { hash: hashToken(token) });
     if (!row || row.revokedAt) return null;
@@ -70,7 +75,13 @@ export class UserService {
       row.lastUsedAt = new Date(now);
       await em.flush();
     }
-    return user;
+    return { user, tokenId: row.id };
+  }
+
+  /** Whether the token with this id still admits its user (not revoked); for what it opened. */
+  async isTokenLive(em: Em, tokenId: string): Promise<boolean> {
+    const row = await em.findOne(ApiToken, { id: tokenId });
+    return row !== null && !row.revokedAt;
   }
 
   /**

@@ -9,6 +9,8 @@ import { AppError, tooLarge } from './errors';
 
 export interface AppState {
   user: User;
+  /** The id of the API token the request came with (what it opens, such as a browser IDE, ends with it). */
+  tokenId: string;
   em: Em;
 }
 export type AppContext = Context & { state: AppState };

@@ -12,48 +12,65 @@ export const BROWSER_SCOPE = '\0browser';
 /** The cookie code-server itself checks; the proxy sets it towards the container and never lets a browser's through. */
 export const UPSTREAM_COOKIE = 'code-server-session';
 
+/** What a valid IDE cookie says. */
+export interface IdeAdmission {
+  userId: string;
+  /** The API token that asked for the launch ('' in the browser binding): the IDE ends with it. */
+  tokenId: string;
+  expiresAt: number;
+}
+
+/** encodeURIComponent leaves dots alone; the value's fields are separated by them. */
+const field = (s: string) => encodeURIComponent(s).replace(/\./g, '%2E');
+
 /**
- * Stateless, tamper-proof admission to one session: `<expiry base36>.<user id>.<HMAC>` where the
- * HMAC covers the session id, the user id and the expiry. The session id is not in the value: it
- * comes from the URL, so a cookie presented for any other session fails the MAC. Checking costs
- * one HMAC and no I/O.
+ * Stateless, tamper-proof admission to one session: `<expiry base36>.<token id>.<user id>.<HMAC>`
+ * where the HMAC covers the session id, the token id, the user id and the expiry. The session id
+ * is not in the value: it comes from the URL, so a cookie presented for any other session fails
+ * the MAC. Checking costs one HMAC and no I/O (whether the token still stands is the proxy's
+ * cached question).
  */
 export class IdeCookieSigner {
   private readonly key: Buffer;
 
   constructor(secretKey: Buffer) {
     // A key of its own, so that no MAC this class shows a browser could ever equal another use of
-    // the service key (such as the code-server secrets derived from it).
-    this.key = createHmac('sha256', secretKey).update('crawlhub:proxy-cookie:v1').digest();
+    // the service key (such as the code-server secrets derived from it). v2: the token id joined
+    // the value, and cookies of the old form fail their MAC.
+    this.key = createHmac('sha256', secretKey).update('crawlhub:proxy-cookie:v2').digest();
   }
 
-  sign(sessionId: string, userId: string, expiresAt: number): string {
+  sign(sessionId: string, userId: string, expiresAt: number, tokenId = ''): string {
     const exp = Math.floor(expiresAt).toString(36);
-    const user = encodeURIComponent(userId);
-    return `${exp}.${user}.${this.mac(sessionId, user, exp)}`;
+    const token = field(tokenId);
+    const user = field(userId);
+    return `${exp}.${token}.${user}.${this.mac(sessionId, token, user, exp)}`;
   }
 
-  /** Whom the cookie admits to `sessionId` and until when, or null when it is malformed, forged, for another session or expired. */
-  verify(value: string, sessionId: string, now: number): { userId: string; expiresAt: number } | null {
+  /** Whom the cookie admits to `sessionId`, with which token and until when; null when it is malformed, forged, for another session or expired. */
+  verify(value: string, sessionId: string, now: number): IdeAdmission | null {
+    if (value.length > 512) return null;
     const a = value.indexOf('.');
-    const b = value.lastIndexOf('.');
-    if (a <= 0 || b <= a + 1 || b === value.length - 1 || value.length > 512) return null;
+    const b = a <= 0 ? -1 : value.indexOf('.', a + 1);
+    const c = value.lastIndexOf('.');
+    if (b === -1 || c <= b + 1 || c === value.length - 1) return null;
     const exp = value.slice(0, a);
-    const user = value.slice(a + 1, b);
+    const token = value.slice(a + 1, b);
+    const user = value.slice(b + 1, c);
     const expiresAt = parseInt(exp, 36);
     if (!(expiresAt > now)) return null;
-    const given = Buffer.from(value.slice(b + 1));
-    const expected = Buffer.from(this.mac(sessionId, user, exp));
+    const given = Buffer.from(value.slice(c + 1));
+    const expected = Buffer.from(this.mac(sessionId, token, user, exp));
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
     try {
-      return { userId: decodeURIComponent(user), expiresAt };
+      return { userId: decodeURIComponent(user), tokenId: decodeURIComponent(token), expiresAt };
     } catch {
       return null;
     }
   }
 
-  private mac(sessionId: string, user: string, exp: string): string {
-    return createHmac('sha256', this.key).update(`${sessionId}\n${user}\n${exp}`).digest('base64url');
+  private mac(sessionId: string, token: string, user: string, exp: string): string {
+    return createHmac('sha256', this.key).update(`${sessionId}\n${token}\n${user}\n${exp}`).digest('base64url');
   }
 }
 

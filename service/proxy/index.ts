@@ -3,12 +3,13 @@ import type stream from 'node:stream';
 import type { Metrics } from '../http/metrics';
 import { pathOnly, type Logger } from '../logger';
 import { ActivityThrottle } from './activity';
-import { BROWSER_COOKIE, BROWSER_SCOPE, IDE_COOKIE, IdeCookieSigner, UPSTREAM_COOKIE } from './cookie';
+import { BROWSER_COOKIE, BROWSER_SCOPE, IDE_COOKIE, IdeCookieSigner, UPSTREAM_COOKIE, type IdeAdmission } from './cookie';
 import { Forwarder, type ForwardOutcome, type Upstream } from './forward';
 import { clientAddress, FRAME_POLICY, FRAME_POLICY_SELF, scanRequest, upstreamHeaders, type ScannedRequest } from './headers';
 import { PAGES, refuseUpgrade, sendPage, sendRedirect, type Page } from './pages';
 import { PATH_PREFIX, route, sessionBaseUrl, sessionOrigin, takeTicket, topology, type Route } from './routing';
 import { TicketBook } from './tickets';
+import { TokenLiveness } from './tokens';
 
 export interface ProxySession {
   id: string;
@@ -32,6 +33,19 @@ export interface ProxySessions {
   upstreamSecret(sessionId: string): string;
 }
 
+/** The session a launch URL opens, and the API token that asked for it. */
+export interface LaunchTarget {
+  id: string;
+  userId: string;
+  tokenId: string;
+}
+
+/** The API tokens launches were asked with. */
+export interface ProxyTokens {
+  /** Whether the token still stands (not revoked). */
+  isLive(tokenId: string): Promise<boolean>;
+}
+
 export interface ProxyOptions {
   publicUrl: string;
   /** `` for path mode; `code.example.com` to serve each session at `<id>.code.example.com`. */
@@ -44,6 +58,12 @@ export interface ProxyOptions {
   metrics: Metrics;
   /** How long the IDE cookie admits its user (while the session lives). Default 24 h. */
   cookieMaxAgeMs?: number;
+  tokens: ProxyTokens;
+  /**
+   * How often the token behind an IDE is asked about again (default 30 s, as for the API's own
+   * sockets): a revoked token's IDE pages are refused and its WebSockets closed within this.
+   */
+  tokenRecheckMs?: number;
   /** Tests move time. */
   now?: () => number;
 }
@@ -54,7 +74,7 @@ export interface Proxy {
    * this user; with a port, the URL of a server on that port inside the container instead, through
    * code-server's own port forwarding (`/proxy/<port>/`).
    */
-  launchUrl(session: { id: string; userId: string }, opts?: { port?: number }): string;
+  launchUrl(target: LaunchTarget, opts?: { port?: number }): string;
   /** Handles the request if it is the proxy's (`/code-server/<id>/…`, or a `<id>.<codeDomain>` host); false otherwise. */
   handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): boolean;
@@ -66,7 +86,7 @@ export const ACTIVITY_WINDOW_MS = 30_000;
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 type Kind = 'http' | 'ws';
-type Refusal = 'forbidden' | 'other_user' | 'ticket' | 'origin' | 'gone' | 'starting' | 'bad_request' | 'error';
+type Refusal = 'forbidden' | 'other_user' | 'revoked' | 'ticket' | 'origin' | 'gone' | 'starting' | 'bad_request' | 'error';
 /** How long a browser stays bound to the CrawlHub user it opened sessions as (path mode). */
 const BROWSER_BINDING_MS = 30 * 24 * 3_600_000;
 type Admitted = { host: string; port: number; originOverride: string | null };
@@ -102,9 +122,38 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   );
   // `code-server-session=<secret>` per session: the secret is an HMAC, worth computing once.
   const upstreamCookies = new Map<string, string>();
-  const verified = new Map<string, { userId: string; expiresAt: number }>();
+  const verified = new Map<string, IdeAdmission>();
   const sweeper = setInterval(() => tickets.sweep(), TICKET_TTL_MS);
   sweeper.unref();
+  const tokenRecheckMs = opts.tokenRecheckMs ?? 30_000;
+  const tokens = new TokenLiveness((id) => opts.tokens.isLive(id), tokenRecheckMs, now);
+  /** Each token's open IDE WebSockets: a revoked token's are closed at the next check. */
+  const socketsByToken = new Map<string, Set<stream.Duplex>>();
+  const rechecker = setInterval(() => {
+    for (const tokenId of socketsByToken.keys())
+      tokens.refresh(tokenId).then(
+        (live) => {
+          if (live) return;
+          const open = socketsByToken.get(tokenId);
+          socketsByToken.delete(tokenId);
+          if (open?.size) log.info({ tokenId, sockets: open.size }, 'IDE WebSockets closed: their API token was revoked');
+          for (const socket of open ?? []) socket.destroy();
+        },
+        (err: unknown) => log.warn({ err, tokenId }, 'could not check an IDE’s API token again'),
+      );
+  }, tokenRecheckMs);
+  rechecker.unref();
+
+  function holdSocket(tokenId: string, socket: stream.Duplex): void {
+    if (socket.destroyed) return;
+    let open = socketsByToken.get(tokenId);
+    if (!open) socketsByToken.set(tokenId, (open = new Set()));
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      if (open.size === 0 && socketsByToken.get(tokenId) === open) socketsByToken.delete(tokenId);
+    });
+  }
 
   // Label children bound once: prom-client would otherwise hash the labels on every request.
   const counters = new Map<string, { inc(): void }>();
@@ -164,21 +213,22 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   }
 
   /**
-   * The user a valid IDE cookie names for this session, or null. Each value is tried (a decoy may
-   * shadow the real one). A cookie that verified once for a session is remembered with its expiry,
-   * so a page load's hundred requests cost one HMAC; forged values are never remembered.
+   * What a valid IDE cookie for this session says (its user and token), or null. Each value is
+   * tried (a decoy may shadow the real one). A cookie that verified once for a session is
+   * remembered with its expiry, so a page load's hundred requests cost one HMAC; forged values are
+   * never remembered.
    */
-  function cookieUser(scan: ScannedRequest, sessionId: string): string | null {
+  function cookieAdmission(scan: ScannedRequest, sessionId: string): IdeAdmission | null {
     const t = now();
     for (const value of scan.ideCookies) {
       const key = `${sessionId} ${value}`;
       const known = verified.get(key);
-      if (known !== undefined && known.expiresAt > t) return known.userId;
+      if (known !== undefined && known.expiresAt > t) return known;
       const valid = signer.verify(value, sessionId, t);
       if (valid !== null) {
         if (verified.size >= 10_000) verified.clear();
         verified.set(key, valid);
-        return valid.userId;
+        return valid;
       }
     }
     return null;
@@ -193,7 +243,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     method: string,
     r: Extract<Route, { kind: 'session' }>,
     scan: ScannedRequest,
-    next: (result: Admitted | Page, refusal?: Refusal) => void,
+    next: (result: Admitted | Page, refusal?: Refusal, tokenId?: string) => void,
   ): void {
     const own = sessionOrigin(topo, r.sessionId);
     let originOverride: string | null = null;
@@ -204,8 +254,9 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       if (!allowed && (kind === 'ws' || !SAFE_METHODS.has(method))) return next(PAGES.origin, 'origin');
       if (allowed && scan.origin !== own) originOverride = own;
     }
-    const userId = cookieUser(scan, r.sessionId);
-    if (userId === null) return next(PAGES.forbidden, 'forbidden');
+    const admission = cookieAdmission(scan, r.sessionId);
+    if (admission === null) return next(PAGES.forbidden, 'forbidden');
+    const { userId, tokenId } = admission;
     if (!topo.codeHost) {
       const browser = browserUser(scan);
       if (browser.userId === null) return next(PAGES.forbidden, 'forbidden');
@@ -220,17 +271,21 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       if (session.status === 'pending' || session.status === 'starting') return next(PAGES.starting, 'starting');
       if (session.port === null) return next(PAGES.starting, 'starting');
       const to = session.direct ?? { host: '127.0.0.1', port: session.port };
-      next({ host: to.host, port: to.port, originOverride });
+      next({ host: to.host, port: to.port, originOverride }, undefined, tokenId);
     };
-    const found = sessions.find(r.sessionId);
-    if (found !== null && typeof (found as Promise<unknown>).then === 'function') {
-      (found as Promise<ProxySession | null>).then(decide).catch((err: unknown) => {
-        log.error({ err, sessionId: r.sessionId }, 'session lookup failed');
-        next(PAGES.error, 'error');
-      });
-    } else {
-      decide(found as ProxySession | null);
-    }
+    const failed = (err: unknown) => {
+      log.error({ err, sessionId: r.sessionId }, 'session or token lookup failed');
+      next(PAGES.error, 'error');
+    };
+    const lookUp = (live: boolean) => {
+      if (!live) return next(PAGES.revoked, 'revoked');
+      const found = sessions.find(r.sessionId);
+      if (isPromise(found)) found.then(decide).catch(failed);
+      else decide(found);
+    };
+    const live = tokens.state(tokenId);
+    if (isPromise(live)) live.then(lookUp).catch(failed);
+    else lookUp(live);
   }
 
   function upstream(
@@ -266,7 +321,8 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     if (!found) return false;
     // `//evil.example/?ticket=…` on a session host must not become a redirect off-site.
     const location = r.prefix + found.rest.replace(/^[/\\]+/, '/');
-    const userId = tickets.redeem(found.ticket, r.sessionId);
+    const redeemed = tickets.redeem(found.ticket, r.sessionId);
+    const userId = redeemed?.userId ?? null;
     const browser = userId !== null && !topo.codeHost ? browserUser(scan) : null;
     if (userId !== null && browser !== null && (browser.mixed || (browser.userId !== null && browser.userId !== userId))) {
       count('http', 'other_user');
@@ -276,14 +332,14 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       );
       sendPage(req, res, PAGES.otherUser);
     } else if (userId !== null) {
-      const value = signer.sign(r.sessionId, userId, now() + cookieMaxAgeMs);
+      const value = signer.sign(r.sessionId, userId, now() + cookieMaxAgeMs, redeemed!.tokenId);
       const cookie =
         `${IDE_COOKIE}=${value}; Path=${r.prefix}/; Max-Age=${Math.floor(cookieMaxAgeMs / 1000)}; HttpOnly; SameSite=Lax` +
         (secure ? '; Secure' : '');
       count('http', 'ticket_redeemed');
       log.info({ sessionId: r.sessionId, userId }, 'launch ticket redeemed');
       sendRedirect(res, location, topo.codeHost ? [cookie] : [cookie, browserCookie(userId)]);
-    } else if (cookieUser(scan, r.sessionId) !== null) {
+    } else if (cookieAdmission(scan, r.sessionId) !== null) {
       // A spent ticket in a reloaded or bookmarked URL: the cookie already admits this browser.
       count('http', 'redirect');
       sendRedirect(res, location);
@@ -357,7 +413,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
         refuseUpgrade(socket, PAGES.badRequest);
         return true;
       }
-      admit('ws', 'GET', r, scan, (result, refusal) => {
+      admit('ws', 'GET', r, scan, (result, refusal, tokenId) => {
         if (refusal) {
           count('ws', refusal);
           if (refusal !== 'starting') log.info({ sessionId: r.sessionId, path: pathOnly(req.url), refusal }, 'proxy upgrade refused');
@@ -372,7 +428,10 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
           head,
           upstream(req, r, scan, result as Admitted, true),
           () => activity.seen(sessionId),
-          (outcome) => count('ws', outcome),
+          (outcome) => {
+            if (outcome === 'proxied') holdSocket(tokenId!, socket);
+            count('ws', outcome);
+          },
         );
       });
     } catch (err) {
@@ -384,7 +443,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
 
   return {
     launchUrl(session, { port } = {}) {
-      const ticket = tickets.issue(session.id, session.userId);
+      const ticket = tickets.issue(session.id, session.userId, session.tokenId);
       const base = sessionBaseUrl(topo, session.id);
       return port === undefined ? `${base}?folder=/workspace&ticket=${ticket}` : `${base}proxy/${port}/?ticket=${ticket}`;
     },
@@ -392,6 +451,9 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     handleUpgrade,
     close() {
       clearInterval(sweeper);
+      clearInterval(rechecker);
+      tokens.clear();
+      socketsByToken.clear();
       tickets.clear();
       activity.clear();
       upstreamCookies.clear();
@@ -399,4 +461,8 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       forwarder.close();
     },
   };
+}
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return v !== null && typeof (v as Promise<T>).then === 'function';
 }

@@ -30,6 +30,12 @@ export const PAGES = {
     'This link has expired',
     'Sign-in links work once and for one minute. Open the session again from CrawlHub.',
   ),
+  revoked: page(
+    403,
+    'Forbidden',
+    'Signed out',
+    'The API token this session was opened with has been revoked. Open the session again from CrawlHub.',
+  ),
   origin: page(403, 'Forbidden', 'Forbidden', 'This request came from a page that may not use this session.'),
   otherUser: page(
     403,

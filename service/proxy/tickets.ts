@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 interface Ticket {
   sessionId: string;
   userId: string;
+  /** The API token that asked for it. */
+  tokenId: string;
   expiresAt: number;
 }
 
@@ -24,7 +26,7 @@ export class TicketBook {
     private readonly maxPerUser = 20,
   ) {}
 
-  issue(sessionId: string, userId: string): string {
+  issue(sessionId: string, userId: string, tokenId: string): string {
     const ticket = randomBytes(24).toString('base64url');
     const mine = (this.byUser.get(userId) ?? []).filter((t) => this.tickets.has(t));
     while (mine.length >= this.maxPerUser) this.tickets.delete(mine.shift()!);
@@ -38,16 +40,16 @@ export class TicketBook {
         this.tickets.delete(key);
       }
     }
-    this.tickets.set(ticket, { sessionId, userId, expiresAt: this.now() + this.ttlMs });
+    this.tickets.set(ticket, { sessionId, userId, tokenId, expiresAt: this.now() + this.ttlMs });
     return ticket;
   }
 
-  /** The user a ticket admits to `sessionId`, or null. A ticket is spent by this call whatever the outcome. */
-  redeem(ticket: string, sessionId: string): string | null {
+  /** The user a ticket admits to `sessionId` (and the token that asked), or null. A ticket is spent by this call whatever the outcome. */
+  redeem(ticket: string, sessionId: string): { userId: string; tokenId: string } | null {
     const entry = this.tickets.get(ticket);
     if (!entry) return null;
     this.tickets.delete(ticket);
-    return entry.sessionId === sessionId && entry.expiresAt >= this.now() ? entry.userId : null;
+    return entry.sessionId === sessionId && entry.expiresAt >= this.now() ? { userId: entry.userId, tokenId: entry.tokenId } : null;
   }
 
   sweep(): void {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { badRequest, conflict } from '../http/errors';
 import { readBytes, route, type AppContext, type RouteDef } from '../http/route';
 import type { Logger } from '../logger';
+import type { LaunchTarget } from '../proxy';
 import { normalizePath } from '../spiders/paths';
 import { Spider } from '../spiders/entities';
 import type { SessionService } from './service';
@@ -54,7 +55,7 @@ export interface SessionRouteDeps {
   sessions: SessionService;
   maxFileBytes: number;
   /** The browser IDE's URL with a one-time ticket (from the proxy). */
-  launchUrl: (session: { id: string; userId: string }, opts?: { port?: number }) => string;
+  launchUrl: (target: LaunchTarget, opts?: { port?: number }) => string;
   logger: Logger;
 }
 
@@ -220,7 +221,8 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
             { sessionId: session.id, owner: session.userId, admin: ctx.state.user.id },
             "an admin opened another user's browser IDE",
           );
-        return { url: launchUrl({ id: session.id, userId: session.userId }, { port: body.port }) };
+        // The IDE it opens ends with the token that asked (a revoked token closes it within a minute).
+        return { url: launchUrl({ id: session.id, userId: session.userId, tokenId: ctx.state.tokenId }, { port: body.port }) };
       },
     }),
     route({

@@ -146,7 +146,24 @@ describe('the browser IDE through the service', () => {
     // His cookie, sent to her session, is refused.
     assert.equal(await open(hisCookie), 403, "another user's cookie does not open the session");
     // So is a cookie for her very session that names him (as one minted for him would be).
-    const forHim = await redeem(svc.services.launchUrl({ id: session.session_id, userId: other.id }));
+    const forHim = await redeem(svc.services.launchUrl({ id: session.session_id, userId: other.id, tokenId: other.tokenId }));
     assert.equal(await open(forHim), 403, 'a cookie naming another user does not open the session');
+
+    // Her second token (a laptop, say) opens the IDE; once it is revoked, what it opened does not.
+    const em = svc.services.orm.em.fork();
+    const user = await svc.services.users.findUser(em, 'fay');
+    const laptop = await svc.services.users.createToken(em, user, 'laptop');
+    const launched = await json(
+      await fetch(`${svc.url}/api/sessions/${session.session_id}/launch`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${laptop.token}` },
+      }),
+    );
+    const laptopCookie = await redeem(launched.url);
+    await svc.services.users.revokeToken(em, laptop.info.id);
+    const revoked = await fetch(entry, { redirect: 'manual', headers: { cookie: laptopCookie } });
+    assert.equal(revoked.status, 403, "a revoked token's IDE cookie does not open the session");
+    assert.match(await revoked.text(), /has been revoked/);
+    assert.ok((await open(ownCookie)) < 400, 'her other token’s IDE still opens');
   });
 });

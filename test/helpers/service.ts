@@ -43,7 +43,7 @@ export interface TestService extends RunningService {
   /** fetch against the service with a token. */
   api(token: string | null, method: string, urlPath: string, body?: unknown, headers?: Record<string, string>): Promise<Response>;
   /** Creates a user through the CLI's code path and returns its token. */
-  newUser(name: string, admin?: boolean): Promise<{ id: string; token: string }>;
+  newUser(name: string, admin?: boolean): Promise<{ id: string; token: string; tokenId: string }>;
   close(): Promise<void>;
 }
 
@@ -97,8 +97,8 @@ export async function startTestService(
     async newUser(name, admin = false) {
       const em = running.services.orm.em.fork();
       const user = await running.services.users.createUser(em, name, admin);
-      const { token } = await running.services.users.createToken(em, user, 'test');
-      return { id: user.id, token };
+      const { token, info } = await running.services.users.createToken(em, user, 'test');
+      return { id: user.id, token, tokenId: info.id };
     },
     async close() {
       await running.stop();

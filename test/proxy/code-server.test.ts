@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import { explorerNames, frameShowing, openFileInExplorer, openWorkbench, runCommand, typeAndSave, type Workbench } from '../helpers/ide';
 import { copyProject, dockerAvailable, SCRAPY_PROJECT, startCodeServer, type CodeServerContainer } from './code-server';
-import { FakeSessions, openWs, request, signIn, startProxyServer, type ProxyServer } from './harness';
+import { FakeSessions, openWs, request, signIn, startProxyServer, TOKEN, type ProxyServer } from './harness';
 
 const USER = 'a11ce000-0000-4000-8000-000000000001';
 
@@ -88,7 +88,7 @@ describe('proxy to a real code-server container', () => {
     });
 
     it('opens the launch URL, shows the project, and saves an edit into the container', async () => {
-      wb = await openWorkbench(p.proxy.launchUrl({ id: sid, userId: USER }));
+      wb = await openWorkbench(p.proxy.launchUrl({ id: sid, userId: USER, tokenId: TOKEN }));
       assert.equal(new URL(wb.page.url()).searchParams.get('ticket'), null, 'the ticket is gone from the address bar');
       const names = await explorerNames(wb.page);
       assert.ok(names.includes('quotes') && names.includes('scrapy.cfg'), names.join(', '));
@@ -145,7 +145,7 @@ describe('proxy to a real code-server container, one subdomain per session', () 
   });
 
   it('serves the workbench at http://<session>.code.localhost:<port>/ with its WebSockets', async () => {
-    const url = p.proxy.launchUrl({ id: sid, userId: USER });
+    const url = p.proxy.launchUrl({ id: sid, userId: USER, tokenId: TOKEN });
     assert.equal(new URL(url).host, `${sid}.code.localhost:${p.port}`);
     wb = await openWorkbench(url);
     assert.equal(new URL(wb.page.url()).origin, `http://${sid}.code.localhost:${p.port}`);

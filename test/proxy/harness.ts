@@ -6,7 +6,7 @@ import { Writable, type Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { Metrics } from '../../service/http/metrics';
 import { createLogger } from '../../service/logger';
-import { createProxy, type Proxy, type ProxyOptions, type ProxySession, type ProxySessions } from '../../service/proxy';
+import { createProxy, type Proxy, type ProxyOptions, type ProxySession, type ProxySessions, type ProxyTokens } from '../../service/proxy';
 
 /** What the sessions service would hold, in memory, with every touch recorded. */
 export class FakeSessions implements ProxySessions {
@@ -29,6 +29,22 @@ export class FakeSessions implements ProxySessions {
     return this.secrets.get(id) ?? 'none';
   }
 }
+
+/** The API tokens launches are asked with: all stand but those revoked here. */
+export class FakeTokens implements ProxyTokens {
+  readonly revoked = new Set<string>();
+  /** Questions asked. */
+  asked = 0;
+  /** The database is away: every question fails. */
+  failing = false;
+  isLive(tokenId: string): Promise<boolean> {
+    this.asked++;
+    return this.failing ? Promise.reject(new Error('the database is away')) : Promise.resolve(!this.revoked.has(tokenId));
+  }
+}
+
+/** The token a launch is asked with when a test does not name one. */
+export const TOKEN = '70ce0000-0000-4000-8000-000000000001';
 
 export interface Received {
   method: string;
@@ -227,6 +243,7 @@ export async function startProxyServer(sessions: ProxySessions, options: Partial
     secretKey: randomBytes(32),
     logger,
     metrics,
+    tokens: new FakeTokens(),
     ...options,
   });
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -317,8 +334,8 @@ export function cookieFrom(reply: Reply, name = 'crawlhub_ide'): { pair: string;
 }
 
 /** Launches the session for its user and trades the ticket: the browser's cookie pair. */
-export async function signIn(p: ProxyServer, session: { id: string; userId: string }): Promise<string> {
-  const reply = await request(p.proxy.launchUrl(session));
+export async function signIn(p: ProxyServer, session: { id: string; userId: string; tokenId?: string }): Promise<string> {
+  const reply = await request(p.proxy.launchUrl({ tokenId: TOKEN, ...session }));
   const cookie = cookieFrom(reply);
   if (reply.status !== 302 || !cookie) throw new Error(`sign-in failed: ${reply.status} ${reply.body}`);
   // In path mode the browser is bound to its user too (a cookie of its own).

@@ -8,6 +8,7 @@ import {
   FLOOD_FRAME_BYTES,
   FLOOD_FRAMES,
   FakeSessions,
+  FakeTokens,
   openWs,
   rawExchange,
   receivedHeader,
@@ -15,6 +16,7 @@ import {
   signIn,
   startEcho,
   startProxyServer,
+  TOKEN,
   type Echo,
   type ProxyServer,
   type Received,
@@ -60,7 +62,7 @@ describe('proxy in path mode, against an echo server', () => {
 
   describe('opening a session', () => {
     it('gives a launch URL with the workspace folder and a one-time ticket', () => {
-      const url = new URL(p.proxy.launchUrl({ id: S1, userId: ALICE }));
+      const url = new URL(p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN }));
       assert.equal(url.origin, p.url);
       assert.equal(url.pathname, `/code-server/${S1}/`);
       assert.equal(url.searchParams.get('folder'), '/workspace');
@@ -68,7 +70,7 @@ describe('proxy in path mode, against an echo server', () => {
     });
 
     it('trades the ticket for an HttpOnly, SameSite=Lax cookie scoped to the session, then redirects without the ticket', async () => {
-      const reply = await request(p.proxy.launchUrl({ id: S1, userId: ALICE }));
+      const reply = await request(p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN }));
       assert.equal(reply.status, 302);
       assert.equal(reply.headers.location, `/code-server/${S1}/?folder=/workspace`);
       assert.equal(reply.headers['cache-control'], 'no-store');
@@ -82,7 +84,7 @@ describe('proxy in path mode, against an echo server', () => {
     });
 
     it('refuses a ticket used twice', async () => {
-      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN });
       assert.equal((await request(url)).status, 302);
       const again = await request(url);
       assert.equal(again.status, 403);
@@ -91,7 +93,7 @@ describe('proxy in path mode, against an echo server', () => {
     });
 
     it('refuses an expired ticket', async () => {
-      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN });
       clock += 61_000;
       const reply = await request(url);
       assert.equal(reply.status, 403);
@@ -99,22 +101,22 @@ describe('proxy in path mode, against an echo server', () => {
     });
 
     it("one user minting launch tickets in a loop voids only their own oldest, never another user's", async () => {
-      const alices = p.proxy.launchUrl({ id: S1, userId: ALICE });
-      const bobsFirst = p.proxy.launchUrl({ id: S3, userId: BOB });
-      for (let i = 0; i < 10_050; i++) p.proxy.launchUrl({ id: S3, userId: BOB });
+      const alices = p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN });
+      const bobsFirst = p.proxy.launchUrl({ id: S3, userId: BOB, tokenId: TOKEN });
+      for (let i = 0; i < 10_050; i++) p.proxy.launchUrl({ id: S3, userId: BOB, tokenId: TOKEN });
       assert.equal((await request(alices)).status, 302, "Alice's link still opens");
       assert.equal((await request(bobsFirst)).status, 403, 'Bob holds his newest tickets only');
     });
 
     it('refuses a ticket minted for another session', async () => {
-      const url = p.proxy.launchUrl({ id: S2, userId: ALICE }).replace(S2, S1);
+      const url = p.proxy.launchUrl({ id: S2, userId: ALICE, tokenId: TOKEN }).replace(S2, S1);
       const reply = await request(url);
       assert.equal(reply.status, 403);
       assert.equal(cookieFrom(reply), null);
     });
 
     it('sends a reloaded launch URL on without its spent ticket when the cookie already admits the browser', async () => {
-      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN });
       await request(url);
       const reply = await request(url, { headers: { cookie } });
       assert.equal(reply.status, 302);
@@ -129,7 +131,7 @@ describe('proxy in path mode, against an echo server', () => {
     });
 
     it('never logs a ticket or a cookie', async () => {
-      const url = p.proxy.launchUrl({ id: S1, userId: ALICE });
+      const url = p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN });
       const ticket = new URL(url).searchParams.get('ticket')!;
       await request(url);
       await request(url);
@@ -374,7 +376,7 @@ describe('proxy in path mode, against an echo server', () => {
       // path mode it would share her sessions' origin.
       sessions.add({ id: S3, userId: BOB, status: 'ready', port: echo.port }, 'secret-three');
       const alicesBrowser = cookie;
-      const link = await request(p.proxy.launchUrl({ id: S3, userId: BOB }), { headers: { cookie: alicesBrowser } });
+      const link = await request(p.proxy.launchUrl({ id: S3, userId: BOB, tokenId: TOKEN }), { headers: { cookie: alicesBrowser } });
       assert.equal(link.status, 403);
       assert.match(link.body, /private window/);
       assert.equal(cookieFrom(link), null, 'no cookie for his session');
@@ -401,16 +403,20 @@ describe('proxy in path mode, against an echo server', () => {
 
     it('refuses a tampered cookie', async () => {
       const [name, value] = cookie.split('=');
-      const [exp, user, mac] = value.split('.');
+      const [exp, token, user, mac] = value.split('.');
+      assert.equal(token, TOKEN, 'the cookie names the token that asked for the launch');
       const flip = (s: string) => s.slice(0, -1) + (s.endsWith('A') ? 'B' : 'A');
       for (const forged of [
-        `${exp}.${user}.${flip(mac)}`,
-        `${exp}.${BOB}.${mac}`,
-        `${(parseInt(exp, 36) + 1e9).toString(36)}.${user}.${mac}`,
-        `${exp}.${user}`,
+        `${exp}.${token}.${user}.${flip(mac)}`,
+        `${exp}.${token}.${BOB}.${mac}`,
+        `${exp}.${TOKEN.replace('1', '2')}.${user}.${mac}`,
+        `${exp}..${user}.${mac}`,
+        `${(parseInt(exp, 36) + 1e9).toString(36)}.${token}.${user}.${mac}`,
+        `${exp}.${user}.${mac}`,
+        `${exp}.${token}.${user}`,
         '',
         'garbage',
-        `${exp}.${user}.${mac}.${mac}`,
+        `${exp}.${token}.${user}.${mac}.${mac}`,
       ]) {
         await refused({ cookie: `${name}=${forged}` }, 403);
       }
@@ -706,6 +712,77 @@ describe('proxy in path mode, against an echo server', () => {
   });
 });
 
+describe('the API token an IDE was opened with', () => {
+  const T1 = '70ce0000-0000-4000-8000-0000000000a1';
+  const T2 = '70ce0000-0000-4000-8000-0000000000a2';
+  let echo: Echo;
+  let sessions: FakeSessions;
+  before(async () => {
+    echo = await startEcho();
+    sessions = new FakeSessions();
+    sessions.add({ id: S1, userId: ALICE, status: 'ready', port: echo.port });
+  });
+  after(() => echo.close());
+
+  it("refuses a revoked token's IDE and closes its WebSockets at the next check; another token's IDE goes on", async () => {
+    const tokens = new FakeTokens();
+    const p = await startProxyServer(sessions, { tokens, tokenRecheckMs: 200 });
+    try {
+      const page = `${p.url}/code-server/${S1}/`;
+      const ws = `ws://127.0.0.1:${p.port}/code-server/${S1}/`;
+      const laptop = await signIn(p, { id: S1, userId: ALICE, tokenId: T1 });
+      const desktop = await signIn(p, { id: S1, userId: ALICE, tokenId: T2 });
+      assert.equal((await request(page, { headers: { cookie: laptop } })).status, 200);
+      // A page load's many requests ask about the token once, not per request.
+      const asked = tokens.asked;
+      for (let i = 0; i < 10; i++) assert.equal((await request(page, { headers: { cookie: laptop } })).status, 200);
+      assert.ok(tokens.asked - asked <= 1, `asked ${tokens.asked - asked} times for 10 requests`);
+      const { ws: laptopWs } = await openWs(ws, { cookie: laptop, origin: p.url });
+      const { ws: desktopWs } = await openWs(ws, { cookie: desktop, origin: p.url });
+      const closed = new Promise<void>((resolve) => laptopWs.once('close', () => resolve()));
+
+      tokens.revoked.add(T1);
+      await within(closed, "the revoked token's IDE WebSocket closing");
+      const refused = await request(page, { headers: { cookie: laptop } });
+      assert.equal(refused.status, 403);
+      assert.match(refused.body, /has been revoked/);
+      await assert.rejects(openWs(ws, { cookie: laptop, origin: p.url }), (err: any) => err.status === 403);
+      // The other token's IDE is untouched.
+      assert.equal((await request(page, { headers: { cookie: desktop } })).status, 200);
+      const echoed = await new Promise<string>((resolve) => {
+        desktopWs.once('message', (d) => resolve((d as Buffer).toString()));
+        desktopWs.send('still here');
+      });
+      assert.equal(echoed, 'still here');
+      desktopWs.close();
+      assert.match(p.logs(), /IDE WebSockets closed: their API token was revoked/);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('keeps the last answer while the database is away, and answers 500 when there is none', async () => {
+    let clock = 1_700_000_000_000;
+    const tokens = new FakeTokens();
+    const p = await startProxyServer(sessions, { tokens, now: () => clock });
+    try {
+      const page = `${p.url}/code-server/${S1}/`;
+      const known = await signIn(p, { id: S1, userId: ALICE, tokenId: T1 });
+      const unknown = await signIn(p, { id: S1, userId: ALICE, tokenId: T2 });
+      assert.equal((await request(page, { headers: { cookie: known } })).status, 200);
+      tokens.failing = true;
+      clock += 60_000;
+      assert.equal((await request(page, { headers: { cookie: known } })).status, 200, 'a token known to stand still admits');
+      const none = await request(page, { headers: { cookie: unknown } });
+      assert.equal(none.status, 500, 'a token never asked about cannot be vouched for');
+      tokens.failing = false;
+      assert.equal((await request(page, { headers: { cookie: unknown } })).status, 200);
+    } finally {
+      await p.close();
+    }
+  });
+});
+
 describe('cookie flags and trusted origins', () => {
   let echo: Echo;
   before(async () => {
@@ -724,7 +801,7 @@ describe('cookie flags and trusted origins', () => {
       sessions.add({ id: S1, userId: ALICE, status: 'ready', port: echo.port });
       const p = await startProxyServer(sessions, { secureCookies, ...(publicUrl ? { publicUrl } : {}) });
       try {
-        const launch = new URL(p.proxy.launchUrl({ id: S1, userId: ALICE }));
+        const launch = new URL(p.proxy.launchUrl({ id: S1, userId: ALICE, tokenId: TOKEN }));
         const reply = await request(`${p.url}${launch.pathname}${launch.search}`);
         assert.equal(/; Secure/.test(cookieFrom(reply)!.header), secure, `${publicUrl} ${secureCookies}`);
       } finally {
@@ -773,7 +850,7 @@ describe('proxy in subdomain mode', () => {
   });
 
   it('launches at https-or-http://<id>.<code domain>[:port]/ and scopes the cookie to that host', async () => {
-    const launch = new URL(p.proxy.launchUrl({ id: sid, userId: ALICE }));
+    const launch = new URL(p.proxy.launchUrl({ id: sid, userId: ALICE, tokenId: TOKEN }));
     assert.equal(launch.origin, `http://${host}`);
     assert.equal(launch.pathname, '/');
     const reply = await request(`${p.url}/${launch.search}`, { headers: { host } });
@@ -786,7 +863,7 @@ describe('proxy in subdomain mode', () => {
   });
 
   it('never turns a ticket URL into a redirect to another site', async () => {
-    const launch = new URL(p.proxy.launchUrl({ id: sid, userId: ALICE }));
+    const launch = new URL(p.proxy.launchUrl({ id: sid, userId: ALICE, tokenId: TOKEN }));
     const reply = await request(`${p.url}/`, { headers: { host }, path: `//evil.example/${launch.search}` });
     assert.equal(reply.status, 302);
     assert.equal(reply.headers.location, '/evil.example/?folder=/workspace');
