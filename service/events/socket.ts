@@ -201,8 +201,10 @@ export class ApiSockets {
     ws.on('error', () => ws.terminate());
     this.d.docker
       // The shell's process id comes first (read off the stream, never shown): closing the terminal
-      // hangs that shell up, as closing a terminal window does, instead of leaving it running.
-      .execTty(shell.containerId, ['/bin/sh', '-c', `echo ${SHELL_PID_MARK}$$; exec /bin/bash -l`], {
+      // hangs that shell up, as closing a terminal window does, instead of leaving it running. An
+      // interactive shell, not a login one, as the editor's own terminal starts it: a login shell's
+      // /etc/profile sets PATH anew and would drop the image's (the crawl tools' virtualenv first).
+      .execTty(shell.containerId, ['/bin/sh', '-c', `echo ${SHELL_PID_MARK}$$; exec /bin/bash -i`], {
         user: CONTAINER_USER,
         workingDir: WORKSPACE,
         env: ['TERM=xterm-256color', 'HOME=/home/coder'],

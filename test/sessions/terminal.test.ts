@@ -42,7 +42,7 @@ describe('the terminal WebSocket on the real engine', () => {
       );
       assert.match(reply, /^HTTP\/1\.1 400 /);
       assert.equal(started, 0, 'no shell was started');
-      assert.doesNotMatch(docker('top', containerName(svc, sessionId), '-o', 'pid,args'), /bash -l/);
+      assert.doesNotMatch(docker('top', containerName(svc, sessionId), '-o', 'pid,args'), /bash -i/);
 
       runtime.execTty = () => Promise.reject(new Error('exec failed'));
       const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal`, {
@@ -66,7 +66,20 @@ describe('the terminal WebSocket on the real engine', () => {
     await new Promise((r, j) => ws.once('open', r).once('error', j));
     return { ws, output: () => output };
   };
-  const shells = () => (docker('top', containerName(svc, sessionId), '-o', 'pid,args').match(/bash -l/g) ?? []).length;
+  const shells = () => (docker('top', containerName(svc, sessionId), '-o', 'pid,args').match(/bash -i/g) ?? []).length;
+
+  it("keeps the image's PATH, as the editor's own terminal does (the crawl tools first)", async () => {
+    const env = JSON.parse(docker('inspect', '--format', '{{json .Config.Env}}', containerName(svc, sessionId))) as string[];
+    const imagePath = env.find((e) => e.startsWith('PATH='))!.slice('PATH='.length);
+    const term = await openTerminal();
+    term.ws.send(Buffer.from('echo "path<$PATH>"\n'), { binary: true });
+    // The echoed command line shows `$PATH` itself; the answer starts with a slash.
+    await until('the shell answers', () => /path<\/[^>]*>/.test(term.output()), 30_000, 50);
+    const shellPath = /path<(\/[^>]*)>/.exec(term.output())![1];
+    term.ws.close();
+    await until('the shell is gone', () => shells() === 0, 30_000, 100);
+    assert.ok(shellPath.startsWith(imagePath), `the shell's PATH ${shellPath} keeps the image's ${imagePath}`);
+  });
 
   it('closing the terminal hangs up its shell and what it runs, as closing a terminal window does', async () => {
     const before = shells();
