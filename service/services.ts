@@ -67,6 +67,10 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
         maxFileBytes: config.CRAWLHUB_MAX_FILE_SIZE,
         maxTotalBytes: config.CRAWLHUB_MAX_SPIDER_SIZE,
         maxHeaderBytes: 64 * 1024,
+        // Ignored folders are passed over unread, up to what a workspace can hold (the save's
+        // deadline bounds a workspace without a size limit).
+        maxRawBytes:
+          config.CRAWLHUB_WORKSPACE_SIZE > 0 ? 2 * Math.max(config.CRAWLHUB_MAX_SPIDER_SIZE, config.CRAWLHUB_WORKSPACE_SIZE) : Infinity,
       },
     },
     logger,

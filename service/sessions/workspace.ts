@@ -266,7 +266,7 @@ export class Workspace {
           if (isNotFound(err)) continue;
           throw err;
         }
-        for await (const item of readTar(tar, { limits, timeoutMs, ignore })) {
+        for await (const item of readTar(tar, { limits, timeoutMs, ignore, exactNames: true })) {
           if (item.kind === 'file' && wanted.has(item.path)) yield item;
           else if (item.kind === 'skipped' && wanted.has(item.name) && item.reason !== HARD_LINK) yield item;
         }
@@ -281,7 +281,7 @@ export class Workspace {
     );
     stream.stdin.end(list);
     try {
-      yield* readTar(stream.stdout, { limits, timeoutMs: left(deadline) });
+      yield* readTar(stream.stdout, { limits, timeoutMs: left(deadline), exactNames: true });
     } finally {
       stream.stdin.destroy();
     }
@@ -317,7 +317,12 @@ export class Workspace {
     for (const [top, wanted] of byTop) {
       const tar = await this.archive(top, deadline);
       if (!tar) continue; // gone since the listing: its files read as deleted
-      for await (const item of readTar(tar.stream, { limits: folderLimits, timeoutMs: tar.timeoutMs, ignore: opts.ignore })) {
+      for await (const item of readTar(tar.stream, {
+        limits: folderLimits,
+        timeoutMs: tar.timeoutMs,
+        ignore: opts.ignore,
+        exactNames: true,
+      })) {
         if (item.kind === 'file' && wanted.has(item.path)) yield item;
         else if (item.kind === 'skipped' && wanted.has(item.name)) yield item;
       }
@@ -340,10 +345,10 @@ export class Workspace {
     const tar = await this.archive(path, deadline);
     if (!tar) return; // deleted since the listing: it reads as deleted
     const name = path.split('/').at(-1)!;
-    for await (const item of readTar(tar.stream, { limits, timeoutMs: tar.timeoutMs })) {
+    for await (const item of readTar(tar.stream, { limits, timeoutMs: tar.timeoutMs, exactNames: true })) {
       // The engine names the entry after the file; a folder or a link in its place is reported.
       if (item.kind === 'file' && item.path === name) yield { ...item, path };
-      else if (item.kind === 'skipped') yield { ...item, name: path };
+      else if (item.kind === 'skipped') yield { ...item, name: path, path };
       else if (item.kind === 'file' || item.kind === 'dir') yield { kind: 'skipped', name: path, reason: 'it changed while it was read' };
     }
   }
@@ -356,7 +361,7 @@ export class Workspace {
     const timeoutMs = left(deadline);
     const tar = await this.docker.getArchive(this.containerId, WORKSPACE);
     const linked: string[] = [];
-    for await (const item of readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace', ignore })) {
+    for await (const item of readTar(tar, { limits, timeoutMs, stripPrefix: 'workspace', ignore, exactNames: true })) {
       const link = item.kind === 'skipped' && item.reason === HARD_LINK ? tryNormalizePath(item.name) : null;
       if (link && 'path' in link) linked.push(link.path);
       else yield item;

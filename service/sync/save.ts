@@ -8,7 +8,7 @@ import type { SpiderFile } from '../spiders/entities';
 import { storedContent, type SpiderService } from '../spiders/service';
 import type { StoredBlob } from '../storage/blobs';
 import type { TarLimits } from './tar-guard';
-import type { TarItem } from './tar-reader';
+import { NOT_NFC, type TarItem } from './tar-reader';
 
 export interface SaveOptions {
   dryRun: boolean;
@@ -157,8 +157,9 @@ export class SyncService {
     let files: Map<string, WorkspaceFile>;
     let skipped: SaveResult['skipped'];
     let unreadable: string[];
+    let untouched: Set<string>;
     try {
-      ({ files, skipped, unreadable } = opts.containerRunning
+      ({ files, skipped, unreadable, untouched } = opts.containerRunning
         ? await this.readIncremental(session.id, workspace, keep, phase)
         : await this.readArchive(workspace, keep));
     } catch (err) {
@@ -170,7 +171,7 @@ export class SyncService {
     }
     phase('read');
 
-    const plan = this.plan(base, files, stored, opts.overwrite, unreadable);
+    const plan = this.plan(base, files, stored, opts.overwrite, unreadable, untouched);
     const result: SaveResult = {
       added: plan.added,
       modified: plan.modified,
@@ -239,10 +240,17 @@ export class SyncService {
     stored: Map<string, { sha256: string }>,
     overwrite: boolean,
     unreadable: string[] = [],
+    untouched = new Set<string>(),
   ): Plan {
     const plan: Plan = { added: [], modified: [], deleted: [], conflicts: [], unchanged: 0, newBase: new Map(base) };
     // What a folder the container's user cannot read holds is unknown: nothing under it changes, in storage or base.
-    const unknown = (p: string) => unreadable.some((dir) => p.startsWith(`${dir}/`));
+    // Nor does a file that is now something that cannot be stored (a link, a pipe, a name not in
+    // NFC form), or that is under such a thing: it is reported as skipped, so it is left as it is.
+    const skippedAt = (p: string) => {
+      for (let at = p.length; at > 0; at = p.lastIndexOf('/', at - 1)) if (untouched.has(p.slice(0, at))) return true;
+      return false;
+    };
+    const unknown = (p: string) => unreadable.some((dir) => p.startsWith(`${dir}/`)) || (!files.has(p) && skippedAt(p));
     const paths = [...new Set([...base.keys(), ...files.keys()])].filter((p) => !this.isIgnored(p) && !unknown(p)).sort();
     for (const path of paths) {
       const decision = planPath(base.get(path), files.get(path)?.sha256, stored.get(path)?.sha256, overwrite);
@@ -284,6 +292,7 @@ export class SyncService {
     ];
     const cache = this.statCache.get(sessionId) ?? new Map<string, { statKey: string; sha256: string }>();
     const files = new Map<string, WorkspaceFile>();
+    const untouched = new Set<string>();
     const wanted = new Map<string, string>();
     let total = 0;
     let count = 0;
@@ -291,10 +300,12 @@ export class SyncService {
       if (this.isIgnored(entry.path) || entry.type === 'directory') continue;
       if (entry.onDisk !== undefined) {
         // Read by its NFC name, it would read as missing; stored under it, it would be renamed behind the user's back.
-        skipped.push({ path: entry.onDisk, reason: 'the name is not in Unicode NFC form (as macOS writes some names); rename it' });
+        skipped.push({ path: entry.onDisk, reason: NOT_NFC });
+        untouched.add(entry.path);
         continue;
       }
       if (entry.type !== 'file') {
+        untouched.add(entry.path);
         skipped.push({
           path: entry.path,
           reason: entry.type === 'symlink' ? 'symbolic links are not stored' : 'only regular files are stored',
@@ -319,31 +330,40 @@ export class SyncService {
     }
     for await (const item of workspace.readFiles([...wanted.keys()], limits, deadline, this.isIgnored)) {
       if (item.kind === 'file' && !wanted.has(item.path)) continue; // only what was asked for
-      this.collect(item, files, skipped, keep);
+      this.collect(item, files, skipped, keep, untouched);
       if (item.kind === 'file' && wanted.has(item.path)) cache.set(item.path, { statKey: wanted.get(item.path)!, sha256: item.sha256 });
     }
     for (const path of cache.keys()) if (!files.has(path)) cache.delete(path);
     this.statCache.set(sessionId, cache);
-    return { files, skipped, unreadable: manifest.unreadable };
+    return { files, skipped, unreadable: manifest.unreadable, untouched };
   }
 
   /** A stopped container: the engine's archive of /workspace, every entry read. */
   private async readArchive(workspace: Workspace, keep: Keep) {
     const files = new Map<string, WorkspaceFile>();
     const skipped: SaveResult['skipped'] = [];
+    const untouched = new Set<string>();
     // Ignored folders stream by unread and count for no cap but the archive's raw size; folders and
     // skipped entries count as entries here, where the spider's cap counts files.
     const limits = { ...this.settings.limits, maxEntries: this.settings.limits.maxEntries * 4 };
     for await (const item of workspace.readAll(limits, Date.now() + this.settings.timeoutMs, this.isIgnored)) {
-      this.collect(item, files, skipped, keep);
+      this.collect(item, files, skipped, keep, untouched);
     }
     // The engine reads as root: nothing in the workspace is hidden from it.
-    return { files, skipped, unreadable: [] as string[] };
+    return { files, skipped, unreadable: [] as string[], untouched };
   }
 
-  private collect(item: TarItem, files: Map<string, WorkspaceFile>, skipped: SaveResult['skipped'], keep: Keep): void {
-    if (item.kind === 'skipped') skipped.push({ path: item.name, reason: item.reason });
-    else if (item.kind === 'file' && !this.isIgnored(item.path)) {
+  private collect(
+    item: TarItem,
+    files: Map<string, WorkspaceFile>,
+    skipped: SaveResult['skipped'],
+    keep: Keep,
+    untouched: Set<string>,
+  ): void {
+    if (item.kind === 'skipped') {
+      skipped.push({ path: item.name, reason: item.reason });
+      if (item.path !== undefined) untouched.add(item.path);
+    } else if (item.kind === 'file' && !this.isIgnored(item.path)) {
       files.set(item.path, { sha256: item.sha256, size: item.data.length });
       if (keep.wants(item.path, item.sha256)) keep.take(item.sha256, item.data);
     }

@@ -10,6 +10,12 @@ export interface TarLimits {
   maxTotalBytes: number;
   /** Bytes of one pax or GNU long-name header. */
   maxHeaderBytes: number;
+  /**
+   * With an ignore list, the stream's raw size, ignored entries included (default: twice
+   * maxTotalBytes). A workspace's ignored folders (`node_modules`, `.venv`) may hold far more
+   * than a spider may, up to the workspace's own size.
+   */
+  maxRawBytes?: number;
 }
 
 const BLOCK = 512;

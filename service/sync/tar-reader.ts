@@ -12,7 +12,8 @@ type TarEntry = AsyncIterable<unknown> & { header: tar.Header; resume(): unknown
 export type TarItem =
   | { kind: 'file'; path: string; data: Buffer; sha256: string; mode: number }
   | { kind: 'dir'; path: string }
-  | { kind: 'skipped'; name: string; reason: string };
+  /** `path`: the stored file the entry would be, when its name can be one (a save leaves that file alone). */
+  | { kind: 'skipped'; name: string; reason: string; path?: string };
 
 export interface ReadTarOptions {
   limits: TarLimits;
@@ -24,10 +25,19 @@ export interface ReadTarOptions {
   gunzip?: boolean;
   /**
    * Entries to pass over unread (a save's ignore list: `node_modules`, `.git`…). They count for
-   * none of the limits but the archive's raw size: twice `maxTotalBytes` at most, ignored entries included.
+   * none of the limits but the archive's raw size (`limits.maxRawBytes`), ignored entries included.
    */
   ignore?: (path: string) => boolean;
+  /**
+   * A workspace's archive: a name not in Unicode NFC form (as macOS writes some) is skipped, not
+   * read as its NFC form — on disk that is another file, which may be there too. (An uploaded
+   * archive's names are normalised instead.)
+   */
+  exactNames?: boolean;
 }
+
+/** Why a workspace file whose name is not in NFC form is skipped. */
+export const NOT_NFC = 'the name is not in Unicode NFC form (as macOS writes some names); rename it';
 
 /** Why a hard link is skipped: a reader of a workspace archive reads such an entry again as a file. */
 export const HARD_LINK = 'hard links are not stored';
@@ -50,7 +60,10 @@ export async function* readTar(source: Readable, opts: ReadTarOptions): AsyncGen
   // The guard sees raw blocks, not names: with an ignore list it only bounds the stream as a whole,
   // and the limits below hold for what is kept.
   const guard = opts.ignore
-    ? new TarGuard({ ...limits, maxEntries: Infinity, maxFileBytes: Infinity, maxTotalBytes: Infinity }, limits.maxTotalBytes * 2)
+    ? new TarGuard(
+        { ...limits, maxEntries: Infinity, maxFileBytes: Infinity, maxTotalBytes: Infinity },
+        limits.maxRawBytes ?? limits.maxTotalBytes * 2,
+      )
     : new TarGuard(limits);
   const extract = tar.extract();
   const input = opts.gunzip ? await sniffGzip(source) : source;
@@ -117,6 +130,7 @@ async function readEntry(entry: TarEntry, opts: ReadTarOptions): Promise<TarItem
     entry.resume();
     return null; // `./`, the root folder of an archive made with `tar -C dir .`
   }
+  if (opts.exactNames && name !== name.normalize('NFC')) return skip(entry, name, NOT_NFC);
   const checked = tryNormalizePath(name);
   if ('problem' in checked) return skip(entry, name, checked.problem);
   if (type === 'directory') {
@@ -140,7 +154,8 @@ async function readEntry(entry: TarEntry, opts: ReadTarOptions): Promise<TarItem
 
 function skip(entry: TarEntry, name: string, reason: string): TarItem {
   entry.resume();
-  return { kind: 'skipped', name: name.slice(0, 300), reason };
+  const stored = tryNormalizePath(name);
+  return { kind: 'skipped', name: name.slice(0, 300), reason, ...('path' in stored ? { path: stored.path } : {}) };
 }
 
 /** Passes the stream through a gunzip when it starts with the gzip magic bytes. */

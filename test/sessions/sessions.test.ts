@@ -401,6 +401,49 @@ describe('code sessions on the real engine', () => {
     assert.equal((await storedFiles(alice.token, spider.id))['web/p20.js'], 'page 20\n');
   });
 
+  it('keeps a stored file or folder that became something it cannot store, and never saves a name not in NFC form as its twin', async () => {
+    const spider = await spiderWithProject(alice.token, 'skipped-kept');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    const nfc = 'pkg/caf\u00e9.py';
+    const nfd = 'pkg/cafe\u0301.py';
+    // A file swapped for a link, a folder swapped for a link, and in one folder 20 changed files
+    // (read through the engine's archive of the folder) with a file and its NFD twin.
+    const script = [
+      'cd /workspace && rm scrapy.cfg && ln -s /etc/hostname scrapy.cfg',
+      'rm -r quotes/spiders && ln -s /tmp quotes/spiders',
+      'mkdir pkg && for i in $(seq 1 20); do echo "m$i" > pkg/m$i.py; done',
+      `printf GOOD > "${nfc}" && printf OTHER > "${nfd}"`,
+    ].join(' && ');
+    assert.equal(dockerExec(c, script).code, 0);
+    const save = async () => {
+      const res = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+      const body = await json(res);
+      assert.equal(res.status, 200, JSON.stringify(body));
+      return body;
+    };
+    const first = await save();
+    assert.deepEqual(first.deleted, [], 'nothing skipped is deleted');
+    assert.ok(first.added.includes(nfc));
+    assert.deepEqual(first.skipped.map((x: { path: string }) => x.path).sort(), [nfd, 'quotes/spiders', 'scrapy.cfg'].sort());
+    let stored = await storedFiles(alice.token, spider.id);
+    assert.equal(stored[nfc], 'GOOD', 'the NFC file is saved with its own bytes');
+    assert.equal(stored['scrapy.cfg'], SCRAPY_PROJECT[0].data);
+    assert.equal(stored['quotes/spiders/quotes.py'], SCRAPY_PROJECT[4].data);
+
+    // The same from a stopped container's archive.
+    assert.equal(dockerExec(c, `printf GOOD-2 > "${nfc}" && printf OTHER-2 > "${nfd}"`).code, 0);
+    docker('kill', c);
+    await until('marked', async () => (await json(await svc.api(alice.token, 'GET', `/api/sessions/${session.session_id}`))).save_pending);
+    const second = await save();
+    assert.deepEqual([second.modified, second.deleted], [[nfc], []]);
+    stored = await storedFiles(alice.token, spider.id);
+    assert.equal(stored[nfc], 'GOOD-2');
+    assert.equal(stored['scrapy.cfg'], SCRAPY_PROJECT[0].data);
+    assert.equal(stored['quotes/spiders/quotes.py'], SCRAPY_PROJECT[4].data);
+    await assertStorageClean(spider.id);
+  });
+
   it('saves a stopped container from its archive: a second hard link to a file is that file again', async () => {
     const spider = await spiderWithProject(alice.token, 'stopped-links');
     const session = await open(alice.token, spider.id);

@@ -219,6 +219,36 @@ describe('untrusted tar reader', () => {
     await assert.rejects(read(tar, { ignore: () => false, limits: roomy }), (e: { code?: string }) => e.code === 'archive_limit');
     assert.ok(tar.length > limits.maxTotalBytes * 2);
     await assert.rejects(read(tar, { ignore }), (e: { code?: string }) => e.code === 'archive_limit');
+    // A workspace's ignored folders may hold more than a spider may: a raw bound of their own lets them by.
+    assert.equal((await read(tar, { ignore, limits: { ...limits, maxRawBytes: tar.length * 2 } })).length, 2);
+    await assert.rejects(
+      read(tar, { ignore, limits: { ...limits, maxRawBytes: 4096 } }),
+      (e: { code?: string }) => e.code === 'archive_limit',
+    );
+  });
+
+  it("a workspace's archive skips a name not in NFC form instead of reading it as its NFC twin, and says which stored file it would be", async () => {
+    const nfc = 'pkg/caf\u00e9.py';
+    const nfd = 'pkg/cafe\u0301.py';
+    const tar = await makeTar([
+      { name: nfd, data: 'OTHER FILE' },
+      { name: nfc, data: 'GOOD' },
+      { name: 'link.py', type: 'symlink' as const, linkname: '/etc/passwd' },
+    ]);
+    const items = await read(tar, { exactNames: true });
+    assert.deepEqual(
+      items.map((i) => (i.kind === 'file' ? [i.path, i.data.toString()] : [i.kind, i.name, i.path])),
+      [
+        ['skipped', nfd, nfc],
+        [nfc, 'GOOD'],
+        ['skipped', 'link.py', 'link.py'],
+      ],
+    );
+    // An upload's names are normalised instead: both entries are the NFC file.
+    assert.deepEqual(
+      (await read(tar)).filter((i) => i.kind === 'file').map((i) => (i.kind === 'file' ? i.path : '')),
+      [nfc, nfc],
+    );
   });
 
   it('refuses an archive without its end-of-archive marker: an empty stream, or one cut between entries', async () => {
