@@ -7,11 +7,14 @@ import { answerIgnoringUpgrade } from './http/upgrade';
 import { createServices, type Services } from './services';
 import { createProxy, type Proxy } from './proxy';
 
+/** How long a stop waits for requests in flight (a container orchestrator's grace period is often 30 s). */
+const DRAIN_MS = 25_000;
+
 export interface RunningService {
   services: Services;
   server: http.Server;
   url: string;
-  /** Finishes saves in flight, closes the database; session containers keep running. */
+  /** Finishes requests and saves in flight, closes the database; session containers keep running. */
   stop(): Promise<void>;
 }
 
@@ -31,7 +34,14 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   let proxy: Proxy | null = null;
   // A request (headers and body) must arrive within 10 minutes: a client trickling bytes cannot hold
   // a connection for ever. Responses (downloads, the IDE's long polls) are not limited by it.
+  // Requests being answered, so that a stop lets them finish (an upload, an import, a save).
+  let inFlight = 0;
+  let drained: (() => void) | null = null;
   const server = http.createServer({ requestTimeout: 600_000, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, (req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      if (--inFlight === 0) drained?.();
+    });
     if (!proxy?.handleRequest(req, res)) void koa(req, res);
   });
   server.on('upgrade', (req, socket, head) => {
@@ -80,9 +90,16 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
     url,
     stop() {
       stopping ??= (async () => {
+        // The browser IDE's connections end first: they are long polls and WebSockets, not work.
         proxy?.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
+        // No new connections; requests in flight are answered before the database closes under them.
+        if (inFlight > 0)
+          await new Promise<void>((resolve) => {
+            drained = resolve;
+            setTimeout(resolve, DRAIN_MS).unref();
+          });
         await services.close();
         server.closeAllConnections();
         await closed;
@@ -98,8 +115,7 @@ export function handleSignals(running: RunningService, logger: Logger): void {
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) process.exit(1);
     signalled = true;
-    logger.info({ signal }, 'stopping: finishing saves in flight; session containers keep running');
-    running.server.closeAllConnections();
+    logger.info({ signal }, 'stopping: finishing requests and saves in flight; session containers keep running');
     running.stop().then(
       () => process.exit(0),
       (err: unknown) => {

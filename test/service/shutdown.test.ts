@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { json, startTestService } from '../helpers/service';
+
+const root = path.resolve(__dirname, '../..');
+
+describe('stopping the service', () => {
+  it('SIGTERM lets a request in flight finish (a slow upload is stored, not cut), then exits 0', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-stop-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'service/cli.ts'), 'serve'], {
+      cwd: root,
+      env: { ...process.env, CRAWLHUB_DATA_DIR: dir, CRAWLHUB_PORT: '0', CRAWLHUB_LOG_LEVEL: 'info', DATABASE_URL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line within 30 s: ${out}`)), 30_000);
+        child.stdout.on('data', () => {
+          const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1]);
+          }
+        });
+      });
+      const token = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
+      const auth = { authorization: `Bearer ${token}` };
+      const spider = await json(
+        await fetch(`${url}/api/spiders`, {
+          method: 'POST',
+          headers: { ...auth, 'content-type': 'application/json' },
+          body: JSON.stringify({ name: 'slow' }),
+        }),
+      );
+
+      // Half of the body, then SIGTERM, then the rest: the upload is answered, and the service then exits.
+      const body = Buffer.alloc(256 * 1024, 'x');
+      const answered = new Promise<number>((resolve, reject) => {
+        const u = new URL(`${url}/api/spiders/${spider.id}/files/data/big.txt`);
+        const req = http.request(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: u.pathname,
+            method: 'PUT',
+            headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': body.length },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode!));
+          },
+        );
+        req.on('error', reject);
+        req.write(body.subarray(0, body.length / 2));
+        setTimeout(() => {
+          child.kill('SIGTERM');
+          setTimeout(() => req.end(body.subarray(body.length / 2)), 500);
+        }, 300);
+      });
+      assert.equal(await answered, 200, out);
+      assert.equal(await exited, 0, out);
+
+      // Started again on the same data: the file is there, whole.
+      const again = await startTestService({ dataDir: dir, env: { DATABASE_URL: '' } });
+      try {
+        const file = await again.api(token, 'GET', `/api/spiders/${spider.id}/files/data/big.txt`);
+        assert.equal(file.status, 200);
+        assert.equal((await file.arrayBuffer()).byteLength, body.length);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
