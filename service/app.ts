@@ -17,7 +17,7 @@ export interface Health {
   status: 'ok' | 'degraded';
   db: 'ok' | 'error';
   storage: 'ok' | 'error';
-  docker: { reachable: boolean; version?: string; error?: string; workspaceLimit?: boolean };
+  docker: { reachable: boolean; error?: string; workspaceLimit?: boolean };
 }
 
 export async function checkHealth(services: Services): Promise<Health> {
@@ -36,7 +36,8 @@ export async function checkHealth(services: Services): Promise<Health> {
   let docker: Health['docker'];
   try {
     const info = await services.docker.info();
-    docker = { reachable: true, version: info.version, workspaceLimit: info.storageLimit || services.config.CRAWLHUB_WORKSPACE_SIZE === 0 };
+    // (No engine version: unauthenticated, it would tell anyone which engine's flaws to try.)
+    docker = { reachable: true, workspaceLimit: info.storageLimit || services.config.CRAWLHUB_WORKSPACE_SIZE === 0 };
   } catch (err) {
     // (Unauthenticated: the engine's own message may name its socket or address; the log has it.)
     services.logger.warn({ err }, 'healthz: Docker is not reachable');

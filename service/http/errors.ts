@@ -37,6 +37,9 @@ export function toHttpError(err: unknown): AppError {
   if (status === 413 || e?.type === 'entity.too.large') return new AppError(413, 'too_large', 'The request body is larger than allowed.');
   if (e?.type === 'entity.parse.failed' || (err instanceof SyntaxError && status === 400))
     return new AppError(400, 'invalid_json', 'The request body is not valid JSON.');
+  // A body whose gzip or deflate encoding is broken (zlib's codes): the client's error.
+  if (typeof (err as { code?: unknown })?.code === 'string' && /^Z_(DATA|BUF)_ERROR$/.test((err as { code: string }).code))
+    return new AppError(400, 'invalid_request', 'The request body is not valid for its Content-Encoding.');
   if (e?.type === 'encoding.unsupported' || status === 415)
     return new AppError(415, 'unsupported_media_type', e.message ?? 'Unsupported content type.');
   if (typeof status === 'number' && status >= 400 && status < 500 && e.expose)

@@ -7,11 +7,17 @@ export const MAX_DEPTH = 32;
 // C0 and C1 control characters, DEL, and Unicode line/paragraph separators.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+// Invisible characters that make a name look like another (a right-to-left override turns
+// `invoice\u202Efdp.py` into what reads as "invoicepy.pdf"): direction marks, embeddings,
+// overrides and isolates, the zero-width space and the BOM. The joiners (U+200C, U+200D) stay: Persian
+// words and emoji sequences are written with them.
+const DECEPTIVE = /[\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\u061c]/;
 
 /** Why a path is refused, or null when it is fine. `normalizePath` is the checked form. */
 export function pathProblem(input: string): string | null {
   if (typeof input !== 'string' || input.length === 0) return 'the path is empty';
   if (CONTROL.test(input)) return 'the path contains NUL or control characters';
+  if (DECEPTIVE.test(input)) return 'the path contains invisible or text-direction characters (they make a name look like another)';
   // What a name's bytes become when they are not UTF-8 (a zip from Windows, say): the real name is lost.
   if (input.includes('\uFFFD')) return 'the name is not valid UTF-8 (or holds U+FFFD); rename it';
   if (input.includes('\\')) return 'the path contains a backslash; use "/" between folders';

@@ -7,7 +7,12 @@ const SpiderId = z.object({ id: z.string().describe('spider id') });
 const FilePath = z.object({ id: z.string(), path: z.string().default('').describe('file path inside the spider, "/"-separated') });
 const SpiderInput = z.strictObject({
   name: z.string().min(1).max(100),
-  description: z.string().max(10_000).optional(),
+  description: z
+    .string()
+    .max(10_000)
+    // eslint-disable-next-line no-control-regex
+    .refine((d) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(d), 'control characters (NUL and the like) are not allowed')
+    .optional(),
 });
 const SpiderPatch = SpiderInput.partial().refine((v) => v.name !== undefined || v.description !== undefined, 'give name or description');
 

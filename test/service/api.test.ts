@@ -49,6 +49,7 @@ for (const db of databases()) {
         assert.equal(body.db, 'ok');
         assert.equal(body.storage, 'ok');
         assert.equal(typeof body.docker.reachable, 'boolean');
+        assert.equal(body.docker.version, undefined, 'no engine version for anyone who asks');
       });
 
       it('GET /metrics is Prometheus text with request counts, latencies and process metrics', async () => {
@@ -180,6 +181,21 @@ for (const db of databases()) {
         await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: '../etc' }), 400, 'invalid_name');
         await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: 'a\u0000b' }), 400, 'invalid_name');
         await expectError(await svc.api(alice.token, 'POST', '/api/spiders', { name: 'ok', owner: 'x' }), 400, 'invalid_request');
+        // A NUL no database stores (PostgreSQL refuses it in text; it was a 500).
+        await expectError(
+          await svc.api(alice.token, 'POST', '/api/spiders', { name: 'nul', description: 'a\u0000b' }),
+          400,
+          'invalid_request',
+        );
+        // A body whose gzip is broken is the client's error, not the server's.
+        await expectError(
+          await svc.api(alice.token, 'POST', '/api/spiders', 'not gzip', {
+            'content-type': 'application/json',
+            'content-encoding': 'gzip',
+          }),
+          400,
+          'invalid_request',
+        );
         await expectError(await svc.api(alice.token, 'POST', '/api/spiders', {}), 400, 'invalid_request');
         await expectError(
           await svc.api(alice.token, 'POST', '/api/spiders', '{"name":', { 'content-type': 'application/json' }),

@@ -3,6 +3,13 @@ import { describe, it } from 'node:test';
 import { normalizePath, parentFolders, tryNormalizePath } from '../../service/spiders/paths';
 
 describe('spider paths', () => {
+  it('keeps the joiners some scripts write words with (ZWNJ, ZWJ)', () => {
+    assert.deepEqual(tryNormalizePath('\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645.py'), {
+      path: '\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645.py',
+    });
+    assert.deepEqual(tryNormalizePath('\u{1F468}\u200D\u{1F4BB}.md'), { path: '\u{1F468}\u200D\u{1F4BB}.md' });
+  });
+
   it('normalises harmless forms', () => {
     assert.equal(normalizePath('a/b.py'), 'a/b.py');
     assert.equal(normalizePath('./a//b.py/'), 'a/b.py');
@@ -29,6 +36,12 @@ describe('spider paths', () => {
       'a\u007fb',
       'a\u0085b',
       'a\u2028b',
+      // Characters that make a name look like another: a right-to-left override, marks, zero-width space, BOM.
+      'invoice\u202Efdp.py',
+      'a\u200Bb',
+      'a\u200Fb',
+      'a\u2066b',
+      '\uFEFFa.py',
       `${'x/'.repeat(33)}y`,
       'x'.repeat(256),
       `${'abcdefghi/'.repeat(103)}y`,
