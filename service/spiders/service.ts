@@ -168,6 +168,8 @@ export class SpiderService {
         await this.collectGarbage(em, spider.id, [blob.key]).catch(() => undefined);
         throw err;
       }
+      // The same bytes the file already has in a pack: the row stays as it was, and the blob just written goes.
+      await this.collectGarbage(em, spider.id, [blob.key]);
       const row = await em.fork().findOneOrFail(SpiderFile, { spiderId: spider.id, path });
       return fileInfo(row);
     });
@@ -367,7 +369,10 @@ export class SpiderService {
     );
   }
 
-  /** Removes the blobs among `keys` that no file row refers to any more. Call under `lock`. */
+  /**
+   * Removes the blobs among `keys` that no file row refers to any more, and compacts the packs among
+   * them that are still in use but mostly dead. Call under `lock`.
+   */
   async collectGarbage(em: Em, spiderId: string, keys: string[]): Promise<void> {
     const unique = [...new Set(keys)];
     if (unique.length === 0) return;
@@ -377,6 +382,51 @@ export class SpiderService {
       for (const r of rows) used.add(r.storageKey);
     }
     for (const key of unique) if (!used.has(key)) await this.blobs.delete(key).catch(() => undefined);
+    for (const key of unique) {
+      // Storage stays correct without it, only larger: a failure is tried again when the pack next loses a file.
+      if (used.has(key) && BlobStore.isPack(key)) await this.compactPack(em, spiderId, key).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A pack is written whole and never changed, so the files replaced in it keep their bytes on disk
+   * for as long as one file still uses it: a user could replace all but one file of each save and
+   * hold many times the spider's size limit. Once less than half of a pack is in use, its live
+   * files are copied into a new pack (or blobs) and the old one goes. Readers that still hold the
+   * old place read again at the new one (see `readCurrent`). Call under `lock`.
+   */
+  private async compactPack(em: Em, spiderId: string, key: string): Promise<void> {
+    const rows = await em.fork().find(SpiderFile, { spiderId, storageKey: key });
+    if (rows.length === 0) return;
+    // The same content at two paths is one range of the pack.
+    const ranges = new Map<number, SpiderFile>();
+    for (const r of rows) ranges.set(r.storageOffset, r);
+    let live = 0;
+    for (const r of ranges.values()) live += r.size;
+    const packSize = await this.blobs.size(key);
+    if (live * 2 >= packSize) return;
+    const data = await this.blobs.get(key);
+    const batch = this.blobs.batch(spiderId);
+    for (const r of ranges.values()) {
+      const end = r.storageOffset + r.size;
+      if (end > data.length) throw new Error(`storage: ${key} ends before the recorded range of ${r.path}`);
+      batch.add(r.sha256, data.subarray(r.storageOffset, end));
+    }
+    let moved: Map<string, StoredBlob>;
+    try {
+      moved = await batch.done();
+      await em.fork().transactional(async (tx) => {
+        for (const r of rows) {
+          const to = moved.get(r.sha256)!;
+          await tx.nativeUpdate(SpiderFile, { id: r.id, storageKey: key }, { storageKey: to.key, storageOffset: to.offset });
+        }
+      });
+    } catch (err) {
+      await batch.abandon();
+      await this.collectGarbage(em, spiderId, batch.keys()).catch(() => undefined);
+      throw err;
+    }
+    if ((await em.fork().count(SpiderFile, { spiderId, storageKey: key })) === 0) await this.blobs.delete(key);
   }
 
   private checkLimits(result: Map<string, number>): void {

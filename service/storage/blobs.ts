@@ -109,6 +109,11 @@ export class BlobStore {
     });
   }
 
+  /** The stored size of a blob or pack, in bytes. */
+  async size(key: string): Promise<number> {
+    return Number((await this.op.stat(key)).contentLength ?? 0);
+  }
+
   /** A whole blob or pack, as stored. */
   async get(key: string): Promise<Buffer> {
     return this.op.read(key);

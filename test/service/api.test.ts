@@ -418,6 +418,37 @@ for (const db of databases()) {
         assert.deepEqual(fs.readdirSync(packDir), [], 'no file uses the pack any more');
       });
 
+      it('compacts a pack once less than half of it is in use, and stores nothing for a file written with the bytes it has', async () => {
+        const s = await newSpider(alice.token, 'compacted');
+        const body = (i: number, v = 'a') => `# ${v} ${i}\n`.padEnd(200, '#');
+        const files = Array.from({ length: 20 }, (_, i) => ({ name: `pkg/m${i}.py`, data: body(i) }));
+        assert.equal((await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, await makeTar(files))).status, 200);
+        const root = path.join(svc.dataDir, 'files', 'spiders', s.id);
+        const objects = (kind: string) =>
+          fs.existsSync(path.join(root, kind))
+            ? fs
+                .readdirSync(path.join(root, kind), { recursive: true, encoding: 'utf8' })
+                .filter((n) => /[0-9a-f]{64}$/.test(n))
+                .map((n) => path.join(root, kind, n))
+            : [];
+        const [first] = objects('packs');
+        assert.equal(objects('packs').length, 1);
+        // The same bytes again: nothing new is kept.
+        assert.equal((await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/pkg/m3.py`, body(3))).status, 200);
+        assert.deepEqual(objects('blobs'), [], 'no blob left behind for an unchanged file');
+        // Eleven of the twenty change: the first pack is less than half in use, and goes.
+        const changed = files.slice(0, 11).map((f, i) => ({ name: f.name, data: body(i, 'b') }));
+        assert.equal((await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, await makeTar(changed))).status, 200);
+        assert.ok(!fs.existsSync(first), 'the mostly dead pack is gone');
+        const onDisk = [...objects('packs'), ...objects('blobs')].reduce((n, f) => n + fs.statSync(f).size, 0);
+        assert.equal(onDisk, 20 * 200, 'what is stored is what the files hold');
+        const exported = await readTarFiles(
+          Buffer.from(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/archive`)).arrayBuffer()),
+        );
+        for (let i = 0; i < 20; i++) assert.equal(exported.get(`pkg/m${i}.py`)?.toString(), body(i, i < 11 ? 'b' : 'a'));
+        assert.equal(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files/pkg/m15.py`)).text(), body(15));
+      });
+
       it('?replace=1 makes the spider exactly the archive', async () => {
         const s = await newSpider(alice.token, 'replace');
         await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/old.py`, 'old');
