@@ -93,8 +93,8 @@ token
     }),
   );
 token
-  .command('revoke <id>')
-  .description('revoke a token by its id or visible prefix')
+  .command('revoke <token>')
+  .description('revoke a token by its id, its prefix as listed (chub_1234567…) or the whole token')
   .action((id: string) =>
     withDb(async (em, users) => {
       const info = await users.revokeToken(em, id);

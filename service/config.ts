@@ -27,19 +27,26 @@ const SIZE_UNITS: Record<string, number> = {
 };
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** "500m", "25MiB", "1g" or a plain number of bytes. */
+/** The largest size: bytes past 2^53 - 1 are no longer exact numbers. */
+export const MAX_SIZE_BYTES = Number.MAX_SAFE_INTEGER;
+/** The longest duration: Node runs a timer of more than 2^31 - 1 ms after 1 ms instead. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** "500m", "25MiB", "1g" or a plain number of bytes; undefined past MAX_SIZE_BYTES. */
 export function parseSize(text: string): number | undefined {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
   const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
   if (!match || unit === undefined) return undefined;
-  return Math.floor(Number(match[1]) * unit);
+  const n = Math.floor(Number(match[1]) * unit);
+  return n <= MAX_SIZE_BYTES ? n : undefined;
 }
 
-/** "30s", "5m", "4h", "250ms"; a plain number is milliseconds. */
+/** "30s", "5m", "4h", "250ms"; a plain number is milliseconds; undefined past MAX_DURATION_MS. */
 export function parseDuration(text: string): number | undefined {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text);
   if (!match) return undefined;
-  return Math.floor(Number(match[1]) * DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()]);
+  const n = Math.floor(Number(match[1]) * DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()]);
+  return n <= MAX_DURATION_MS ? n : undefined;
 }
 
 /**
@@ -80,12 +87,12 @@ const int = (d: string, min: number, max: number) =>
     return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
   });
 const size = (d: string, min = 1) =>
-  setting(d, `a size such as 500m, 25MiB or a number of bytes (at least ${min})`, (t) => {
+  setting(d, `a size such as 500m, 25MiB or a number of bytes (at least ${min}, at most ${MAX_SIZE_BYTES} bytes)`, (t) => {
     const n = parseSize(t);
     return n !== undefined && n >= min ? n : undefined;
   });
 const duration = (d: string, min = 1) =>
-  setting(d, `a duration such as 250ms, 30s, 5m or 4h (at least ${min} ms)`, (t) => {
+  setting(d, `a duration such as 250ms, 30s, 5m or 4h (at least ${min} ms, at most ${MAX_DURATION_MS} ms: about 596h)`, (t) => {
     const n = parseDuration(t);
     return n !== undefined && n >= min ? n : undefined;
   });
@@ -100,14 +107,25 @@ const list = (d: string, help: string) =>
   );
 
 const hostName = z.string().regex(/^[A-Za-z0-9.:[\]-]+$/);
+/**
+ * An http(s) origin in its normal form (the host lower-cased, a default port dropped). Only an
+ * origin: the service serves from the root of its host, so a path, query, fragment or credentials
+ * (which the browser's Origin header never carries) is refused.
+ */
 const origin = (t: string) => {
   try {
     const url = new URL(t);
-    return /^https?:$/.test(url.protocol) && url.origin === t.replace(/\/$/, '') ? url.origin : undefined;
+    return /^https?:$/.test(url.protocol) && url.href === `${url.origin}/` ? url.origin : undefined;
   } catch {
     return undefined;
   }
 };
+
+/** The URL a browser on this machine reaches a service listening on host:port at (a wildcard address is no destination). */
+export function localUrl(host: string, port: number): string {
+  const shown = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${shown.includes(':') ? `[${shown}]` : shown}:${port}`;
+}
 
 /**
  * Every setting the service reads, with its default and what it accepts. The README's
@@ -149,9 +167,10 @@ export const SETTINGS = {
   CRAWLHUB_NETWORK: setting('crawlhub-sessions', 'a Docker network name', (t) =>
     /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(t) ? t : undefined,
   ),
-  CRAWLHUB_SESSION_CPUS: setting('1', 'a number of CPUs such as 1 or 0.5', (t) => {
-    const n = Number(t);
-    return Number.isFinite(n) && n > 0 && n <= 64 ? n : undefined;
+  CRAWLHUB_SESSION_CPUS: setting('1', 'a decimal number of CPUs (more than 0, at most 64) such as 1 or 0.5', (t) => {
+    // Decimal only: Number() would also take 0x10 or 1e1.
+    const n = /^\s*(\d+(\.\d+)?|\.\d+)\s*$/.test(t) ? Number(t) : NaN;
+    return n > 0 && n <= 64 ? n : undefined;
   }),
   CRAWLHUB_SESSION_MEMORY: size('1g', 64 * 1024 * 1024),
   CRAWLHUB_SESSION_PIDS: int('1024', 16, 100_000),
@@ -213,12 +232,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   if (cfg.CRAWLHUB_MAX_FILE_SIZE > spiderSize) {
     throw new ConfigError('CRAWLHUB_MAX_FILE_SIZE', `must not exceed CRAWLHUB_MAX_SPIDER_SIZE (${spiderSize} bytes)`);
   }
-  const host = cfg.CRAWLHUB_HOST.includes(':') ? `[${cfg.CRAWLHUB_HOST}]` : cfg.CRAWLHUB_HOST;
   return {
     ...cfg,
     dataDir,
     databaseUrl: cfg.DATABASE_URL || `sqlite:${path.join(dataDir, 'crawlhub.db')}`,
-    publicUrl: cfg.CRAWLHUB_PUBLIC_URL || `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${cfg.CRAWLHUB_PORT}`,
+    publicUrl: cfg.CRAWLHUB_PUBLIC_URL || localUrl(cfg.CRAWLHUB_HOST, cfg.CRAWLHUB_PORT),
     instance: cfg.CRAWLHUB_INSTANCE || defaultInstance(dataDir),
   };
 }

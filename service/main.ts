@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createApp } from './app';
-import { ConfigError, redactCredentials, type Config } from './config';
+import { ConfigError, localUrl, redactCredentials, type Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { answerIgnoringUpgrade } from './http/upgrade';
 import { createServices, type Services } from './services';
@@ -67,7 +67,7 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   const host = config.CRAWLHUB_HOST.includes(':') ? `[${config.CRAWLHUB_HOST}]` : config.CRAWLHUB_HOST;
   const url = `http://${host}:${port}`;
   // With port 0 (tests) the real port is known only now; session URLs and origin checks use it.
-  if (!config.CRAWLHUB_PUBLIC_URL) config.publicUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  if (!config.CRAWLHUB_PUBLIC_URL) config.publicUrl = localUrl(config.CRAWLHUB_HOST, port);
   logger.info({ url, dataDir: config.dataDir, db: redactCredentials(config.databaseUrl) }, 'CrawlHub Code is listening');
   proxy = createProxy(services.sessions, {
     publicUrl: config.publicUrl,

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Em } from '../db/orm';
-import { badRequest, conflict, notFound } from '../http/errors';
+import { AppError, badRequest, conflict, notFound } from '../http/errors';
 import { ApiToken, User } from './entities';
 import { hashToken, looksLikeToken, newToken, visiblePrefix } from './tokens';
 
@@ -23,9 +24,16 @@ export class UserService {
   async createUser(em: Em, name: string, isAdmin = false): Promise<User> {
     if (!USER_NAME.test(name))
       throw badRequest('A user name is 1-64 lower-case letters, digits, "_", "." or "-", starting with a letter or digit.', 'invalid_name');
-    if (await em.findOne(User, { name })) throw conflict(`A user named "${name}" already exists.`, 'duplicate_name');
+    const duplicate = () => conflict(`A user named "${name}" already exists.`, 'duplicate_name');
+    if (await em.findOne(User, { name })) throw duplicate();
     const user = em.create(User, { name, isAdmin });
-    await em.flush();
+    try {
+      await em.flush();
+    } catch (err) {
+      // Added by someone else (another CLI run, another replica) since the check: the same conflict.
+      if (err instanceof UniqueConstraintViolationException) throw duplicate();
+      throw err;
+    }
     return user;
   }
 
@@ -48,11 +56,22 @@ export class UserService {
     return rows.map(toInfo);
   }
 
-  /** Revokes by id or by visible prefix. */
+  /**
+   * Revokes by id, by visible prefix (as `token list` shows it: a trailing "…" or "..." is dropped),
+   * or by the whole token (found by its hash, so a leaked token can be revoked by pasting it).
+   */
   async revokeToken(em: Em, idOrPrefix: string): Promise<TokenInfo> {
-    const rows = await em.find(ApiToken, { $or: [{ id: idOrPrefix }, { prefix: idOrPrefix }] });
-    if (rows.length === 0) throw notFound(`Token "${idOrPrefix}"`);
-    if (rows.length > 1) throw conflict(`"${idOrPrefix}" names more than one token; use its id.`);
+    const given = idOrPrefix
+      .trim()
+      .replace(/(…|\.\.\.)$/, '')
+      .trimEnd();
+    const whole = looksLikeToken(given);
+    // A whole token is never repeated back: only its visible prefix.
+    const shown = whole ? `${visiblePrefix(given)}…` : given;
+    const rows =
+      given === '' ? [] : await em.find(ApiToken, whole ? { hash: hashToken(given) } : { $or: [{ id: given }, { prefix: given }] });
+    if (rows.length === 0) throw notFound(`Token "${shown}"`);
+    if (rows.length > 1) throw conflict(`"${shown}" names more than one token; use its id.`);
     rows[0].revokedAt ??= new Date();
     await em.flush();
     return toInfo(rows[0]);
@@ -90,7 +109,14 @@ export class UserService {
    */
   async bootstrapAdmin(em: Em, dataDir: string): Promise<{ token: string; file: string } | null> {
     if ((await em.count(User, {})) > 0) return null;
-    const admin = await this.createUser(em, 'admin', true);
+    let admin: User;
+    try {
+      admin = await this.createUser(em, 'admin', true);
+    } catch (err) {
+      // Another replica on the same empty database created it first: users exist now.
+      if (err instanceof AppError && err.code === 'duplicate_name') return null;
+      throw err;
+    }
     const { token } = await this.createToken(em, admin, 'bootstrap');
     fs.mkdirSync(dataDir, { recursive: true });
     const file = path.join(dataDir, 'admin.token');

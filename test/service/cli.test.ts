@@ -4,7 +4,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { initOrm, type Orm } from '../../service/db/orm';
+import { User } from '../../service/auth/entities';
+import { UserService } from '../../service/auth/users';
+import { AppError } from '../../service/http/errors';
+import { databases } from '../helpers/service';
 
 const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'dist/cli.js');
@@ -69,6 +75,36 @@ describe('crawlhub CLI', () => {
     assert.notEqual(run(['token', 'add', 'nobody'], env).code, 0);
   });
 
+  it('revokes a token by the prefix as listed, or by the whole token', () => {
+    const tokenOf = (res: { stdout: string }) => res.stdout.trim().split('\n').at(-1)!;
+    const added = run(['user', 'add', 'evan'], env);
+    assert.equal(added.code, 0, added.stderr);
+    const tokens = [tokenOf(added), ...['a', 'b', 'c'].map((label) => tokenOf(run(['token', 'add', 'evan', '--label', label], env)))];
+    const listed = run(['token', 'list', 'evan'], env).stdout;
+    const shown = (token: string) => {
+      const line = listed.split('\n').find((l) => l.includes(token.slice(0, 12)))!;
+      return line.split('\t')[1];
+    };
+    assert.match(shown(tokens[0]), /^chub_.{7}…$/, 'listed with an ellipsis');
+    // As pasted from the list: with its ellipsis, as three dots, with stray spaces.
+    for (const pasted of [shown(tokens[0]), `${tokens[1].slice(0, 12)}...`, ` ${shown(tokens[2])} `]) {
+      const res = run(['token', 'revoke', pasted], env);
+      assert.equal(res.code, 0, `${pasted}: ${res.stderr}`);
+      assert.match(res.stdout, /^Revoked token \S+ \(chub_.{7}…\)\.$/m);
+    }
+    // A leaked token, pasted whole: found by its hash, and never repeated in what the CLI prints.
+    const whole = run(['token', 'revoke', tokens[3]], env);
+    assert.equal(whole.code, 0, whole.stderr);
+    assert.ok(whole.stdout.includes(tokens[3].slice(0, 12)) && !whole.stdout.includes(tokens[3].slice(12)), whole.stdout);
+    const rows = run(['token', 'list', 'evan'], env).stdout.trim().split('\n').slice(1);
+    assert.equal(rows.length, 4);
+    for (const line of rows) assert.match(line, /\d{4}-\d\d-\d\dT[^\t]*Z$/, `revoked: ${line}`);
+    const unknown = `chub_${randomBytes(32).toString('base64url')}`;
+    const missing = run(['token', 'revoke', unknown], env);
+    assert.equal(missing.code, 1);
+    assert.ok(!missing.stderr.includes(unknown.slice(12)), `an unknown token is not repeated: ${missing.stderr}`);
+  });
+
   it('stops at start with one line naming a bad variable', () => {
     const res = run(['serve'], { ...env, CRAWLHUB_PORT: 'eighty' });
     assert.equal(res.code, 78);
@@ -87,6 +123,51 @@ describe('crawlhub CLI', () => {
       assert.match(res.stderr, new RegExp(`^crawlhub: bad configuration: CRAWLHUB_PORT: 127\\.0\\.0\\.1:${port} is already in use`));
     } finally {
       holder.close();
+    }
+  });
+
+  it('serve on :: tells browsers http://[::1]:<port>, an address they can reach', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-serve-v6-'));
+    // No Docker engine: the service starts without one, and this test leaves the real one alone.
+    const child = spawn(process.execPath, [cli, 'serve'], {
+      env: {
+        ...process.env,
+        CRAWLHUB_DATA_DIR: dir,
+        CRAWLHUB_HOST: '::',
+        CRAWLHUB_PORT: '0',
+        CRAWLHUB_LOG_LEVEL: 'info',
+        DOCKER_HOST: `unix://${path.join(dir, 'no-docker.sock')}`,
+      },
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const port = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line within 30 s: ${out}`)), 30_000);
+        child.stdout.on('data', () => {
+          const m = /"url":"http:\/\/\[::\]:(\d+)"/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1]);
+          }
+        });
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          reject(new Error(`the service exited (${code ?? signal}) before it listened: ${out}`));
+        });
+      });
+      const doc = (await (await fetch(`http://[::1]:${port}/openapi.json`)).json()) as { servers: { url: string }[] };
+      assert.deepEqual(doc.servers, [{ url: `http://[::1]:${port}` }]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const stuck = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(stuck);
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -133,3 +214,94 @@ describe('crawlhub CLI', () => {
     }
   });
 });
+
+/** An empty database of its own: a SQLite file, or a fresh PostgreSQL database on the test server. */
+async function emptyDatabase(db: 'sqlite' | 'postgres'): Promise<{ url: string; drop(): Promise<void> }> {
+  if (db === 'sqlite') {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-users-'));
+    return { url: `sqlite:${path.join(dir, 'crawlhub.db')}`, drop: async () => fs.rmSync(dir, { recursive: true, force: true }) };
+  }
+  const { Client } = (await import('pg')) as unknown as typeof import('pg');
+  const admin = process.env.TEST_POSTGRES_URL!;
+  const name = `crawlhub_test_${randomBytes(6).toString('hex')}`;
+  const query = async (sql: string) => {
+    const client = new Client({ connectionString: admin });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await query(`create database ${name}`);
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => query(`drop database if exists ${name} with (force)`) };
+}
+
+for (const db of databases()) {
+  describe(`users and tokens on ${db}, with callers at once`, () => {
+    let database: { url: string; drop(): Promise<void> };
+    // Two replicas of the service (or two runs of the CLI): each its own ORM on the one database.
+    let replicas: Orm[];
+    const users = new UserService();
+    before(async () => {
+      database = await emptyDatabase(db);
+      replicas = [await initOrm(database.url)];
+      replicas.push(await initOrm(database.url));
+    });
+    after(async () => {
+      for (const orm of replicas ?? []) await orm.close();
+      await database?.drop();
+    });
+
+    it('two replicas starting on an empty database: one creates the admin, the other starts without one', async () => {
+      const dirs = replicas.map(() => fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-bootstrap-')));
+      try {
+        // Both are waited for, whatever happens: neither writes into a folder already cleaned up.
+        const settled = await Promise.allSettled(replicas.map((orm, i) => users.bootstrapAdmin(orm.em.fork(), dirs[i])));
+        const results = settled.map((r) => {
+          if (r.status === 'rejected') throw r.reason;
+          return r.value;
+        });
+        assert.equal(results.filter((r) => r !== null).length, 1, 'exactly one replica created the admin');
+        const admins = await replicas[0].em.fork().find(User, {});
+        assert.deepEqual(
+          admins.map((u) => [u.name, u.isAdmin]),
+          [['admin', true]],
+        );
+        const winner = results.findIndex((r) => r !== null);
+        assert.ok(fs.existsSync(path.join(dirs[winner], 'admin.token')));
+        assert.ok(!fs.existsSync(path.join(dirs[1 - winner], 'admin.token')), 'the other wrote no token');
+      } finally {
+        for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('two "user add bob" at once: one creates bob, the other answers 409 duplicate_name', async () => {
+      const results = await Promise.allSettled(replicas.map((orm) => users.createUser(orm.em.fork(), 'bob')));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, JSON.stringify(results));
+      const failed = results.find((r) => r.status === 'rejected')!.reason as unknown;
+      assert.ok(failed instanceof AppError, `a conflict, not ${String(failed)}`);
+      assert.equal(failed.status, 409);
+      assert.equal(failed.code, 'duplicate_name');
+      assert.match(failed.message, /A user named "bob" already exists/);
+      assert.equal(await replicas[0].em.fork().count(User, { name: 'bob' }), 1);
+    });
+
+    it('the same conflict when the name is taken between the check and the insert, and the caller goes on', async () => {
+      const em = replicas[0].em.fork();
+      // What another process does in between: the check sees no "carol", the insert finds one.
+      const findOne = em.findOne.bind(em);
+      em.findOne = (async (...args: Parameters<typeof findOne>) => {
+        const found = await findOne(...args);
+        await users.createUser(replicas[1].em.fork(), 'carol');
+        return found;
+      }) as typeof em.findOne;
+      await assert.rejects(users.createUser(em, 'carol'), (err: unknown) => err instanceof AppError && err.code === 'duplicate_name');
+      em.findOne = findOne;
+      const dave = await users.createUser(em, 'dave');
+      assert.equal((await replicas[1].em.fork().findOne(User, { id: dave.id }))?.name, 'dave', 'the same entity manager still works');
+    });
+  });
+}

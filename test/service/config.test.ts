@@ -86,6 +86,98 @@ describe('configuration', () => {
     assert.equal(parseDuration('1d'), undefined);
   });
 
+  it('refuses a duration a timer cannot hold and a size past 2^53 bytes, naming the maximum', () => {
+    // Node clamps a timer over 2^31-1 ms to 1 ms: 600h of Docker timeout would time every call out at once.
+    for (const [name, value] of [
+      ['CRAWLHUB_DOCKER_TIMEOUT', '600h'],
+      ['CRAWLHUB_SWEEP_INTERVAL', '720h'],
+      ['CRAWLHUB_IDLE_TIMEOUT', '2147483648'],
+      ['CRAWLHUB_MAX_SESSION_AGE', '597h'],
+      ['CRAWLHUB_STOP_WARNING', '99999999999999999999h'],
+    ]) {
+      assert.throws(
+        () => loadConfig({ [name]: value }),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.variable === name &&
+          err.message.startsWith(`${name}: got "${value}"; expected`) &&
+          err.message.includes('at most 2147483647 ms') &&
+          !err.message.includes('\n'),
+        `${name}=${value}`,
+      );
+    }
+    assert.equal(loadConfig({ CRAWLHUB_MAX_SESSION_AGE: '596h' }).CRAWLHUB_MAX_SESSION_AGE, 596 * 3_600_000);
+    assert.equal(loadConfig({ CRAWLHUB_DOCKER_TIMEOUT: '2147483647' }).CRAWLHUB_DOCKER_TIMEOUT, 2_147_483_647);
+    assert.equal(parseDuration('597h'), undefined);
+    for (const [name, value] of [
+      ['CRAWLHUB_MAX_SPIDER_SIZE', '99999999999999999999g'],
+      ['CRAWLHUB_WORKSPACE_SIZE', '8388608g'],
+      ['CRAWLHUB_SESSION_MEMORY', '9007199254740992'],
+    ]) {
+      assert.throws(
+        () => loadConfig({ [name]: value }),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.variable === name &&
+          err.message.startsWith(`${name}: got "${value}"; expected`) &&
+          err.message.includes('at most 9007199254740991 bytes'),
+        `${name}=${value}`,
+      );
+    }
+    assert.equal(loadConfig({ CRAWLHUB_WORKSPACE_SIZE: '8388607g' }).CRAWLHUB_WORKSPACE_SIZE, 8_388_607 * 1024 ** 3);
+    assert.equal(parseSize('8388608g'), undefined);
+  });
+
+  it('takes any spelling of an http(s) origin for the public URL and trusted origins, and keeps its normal form', () => {
+    const publicUrl = (value: string) => loadConfig({ CRAWLHUB_PUBLIC_URL: value });
+    assert.equal(publicUrl('https://crawlhub.example.com:443').publicUrl, 'https://crawlhub.example.com');
+    assert.equal(publicUrl('https://CrawlHub.Example.com').publicUrl, 'https://crawlhub.example.com');
+    assert.equal(publicUrl('HTTP://crawlhub.example.com:80/').publicUrl, 'http://crawlhub.example.com');
+    assert.equal(publicUrl('https://crawlhub.example.com:8443/').CRAWLHUB_PUBLIC_URL, 'https://crawlhub.example.com:8443');
+    assert.deepEqual(
+      loadConfig({ CRAWLHUB_TRUSTED_ORIGINS: 'https://IDE.example.com:443, http://b.example:80/ ,http://[::1]:9000' })
+        .CRAWLHUB_TRUSTED_ORIGINS,
+      ['https://ide.example.com', 'http://b.example', 'http://[::1]:9000'],
+    );
+    // Still only an origin: the service serves from the root, so a path, query, fragment or credentials is refused.
+    for (const value of [
+      'https://crawlhub.example.com/app',
+      'https://crawlhub.example.com/?a=1',
+      'https://crawlhub.example.com/#x',
+      'https://u:p@crawlhub.example.com',
+      'ws://crawlhub.example.com',
+      'https://',
+    ]) {
+      for (const name of ['CRAWLHUB_PUBLIC_URL', 'CRAWLHUB_TRUSTED_ORIGINS']) {
+        assert.throws(
+          () => loadConfig({ [name]: value }),
+          (err: unknown) => err instanceof ConfigError && err.variable === name,
+          `${name}=${value}`,
+        );
+      }
+    }
+  });
+
+  it('derives a public URL a browser can reach from a wildcard listen address', () => {
+    assert.equal(loadConfig({ CRAWLHUB_HOST: '0.0.0.0' }).publicUrl, 'http://127.0.0.1:8000');
+    assert.equal(loadConfig({ CRAWLHUB_HOST: '::' }).publicUrl, 'http://[::1]:8000');
+    assert.equal(loadConfig({ CRAWLHUB_HOST: '::1', CRAWLHUB_PORT: '9000' }).publicUrl, 'http://[::1]:9000');
+    assert.equal(loadConfig({ CRAWLHUB_HOST: 'crawlhub.local' }).publicUrl, 'http://crawlhub.local:8000');
+  });
+
+  it('takes the CPUs per session as a decimal number only', () => {
+    assert.equal(loadConfig({ CRAWLHUB_SESSION_CPUS: '0.5' }).CRAWLHUB_SESSION_CPUS, 0.5);
+    assert.equal(loadConfig({ CRAWLHUB_SESSION_CPUS: '2' }).CRAWLHUB_SESSION_CPUS, 2);
+    assert.equal(loadConfig({ CRAWLHUB_SESSION_CPUS: ' 1.25 ' }).CRAWLHUB_SESSION_CPUS, 1.25);
+    for (const value of ['0x10', '1e1', '0b1', 'Infinity', '0', '65', '-1', '1,5']) {
+      assert.throws(
+        () => loadConfig({ CRAWLHUB_SESSION_CPUS: value }),
+        (err: unknown) => err instanceof ConfigError && err.message.startsWith(`CRAWLHUB_SESSION_CPUS: got "${value}"; expected`),
+        value,
+      );
+    }
+  });
+
   it('every setting has a default that parses', () => {
     for (const [name, spec] of Object.entries(SETTINGS)) assert.doesNotThrow(() => spec.parse(spec.default, name), name);
   });
