@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, SETTINGS } from './config';
 import { initOrm } from './db/orm';
 import { AppError } from './http/errors';
 import { createLogger } from './logger';
-import { handleSignals, serve } from './main';
+import { serve } from './main';
 import { UserService } from './auth/users';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -41,8 +41,7 @@ program
   .action(async () => {
     const config = loadConfig();
     const logger = createLogger(config.CRAWLHUB_LOG_LEVEL);
-    const running = await serve(config, { logger });
-    handleSignals(running, logger);
+    await serve(config, { logger, signals: true });
   });
 
 const user = program.command('user').description('manage users');

@@ -19,7 +19,11 @@ export interface RunningService {
 }
 
 /** Reads nothing but its arguments: opens the services, bootstraps the admin, listens. */
-export async function serve(config: Config, opts: { logger?: Logger; print?: (line: string) => void } = {}): Promise<RunningService> {
+export async function serve(
+  config: Config,
+  /** signals: SIGTERM and SIGINT stop the service (`handleSignals`), from before the start-up reconcile on. */
+  opts: { logger?: Logger; print?: (line: string) => void; signals?: boolean } = {},
+): Promise<RunningService> {
   const logger = opts.logger ?? createLogger(config.CRAWLHUB_LOG_LEVEL);
   const print = opts.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const services = await createServices(config, logger);
@@ -82,9 +86,8 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
   });
   const ide = proxy;
   services.launchUrl = (session, opts) => ide.launchUrl(session, opts);
-  await services.sessions.startBackground();
   let stopping: Promise<void> | undefined;
-  return {
+  const running: RunningService = {
     services,
     server,
     url,
@@ -107,6 +110,10 @@ export async function serve(config: Config, opts: { logger?: Logger; print?: (li
       return stopping;
     },
   };
+  // Signals are taken from here on: a stop during the start-up reconcile waits for the row it is on.
+  if (opts.signals) handleSignals(running, logger);
+  await services.sessions.startBackground();
+  return running;
 }
 
 /** SIGTERM and SIGINT stop gracefully; a second signal exits at once. */

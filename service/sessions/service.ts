@@ -421,6 +421,8 @@ export class SessionService {
     this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
 
+    // A reconcile under way (a stop signalled during start-up) ends after the row it is on.
+    await this.connecting?.catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
     await Promise.allSettled([...this.starting.values()]);
     await this.spawner.close();
@@ -870,6 +872,8 @@ export class SessionService {
     const rows = await em.find(CodeSession, { $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
     const claimed = new Set<string>();
     for (const row of rows) {
+      // Stopping: what is left is the next start's (a row half-handled is handled again then).
+      if (this.closed) return;
       // Under the session's lock and on the row as it is now: the API may be serving already (and
       // when the engine was down at start, this runs from a sweep later on).
       await this.sessionLock.run(row.id, async () => {
@@ -883,6 +887,7 @@ export class SessionService {
       });
     }
     for (const c of containers) {
+      if (this.closed) return;
       if (claimed.has(c.id)) continue;
       await this.cleanOrphan(em, c.id, c.labels, c.state === 'running');
     }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -80,6 +81,48 @@ describe('stopping the service', () => {
       }
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGTERM during the start-up reconcile stops gracefully (exit 0), not by the signal', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-stop-'));
+    // An engine that takes connections and never answers: the reconcile hangs on it until the Docker timeout.
+    const sock = path.join(dir, 'docker.sock');
+    const held: net.Socket[] = [];
+    const engine = net.createServer((c) => held.push(c));
+    await new Promise<void>((resolve) => engine.listen(sock, resolve));
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'service/cli.ts'), 'serve'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        CRAWLHUB_DATA_DIR: dir,
+        CRAWLHUB_PORT: '0',
+        CRAWLHUB_LOG_LEVEL: 'info',
+        DATABASE_URL: '',
+        DOCKER_HOST: `unix://${sock}`,
+        CRAWLHUB_DOCKER_TIMEOUT: '3s',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
+    try {
+      // Listening, and the reconcile's question is with the engine (which will not answer it for 3 s).
+      const until = Date.now() + 30_000;
+      while (!(/is listening/.test(out) && held.length > 0)) {
+        if (Date.now() > until) throw new Error(`not listening and asking the engine within 30 s: ${out}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      child.kill('SIGTERM');
+      assert.deepEqual(await exited, [0, null], out);
+      assert.match(out, /stopping: finishing requests and saves in flight/);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      for (const c of held) c.destroy();
+      engine.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
