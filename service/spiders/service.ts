@@ -67,6 +67,14 @@ export function storedContent(index: Map<string, FileRow>): Map<string, StoredBl
 export class SpiderService {
   readonly lock = new KeyedLock();
 
+  /**
+   * Storage keys that exports in progress read, with how many read each: their collection waits
+   * until the last export ends, so an export is the spider as it was when it was listed.
+   */
+  private readonly pinned = new Map<string, number>();
+  /** Pinned keys a change left unused or mostly dead meanwhile, by spider: collected once unpinned. */
+  private readonly deferred = new Map<string, string>();
+
   constructor(
     readonly blobs: BlobStore,
     readonly limits: SpiderLimits,
@@ -237,6 +245,8 @@ export class SpiderService {
   /** The spider's files as an uncompressed tar, streamed. `uid`/`gid` set the owner recorded in each entry. */
   async exportArchive(em: Em, spiderId: string, opts: { prefix?: string; uid?: number; gid?: number } = {}): Promise<Readable> {
     const files = await this.files(em, spiderId);
+    const keys = files.map((f) => f.storageKey);
+    this.pin(keys);
     const pack = tar.pack();
     const owner = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
     const prefix = opts.prefix ? opts.prefix.replace(/\/?$/, '/') : '';
@@ -249,7 +259,8 @@ export class SpiderService {
           dirs.add(dir);
           await entry(pack, { name: prefix + dir, type: 'directory', mode: 0o755, mtime: file.updatedAt, ...owner });
         }
-        // Without the spider's lock (a download may be slow), a file may change meanwhile: its current version goes in.
+        // Without the spider's lock (a download may be slow): the bytes the file had when listed, which the
+        // pin keeps; only a change that collected them between the listing and the pin sends its current version.
         const current = await this.readCurrent(em, file, read);
         if (!current) continue;
         await entry(
@@ -259,8 +270,32 @@ export class SpiderService {
         );
       }
       pack.finalize();
-    })().catch((err: Error) => pack.destroy(err));
+    })()
+      .catch((err: Error) => pack.destroy(err))
+      .finally(() => this.unpin(em, spiderId, keys));
     return Readable.from(pack);
+  }
+
+  private pin(keys: string[]): void {
+    for (const key of keys) this.pinned.set(key, (this.pinned.get(key) ?? 0) + 1);
+  }
+
+  /** Ends an export's hold; what changes left to collect meanwhile is collected now, under the lock. */
+  private unpin(em: Em, spiderId: string, keys: string[]): void {
+    const due: string[] = [];
+    for (const key of keys) {
+      const left = (this.pinned.get(key) ?? 1) - 1;
+      if (left > 0) {
+        this.pinned.set(key, left);
+        continue;
+      }
+      this.pinned.delete(key);
+      if (this.deferred.get(key) === spiderId) {
+        this.deferred.delete(key);
+        due.push(key);
+      }
+    }
+    if (due.length > 0) void this.lock.run(spiderId, () => this.collectGarbage(em.fork(), spiderId, due)).catch(() => undefined);
   }
 
   /**
@@ -381,8 +416,13 @@ export class SpiderService {
       const rows = await em.find(SpiderFile, { spiderId, storageKey: { $in: unique.slice(i, i + 500) } }, { fields: ['storageKey'] });
       for (const r of rows) used.add(r.storageKey);
     }
-    for (const key of unique) if (!used.has(key)) await this.blobs.delete(key).catch(() => undefined);
     for (const key of unique) {
+      // An export is reading it: collected (or compacted) when the export ends.
+      if (this.pinned.has(key)) this.deferred.set(key, spiderId);
+      else if (!used.has(key)) await this.blobs.delete(key).catch(() => undefined);
+    }
+    for (const key of unique) {
+      if (this.pinned.has(key)) continue;
       // Storage stays correct without it, only larger: a failure is tried again when the pack next loses a file.
       if (used.has(key) && BlobStore.isPack(key)) await this.compactPack(em, spiderId, key).catch(() => undefined);
     }

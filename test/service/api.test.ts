@@ -338,7 +338,7 @@ for (const db of databases()) {
     });
 
     describe('archives', () => {
-      it('a read that a write overtakes gives the new version, whole: a file, and a file in an export', async () => {
+      it('a read that a write overtakes gives the new version, whole; an export gives the spider as it was listed', async () => {
         const s = await newSpider(alice.token, 'overtaken');
         const url = (p: string) => `/api/spiders/${s.id}/files/${p}`;
         await svc.api(alice.token, 'PUT', url('a.py'), 'a1');
@@ -357,7 +357,16 @@ for (const db of databases()) {
           const res = await svc.api(alice.token, 'GET', url('a.py'));
           assert.equal(res.status, 200);
           assert.equal(await res.text(), 'a.py v2');
+          // An export is a snapshot: a.py changes and b.py goes while it runs, and it still holds both as listed.
           overtake = 'a.py';
+          blobs.read = async (ref) => {
+            if (overtake) {
+              overtake = null;
+              assert.equal((await svc.api(alice.token, 'PUT', url('a.py'), 'a.py v3')).status, 200);
+              assert.equal((await svc.api(alice.token, 'DELETE', url('b.py'))).status, 204);
+            }
+            return realRead(ref);
+          };
           const exported = await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/archive`);
           assert.equal(exported.status, 200);
           const files = await readTarFiles(Buffer.from(await exported.arrayBuffer()));
@@ -365,6 +374,14 @@ for (const db of databases()) {
         } finally {
           blobs.read = realRead;
         }
+        // …and what the changes left unused is collected once it ends.
+        const stored = () =>
+          fs
+            .readdirSync(path.join(svc.dataDir, 'files', 'spiders', s.id, 'blobs'), { recursive: true, encoding: 'utf8' })
+            .filter((n) => /[0-9a-f]{64}$/.test(n)).length;
+        for (let i = 0; i < 100 && stored() !== 1; i++) await new Promise((r) => setTimeout(r, 20));
+        assert.equal(stored(), 1, 'only a.py v3 is stored');
+        assert.equal(await (await svc.api(alice.token, 'GET', url('a.py'))).text(), 'a.py v3');
       });
 
       it('imports a tar and a tar.gz, and exports what is stored', async () => {
