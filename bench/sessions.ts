@@ -15,7 +15,7 @@ import { startTestService, json, type TestService } from '../test/helpers/servic
 import { makeTar } from '../test/helpers/tar';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
-const IMAGE = 'crawlhub-code-server:latest';
+const IMAGE = process.env.CRAWLHUB_IMAGE || 'crawlhub-code-server:latest';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });

@@ -34,16 +34,34 @@ step('types (tsc)', 'npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']);
 step('build and package the extension', 'npm', ['run', '--silent', 'package']);
 step('container image (skipped when its recipe is unchanged)', 'bash', ['images/local/build.sh']);
 
+// The tests use the image this checkout builds, by its own tag: crawlhub-code-server:latest may be
+// a production image that build.sh leaves alone. A CRAWLHUB_IMAGE set by the caller wins.
+function localImageTag() {
+  const res = spawnSync('bash', ['images/local/build.sh', '--print-tag'], { cwd: root, encoding: 'utf8' });
+  const tag = res.status === 0 ? res.stdout.trim() : '';
+  if (!tag) {
+    process.stdout.write(`\nimages/local/build.sh --print-tag failed (exit ${res.status ?? res.signal}): ${res.stderr}\n`);
+    process.exit(1);
+  }
+  return tag;
+}
+const image = process.env.CRAWLHUB_IMAGE || localImageTag();
+
 const files = findTests(path.join(root, 'test'))
   .filter((f) => filter.length === 0 || filter.some((p) => f.includes(p)))
   .sort();
-step(`tests (${files.length} files)`, process.execPath, [
-  '--import',
-  'tsx',
-  '--test',
-  '--test-concurrency=1',
-  // A test that waits on something that never comes fails instead of holding CI until its own limit.
-  '--test-timeout=900000',
-  '--test-reporter=spec',
-  ...files,
-]);
+step(
+  `tests (${files.length} files)`,
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=1',
+    // A test that waits on something that never comes fails instead of holding CI until its own limit.
+    '--test-timeout=900000',
+    '--test-reporter=spec',
+    ...files,
+  ],
+  { CRAWLHUB_IMAGE: image },
+);

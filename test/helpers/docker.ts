@@ -18,7 +18,7 @@ export function dockerExec(container: string, script: string, user = '1000:1000'
 }
 
 /** Fails at once with a clear message when the engine or the image is missing. */
-export function requireDocker(image = 'crawlhub-code-server:latest'): void {
+export function requireDocker(image = process.env.CRAWLHUB_IMAGE || 'crawlhub-code-server:latest'): void {
   const info = spawnSync('docker', ['info', '--format', '{{.Driver}}'], { encoding: 'utf8' });
   assert.equal(info.status, 0, 'These tests need a running Docker engine: run .ci/docker-up.sh (see .ci/run).');
   const img = spawnSync('docker', ['image', 'inspect', image], { encoding: 'utf8' });

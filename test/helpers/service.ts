@@ -59,6 +59,8 @@ export async function startTestService(
     CRAWLHUB_INSTANCE: `t${randomBytes(4).toString('hex')}`,
     // Suites keep many sessions of one user open; the per-user limit has a test of its own.
     CRAWLHUB_MAX_USER_SESSIONS: '100',
+    // The image this checkout builds (test/run.mjs names it), not whatever `:latest` is on this host.
+    ...(process.env.CRAWLHUB_IMAGE ? { CRAWLHUB_IMAGE: process.env.CRAWLHUB_IMAGE } : {}),
     ...(pg ? { DATABASE_URL: pg.url } : {}),
     ...opts.env,
   });

@@ -13,7 +13,7 @@ export interface CodeServerContainer {
   remove(): void;
 }
 
-const IMAGE = 'crawlhub-code-server:latest';
+const IMAGE = process.env.CRAWLHUB_IMAGE || 'crawlhub-code-server:latest';
 const started = new Set<string>();
 // Whatever happens to the test process, its containers go with it.
 process.once('exit', () => {
