@@ -33,7 +33,26 @@ const DROP_REQUEST = new Set([
 ]);
 
 /** Response headers that are hop-by-hop: Node frames the response to the browser itself. */
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const DROP_RESPONSE = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  // How the browser reaches the service's host is the service's to say, not a container's: another
+  // endpoint for the whole host (Alt-Svc), or HTTPS-only for it and its subdomains (HSTS).
+  'alt-svc',
+  'strict-transport-security',
+]);
+/**
+ * In path mode every session shares the service's origin: headers that act on the whole origin are
+ * the service's alone. Clear-Site-Data would wipe every session's cookies and storage; NEL and the
+ * Reporting API would send reports of the origin's requests (launch URLs with their tickets) to
+ * wherever the container says.
+ */
+const DROP_RESPONSE_SHARED_ORIGIN = new Set(['clear-site-data', 'nel', 'report-to', 'reporting-endpoints']);
 
 export interface Forwarding {
   /** Host (and port) the browser used for the IDE: the public URL's, or the session's subdomain. */
@@ -186,6 +205,13 @@ export function browserResponseHeaders(
     const name = raw[i];
     const lower = name.toLowerCase();
     if (DROP_RESPONSE.has(lower)) continue;
+    if (prefix && DROP_RESPONSE_SHARED_ORIGIN.has(lower)) continue;
+    if (lower === 'service-worker-allowed' && prefix) {
+      // A service worker scoped wider than the session would see every request of the origin,
+      // other sessions' launch URLs (and their tickets) among them.
+      out.push(name, confineScope(raw[i + 1], prefix));
+      continue;
+    }
     if (lower === 'set-cookie') {
       const value = confineSetCookie(raw[i + 1], prefix);
       if (value !== null) out.push(name, value);
@@ -199,6 +225,22 @@ export function browserResponseHeaders(
   }
   out.push('Content-Security-Policy', framePolicy);
   return out;
+}
+
+/**
+ * A Service-Worker-Allowed path from the container (which believes it serves from `/`) moved under
+ * the session's prefix; whatever would reach outside it is the prefix itself.
+ */
+function confineScope(value: string, prefix: string): string {
+  let path: string;
+  try {
+    // A relative scope is resolved against the script's URL by the browser: inside the prefix either way.
+    path = value.startsWith('/') && !value.startsWith('//') ? prefix + value : new URL(value, `http://x${prefix}/`).pathname;
+    path = new URL(path, 'http://x').pathname;
+  } catch {
+    return `${prefix}/`;
+  }
+  return path.startsWith(`${prefix}/`) ? path : `${prefix}/`;
 }
 
 /** A redirect from the container, which believes it serves from `/`, moved under the session's prefix. */

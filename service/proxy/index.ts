@@ -90,6 +90,13 @@ type Refusal = 'forbidden' | 'other_user' | 'revoked' | 'ticket' | 'origin' | 'g
 /** How long a browser stays bound to the CrawlHub user it opened sessions as (path mode). */
 const BROWSER_BINDING_MS = 30 * 24 * 3_600_000;
 type Admitted = { host: string; port: number; originOverride: string | null };
+/** What a revoked token's connections are: WebSockets and HTTP responses. */
+type Closable = { destroyed: boolean; destroy(): void; once(event: 'close', listener: () => void): unknown };
+/**
+ * The most values of one of the service's cookies a request may carry: a sibling subdomain may
+ * plant a decoy or two, but every value tried costs an HMAC.
+ */
+const MAX_COOKIE_VALUES = 4;
 
 /**
  * The authenticated reverse proxy to each session's code-server. Every request and upgrade is
@@ -127,8 +134,8 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   sweeper.unref();
   const tokenRecheckMs = opts.tokenRecheckMs ?? 30_000;
   const tokens = new TokenLiveness((id) => opts.tokens.isLive(id), tokenRecheckMs, now);
-  /** Each token's open IDE WebSockets: a revoked token's are closed at the next check. */
-  const socketsByToken = new Map<string, Set<stream.Duplex>>();
+  /** Each token's open IDE WebSockets and HTTP responses (streams, downloads): a revoked token's are ended at the next check. */
+  const socketsByToken = new Map<string, Set<Closable>>();
   const rechecker = setInterval(() => {
     for (const tokenId of socketsByToken.keys())
       tokens.refresh(tokenId).then(
@@ -136,7 +143,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
           if (live) return;
           const open = socketsByToken.get(tokenId);
           socketsByToken.delete(tokenId);
-          if (open?.size) log.info({ tokenId, sockets: open.size }, 'IDE WebSockets closed: their API token was revoked');
+          if (open?.size) log.info({ tokenId, connections: open.size }, 'IDE connections closed: their API token was revoked');
           for (const socket of open ?? []) socket.destroy();
         },
         (err: unknown) => log.warn({ err, tokenId }, 'could not check an IDE’s API token again'),
@@ -144,7 +151,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   }, tokenRecheckMs);
   rechecker.unref();
 
-  function holdSocket(tokenId: string, socket: stream.Duplex): void {
+  function holdSocket(tokenId: string, socket: Closable): void {
     if (socket.destroyed) return;
     let open = socketsByToken.get(tokenId);
     if (!open) socketsByToken.set(tokenId, (open = new Set()));
@@ -185,6 +192,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     let userId: string | null = null;
     let mixed = false;
     const t = now();
+    if (scan.browserCookies.length > MAX_COOKIE_VALUES) return { userId: null, mixed: true };
     for (const value of scan.browserCookies) {
       const key = `${BROWSER_SCOPE} ${value}`;
       let known = verified.get(key);
@@ -219,6 +227,8 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
    * never remembered.
    */
   function cookieAdmission(scan: ScannedRequest, sessionId: string): IdeAdmission | null {
+    // Each value costs an HMAC: a header of a thousand decoys would cost the event loop milliseconds.
+    if (scan.ideCookies.length > MAX_COOKIE_VALUES) return null;
     const t = now();
     for (const value of scan.ideCookies) {
       const key = `${sessionId} ${value}`;
@@ -377,7 +387,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       }
       if (redeemTicket(req, res, r, scan)) return true;
       const method = req.method ?? 'GET';
-      admit('http', method, r, scan, (result, refusal) => {
+      admit('http', method, r, scan, (result, refusal, tokenId) => {
         if (refusal) {
           count('http', refusal);
           if (refusal !== 'starting') log.debug({ sessionId: r.sessionId, path: pathOnly(req.url), refusal }, 'proxy request refused');
@@ -385,6 +395,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
           return;
         }
         const a = result as Admitted;
+        holdSocket(tokenId!, res);
         activity.seen(r.sessionId);
         forwarder.web(req, res, upstream(req, r, scan, a, false), (outcome) => count('http', outcome));
       });

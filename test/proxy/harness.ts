@@ -138,6 +138,30 @@ export async function startEcho(): Promise<Echo> {
       res.end();
       return;
     }
+    if (req.url!.startsWith('/origin-wide')) {
+      // Headers that act on a whole origin; Service-Worker-Allowed as the query says.
+      const swa = new URL(req.url!, 'http://x').searchParams.get('swa') ?? '/';
+      res.writeHead(200, [
+        'Service-Worker-Allowed',
+        swa,
+        'Clear-Site-Data',
+        '"cookies", "storage"',
+        'NEL',
+        '{"report_to":"x","max_age":86400}',
+        'Report-To',
+        '{"group":"x","max_age":86400,"endpoints":[{"url":"https://evil.example/r"}]}',
+        'Reporting-Endpoints',
+        'x="https://evil.example/r"',
+        'Alt-Svc',
+        'h2=":8443"',
+        'Strict-Transport-Security',
+        'max-age=31536000; includeSubDomains',
+        'X-Kept',
+        'yes',
+      ]);
+      res.end('ok');
+      return;
+    }
     if (req.url === '/set-cookie') {
       res.writeHead(200, [
         'Set-Cookie',

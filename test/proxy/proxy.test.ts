@@ -316,6 +316,27 @@ describe('proxy in path mode, against an echo server', () => {
       assert.deepEqual(set.headers['set-cookie'], [`pref=dark; Path=/code-server/${S1}/; HttpOnly`]);
     });
 
+    it("keeps a service worker inside the session and drops the container's headers that act on the whole origin", async () => {
+      const prefix = `/code-server/${S1}`;
+      for (const [given, confined] of [
+        ['/', `${prefix}/`],
+        ['/static/', `${prefix}/static/`],
+        ['../../', `${prefix}/`],
+        ['/../../..', `${prefix}/`],
+        ['/%2e%2e/%2e%2e/', `${prefix}/`],
+        ['https://evil.example/', `${prefix}/`],
+        ['//evil.example/', `${prefix}/`],
+      ]) {
+        const reply = await request(at(`/origin-wide?swa=${encodeURIComponent(given).replace(/\./g, '%2E')}`), { headers: { cookie } });
+        assert.equal(reply.status, 200);
+        assert.equal(reply.headers['service-worker-allowed'], confined, given);
+      }
+      const reply = await request(at('/origin-wide'), { headers: { cookie } });
+      for (const name of ['clear-site-data', 'nel', 'report-to', 'reporting-endpoints', 'alt-svc', 'strict-transport-security'])
+        assert.equal(reply.headers[name], undefined, name);
+      assert.equal(reply.headers['x-kept'], 'yes');
+    });
+
     it('passes everything else to Koa', async () => {
       const before = p.passedOn.length;
       for (const path of ['/api/me', '/code-server', '/healthz', '/code-serverx/1/']) {
@@ -430,6 +451,15 @@ describe('proxy in path mode, against an echo server', () => {
     it('admits the real cookie next to a planted decoy of the same name', async () => {
       const reply = await request(at('/'), { headers: { cookie: `crawlhub_ide=decoy; ${cookie}` } });
       assert.equal(reply.status, 200);
+    });
+
+    it('refuses a request with more than four values of one of its cookies (each costs an HMAC)', async () => {
+      const decoys = (n: number) => Array.from({ length: n }, (_, i) => `crawlhub_ide=${i}.a.b.c`).join('; ');
+      assert.equal((await request(at('/'), { headers: { cookie: `${decoys(3)}; ${cookie}` } })).status, 200);
+      await refused({ cookie: `${decoys(4)}; ${cookie}` }, 403);
+      await refused({ cookie: `${decoys(2000)}; ${cookie}` }, 403);
+      const bindings = Array.from({ length: 4 }, (_, i) => `crawlhub_ide_user=${i}.a.b.c`).join('; ');
+      await refused({ cookie: `${bindings}; ${cookie}` }, 403);
     });
 
     it('refuses a state-changing request from a foreign origin', async () => {
@@ -740,9 +770,21 @@ describe('the API token an IDE was opened with', () => {
       const { ws: laptopWs } = await openWs(ws, { cookie: laptop, origin: p.url });
       const { ws: desktopWs } = await openWs(ws, { cookie: desktop, origin: p.url });
       const closed = new Promise<void>((resolve) => laptopWs.once('close', () => resolve()));
+      // A response that streams for as long as it is read (a download, a server's event stream) ends too.
+      const streamEnded = new Promise<void>((resolve) => {
+        const req = http.get(`${page}stream`, { headers: { cookie: laptop }, agent: false }, (res) => {
+          assert.equal(res.statusCode, 200);
+          res.resume();
+          res.once('close', () => resolve());
+        });
+        req.once('error', () => resolve());
+      });
+      await new Promise((r) => setTimeout(r, 100));
 
       tokens.revoked.add(T1);
       await within(closed, "the revoked token's IDE WebSocket closing");
+      // (the echo server streams for 10 s: an end well before that is the proxy's doing)
+      await within(streamEnded, "the revoked token's HTTP stream ending", 3000);
       const refused = await request(page, { headers: { cookie: laptop } });
       assert.equal(refused.status, 403);
       assert.match(refused.body, /has been revoked/);
@@ -755,7 +797,7 @@ describe('the API token an IDE was opened with', () => {
       });
       assert.equal(echoed, 'still here');
       desktopWs.close();
-      assert.match(p.logs(), /IDE WebSockets closed: their API token was revoked/);
+      assert.match(p.logs(), /IDE connections closed: their API token was revoked/);
     } finally {
       await p.close();
     }
