@@ -125,6 +125,14 @@ export class CrawlHubClient {
     return { authorization: `Bearer ${this.token}` };
   }
 
+  /**
+   * A 401 that came some other way than a call of this client (the terminal's refused upgrade): told
+   * to onUnauthorized like any call's, so the whole extension learns the token is gone.
+   */
+  unauthorized(err: ApiError): void {
+    this.onUnauthorized?.(err);
+  }
+
   // ---- account and spiders -----------------------------------------------------------------------
 
   me(opts?: CallOptions): Promise<MeT> {
@@ -283,7 +291,7 @@ export class CrawlHubClient {
       const line = `${method} ${url.pathname} → ${res.status} ${err.code}: ${err.message}`;
       if (res.status === 404) this.log.debug(line);
       else this.log.warn(line);
-      if (res.status === 401) this.onUnauthorized?.(err);
+      if (res.status === 401) this.unauthorized(err);
       throw err;
     }
     return res;

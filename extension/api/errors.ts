@@ -53,6 +53,16 @@ export class ApiError extends Error {
   }
 }
 
+/** Why every call fails after the stored token was revoked (a 401): the words the user sees wherever that shows. */
+export const TOKEN_REFUSED = 'the server no longer accepts the stored API token (it was revoked or has expired)';
+/** The same for a place that shows only a message (a failed file save, a terminal). */
+export const SIGN_IN_AGAIN = `Sign in to CrawlHub again: ${TOKEN_REFUSED}.`;
+
+/** The server refused the stored token; `signed_out` (no token at all, a 401 of ours) is another matter. */
+export function isTokenRefused(err: unknown): boolean {
+  return err instanceof ApiError && err.status === 401 && err.code !== 'signed_out';
+}
+
 /** The message to show a person: the server's own words when there are any. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

@@ -2,22 +2,18 @@ import WebSocket from 'ws';
 import { Emitter } from '../core/emitter';
 import { silentLog, type Log } from '../core/log';
 import { Backoff } from './backoff';
+import { readRefusal, UPGRADE_DROPPED, type SocketRefusal } from './socketRefusal';
 import { ServerEvent } from './types';
 
 const toText = (data: WebSocket.RawData): string =>
   (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
 
-const MAX_REFUSAL_BODY = 16 * 1024;
-
-/** The service's error body (`{"error":{"code","message"}}`) of a refused upgrade, if that is what came. */
-function serviceRefusal(text: string): { code: string; message: string } | undefined {
-  try {
-    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-    const { code, message } = body.error ?? {};
-    return typeof code === 'string' && typeof message === 'string' ? { code, message } : undefined;
-  } catch {
-    return undefined;
-  }
+/** Why a refused attempt failed, in words for the user (the outage text). */
+function refusalReason(r: SocketRefusal): string {
+  if (r.status === 426) return UPGRADE_DROPPED;
+  // The service's own refusal (429 too_many_sockets: this user has too many windows open) says what to do.
+  if (r.error) return `the server refused the connection (HTTP ${r.status}): ${r.error.message.replace(/\.$/, '')}`;
+  return `the server answered HTTP ${r.status} instead of opening a WebSocket (a proxy in between may not pass WebSocket upgrades)`;
 }
 
 export type EventsState =
@@ -47,6 +43,8 @@ export interface EventsSocketOptions {
   target: () => EventsTarget | undefined;
   log?: Log;
   backoff?: Backoff;
+  /** After a 429 (the server's `too_many_sockets`): minutes, not seconds (default 1 min doubling to 10 min). */
+  throttledBackoff?: Backoff;
   /** The server pings every 30 s; silence for this long means the connection is dead. */
   staleMs?: number;
   /** Attempts in a row that end without a `hello` before it is an outage (default 3). */
@@ -65,7 +63,9 @@ export interface EventsSocketOptions {
  * Anything else that keeps it from connecting (a proxy that passes HTTP but not WebSocket upgrades,
  * say) leaves the rest of the extension working and looking online, yet no stop warning, save or
  * file change arrives. So after a few failed attempts, or a while without the server's `hello`,
- * it reports an outage (onOutage), which ends with the next `hello`.
+ * it reports an outage (onOutage), which ends with the next `hello`. The server's 429 (this user
+ * has too many live-update connections open) is an outage at once, in the server's words, and is
+ * retried minutes apart: seconds apart, the retries would only hold the limit.
  */
 export class EventsSocket {
   private readonly events = new Emitter<ServerEvent>();
@@ -83,6 +83,7 @@ export class EventsSocket {
   private readonly watched = new Set<string>();
   private readonly log: Log;
   private readonly backoff: Backoff;
+  private readonly throttledBackoff: Backoff;
   private readonly staleMs: number;
   private current: EventsState = { kind: 'closed', reason: 'not started' };
   /** Attempts in a row that ended without a `hello`. */
@@ -99,6 +100,8 @@ export class EventsSocket {
   constructor(private readonly opts: EventsSocketOptions) {
     this.log = opts.log ?? silentLog;
     this.backoff = opts.backoff ?? new Backoff();
+    // Retrying a limit every few seconds only keeps it reached (and the server busy refusing).
+    this.throttledBackoff = opts.throttledBackoff ?? new Backoff({ initialMs: 60_000, maxMs: 10 * 60_000 });
     this.staleMs = opts.staleMs ?? 75_000;
     this.outageAfterFailures = opts.outageAfterFailures ?? 3;
     this.outageAfterMs = opts.outageAfterMs ?? 30_000;
@@ -118,6 +121,7 @@ export class EventsSocket {
   start(): void {
     this.running = true;
     this.backoff.reset();
+    this.throttledBackoff.reset();
     this.waitForHello();
     this.connect();
   }
@@ -225,9 +229,8 @@ export class EventsSocket {
     this.log.debug(`events: connecting to ${target.url.origin}`);
     const socket = new WebSocket(target.url, { headers: target.headers, handshakeTimeout: 15_000, followRedirects: false });
     this.socket = socket;
-    let refused: number | undefined;
-    /** The service's own refusal of a 403 (forbidden_origin): final, unlike a proxy's 403. */
-    let refusal: { code: string; message: string } | undefined;
+    /** The HTTP answer that came instead of the upgrade, body read. */
+    let refusal: SocketRefusal | undefined;
     let greeted = false;
     let lastError: string | undefined;
     let silent = false;
@@ -266,31 +269,19 @@ export class EventsSocket {
       if (event.data.type === 'hello') {
         greeted = true;
         this.backoff.reset();
+        this.throttledBackoff.reset();
         this.endOutage();
       }
       this.events.fire(event.data);
     });
+    // Every refusal's body is read: the service says why (a 429's limit, a 403's origin), a proxy does not.
     socket.on('unexpected-response', (_req, res) => {
-      refused = res.statusCode;
-      this.log.warn(`events: the server refused the connection (${res.statusCode})`);
-      if (res.statusCode !== 403) {
-        res.resume();
-        socket.terminate();
-        return;
-      }
-      // A 403 is final only when it is the service's own refusal; a reverse proxy's 403 (a WAF, a
-      // maintenance page) may pass once it is over, so that one is retried like any other outage.
-      const parts: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size <= MAX_REFUSAL_BODY) parts.push(chunk);
-      });
-      res.on('end', () => {
-        refusal = serviceRefusal(Buffer.concat(parts).toString('utf8'));
+      refusal = { status: res.statusCode ?? 0 };
+      void readRefusal(res).then((r) => {
+        refusal = r;
+        this.log.warn(`events: the server refused the connection (${r.status}${r.error ? ` ${r.error.code}: ${r.error.message}` : ''})`);
         socket.terminate();
       });
-      res.on('error', () => socket.terminate());
     });
     socket.on('error', (err) => {
       lastError = err.message;
@@ -300,25 +291,30 @@ export class EventsSocket {
       if (this.socket !== socket) return;
       this.socket = undefined;
       clearTimeout(this.staleTimer);
+      const refused = refusal?.status;
       const why = refused ? `refused (${refused})` : `closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`;
       if (!this.running) return;
-      if (refused === 401 || (refused === 403 && refusal?.code === 'forbidden_origin')) {
+      // A 403 is final only when it is the service's own refusal; a reverse proxy's 403 (a WAF, a
+      // maintenance page) may pass once it is over, so that one is retried like any other outage.
+      if (refused === 401 || (refused === 403 && refusal?.error?.code === 'forbidden_origin')) {
         this.running = false;
         this.endOutage();
-        this.setState({ kind: 'closed', reason: why, status: refused, message: refusal?.message });
+        this.setState({ kind: 'closed', reason: why, status: refused, message: refusal?.error?.message });
         return;
       }
-      const delay = this.backoff.next();
+      const throttled = refused === 429;
+      const delay = throttled ? this.throttledBackoff.next() : this.backoff.next();
       this.log.info(`events: ${why}; reconnecting in ${Math.round(delay / 100) / 10} s`);
-      this.lastFailure = refused
-        ? `the server answered HTTP ${refused} instead of opening a WebSocket (a proxy in between may not pass WebSocket upgrades)`
+      this.lastFailure = refusal
+        ? refusalReason(refusal)
         : silent
           ? `no word from the server for ${Math.round(this.staleMs / 1000)} s`
           : `the connection ${lastError ? `failed (${lastError})` : `closed (${code})`}`;
       // A connection that was greeted and then dropped is not a failed attempt, but starts the clock.
       if (greeted) this.waitForHello();
       else this.failures++;
-      if (this.currentOutage || this.failures >= this.outageAfterFailures) this.declareOutage(this.lastFailure);
+      // The server's own "too many" is no passing blip: say so now, not attempts (minutes) later.
+      if (throttled || this.currentOutage || this.failures >= this.outageAfterFailures) this.declareOutage(this.lastFailure);
       this.setState({ kind: 'closed', reason: why, status: refused, retryInMs: delay });
       this.retryTimer = setTimeout(() => this.connect(), delay);
     });

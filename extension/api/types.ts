@@ -36,6 +36,13 @@ export type Session = z.infer<typeof Session>;
 /** Statuses in which a session has (or is about to have) a container. */
 export const LIVE_STATUSES: readonly string[] = ['pending', 'starting', 'ready', 'syncing'];
 export const isLive = (s: Pick<Session, 'status'>): boolean => LIVE_STATUSES.includes(s.status);
+/**
+ * A kept session: its save failed, so the server stopped its container but kept it (and its port)
+ * until a retried save succeeds. It counts toward the user's session limit; Save to Server and
+ * Close Session work on it (the server reads the stopped container's archive), opening it resumes it.
+ */
+export const isKept = (s: Partial<Pick<Session, 'status' | 'save_pending'>>): boolean =>
+  s.save_pending === true && s.status !== undefined && !isLive({ status: s.status });
 
 const PathReason = z.object({ path: z.string(), reason: z.string() });
 

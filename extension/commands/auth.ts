@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
 import { CrawlHubClient, parseServerUrl } from '../api/client';
-import { ApiError } from '../api/errors';
+import { ApiError, errorMessage } from '../api/errors';
 import type { Credentials } from '../auth/credentials';
 import { abortOn, type Notifier } from '../core/notify';
 import { serverUrlSetting } from '../core/settings';
@@ -61,7 +61,12 @@ export async function signIn(deps: AuthDeps): Promise<boolean> {
     return true;
   } catch (err) {
     const refused = err instanceof ApiError && err.status === 401;
-    const again = await deps.notify.error(refused ? `Signing in (${origin} refused the token)` : 'Signing in', err, 'Try Again');
+    // The token typed just now was refused, not a stored one revoked: no "Sign In Again" here, only "Try Again".
+    const again = await deps.notify.error(
+      refused ? `Signing in (${origin} refused the token)` : 'Signing in',
+      refused ? new Error(errorMessage(err)) : err,
+      'Try Again',
+    );
     if (again === 'Try Again') return signIn(deps);
     return false;
   }

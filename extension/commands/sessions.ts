@@ -151,7 +151,7 @@ export async function copyUrl(deps: SessionDeps, arg: unknown): Promise<void> {
 }
 
 export async function saveToServer(deps: SessionDeps, arg: unknown): Promise<void> {
-  const session = await deps.targets.liveSession(arg, 'Save to Server');
+  const session = await deps.targets.liveSession(arg, 'Save to Server', { orKept: true });
   if (session) await deps.saves.save(session);
 }
 
@@ -161,7 +161,7 @@ export async function previewSave(deps: SessionDeps, arg: unknown): Promise<void
 }
 
 export async function closeSession(deps: SessionDeps, arg: unknown): Promise<void> {
-  const session = await deps.targets.liveSession(arg, 'Close Session');
+  const session = await deps.targets.liveSession(arg, 'Close Session', { orKept: true });
   if (session) await deps.saves.close(session);
 }
 

@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { isLive, type Session, type Spider } from '../api/types';
+import { isKept, isLive, type Session, type Spider } from '../api/types';
 import { isSessionUri } from '../fs/uris';
 import type { CrawlHubState } from '../state/store';
 import { isCrawlHubNode } from '../views/nodes';
@@ -27,14 +27,21 @@ export class Targets {
     return this.pickSpider(title);
   }
 
-  /** A live session a command is about: the node's, the URI's, the window's, else a pick among mine. */
-  async liveSession(arg: unknown, title: string): Promise<Session | undefined> {
+  /**
+   * A live session a command is about: the node's, the URI's, the window's, else a pick among mine.
+   * With `orKept`, a kept one too (Save to Server and Close Session: the server saves a kept
+   * container's files from its archive); other commands need a running container.
+   */
+  async liveSession(arg: unknown, title: string, opts: { orKept?: boolean } = {}): Promise<Session | undefined> {
+    const usable = (s: Session) => isLive(s) || (opts.orKept === true && isKept(s));
     if (isCrawlHubNode(arg)) {
       const session =
         arg.kind === 'session' ? (this.state.session(arg.session.session_id) ?? arg.session) : this.state.sessionForSpider(arg.spider.id);
-      if (session && isLive(session)) return session;
+      if (session && usable(session)) return session;
       void vscode.window.showInformationMessage(
-        `CrawlHub: ${arg.kind === 'spider' ? arg.spider.name : arg.session.spider_name} has no open session.`,
+        session && isKept(session)
+          ? keptMessage(session)
+          : `CrawlHub: ${arg.kind === 'spider' ? arg.spider.name : arg.session.spider_name} has no open session.`,
       );
       return undefined;
     }
@@ -43,11 +50,13 @@ export class Targets {
     const current = this.window.current();
     const meant = this.sessionFromUri(arg) ?? (current ? this.state.session(current) : undefined);
     if (meant) {
-      if (isLive(meant)) return meant;
-      void vscode.window.showInformationMessage(`CrawlHub: The session of ${meant.spider_name} is ${meant.status}; open a new one.`);
+      if (usable(meant)) return meant;
+      void vscode.window.showInformationMessage(
+        isKept(meant) ? keptMessage(meant) : `CrawlHub: The session of ${meant.spider_name} is ${meant.status}; open a new one.`,
+      );
       return undefined;
     }
-    return this.pickSession(title);
+    return this.pickSession(title, opts.orKept ? this.state.liveOrKeptSessions() : this.state.liveSessions());
   }
 
   private sessionFromUri(arg: unknown): Session | undefined {
@@ -77,8 +86,7 @@ export class Targets {
     return picked?.spider;
   }
 
-  private async pickSession(title: string): Promise<Session | undefined> {
-    const sessions = this.state.liveSessions();
+  private async pickSession(title: string, sessions: Session[]): Promise<Session | undefined> {
     if (sessions.length === 0) {
       void vscode.window.showInformationMessage('CrawlHub: you have no open sessions. Open one from the Spiders view.');
       return undefined;
@@ -91,4 +99,9 @@ export class Targets {
     );
     return picked?.session;
   }
+}
+
+/** A command that needs a running container, asked of a kept session. */
+function keptMessage(session: Session): string {
+  return `CrawlHub: The session of ${session.spider_name} is kept (its container stopped when a save failed): open it again to go on, or save or close it.`;
 }

@@ -19,6 +19,7 @@ import { refreshWhileVisible } from '../views/refreshWhileVisible';
 import { sessionsViewMessage, spidersViewMessage } from '../views/presentation';
 import { SessionsTreeProvider } from '../views/sessionsTree';
 import { SpidersTreeProvider } from '../views/spidersTree';
+import { Views } from '../views/ids';
 import { WindowSessions } from '../workspace/windowSessions';
 import { Commands } from '../commands/ids';
 import { ContextKeys } from './contextKeys';
@@ -28,6 +29,7 @@ import { SessionWatches } from './sessionWatches';
 import { setContext } from './setContext';
 import { StoppedSessions } from './stoppedSessions';
 import { Notifier } from './notify';
+import { SignInPrompt } from './signInPrompt';
 import { countPendingChanges } from './settings';
 
 const COUNTDOWN_REDRAW_MS = 30_000;
@@ -49,8 +51,10 @@ export class CrawlHubExtension implements vscode.Disposable {
 
     // ---- the core: log, credentials, state, the events socket -----------------------------------
     const log = own(vscode.window.createOutputChannel('CrawlHub', { log: true }));
-    const notify = new Notifier(log);
     const credentials = own(new Credentials(context.secrets, log));
+    // A revoked token fails every call: said once (or by the command that met it), until the next sign-in.
+    const signInPrompt = own(new SignInPrompt(log, () => credentials.serverOrigin()));
+    const notify = new Notifier(log, signInPrompt);
     const clientFn = () => credentials.client();
     const state = own(new CrawlHubState(clientFn, log));
     const windowSessions = own(new WindowSessions());
@@ -87,9 +91,9 @@ export class CrawlHubExtension implements vscode.Disposable {
 
     // ---- views and the status bar ---------------------------------------------------------------------
     const spidersTree = own(new SpidersTreeProvider(state));
-    const spidersView = own(vscode.window.createTreeView('crawlhub.spiders', { treeDataProvider: spidersTree }));
+    const spidersView = own(vscode.window.createTreeView(Views.spiders, { treeDataProvider: spidersTree }));
     const sessionsTree = own(new SessionsTreeProvider(state));
-    const sessionsView = own(vscode.window.createTreeView('crawlhub.sessions', { treeDataProvider: sessionsTree }));
+    const sessionsView = own(vscode.window.createTreeView(Views.sessions, { treeDataProvider: sessionsTree }));
     own(refreshWhileVisible(sessionsView, COUNTDOWN_REDRAW_MS, () => sessionsTree.refresh()));
     const saveButton = own(new SaveButton(state, tracker, windowSessions));
     const showViewMessages = () => {
@@ -145,8 +149,10 @@ export class CrawlHubExtension implements vscode.Disposable {
       events.onState((s) => {
         if (s.kind !== 'closed') return;
         // Only a 401 is about the token; the service's 403 (forbidden_origin) is about where this connects from.
-        if (s.status === 401) state.markRejected();
-        else if (s.status === 403)
+        if (s.status === 401) {
+          state.markRejected();
+          signInPrompt.refused();
+        } else if (s.status === 403)
           void notify.warn(
             `Live updates refused: ${s.message ?? 'HTTP 403'} — stop warnings and file changes from the container will not arrive.`,
           );
@@ -161,12 +167,18 @@ export class CrawlHubExtension implements vscode.Disposable {
         liveUpdatesNotice.update(outage);
       }),
     );
-    own(credentials.onDidChange(() => void connect()));
+    own(
+      credentials.onDidChange(() => {
+        signInPrompt.reset();
+        void connect();
+      }),
+    );
     // Any call answered 401 (the token was revoked while the socket stays open): the same as a reload's 401.
     own(
       credentials.onUnauthorized(() => {
         state.markRejected();
         events.stop();
+        signInPrompt.refused();
       }),
     );
     own(heartbeat.onDidChangeProblem(({ sessionId, message }) => saveButton.showHeartbeatProblem(sessionId, message)));

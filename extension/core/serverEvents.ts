@@ -3,6 +3,7 @@ import type { ServerEvent } from '../api/types';
 import type { SessionFileSystemProvider } from '../fs/provider';
 import type { StopWarnings } from '../heartbeat/warnings';
 import type { PendingCounter } from '../save/pendingCounter';
+import { logSkipped } from '../save/skippedFiles';
 import { describeResult } from '../save/summary';
 import type { SaveTracker } from '../save/tracker';
 import type { CrawlHubState } from '../state/store';
@@ -11,7 +12,7 @@ import type { Log } from './log';
 import type { SessionWatches } from './sessionWatches';
 
 export interface ServerEventDeps {
-  state: Pick<CrawlHubState, 'connection' | 'loadedAt' | 'refresh' | 'upsertSession'>;
+  state: Pick<CrawlHubState, 'connection' | 'loadedAt' | 'refresh' | 'upsertSession' | 'session'>;
   fs: Pick<SessionFileSystemProvider, 'applyServerChanges' | 'refreshSessions'>;
   tracker: Pick<SaveTracker, 'session' | 'saved' | 'serverFailed'>;
   counter: Pick<PendingCounter, 'schedule'>;
@@ -51,11 +52,14 @@ export class ServerEventRouter {
         if (event.result && !event.result.dry_run) {
           d.tracker.saved(event.session_id, event.result);
           // Saves someone asked for are reported where they were asked; the sweeper's are news.
-          if (event.trigger !== 'manual' && event.trigger !== 'close' && d.windowSessions.has(event.session_id))
+          if (event.trigger !== 'manual' && event.trigger !== 'close' && d.windowSessions.has(event.session_id)) {
             vscode.window.setStatusBarMessage(
               `$(cloud-upload) CrawlHub saved the session (${event.trigger}): ${describeResult(event.result)}`,
               8000,
             );
+            // "2 skipped" in passing: the log says which, and why.
+            logSkipped(d.log, d.state.session(event.session_id)?.spider_name ?? event.spider_id, event.result.skipped);
+          }
         } else if (event.error) {
           d.tracker.serverFailed(event.session_id, event.error.message);
         }

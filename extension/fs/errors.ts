@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { ApiError, errorMessage } from '../api/errors';
+import { ApiError, errorMessage, isTokenRefused, SIGN_IN_AGAIN } from '../api/errors';
 
 /**
  * A failed fs call as the FileSystemError VS Code expects: the explorer and editors react to the
@@ -8,6 +8,8 @@ import { ApiError, errorMessage } from '../api/errors';
 export function toFileSystemError(err: unknown, uri: vscode.Uri): vscode.FileSystemError {
   if (err instanceof vscode.FileSystemError) return err;
   if (!(err instanceof ApiError)) return vscode.FileSystemError.Unavailable(`${uri.path}: ${errorMessage(err)}`);
+  // The server's "send Authorization: Bearer <token>" speaks to an API client; the user needs to sign in.
+  if (isTokenRefused(err)) return vscode.FileSystemError.NoPermissions(SIGN_IN_AGAIN);
   switch (err.status) {
     case 404:
       return vscode.FileSystemError.FileNotFound(uri);

@@ -1,18 +1,20 @@
 import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
 import { ApiError } from '../api/errors';
-import type { SaveResult, Session } from '../api/types';
+import { isKept, type SaveResult, type Session } from '../api/types';
 import { ContextKeys } from '../core/contextKeys';
 import { setContext } from '../core/setContext';
 import { abortOn, type Notifier } from '../core/notify';
 import { sessionUri } from '../fs/uris';
 import type { CrawlHubState } from '../state/store';
 import { openSaveDiff } from './serverDocuments';
+import { logSkipped, SHOW_SKIPPED, showSkipped } from './skippedFiles';
 import { changeCount, describeResult, listPaths, previewEntries, type PreviewEntry } from './summary';
 import type { SaveTracker } from './tracker';
 import { writeUnsavedEditors } from './unsavedEditors';
 
-export type SessionRef = Pick<Session, 'session_id' | 'spider_id' | 'spider_name'>;
+/** The session to save or close; with its status, a kept one (a stopped container) is told apart. */
+export type SessionRef = Pick<Session, 'session_id' | 'spider_id' | 'spider_name'> & Partial<Pick<Session, 'status' | 'save_pending'>>;
 
 const MAX_DIFFS_OPENED = 5;
 const OVERWRITE = 'Overwrite on Server';
@@ -40,9 +42,21 @@ export class SaveController {
     },
   ) {}
 
-  /** The session's dirty editors saved and its writes landed in the container; throws when an editor did not save. */
-  private writeEditors(sessionId: string): Promise<void> {
-    return writeUnsavedEditors(sessionId, vscode.workspace.textDocuments, (id) => this.files.writesSettled(id));
+  /**
+   * The session's dirty editors saved and its writes landed in the container; throws when an editor
+   * did not save. A kept session's container is stopped: nothing can be written into it, and the
+   * server saves what it holds.
+   */
+  private async writeEditors(session: SessionRef): Promise<void> {
+    if (isKept(session)) return;
+    await writeUnsavedEditors(session.session_id, vscode.workspace.textDocuments, (id) => this.files.writesSettled(id));
+  }
+
+  /** "Saved books: 1 modified, 2 skipped." and the like, with "Show Skipped" when files were left out. */
+  private tellSaved(spiderName: string, message: string, skipped: SaveResult['skipped']): void {
+    void this.notify.info(message, ...(skipped.length ? [SHOW_SKIPPED] : [])).then((choice) => {
+      if (choice === SHOW_SKIPPED) void showSkipped(spiderName, skipped);
+    });
   }
 
   private async requireClient(): Promise<CrawlHubClient> {
@@ -66,14 +80,19 @@ export class SaveController {
         // The status-bar button spins meanwhile; a notification would only repeat it.
         { location: vscode.ProgressLocation.Window, title: `Saving ${session.spider_name} to the server…` },
         async () => {
-          await this.writeEditors(id);
+          await this.writeEditors(session);
           return client.sync(session.spider_id, { overwrite: opts.overwrite });
         },
       );
       this.tracker.saved(id, result);
       this.log.info(`saved ${session.spider_name}: ${describeResult(result)}`);
+      logSkipped(this.log, session.spider_name, result.skipped);
       if (result.conflicts.length > 0) void this.offerConflicts(session, result);
-      else void this.notify.info(`Saved ${session.spider_name}: ${describeResult(result)}.`);
+      else {
+        // The server's next retry finds nothing left to save and removes the kept container.
+        const kept = isKept(session) ? ' The kept container goes at the server’s next retry; Close Session removes it now.' : '';
+        this.tellSaved(session.spider_name, `Saved ${session.spider_name}: ${describeResult(result)}.${kept}`, result.skipped);
+      }
       return result;
     } catch (err) {
       this.tracker.failed(id, err instanceof Error ? err.message : String(err));
@@ -96,7 +115,7 @@ export class SaveController {
           const abort = abortOn(token);
           try {
             // The dry run compares what the container has: the session's unsaved editors go in first, as for a save.
-            await this.writeEditors(session.session_id);
+            await this.writeEditors(session);
             return await client.sync(session.spider_id, { dryRun: true, signal: abort.signal });
           } finally {
             abort.dispose();
@@ -109,8 +128,10 @@ export class SaveController {
     }
     this.tracker.planned(session.session_id, result);
     if (changeCount(result) === 0 && result.conflicts.length === 0) {
-      void this.notify.info(
+      this.tellSaved(
+        session.spider_name,
         `Nothing to save: the server has every file of ${session.spider_name}${result.skipped.length ? ` (${result.skipped.length} skipped)` : ''}.`,
+        result.skipped,
       );
       return;
     }
@@ -210,10 +231,11 @@ export class SaveController {
   /** Conflicts after a save: the rest was saved; these files changed on the server meanwhile. */
   async offerConflicts(session: SessionRef, result: Pick<SaveResult, 'conflicts'>, then?: 'close'): Promise<void> {
     const paths = result.conflicts.map((c) => c.path);
+    // A diff reads the session's side from its container, which a kept session has stopped.
+    const kept = isKept(session);
     const choice = await vscode.window.showWarningMessage(
-      `CrawlHub: ${paths.length} file${paths.length === 1 ? '' : 's'} of ${session.spider_name} changed on the server since this session pulled ${paths.length === 1 ? 'it' : 'them'}: ${listPaths(paths)}. ${then === 'close' ? 'The session was kept open.' : 'Everything else was saved.'}`,
-      OVERWRITE,
-      SHOW_DIFFS,
+      `CrawlHub: ${paths.length} file${paths.length === 1 ? '' : 's'} of ${session.spider_name} changed on the server since this session pulled ${paths.length === 1 ? 'it' : 'them'}: ${listPaths(paths)}. ${then === 'close' ? 'The session was kept open.' : 'Everything else was saved.'}${kept ? ' Open the session again to compare them.' : ''}`,
+      ...(kept ? [OVERWRITE] : [OVERWRITE, SHOW_DIFFS]),
     );
     if (choice === OVERWRITE) {
       const saved = await this.save(session, { overwrite: true });
@@ -230,7 +252,12 @@ export class SaveController {
     if (!opts.confirmed) {
       const answer = await vscode.window.showWarningMessage(
         `Close the CrawlHub session of ${session.spider_name}?`,
-        { modal: true, detail: 'Its files are saved to the server first; then the container is stopped and removed.' },
+        {
+          modal: true,
+          detail: isKept(session)
+            ? 'Its container stopped when a save failed. What it holds is saved to the server first; then it is removed.'
+            : 'Its files are saved to the server first; then the container is stopped and removed.',
+        },
         'Save and Close',
       );
       if (answer !== 'Save and Close') return false;
@@ -250,16 +277,21 @@ export class SaveController {
         },
         async () => {
           // Closing without saving drops the editors' changes with the rest, as the user chose.
-          if (!discard) await this.writeEditors(session.session_id);
+          if (!discard) await this.writeEditors(session);
           // The stop this brings is the user's own doing: no "the session is stopped" news for it.
           this.closes.closing(session.session_id);
           return client.closeSession(session.spider_id, { discard });
         },
       );
       this.state.upsertSession(closed.session);
-      if (closed.save) this.tracker.saved(session.session_id, closed.save);
-      void this.notify.info(
+      if (closed.save) {
+        this.tracker.saved(session.session_id, closed.save);
+        logSkipped(this.log, session.spider_name, closed.save.skipped);
+      }
+      this.tellSaved(
+        session.spider_name,
         `Closed the session of ${session.spider_name}${closed.save ? ` (saved: ${describeResult(closed.save)})` : discard ? ' without saving' : ''}.`,
+        closed.save?.skipped ?? [],
       );
       return true;
     } catch (err) {

@@ -19,6 +19,14 @@ export function describeResult(result: Pick<SaveResult, 'added' | 'modified' | '
   return parts.join(', ');
 }
 
+/**
+ * A path as it can be shown safely: control and format characters (a text-direction override that
+ * makes "x\u202Eyp.txt" read as "xtxt.py", a zero-width space, a newline) are written as \u{…}.
+ */
+export function printablePath(path: string): string {
+  return path.replace(/[\p{Cc}\p{Cf}]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16).toUpperCase()}}`);
+}
+
 /** A short list of paths for a message: "a.py, b.py and 3 more". */
 export function listPaths(paths: string[], max = 3): string {
   if (paths.length <= max) return paths.join(', ');

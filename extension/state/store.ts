@@ -1,6 +1,6 @@
 import type { CrawlHubClient } from '../api/client';
 import { ApiError, errorMessage } from '../api/errors';
-import { isLive, type Me, type Session, type Spider } from '../api/types';
+import { isKept, isLive, type Me, type Session, type Spider } from '../api/types';
 import { Emitter } from '../core/emitter';
 import { silentLog, type Log } from '../core/log';
 
@@ -139,16 +139,25 @@ export class CrawlHubState {
     return this.sessionMap.get(id);
   }
 
-  /** The spider's live session, else its newest one. */
+  /** The spider's live session, else its kept one (the one the server acts on), else its newest one. */
   sessionForSpider(spiderId: string): Session | undefined {
     const mine = [...this.sessionMap.values()].filter((s) => s.spider_id === spiderId);
     const newest = (list: Session[]) => list.reduce<Session | undefined>((a, b) => (!a || b.created_at > a.created_at ? b : a), undefined);
-    return newest(mine.filter(isLive)) ?? newest(mine);
+    return newest(mine.filter(isLive)) ?? newest(mine.filter(isKept)) ?? newest(mine);
   }
 
   /** My live sessions, newest first. */
   liveSessions(): Session[] {
-    return [...this.sessionMap.values()].filter(isLive).sort((a, b) => b.created_at.localeCompare(a.created_at));
+    return this.sessionsWhere(isLive);
+  }
+
+  /** My live sessions and kept ones, newest first: every session that has a container, and counts toward my limit. */
+  liveOrKeptSessions(): Session[] {
+    return this.sessionsWhere((s) => isLive(s) || isKept(s));
+  }
+
+  private sessionsWhere(test: (s: Session) => boolean): Session[] {
+    return [...this.sessionMap.values()].filter(test).sort((a, b) => b.created_at.localeCompare(a.created_at));
   }
 
   dispose(): void {

@@ -8,7 +8,12 @@ export const StatusBarItems = {
     alignment: 'left',
     priority: 100,
     command: Commands.save,
+    /** While the server refuses the stored token a save cannot work: the click signs in again. */
+    commandWhenTokenRefused: Commands.signIn,
   },
-} as const satisfies Record<string, { id: string; name: string; alignment: 'left' | 'right'; priority: number; command: CommandId }>;
+} as const satisfies Record<
+  string,
+  { id: string; name: string; alignment: 'left' | 'right'; priority: number; command: CommandId; commandWhenTokenRefused?: CommandId }
+>;
 
 export type StatusBarItemSpec = (typeof StatusBarItems)[keyof typeof StatusBarItems];

@@ -70,23 +70,28 @@ export class SaveButton implements vscode.Disposable {
       return;
     }
     const session = this.state.session(sessionId);
+    const conn = this.state.connection;
     const view = saveButtonView(
       session,
       this.tracker.get(sessionId),
       this.now(),
       this.liveUpdatesOutage,
       this.heartbeatProblems.get(sessionId)?.message,
+      conn.kind === 'unreachable' && conn.rejected,
     );
     this.item.text = view.text;
     const tooltip = new vscode.MarkdownString(view.tooltip.join('  \n'));
     this.item.tooltip = tooltip;
     this.item.backgroundColor = view.warning ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     this.item.accessibilityInformation = { label: view.accessibilityLabel };
-    this.item.command = {
-      title: 'Save to Server',
-      command: StatusBarItems.save.command,
-      arguments: [vscode.Uri.from({ scheme: 'crawlhub', authority: sessionId, path: '/' })],
-    };
+    this.item.command =
+      view.action === 'signIn'
+        ? { title: 'Sign In Again', command: StatusBarItems.save.commandWhenTokenRefused }
+        : {
+            title: 'Save to Server',
+            command: StatusBarItems.save.command,
+            arguments: [vscode.Uri.from({ scheme: 'crawlhub', authority: sessionId, path: '/' })],
+          };
     this.item.show();
     // Countdowns and "saved 5 min ago" move with the clock: redraw while shown, no server calls.
     this.timer ??= setInterval(() => this.update(), TICK_MS);

@@ -1,6 +1,15 @@
+import { TOKEN_REFUSED } from '../api/errors';
 import type { Session } from '../api/types';
 import type { SaveStatus } from '../save/tracker';
-import { escapeMarkdown, formatAgo, formatClock, formatCountdown, liveUpdatesUnavailable, spiderState } from '../views/presentation';
+import {
+  escapeMarkdown,
+  formatAgo,
+  formatClock,
+  formatCountdown,
+  KEPT_HELP,
+  liveUpdatesUnavailable,
+  spiderState,
+} from '../views/presentation';
 
 export interface SaveButtonView {
   text: string;
@@ -9,12 +18,15 @@ export interface SaveButtonView {
   /** Needs attention (conflicts, a failed save, a stopped session, no live updates, a failed heartbeat): warning background. */
   warning: boolean;
   accessibilityLabel: string;
+  /** What a click does: save, or (the token was refused, so a save cannot work) sign in again. */
+  action: 'save' | 'signIn';
 }
 
 /**
  * The Save to Server button for the window's session: pure, so its every state is unit-tested.
  * `liveUpdatesOutage` is why the events socket cannot connect, once that has lasted: the button is
  * always in sight in a session's window, where a stop warning that never comes costs work.
+ * `tokenRefused`: the server answered 401 (the token was revoked); nothing saves until a new sign-in.
  */
 export function saveButtonView(
   session: Session | undefined,
@@ -22,6 +34,7 @@ export function saveButtonView(
   now: number,
   liveUpdatesOutage?: string,
   heartbeatProblem?: string,
+  tokenRefused = false,
 ): SaveButtonView {
   const tooltip: string[] = [];
   const name = session?.spider_name ?? 'this session';
@@ -46,7 +59,12 @@ export function saveButtonView(
   }
   if (status.lastSavedAt && !status.saving) text += ` · saved ${formatAgo(status.lastSavedAt, now)}`;
 
-  if (session && (state === 'none' || state === 'failed')) {
+  if (session && state === 'kept') {
+    // Saving still works: the server reads the stopped container's files.
+    text = '$(cloud-upload) Save to Server · session kept';
+    warning = true;
+    tooltip.push(`The session is kept. ${escapeMarkdown(KEPT_HELP)}`);
+  } else if (session && (state === 'none' || state === 'failed')) {
     text = `$(cloud-upload) Save to Server · session ${session.status}`;
     warning = true;
     tooltip.push(`The session is ${escapeMarkdown(session.status)}: its files can no longer be saved from here.`);
@@ -68,12 +86,24 @@ export function saveButtonView(
   tooltip.push(
     `Last saved: ${status.lastSavedAt ? `${formatClock(status.lastSavedAt, now)} (${formatAgo(status.lastSavedAt, now)})` : 'not yet in this session'}`,
   );
-  if (session && state !== 'none' && state !== 'failed') {
+  if (session && state !== 'none' && state !== 'failed' && state !== 'kept') {
     tooltip.push(
       `Idle stop: ${formatClock(session.idle_deadline, now)} (${formatCountdown(session.idle_deadline, now)}; activity moves it)`,
       `Hard stop: ${formatClock(session.expires_at, now)} (${formatCountdown(session.expires_at, now)})`,
     );
   }
-  tooltip.push('', 'Click to save.');
-  return { text, tooltip, warning, accessibilityLabel: text.replace(/\$\([^)]*\)\s*/g, '') };
+  // Above everything else: until a new sign-in, no save (or anything else) goes through.
+  if (tokenRefused) {
+    text = '$(warning) Save to Server · sign in again';
+    warning = true;
+    tooltip.splice(1, 0, `${escapeMarkdown(TOKEN_REFUSED[0].toUpperCase() + TOKEN_REFUSED.slice(1))}: sign in to CrawlHub again.`);
+  }
+  tooltip.push('', tokenRefused ? 'Click to sign in again.' : 'Click to save.');
+  return {
+    text,
+    tooltip,
+    warning,
+    accessibilityLabel: text.replace(/\$\([^)]*\)\s*/g, ''),
+    action: tokenRefused ? 'signIn' : 'save',
+  };
 }

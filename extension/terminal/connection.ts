@@ -1,4 +1,6 @@
 import WebSocket from 'ws';
+import { SIGN_IN_AGAIN } from '../api/errors';
+import { readRefusal, UPGRADE_DROPPED, type SocketRefusal } from '../api/socketRefusal';
 import { Emitter } from '../core/emitter';
 import type { Log } from '../core/log';
 
@@ -12,6 +14,23 @@ export interface Dimensions {
   rows: number;
 }
 
+export interface TerminalClose {
+  code: number;
+  reason: string;
+  /** Why it failed, in words for the user. */
+  error?: string;
+  /** The HTTP answer that came instead of the upgrade (the service's error in it, when it sent one). */
+  refusal?: SocketRefusal;
+}
+
+/** A refused upgrade in words for the user. */
+function refusalMessage(r: SocketRefusal): string {
+  if (r.status === 401) return SIGN_IN_AGAIN;
+  // The extension sent "Upgrade: websocket"; the service answers 426 only to a request without it.
+  if (r.status === 426) return `${UPGRADE_DROPPED[0].toUpperCase()}${UPGRADE_DROPPED.slice(1)}.`;
+  return r.error?.message ?? `the server answered ${r.status}`;
+}
+
 /**
  * The terminal WebSocket of a session: binary frames carry the shell's bytes both ways, a text frame
  * `{"type":"resize",cols,rows}` resizes its TTY. Output is decoded as a UTF-8 stream (a character may
@@ -19,7 +38,7 @@ export interface Dimensions {
  */
 export class TerminalConnection {
   private readonly output = new Emitter<string>();
-  private readonly closed = new Emitter<{ code: number; reason: string; error?: string }>();
+  private readonly closed = new Emitter<TerminalClose>();
   readonly onOutput = this.output.event;
   readonly onClose = this.closed.event;
   private socket: WebSocket | undefined;
@@ -37,6 +56,7 @@ export class TerminalConnection {
     this.socket = socket;
     socket.binaryType = 'nodebuffer';
     let failure: string | undefined;
+    let refusal: SocketRefusal | undefined;
     socket.on('open', () => {
       if (this.pendingSize) this.resize(this.pendingSize);
       for (const data of this.pendingInput) socket.send(Buffer.from(data, 'utf8'), { binary: true });
@@ -48,14 +68,10 @@ export class TerminalConnection {
       if (isBinary) this.output.fire(this.decoder.decode(chunk, { stream: true }));
     });
     socket.on('unexpected-response', (_req, res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => {
-        try {
-          failure = (JSON.parse(Buffer.concat(parts).toString('utf8')) as { error: { message: string } }).error.message;
-        } catch {
-          failure = `the server answered ${res.statusCode}`;
-        }
+      refusal = { status: res.statusCode ?? 0 };
+      void readRefusal(res).then((r) => {
+        refusal = r;
+        failure = refusalMessage(r);
         socket.terminate();
       });
     });
@@ -68,7 +84,7 @@ export class TerminalConnection {
       this.ended = true;
       const rest = this.decoder.decode();
       if (rest) this.output.fire(rest);
-      this.closed.fire({ code, reason: reason.toString(), error: failure });
+      this.closed.fire({ code, reason: reason.toString(), error: failure, refusal });
     });
   }
 

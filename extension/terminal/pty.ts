@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
+import { ApiError, SIGN_IN_AGAIN } from '../api/errors';
 import { isLive, type Session } from '../api/types';
 import type { Event } from '../core/emitter';
 import type { Log } from '../core/log';
@@ -69,16 +70,17 @@ export class SessionPseudoterminal implements vscode.Pseudoterminal {
   constructor(private readonly opts: SessionTerminalOptions) {
     this.connection = new TerminalConnection(opts.log);
     this.connection.onOutput((text) => this.writeEmitter.fire(text));
-    this.connection.onClose(({ code, reason, error }) => {
-      if (code === 1000) {
+    this.connection.onClose(({ code, reason, error, refusal }) => {
+      if (code === 1000 && !refusal) {
         void this.ended();
         return;
       }
+      // The token is gone for every call, not just this one: the extension asks for a new sign-in.
+      if (refusal?.status === 401) opts.client.unauthorized(new ApiError(401, refusal.error?.code ?? 'unauthorized', SIGN_IN_AGAIN));
       // Leave the reason on screen; the next key closes the terminal.
       this.finished = true;
-      this.writeEmitter.fire(
-        `\r\n${red(`The terminal connection ended: ${error ?? (reason || `code ${code}`)}`)}\r\n${dim('Press any key to close.')}`,
-      );
+      const what = refusal ? 'The terminal could not connect' : 'The terminal connection ended';
+      this.writeEmitter.fire(`\r\n${red(`${what}: ${error ?? (reason || `code ${code}`)}`)}\r\n${dim('Press any key to close.')}`);
     });
   }
 

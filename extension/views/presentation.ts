@@ -1,13 +1,14 @@
-import type { Session } from '../api/types';
+import { isKept, type Session } from '../api/types';
 import type { Connection } from '../state/store';
 
 // How spiders and sessions are shown: pure functions of the data and the clock, shared by the
 // trees, the status bar and the notifications, and unit-tested without VS Code.
 
-export type SpiderState = 'none' | 'starting' | 'ready' | 'syncing' | 'failed';
+export type SpiderState = 'none' | 'starting' | 'ready' | 'syncing' | 'kept' | 'failed';
 
-/** A spider's state from its newest session: stopped (or no) session is "none". */
-export function spiderState(session: Pick<Session, 'status'> | undefined): SpiderState {
+/** A spider's state from its newest session: stopped (or no) session is "none"; a failed one whose container the server keeps is "kept". */
+export function spiderState(session: (Pick<Session, 'status'> & Partial<Pick<Session, 'save_pending'>>) | undefined): SpiderState {
+  if (session && isKept(session)) return 'kept';
   switch (session?.status) {
     case 'pending':
     case 'starting':
@@ -29,6 +30,8 @@ export const STATE_ICON: Record<SpiderState, { icon: string; color?: string }> =
   starting: { icon: 'loading~spin' },
   ready: { icon: 'vm-running', color: 'testing.iconPassed' },
   syncing: { icon: 'sync~spin' },
+  // A stopped machine that still holds work: not an error yet, but not to be forgotten.
+  kept: { icon: 'vm-outline', color: 'list.warningForeground' },
   failed: { icon: 'error', color: 'errorForeground' },
 };
 
@@ -37,8 +40,13 @@ export const STATE_LABEL: Record<SpiderState, string> = {
   starting: 'starting…',
   ready: 'ready',
   syncing: 'saving…',
+  kept: 'kept: not saved yet',
   failed: 'failed',
 };
+
+/** What a kept session is and what can be done with it (tooltips of the trees and the status bar). */
+export const KEPT_HELP =
+  'Its container stopped when a save failed and is kept until the server’s retried save succeeds; until then it counts toward your session limit. Save to Server saves what it holds now, Close Session saves and removes it, Open in Editor resumes it.';
 
 /** "45 s", "24 min", "3 h 5 min", "2 d 4 h". */
 export function formatDuration(ms: number): string {
@@ -95,9 +103,12 @@ function timeLeft(iso: string, now: number): string {
 }
 
 /** The session tree's description, short enough for a sidebar: "idle 24 min · hard 3 h 55 min" (the tooltip says it in full). */
-export function sessionDescription(session: Pick<Session, 'status' | 'idle_deadline' | 'expires_at'>, now: number): string {
+export function sessionDescription(
+  session: Pick<Session, 'status' | 'save_pending' | 'idle_deadline' | 'expires_at'>,
+  now: number,
+): string {
   const state = spiderState(session);
-  if (state === 'starting') return STATE_LABEL.starting;
+  if (state === 'starting' || state === 'kept') return STATE_LABEL[state];
   if (state === 'none' || state === 'failed') return session.status;
   const countdown = `idle ${timeLeft(session.idle_deadline, now)} · hard ${timeLeft(session.expires_at, now)}`;
   return state === 'syncing' ? `${STATE_LABEL.syncing} ${countdown}` : countdown;
@@ -105,10 +116,12 @@ export function sessionDescription(session: Pick<Session, 'status' | 'idle_deadl
 
 /** Tooltip lines (markdown) for a session: status, both deadlines with clock times, last save. */
 export function sessionTooltip(session: Session, now: number): string[] {
+  const state = spiderState(session);
   const lines = [
-    `**${escapeMarkdown(session.spider_name)}** — ${session.status}${session.status_reason ? ` (${escapeMarkdown(session.status_reason)})` : ''}`,
+    `**${escapeMarkdown(session.spider_name)}** — ${state === 'kept' ? 'kept' : session.status}${session.status_reason ? ` (${escapeMarkdown(session.status_reason)})` : ''}`,
   ];
-  if (spiderState(session) !== 'none' && spiderState(session) !== 'failed') {
+  if (state === 'kept') lines.push(escapeMarkdown(KEPT_HELP));
+  else if (state !== 'none' && state !== 'failed') {
     lines.push(
       `Idle stop: ${formatClock(session.idle_deadline, now)} (${formatCountdown(session.idle_deadline, now)}; activity moves it)`,
       `Hard stop: ${formatClock(session.expires_at, now)} (${formatCountdown(session.expires_at, now)})`,
@@ -117,7 +130,7 @@ export function sessionTooltip(session: Session, now: number): string[] {
   lines.push(
     `Last saved: ${session.last_saved_at ? `${formatClock(session.last_saved_at, now)} (${formatAgo(session.last_saved_at, now)})` : 'not yet'}`,
   );
-  if (session.save_pending) lines.push('A save is pending on the server.');
+  if (session.save_pending && state !== 'kept') lines.push('A save is pending on the server.');
   if (session.last_error) lines.push(`Last error: ${escapeMarkdown(session.last_error)}`);
   return lines;
 }

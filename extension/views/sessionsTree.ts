@@ -3,10 +3,14 @@ import { StateTreeProvider } from './stateTree';
 import type { SessionNode } from './nodes';
 import { sessionDescription, sessionTooltip, spiderState } from './presentation';
 
-/** The Sessions view: my live sessions with the time left until the idle stop and the hard stop. */
+/**
+ * The Sessions view: my live sessions with the time left until the idle stop and the hard stop, and
+ * my kept ones (a failed save stopped the container; the server keeps it): those count toward the
+ * server's limit on sessions too, so they are here to be saved or closed.
+ */
 export class SessionsTreeProvider extends StateTreeProvider<SessionNode> {
   protected roots(): SessionNode[] {
-    return this.state.liveSessions().map((session) => ({ kind: 'session', session }));
+    return this.state.liveOrKeptSessions().map((session) => ({ kind: 'session', session }));
   }
 
   getTreeItem(node: SessionNode): vscode.TreeItem {

@@ -33,7 +33,7 @@ describe('EventsSocket', () => {
   let wss: WebSocketServer;
   let url: string;
   /** How the next upgrades are answered: an HTTP status, a reset connection, or accepted without a `hello`. */
-  let refuse: number | 'reset' | 'no hello' | 'forbidden_origin' | undefined;
+  let refuse: number | 'reset' | 'no hello' | 'forbidden_origin' | 'too_many_sockets' | undefined;
   let upgrades = 0;
   const connections: { ws: WebSocket; headers: http.IncomingHttpHeaders; received: string[] }[] = [];
   const hello = JSON.stringify({ type: 'hello', user: { id: 'u1', name: 'alice', isAdmin: false } });
@@ -53,6 +53,16 @@ describe('EventsSocket', () => {
         });
         socket.end(
           `HTTP/1.1 403 forbidden_origin\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
+        return;
+      }
+      if (refuse === 'too_many_sockets') {
+        // The service's per-user limit on live-update connections (service/events/socket.ts).
+        const body = JSON.stringify({
+          error: { code: 'too_many_sockets', message: 'You have 20 live-update connections open (at most 20); close one first.' },
+        });
+        socket.end(
+          `HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
         );
         return;
       }
@@ -216,6 +226,46 @@ describe('EventsSocket', () => {
       await until('the outage ends', () => outages.at(-1) === undefined);
       assert.equal(socket.outage, undefined);
       assert.equal(socket.state.kind, 'open');
+    } finally {
+      socket.dispose();
+      refuse = undefined;
+    }
+  });
+
+  it("takes the server's 429 (too many live-update connections) as its reason at once, and retries minutes later, not in a loop", async () => {
+    refuse = 'too_many_sockets';
+    const socket = new EventsSocket({
+      target: () => ({ url: new URL(url), headers: {} }),
+      backoff: new Backoff({ initialMs: 20, maxMs: 40 }),
+      throttledBackoff: new Backoff({ initialMs: 60_000, maxMs: 600_000, jitter: 0 }),
+    });
+    try {
+      const states: EventsState[] = [];
+      socket.onState((s) => states.push(s));
+      const n = upgrades;
+      socket.start();
+      await until('the refusal', () => states.some((s) => s.kind === 'closed' && s.status === 429));
+      await new Promise((r) => setTimeout(r, 200)); // several of the ordinary backoff's periods
+      assert.equal(upgrades - n, 1, 'one attempt, no retry seconds later');
+      const refused = states.find((s) => s.kind === 'closed' && s.status === 429);
+      assert.equal(refused?.kind === 'closed' && refused.retryInMs, 60_000);
+      const reason = socket.outage?.reason ?? '';
+      assert.match(reason, /You have 20 live-update connections open \(at most 20\); close one first/, 'the outage is told at once');
+      assert.doesNotMatch(reason, /proxy/, 'no proxy is to blame');
+    } finally {
+      socket.dispose();
+      refuse = undefined;
+    }
+  });
+
+  it('waits at least half a minute after a 429 when not told otherwise', async () => {
+    refuse = 'too_many_sockets';
+    const socket = new EventsSocket({ target: () => ({ url: new URL(url), headers: {} }) });
+    try {
+      socket.start();
+      await until('the refusal', () => socket.state.kind === 'closed' && socket.state.status === 429);
+      const state = socket.state;
+      assert.ok(state.kind === 'closed' && (state.retryInMs ?? 0) >= 30_000, JSON.stringify(state));
     } finally {
       socket.dispose();
       refuse = undefined;

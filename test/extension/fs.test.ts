@@ -56,6 +56,15 @@ describe('toFileSystemError', () => {
     assert.equal(code(new ApiError(0, 'unreachable', 'Cannot reach')), 'Unavailable');
     assert.equal(code(new Error('bare')), 'Unavailable');
   });
+  it('says to sign in again when the token was refused (401), not the API\'s "send Authorization: Bearer"', () => {
+    const err = toFileSystemError(
+      new ApiError(401, 'unauthorized', 'A valid API token is required: send "Authorization: Bearer <token>".'),
+      u,
+    );
+    assert.equal(code(err), 'NoPermissions');
+    assert.match(err.message, /^Sign in to CrawlHub again: the server no longer accepts the stored API token/);
+    assert.doesNotMatch(err.message, /Bearer/);
+  });
   it("keeps the server's message where the kind has no URI form", () => {
     assert.equal(
       toFileSystemError(new ApiError(409, 'session_not_ready', 'The session is stopped.'), u).message,

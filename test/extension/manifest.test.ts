@@ -47,7 +47,7 @@ describe('package.json contributions', () => {
   });
 
   it('item menus match the contextValues the trees set', () => {
-    const contextValues = ['none', 'starting', 'ready', 'syncing', 'failed'].flatMap((s) => [`spider:${s}`, `session:${s}`]);
+    const contextValues = ['none', 'starting', 'ready', 'syncing', 'kept', 'failed'].flatMap((s) => [`spider:${s}`, `session:${s}`]);
     const menuFor = (value: string) =>
       (contributes.menus['view/item/context'] as { command: string; when: string }[])
         .filter((m) => {
@@ -68,11 +68,21 @@ describe('package.json contributions', () => {
       assert.ok(menuFor('spider:ready').includes(c), c);
     assert.ok(menuFor('session:starting').includes(Commands.closeSession));
     assert.ok(!menuFor('session:starting').includes(Commands.save));
+    // A kept session (stopped container, save pending) counts toward the limit: it can be saved and
+    // closed (the server reads its archive) and opened again; nothing that needs it running.
+    for (const v of ['spider:kept', 'session:kept']) {
+      for (const c of [Commands.save, Commands.closeSession, Commands.openInEditor]) assert.ok(menuFor(v).includes(c), `${v} ${c}`);
+      for (const c of [Commands.copyUrl, Commands.openTerminal, Commands.openPort, Commands.previewSave])
+        assert.ok(!menuFor(v).includes(c), `${v} ${c}`);
+    }
     for (const v of contextValues) assert.ok(menuFor(v).length > 0, v);
   });
 
   it('status-bar items run contributed commands', () => {
-    for (const item of Object.values(StatusBarItems)) assert.ok(contributed.includes(item.command), item.id);
+    for (const item of Object.values(StatusBarItems)) {
+      assert.ok(contributed.includes(item.command), item.id);
+      if ('commandWhenTokenRefused' in item) assert.ok(contributed.includes(item.commandWhenTokenRefused), item.id);
+    }
   });
 
   it('declares the activity-bar container, both views and a welcome with Sign In', () => {

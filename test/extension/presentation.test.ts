@@ -20,13 +20,15 @@ const NOW = Date.parse('2026-01-01T10:05:00.000Z');
 const session = (over: Partial<Session> = {}) => sampleSession(over) as Session;
 
 describe('spider and session presentation', () => {
-  it('maps session statuses to the five spider states', () => {
+  it('maps session statuses to the six spider states', () => {
     assert.equal(spiderState(undefined), 'none');
     assert.equal(spiderState({ status: 'pending' }), 'starting');
     assert.equal(spiderState({ status: 'starting' }), 'starting');
     assert.equal(spiderState({ status: 'ready' }), 'ready');
     assert.equal(spiderState({ status: 'syncing' }), 'syncing');
     assert.equal(spiderState({ status: 'failed' }), 'failed');
+    assert.equal(spiderState({ status: 'failed', save_pending: false }), 'failed');
+    assert.equal(spiderState({ status: 'failed', save_pending: true }), 'kept', 'a failed save keeps the container');
     assert.equal(spiderState({ status: 'stopped' }), 'none');
     assert.equal(spiderState({ status: 'from-the-future' }), 'none');
   });
@@ -51,6 +53,21 @@ describe('spider and session presentation', () => {
     assert.equal(sessionDescription(session({ status: 'starting' }), NOW), 'starting…');
     assert.deepEqual(deadlines(session()).first, 'idle');
     assert.deepEqual(deadlines(session({ idle_deadline: '2026-01-01T15:00:00.000Z' })).first, 'hard');
+  });
+
+  it('calls a kept session kept, and says what it costs and what can be done with it', () => {
+    const kept = session({
+      status: 'failed',
+      save_pending: true,
+      status_reason: 'save failed (idle): disk full; the container is kept and the save will be retried',
+    });
+    assert.equal(sessionDescription(kept, NOW), 'kept: not saved yet');
+    const tip = sessionTooltip(kept, NOW).join('\n');
+    assert.match(tip, /— kept \(save failed \\\(idle\\\): disk full/);
+    assert.match(tip, /counts toward your session limit/);
+    assert.match(tip, /Save to Server saves what it holds now, Close Session saves and removes it, Open in Editor resumes it/);
+    assert.doesNotMatch(tip, /Idle stop/);
+    assert.equal(sessionDescription(session({ status: 'failed' }), NOW), 'failed');
   });
 
   it('puts both deadlines, the last save and the last error in the tooltip', () => {
@@ -111,6 +128,28 @@ describe('the Save to Server button', () => {
     assert.equal(s.text, '$(cloud-upload) Save to Server · session stopped');
     assert.equal(s.warning, true);
     assert.doesNotMatch(s.tooltip.join('\n'), /Idle stop/);
+  });
+
+  it('offers to save a kept session (the server saves its stopped container), not "can no longer be saved"', () => {
+    const v = saveButtonView(session({ status: 'failed', save_pending: true }), idle, NOW);
+    assert.equal(v.text, '$(cloud-upload) Save to Server · session kept');
+    assert.equal(v.warning, true);
+    assert.equal(v.action, 'save');
+    const tip = v.tooltip.join('\n');
+    assert.doesNotMatch(tip, /can no longer be saved/);
+    assert.match(tip, /The session is kept\. .*Save to Server saves what it holds now/);
+    assert.doesNotMatch(tip, /Idle stop/);
+    assert.match(saveButtonView(session({ status: 'failed' }), idle, NOW).tooltip.join('\n'), /can no longer be saved from here/);
+  });
+
+  it('says to sign in again while the server refuses the token, and a click signs in instead of saving', () => {
+    const v = saveButtonView(session(), { ...idle, pending: 2 }, NOW, undefined, undefined, true);
+    assert.equal(v.text, '$(warning) Save to Server · sign in again');
+    assert.equal(v.warning, true);
+    assert.equal(v.action, 'signIn');
+    assert.match(v.tooltip[1], /^The server no longer accepts the stored API token .*: sign in to CrawlHub again\.$/);
+    assert.equal(v.tooltip.at(-1), 'Click to sign in again.');
+    assert.equal(saveButtonView(session(), idle, NOW).action, 'save');
   });
 
   it('warns while live updates are unavailable, with the reason, and stops when they are back', () => {

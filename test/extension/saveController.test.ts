@@ -38,8 +38,9 @@ function editor(path: string, opts: { dirty?: boolean; sessionId?: string; saves
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A file system provider over a container whose writes take a while (an autosave longer); `events` records the order of things. */
-function setup() {
+function setup(server: { saved?: Record<string, unknown> } = {}) {
   const events: string[] = [];
+  const logged: string[] = [];
   const client = {
     writeFile: async (_id: string, path: string) => {
       await tick(path === 'autosaved.py' ? 60 : 10);
@@ -49,7 +50,7 @@ function setup() {
       events.push(`sync ${JSON.stringify(opts)}`);
       // A dry run finds nothing to save (the preview then only says so).
       if (opts.dryRun) return sampleSave({ dry_run: true });
-      return sampleSave({ modified: ['spider.py'], saved_at: '2026-01-01T10:00:00.000Z' });
+      return sampleSave({ modified: ['spider.py'], saved_at: '2026-01-01T10:00:00.000Z', ...server.saved });
     },
     closeSession: async (_spider: string, opts: { discard: boolean }) => {
       events.push(`close ${JSON.stringify(opts)}`);
@@ -59,11 +60,16 @@ function setup() {
   const fs = new SessionFileSystemProvider({ client: async () => client as any, watchSession() {}, unwatchSession() {}, batchDelayMs: 1 });
   const state = { upsertSession: (s: { status: string }) => events.push(`session ${s.status}`) };
   const tracker = new SaveTracker();
-  const log = { ...silentLog, show() {} } as any;
+  const log = {
+    ...silentLog,
+    info: (m: string) => logged.push(`info ${m}`),
+    warn: (m: string) => logged.push(`warn ${m}`),
+    show() {},
+  } as any;
   const closes = { closing: (id: string) => events.push(`closing ${id}`), closeFailed: (id: string) => events.push(`close failed ${id}`) };
   const saves = new SaveController(async () => client as any, state as any, tracker, new Notifier(log), log, fs, closes);
   const write = (path: string) => () => fs.writeFile(fileUri(path), new Uint8Array([1]), { create: true, overwrite: true });
-  return { events, fs, tracker, saves, write };
+  return { events, logged, fs, tracker, saves, write };
 }
 
 describe('Save to Server and Close Session write unsaved editors first', () => {
@@ -186,5 +192,86 @@ describe('writeUnsavedEditors', () => {
         e.message === '2 unsaved editors could not be written into the session (a.py, pkg/c.py: disk full). Save them and try again.',
     );
     assert.equal(settled, 1, 'the writes in flight are still waited for');
+  });
+});
+
+describe('a kept session (its container stopped when a save failed)', () => {
+  beforeEach(() => stubs.reset());
+  const kept = { ...session, status: 'failed', save_pending: true };
+  /** An editor of the session with unsaved changes: its container is stopped, so it cannot be written. */
+  const unwritable = () =>
+    editor('spider.py', {
+      write: async () => {
+        throw new Error('The session is failed; its files are reachable once it is ready.');
+      },
+    });
+
+  it('is saved by the server from what the container holds, without trying to write editors into it', async () => {
+    const { events, saves } = setup();
+    const spider = unwritable();
+    stubs.textDocuments = [spider];
+    assert.deepEqual((await saves.save(kept))?.modified, ['spider.py']);
+    assert.deepEqual(events, ['sync {}']);
+    assert.equal(spider.saved, 0);
+    assert.match(
+      stubs.shown.at(-1)?.message ?? '',
+      /^CrawlHub: Saved books: 1 modified\. The kept container goes at the server’s next retry; Close Session removes it now\.$/,
+    );
+  });
+
+  it('is closed the same way, after saying what closing it does', async () => {
+    const { events, saves } = setup();
+    stubs.textDocuments = [unwritable()];
+    stubs.answers = ['Save and Close'];
+    assert.equal(await saves.close(kept), true);
+    assert.deepEqual(events, [`closing ${SESSION}`, 'close {"discard":false}', 'session stopped']);
+    const ask = stubs.shown[0].items[0] as { modal: boolean; detail: string };
+    assert.match(
+      ask.detail,
+      /^Its container stopped when a save failed\. What it holds is saved to the server first; then it is removed\.$/,
+    );
+  });
+
+  it('offers no diffs of its conflicts: they would read its stopped container', async () => {
+    const { saves } = setup();
+    await saves.offerConflicts(kept, { conflicts: [{ path: 'a.py', reason: 'changed on the server' }] });
+    assert.deepEqual(stubs.shown[0].items, ['Overwrite on Server']);
+    assert.match(stubs.shown[0].message, /Open the session again to compare them\.$/);
+    stubs.reset();
+    await saves.offerConflicts(session, { conflicts: [{ path: 'a.py', reason: 'changed on the server' }] });
+    assert.deepEqual(stubs.shown[0].items, ['Overwrite on Server', 'Show Diffs']);
+  });
+});
+
+describe('files a save skipped', () => {
+  beforeEach(() => stubs.reset());
+  const skipped = [
+    { path: 'settings.py', reason: 'symbolic links are not stored' },
+    { path: 'x\u202Eyp.txt', reason: 'only regular files are stored' },
+  ];
+
+  it('are named in the log with their reasons, and listed by "Show Skipped", saying that the server keeps its copy', async () => {
+    const { saves, logged } = setup({ saved: { skipped } });
+    stubs.answers = ['Show Skipped'];
+    await saves.save(session);
+    assert.deepEqual(stubs.shown, [{ kind: 'info', message: 'CrawlHub: Saved books: 1 modified, 2 skipped.', items: ['Show Skipped'] }]);
+    assert.ok(logged.includes('warn   settings.py: symbolic links are not stored'), logged.join('\n'));
+    assert.ok(logged.includes('warn   x\\u{202E}yp.txt: only regular files are stored'), 'a text-direction character is shown, not obeyed');
+    assert.ok(logged.some((l) => /2 skipped .*the server keeps its own copy/.test(l)));
+    await tick(1);
+    assert.equal(stubs.quickPicks.length, 1);
+    const pick = stubs.quickPicks[0];
+    assert.deepEqual(pick.items, [
+      { label: 'settings.py', detail: 'symbolic links are not stored' },
+      { label: 'x\\u{202E}yp.txt', detail: 'only regular files are stored' },
+    ]);
+    assert.match(String(pick.options.title), /books: 2 files skipped/);
+    assert.match(String(pick.options.placeHolder), /The server keeps its stored copy of each of these files/);
+  });
+
+  it('leave a save without them as it was', async () => {
+    const { saves } = setup();
+    await saves.save(session);
+    assert.deepEqual(stubs.shown, [{ kind: 'info', message: 'CrawlHub: Saved books: 1 modified.', items: [] }]);
   });
 });

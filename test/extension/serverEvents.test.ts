@@ -7,7 +7,7 @@ import { silentLog } from '../../extension/core/log';
 import { ServerEventRouter } from '../../extension/core/serverEvents';
 import { SessionWatches } from '../../extension/core/sessionWatches';
 import { SessionFileSystemProvider } from '../../extension/fs/provider';
-import { sampleSession } from './helpers/server';
+import { sampleSave, sampleSession } from './helpers/server';
 
 // What the events socket brings, routed to the parts of the extension it concerns.
 
@@ -41,6 +41,7 @@ function fakeSocket(initial: string[]) {
 }
 
 function setup() {
+  const logged: string[] = [];
   const fileChanges: string[] = [];
   const scheduled: string[] = [];
   const socket = fakeSocket([A, B]);
@@ -64,13 +65,13 @@ function setup() {
     counter: { schedule: (id: string) => scheduled.push(id) },
     warnings: { show: async () => undefined, outOfMemory() {} },
     windowSessions: { folders: () => [A], has: (id: string) => id === A },
-    log: silentLog,
+    log: { ...silentLog, warn: (m: string) => logged.push(m) },
     watched: () => watched,
     watches,
     documents: () =>
       [doc(A, 'spider.py'), doc(B, 'b.py'), doc('not-watched', 'x.py'), { uri: vscodeStandIn.Uri.parse('file:///home/x.py') }] as any,
   });
-  return { router, fileChanges, scheduled, watched, sessions, fs, socket, wanted, watches };
+  return { router, fileChanges, scheduled, watched, sessions, fs, socket, wanted, watches, logged };
 }
 
 describe('ServerEventRouter', () => {
@@ -109,6 +110,23 @@ describe('ServerEventRouter', () => {
     assert.deepEqual(socket.sent, [`watch ${B}`, `watch ${B}`]);
     router.handle({ type: 'error', error: { code: 'bad_message', message: 'x' } });
     assert.deepEqual([...socket.watching].sort(), [A, B], 'an error without a session leaves the watches alone');
+  });
+
+  it("names in the log the files that the server's own save of the window's session skipped", () => {
+    const { router, logged, sessions } = setup();
+    sessions.set(A, sampleSession({ session_id: A, spider_name: 'books' }));
+    router.handle({
+      type: 'sync',
+      session_id: A,
+      spider_id: 'sp1',
+      trigger: 'idle',
+      result: sampleSave({ modified: ['a.py'], skipped: [{ path: 'data/feed.json', reason: 'symbolic links are not stored' }] }),
+      error: null,
+    });
+    assert.deepEqual(logged, [
+      'books: 1 skipped (not stored; the server keeps its own copy of each, if it has one):',
+      '  data/feed.json: symbolic links are not stored',
+    ]);
   });
 
   it('stops watching sessions that are no longer folders of the window nor watched by an editor', () => {

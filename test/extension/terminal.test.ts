@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { CrawlHubClient } from '../../extension/api/client';
 import { silentLog } from '../../extension/core/log';
 import type { Session } from '../../extension/api/types';
 import { Emitter } from '../../extension/core/emitter';
@@ -32,11 +33,16 @@ describe('TerminalConnection', () => {
     wss = new WebSocketServer({ noServer: true });
     server.on('upgrade', (req, socket, head) => {
       upgradeUrl = req.url ?? '';
-      if (req.url?.includes('refuse')) {
-        const body = JSON.stringify({ error: { code: 'session_not_ready', message: 'The session is stopped.' } });
-        socket.end(`HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
-        return;
-      }
+      const refuse = (status: string, code: string, message: string) => {
+        const body = JSON.stringify({ error: { code, message } });
+        socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      };
+      if (req.url?.includes('refuse')) return refuse('409 Conflict', 'session_not_ready', 'The session is stopped.');
+      // The service's answers to a revoked token, and to a request a proxy stripped of its "Upgrade: websocket".
+      if (req.url?.includes('revoked'))
+        return refuse('401 Unauthorized', 'unauthorized', 'A valid API token is required: send "Authorization: Bearer <token>".');
+      if (req.url?.includes('upgrade-dropped'))
+        return refuse('426 Upgrade Required', 'upgrade_required', 'This is a WebSocket: connect with "Upgrade: websocket".');
       wss.handleUpgrade(req, socket, head, (ws) => {
         shell = ws;
         ws.on('message', (data: Buffer, binary) => frames.push({ data, binary }));
@@ -89,6 +95,35 @@ describe('TerminalConnection', () => {
     await until('refusal', () => closed.length === 1);
     assert.equal(closed[0].error, 'The session is stopped.');
     conn.dispose();
+  });
+
+  describe('a CrawlHub terminal the server refuses', () => {
+    /** A terminal of session `sessionId` over a real client; what it wrote, and the client's 401 reports. */
+    async function refused(sessionId: string) {
+      let unauthorized = 0;
+      const client = new CrawlHubClient({ serverUrl: base.replace(/^ws:/, 'http:'), token: 't', onUnauthorized: () => unauthorized++ });
+      const pty = new SessionPseudoterminal({ client, sessionId, spiderName: 'books', log: silentLog, onInput() {} });
+      let output = '';
+      pty.onDidWrite((t) => (output += t));
+      pty.open({ columns: 80, rows: 24 });
+      await until('the refusal', () => output.includes('Press any key'));
+      pty.close();
+      return { output, unauthorized: () => unauthorized };
+    }
+
+    it('says to sign in again when the token was revoked (401), and tells the client, as any 401 is', async () => {
+      const t = await refused('revoked');
+      assert.match(t.output, /Sign in to CrawlHub again: the server no longer accepts the stored API token/);
+      assert.doesNotMatch(t.output, /Bearer/, "the API's wording is for API clients");
+      assert.equal(t.unauthorized(), 1);
+    });
+
+    it('blames a proxy that does not pass WebSocket upgrades for a 426: the extension did send the upgrade', async () => {
+      const t = await refused('upgrade-dropped');
+      assert.match(t.output, /a proxy between VS Code and the server does not pass WebSocket upgrades/i);
+      assert.doesNotMatch(t.output, /connect with "Upgrade: websocket"/);
+      assert.equal(t.unauthorized(), 0);
+    });
   });
 
   describe('a CrawlHub terminal whose shell ends', () => {

@@ -19,12 +19,15 @@ export const stubs = {
   /** vscode.workspace.textDocuments */
   textDocuments: [] as unknown[],
   commands: [] as unknown[][],
+  /** What vscode.window.showQuickPick was asked to show (it picks nothing). */
+  quickPicks: [] as { items: unknown[]; options: Record<string, unknown> }[],
   focused: true,
   reset(): void {
     this.shown = [];
     this.answers = [];
     this.textDocuments = [];
     this.commands = [];
+    this.quickPicks = [];
     this.focused = true;
   },
 };
@@ -45,6 +48,10 @@ Object.assign(vscodeStandIn, {
     showInformationMessage: message('info'),
     showWarningMessage: message('warning'),
     showErrorMessage: message('error'),
+    showQuickPick: async (items: unknown[] | Promise<unknown[]>, options: Record<string, unknown> = {}) => {
+      stubs.quickPicks.push({ items: await items, options });
+      return undefined;
+    },
     setStatusBarMessage: noEvent,
     onDidChangeTextEditorSelection: noEvent,
     get state() {
