@@ -39,12 +39,21 @@ export async function serve(
   // A request (headers and body) must arrive within 10 minutes: a client trickling bytes cannot hold
   // a connection for ever. Responses (downloads, the IDE's long polls) are not limited by it.
   // Requests being answered, so that a stop lets them finish (an upload, an import, a save).
-  let inFlight = 0;
+  const inFlight = new Set<http.ServerResponse>();
   let drained: (() => void) | null = null;
+  let draining = false;
   const server = http.createServer({ requestTimeout: 600_000, headersTimeout: 60_000, maxHeaderSize: 64 * 1024 }, (req, res) => {
-    inFlight++;
+    if (draining) {
+      // A request on a kept-alive connection after the stop began: turned away whole, not cut in its body.
+      res.shouldKeepAlive = false;
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
+      res.end(JSON.stringify({ error: { code: 'unavailable', message: 'The service is stopping; try again in a moment.' } }));
+      return;
+    }
+    inFlight.add(res);
     res.once('close', () => {
-      if (--inFlight === 0) drained?.();
+      inFlight.delete(res);
+      if (inFlight.size === 0) drained?.();
     });
     if (!proxy?.handleRequest(req, res)) void koa(req, res);
   });
@@ -97,8 +106,11 @@ export async function serve(
         proxy?.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        // No new connections; requests in flight are answered before the database closes under them.
-        if (inFlight > 0)
+        // No new connections; requests in flight are answered (with `Connection: close`) before the
+        // database closes under them.
+        draining = true;
+        for (const res of inFlight) res.shouldKeepAlive = false;
+        if (inFlight.size > 0)
           await new Promise<void>((resolve) => {
             drained = resolve;
             setTimeout(resolve, DRAIN_MS).unref();

@@ -44,30 +44,43 @@ describe('stopping the service', () => {
       );
 
       // Half of the body, then SIGTERM, then the rest: the upload is answered, and the service then exits.
+      // The connection is kept alive, as browsers and HTTP clients keep them.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       const body = Buffer.alloc(256 * 1024, 'x');
-      const answered = new Promise<number>((resolve, reject) => {
-        const u = new URL(`${url}/api/spiders/${spider.id}/files/data/big.txt`);
-        const req = http.request(
-          {
-            host: u.hostname,
-            port: u.port,
-            path: u.pathname,
-            method: 'PUT',
-            headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': body.length },
-          },
-          (res) => {
-            res.resume();
-            res.on('end', () => resolve(res.statusCode!));
-          },
-        );
-        req.on('error', reject);
-        req.write(body.subarray(0, body.length / 2));
-        setTimeout(() => {
-          child.kill('SIGTERM');
-          setTimeout(() => req.end(body.subarray(body.length / 2)), 500);
-        }, 300);
-      });
-      assert.equal(await answered, 200, out);
+      const put = (name: string, slow: boolean) =>
+        new Promise<{ status: number; connection?: string }>((resolve, reject) => {
+          const u = new URL(`${url}/api/spiders/${spider.id}/files/data/${name}`);
+          const req = http.request(
+            {
+              host: u.hostname,
+              port: u.port,
+              path: u.pathname,
+              method: 'PUT',
+              agent,
+              headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': body.length },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+            },
+          );
+          req.on('error', reject);
+          if (!slow) return req.end(body);
+          req.write(body.subarray(0, body.length / 2));
+          setTimeout(() => {
+            child.kill('SIGTERM');
+            setTimeout(() => req.end(body.subarray(body.length / 2)), 500);
+          }, 300);
+        });
+      const first = await put('big.txt', true);
+      assert.deepEqual(first, { status: 200, connection: 'close' }, out);
+      // The next request is turned away whole (503, or no connection at all), never cut off in its body.
+      const second = await put('next.txt', false).then(
+        (r) => r.status,
+        (err: NodeJS.ErrnoException) => err.code,
+      );
+      assert.ok(second === 503 || second === 'ECONNREFUSED', `the next request: ${second}`);
+      agent.destroy();
       assert.equal(await exited, 0, out);
 
       // Started again on the same data: the file is there, whole.
