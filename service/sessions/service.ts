@@ -595,7 +595,12 @@ export class SessionService {
     await this.d.spiders.lock.run(s.spiderId, async () => {
       const files = await this.d.spiders.files(em, s.spiderId);
       const tar = await this.d.spiders.exportArchive(em, s.spiderId, { uid: CONTAINER_UID, gid: CONTAINER_UID });
-      await this.workspaceOf(s.containerId!).push(tar);
+      try {
+        await this.workspaceOf(s.containerId!).push(tar);
+      } finally {
+        // A copy that failed leaves the stream unread: ended here, it lets go of the files it holds.
+        tar.destroy();
+      }
       await this.d.sync.recordBase(em, s.id, files);
     });
   }

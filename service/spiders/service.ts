@@ -251,6 +251,12 @@ export class SpiderService {
     const owner = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
     const prefix = opts.prefix ? opts.prefix.replace(/\/?$/, '/') : '';
     const read = this.packAwareReader(files);
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.unpin(em, spiderId, keys);
+    };
     void (async () => {
       const dirs = new Set<string>();
       for (const file of files) {
@@ -272,8 +278,14 @@ export class SpiderService {
       pack.finalize();
     })()
       .catch((err: Error) => pack.destroy(err))
-      .finally(() => this.unpin(em, spiderId, keys));
-    return Readable.from(pack);
+      .finally(release);
+    const out = Readable.from(pack);
+    // A reader that goes away (a download cut, a copy into a container that failed) ends the export and its hold.
+    out.once('close', () => {
+      pack.destroy();
+      release();
+    });
+    return out;
   }
 
   private pin(keys: string[]): void {
@@ -438,9 +450,10 @@ export class SpiderService {
   private async compactPack(em: Em, spiderId: string, key: string): Promise<void> {
     const rows = await em.fork().find(SpiderFile, { spiderId, storageKey: key });
     if (rows.length === 0) return;
-    // The same content at two paths is one range of the pack.
-    const ranges = new Map<number, SpiderFile>();
-    for (const r of rows) ranges.set(r.storageOffset, r);
+    // The same content at two paths is one range of the pack. (By offset and size: an empty file
+    // starts where the next one does.)
+    const ranges = new Map<string, SpiderFile>();
+    for (const r of rows) ranges.set(`${r.storageOffset}:${r.size}`, r);
     let live = 0;
     for (const r of ranges.values()) live += r.size;
     const packSize = await this.blobs.size(key);
