@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { AppError, conflict, tooLarge } from '../http/errors';
 import { isNotFound, type DockerRuntime } from '../runtime/docker';
-import { tryNormalizePath } from '../spiders/paths';
+import { storedForm, tryNormalizePath } from '../spiders/paths';
 import { HARD_LINK, readTar, type TarItem } from '../sync/tar-reader';
 import type { TarLimits } from '../sync/tar-guard';
 import type { WorkspaceAgents } from './agent';
@@ -32,7 +32,8 @@ export interface ManifestEntry {
 export interface Manifest {
   entries: ManifestEntry[];
   /** Names that cannot be stored (bad paths), with the reason. */
-  problems: { path: string; reason: string }[];
+  /** `stored`: the stored file such a name would stand for (a save leaves it alone). */
+  problems: { path: string; reason: string; stored: string }[];
   /** Folders the container's user cannot read or enter (listed among the entries as folders): what they hold is unknown. */
   unreadable: string[];
 }
@@ -95,7 +96,7 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
     }
     const checked = tryNormalizePath(name);
     if ('problem' in checked) {
-      problems.push({ path: name.slice(0, 300), reason: checked.problem });
+      problems.push({ path: name.slice(0, 300), reason: checked.problem, stored: storedForm(name) });
       continue;
     }
     if (y === 'U') unreadable.push(checked.path);

@@ -32,6 +32,18 @@ export function pathProblem(input: string): string | null {
   return null;
 }
 
+/**
+ * The form a stored file of this name would have, whether or not the name passes the rules today
+ * (a file stored before a rule was added may be named so): for matching, never for storing.
+ */
+export function storedForm(name: string): string {
+  return name
+    .normalize('NFC')
+    .split('/')
+    .filter((s) => s !== '' && s !== '.')
+    .join('/');
+}
+
 /** The canonical form of an untrusted path, or why it is refused (for archive entries that are skipped and reported). */
 export function tryNormalizePath(input: string): { path: string } | { problem: string } {
   const nfc = typeof input === 'string' ? input.normalize('NFC') : input;

@@ -284,7 +284,7 @@ export class SyncService {
     const manifest = await workspace.manifest(ignore, limits.maxEntries, '', { deadline });
     phase('list');
     const skipped = [
-      ...manifest.problems,
+      ...manifest.problems.map(({ path, reason }) => ({ path, reason })),
       ...manifest.unreadable.map((path) => ({
         path,
         reason: 'the folder cannot be read in the container (its permissions): its stored files were left as they are',
@@ -292,7 +292,7 @@ export class SyncService {
     ];
     const cache = this.statCache.get(sessionId) ?? new Map<string, { statKey: string; sha256: string }>();
     const files = new Map<string, WorkspaceFile>();
-    const untouched = new Set<string>();
+    const untouched = new Set<string>(manifest.problems.map((p) => p.stored));
     const wanted = new Map<string, string>();
     let total = 0;
     let count = 0;

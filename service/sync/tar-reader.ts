@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { tryNormalizePath } from '../spiders/paths';
+import { storedForm, tryNormalizePath } from '../spiders/paths';
 import { TarGuard, limitError, type TarLimits } from './tar-guard';
 import { AppError } from '../http/errors';
 
@@ -154,8 +154,8 @@ async function readEntry(entry: TarEntry, opts: ReadTarOptions): Promise<TarItem
 
 function skip(entry: TarEntry, name: string, reason: string): TarItem {
   entry.resume();
-  const stored = tryNormalizePath(name);
-  return { kind: 'skipped', name: name.slice(0, 300), reason, ...('path' in stored ? { path: stored.path } : {}) };
+  // The stored file it stands for, which a save then leaves alone: a name refused today may have been stored before.
+  return { kind: 'skipped', name: name.slice(0, 300), reason, path: storedForm(name) };
 }
 
 /** Passes the stream through a gunzip when it starts with the gzip magic bytes. */

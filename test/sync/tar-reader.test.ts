@@ -246,6 +246,12 @@ describe('untrusted tar reader', () => {
         ['skipped', 'link.py', 'link.py'],
       ],
     );
+    // A name the rules refuse today still says which stored file it stands for (one stored before the rule).
+    const refused = await read(await makeTar([{ name: 'quo\u200Btes.py', data: 'x' }]), { exactNames: true });
+    assert.deepEqual(
+      refused.map((i) => (i.kind === 'skipped' ? [i.name, i.path] : [])),
+      [['quo\u200Btes.py', 'quo\u200Btes.py']],
+    );
     // An upload's names are normalised instead: both entries are the NFC file.
     assert.deepEqual(
       (await read(tar)).filter((i) => i.kind === 'file').map((i) => (i.kind === 'file' ? i.path : '')),
