@@ -92,10 +92,7 @@ const BROWSER_BINDING_MS = 30 * 24 * 3_600_000;
 type Admitted = { host: string; port: number; originOverride: string | null };
 /** What a revoked token's connections are: WebSockets and HTTP responses. */
 type Closable = { destroyed: boolean; destroy(): void; once(event: 'close', listener: () => void): unknown };
-/**
- * The most values of one of the service's cookies a request may carry: a sibling subdomain may
- * plant a decoy or two, but every value tried costs an HMAC.
- */
+/** The most values of one of the service's cookies a request has checked by HMAC (known good ones are looked up). */
 const MAX_COOKIE_VALUES = 4;
 
 /**
@@ -192,11 +189,13 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     let userId: string | null = null;
     let mixed = false;
     const t = now();
-    if (scan.browserCookies.length > MAX_COOKIE_VALUES) return { userId: null, mixed: true };
+    let tries = 0;
     for (const value of scan.browserCookies) {
       const key = `${BROWSER_SCOPE} ${value}`;
       let known = verified.get(key);
       if (known === undefined || known.expiresAt <= t) {
+        // Values verified before cost a lookup; at most a few others cost an HMAC each.
+        if (++tries > MAX_COOKIE_VALUES) continue;
         const valid = signer.verify(value, BROWSER_SCOPE, t);
         if (valid === null) continue;
         if (verified.size >= 10_000) verified.clear();
@@ -227,13 +226,17 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
    * never remembered.
    */
   function cookieAdmission(scan: ScannedRequest, sessionId: string): IdeAdmission | null {
-    // Each value costs an HMAC: a header of a thousand decoys would cost the event loop milliseconds.
-    if (scan.ideCookies.length > MAX_COOKIE_VALUES) return null;
     const t = now();
+    // A value verified before costs a lookup, wherever it is among decoys; of the others, only the
+    // first few are checked (each costs an HMAC: a header of a thousand decoys would cost the event
+    // loop milliseconds). Decoys planted to crowd a fresh cookie out could only be three: a sibling
+    // host reaches this host's `/` with a cookie for the code domain and one for its parent domain.
+    let tries = 0;
     for (const value of scan.ideCookies) {
       const key = `${sessionId} ${value}`;
       const known = verified.get(key);
       if (known !== undefined && known.expiresAt > t) return known;
+      if (++tries > MAX_COOKIE_VALUES) continue;
       const valid = signer.verify(value, sessionId, t);
       if (valid !== null) {
         if (verified.size >= 10_000) verified.clear();
