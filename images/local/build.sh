@@ -127,7 +127,8 @@ if [ ! -f "$rootfs_cache" ]; then
   mkdir -p "$cache"
   build_rootfs "$rootfs_cache"
   # Rootfs tarballs of other recipes are not used again.
-  find "$cache" -maxdepth 1 -name 'rootfs-*.tar' ! -path "$rootfs_cache" -delete
+  # (By name: with CRAWLHUB_CACHE_DIR ending in "/", find prints a path that -path would not match.)
+  find "$cache" -maxdepth 1 -name 'rootfs-*.tar' ! -name "$(basename "$rootfs_cache")" -delete
 fi
 
 log "assembling the image"
