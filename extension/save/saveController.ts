@@ -11,7 +11,7 @@ import { openSaveDiff } from './serverDocuments';
 import { logSkipped, SHOW_SKIPPED, showSkipped } from './skippedFiles';
 import { changeCount, describeResult, listPaths, previewEntries, type PreviewEntry } from './summary';
 import type { SaveTracker } from './tracker';
-import { writeUnsavedEditors } from './unsavedEditors';
+import { UnsavedEditorsError, unsavedEditorsOf, writeUnsavedEditors } from './unsavedEditors';
 
 /** The session to save or close; with its status, a kept one (a stopped container) is told apart. */
 export type SessionRef = Pick<Session, 'session_id' | 'spider_id' | 'spider_name'> & Partial<Pick<Session, 'status' | 'save_pending'>>;
@@ -44,11 +44,21 @@ export class SaveController {
 
   /**
    * The session's dirty editors saved and its writes landed in the container; throws when an editor
-   * did not save. A kept session's container is stopped: nothing can be written into it, and the
-   * server saves what it holds.
+   * did not save. A kept session's container is stopped: nothing can be written into it (the server
+   * saves what it holds), so an editor with unsaved changes stops the save or close instead of
+   * being left behind — closing would remove the only place it could go.
    */
   private async writeEditors(session: SessionRef): Promise<void> {
-    if (isKept(session)) return;
+    if (isKept(session)) {
+      const dirty = unsavedEditorsOf(session.session_id, vscode.workspace.textDocuments);
+      if (dirty.length > 0)
+        throw new UnsavedEditorsError(
+          dirty,
+          'the session is kept and its container stopped',
+          'Open the session in the editor again to resume it, then save.',
+        );
+      return;
+    }
     await writeUnsavedEditors(session.session_id, vscode.workspace.textDocuments, (id) => this.files.writesSettled(id));
   }
 

@@ -21,10 +21,14 @@ export function describeResult(result: Pick<SaveResult, 'added' | 'modified' | '
 
 /**
  * A path as it can be shown safely: control and format characters (a text-direction override that
- * makes "x\u202Eyp.txt" read as "xtxt.py", a zero-width space, a newline) are written as \u{…}.
+ * makes "x\u202Eyp.txt" read as "xtxt.py", a zero-width space, a newline) and the line and
+ * paragraph separators are written as \u{…}, and a backslash as \\ (so that no name reads as
+ * another's escape).
  */
 export function printablePath(path: string): string {
-  return path.replace(/[\p{Cc}\p{Cf}]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16).toUpperCase()}}`);
+  return path.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\\]/gu, (c) =>
+    c === '\\' ? '\\\\' : `\\u{${c.codePointAt(0)!.toString(16).toUpperCase()}}`,
+  );
 }
 
 /** A short list of paths for a message: "a.py, b.py and 3 more". */

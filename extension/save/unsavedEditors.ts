@@ -15,9 +15,10 @@ export class UnsavedEditorsError extends Error {
   constructor(
     readonly paths: string[],
     reason: string | undefined,
+    advice = `Save ${paths.length === 1 ? 'it' : 'them'} and try again.`,
   ) {
     super(
-      `${paths.length === 1 ? 'An unsaved editor' : `${paths.length} unsaved editors`} could not be written into the session (${listPaths(paths)}${reason ? `: ${reason}` : ''}). Save ${paths.length === 1 ? 'it' : 'them'} and try again.`,
+      `${paths.length === 1 ? 'An unsaved editor' : `${paths.length} unsaved editors`} could not be written into the session (${listPaths(paths)}${reason ? `: ${reason}` : ''}). ${advice}`,
     );
     this.name = 'UnsavedEditorsError';
   }
@@ -29,6 +30,13 @@ export class UnsavedEditorsError extends Error {
  * provider's writes still in flight (an autosave, a rename). Throws UnsavedEditorsError when an
  * editor did not save, so the caller stops instead of saving, or closing, without it.
  */
+/** The session's editors with unsaved changes, by their path in the workspace. */
+export function unsavedEditorsOf(sessionId: string, documents: readonly OpenDocument[]): string[] {
+  return documents
+    .filter((d) => d.isDirty && isSessionUri(d.uri) && d.uri.authority === sessionId)
+    .map((d) => workspacePath(d.uri.path) ?? d.uri.path);
+}
+
 export async function writeUnsavedEditors(
   sessionId: string,
   documents: readonly OpenDocument[],

@@ -60,8 +60,9 @@ export function saveButtonView(
   if (status.lastSavedAt && !status.saving) text += ` · saved ${formatAgo(status.lastSavedAt, now)}`;
 
   if (session && state === 'kept') {
-    // Saving still works: the server reads the stopped container's files.
-    text = '$(cloud-upload) Save to Server · session kept';
+    // Saving still works: the server reads the stopped container's files. (A running save and
+    // conflicts keep their text.)
+    if (!status.saving && status.conflicts === 0) text = '$(cloud-upload) Save to Server · session kept';
     warning = true;
     tooltip.push(`The session is kept. ${escapeMarkdown(KEPT_HELP)}`);
   } else if (session && (state === 'none' || state === 'failed')) {

@@ -140,6 +140,10 @@ describe('the Save to Server button', () => {
     assert.match(tip, /The session is kept\. .*Save to Server saves what it holds now/);
     assert.doesNotMatch(tip, /Idle stop/);
     assert.match(saveButtonView(session({ status: 'failed' }), idle, NOW).tooltip.join('\n'), /can no longer be saved from here/);
+    // A running save and conflicts show as they do for a live session.
+    const kept = session({ status: 'failed', save_pending: true });
+    assert.equal(saveButtonView(kept, { saving: true, conflicts: 0 }, NOW).text, '$(sync~spin) Saving to Server…');
+    assert.equal(saveButtonView(kept, { saving: false, conflicts: 2 }, NOW).text, '$(warning) Save to Server (2 conflicts)');
   });
 
   it('says to sign in again while the server refuses the token, and a click signs in instead of saving', () => {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { SaveResult } from '../../extension/api/types';
 import { ActivityTracker } from '../../extension/heartbeat/activity';
 import { PendingCounter } from '../../extension/save/pendingCounter';
-import { changeCount, describeResult, listPaths, previewEntries } from '../../extension/save/summary';
+import { changeCount, describeResult, listPaths, previewEntries, printablePath } from '../../extension/save/summary';
 import { SaveTracker } from '../../extension/save/tracker';
 import { silentLog } from '../../extension/core/log';
 import { sampleSave, sampleSession } from './helpers/server';
@@ -11,6 +11,14 @@ import { sampleSave, sampleSession } from './helpers/server';
 const result = (over: Partial<SaveResult> = {}) => sampleSave(over) as SaveResult;
 
 describe('save summaries', () => {
+  it('shows a name with invisible, direction, line-breaking characters or backslashes as escapes', () => {
+    assert.equal(printablePath('x\u202Ey.py'), 'x\\u{202E}y.py');
+    assert.equal(printablePath('a\u2028b\u2029c.py'), 'a\\u{2028}b\\u{2029}c.py');
+    assert.equal(printablePath('a\nb'), 'a\\u{A}b');
+    assert.equal(printablePath('a\\u{202E}b'), 'a\\\\u{202E}b', 'a real backslash does not read as an escape');
+    assert.equal(printablePath('caf\u00e9/ok.py'), 'caf\u00e9/ok.py');
+  });
+
   it('counts and describes what a save writes', () => {
     const r = result({
       added: ['n.py'],

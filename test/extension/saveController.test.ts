@@ -208,20 +208,37 @@ describe('a kept session (its container stopped when a save failed)', () => {
 
   it('is saved by the server from what the container holds, without trying to write editors into it', async () => {
     const { events, saves } = setup();
-    const spider = unwritable();
-    stubs.textDocuments = [spider];
     assert.deepEqual((await saves.save(kept))?.modified, ['spider.py']);
     assert.deepEqual(events, ['sync {}']);
-    assert.equal(spider.saved, 0);
     assert.match(
       stubs.shown.at(-1)?.message ?? '',
       /^CrawlHub: Saved books: 1 modified\. The kept container goes at the server’s next retry; Close Session removes it now\.$/,
     );
   });
 
+  it('is not saved nor closed while an editor of it has unsaved changes (they cannot reach its stopped container)', async () => {
+    for (const act of ['save', 'close'] as const) {
+      stubs.reset();
+      const { events, saves } = setup();
+      const spider = unwritable();
+      stubs.textDocuments = [spider];
+      stubs.answers = ['Save and Close'];
+      if (act === 'save') await saves.save(kept);
+      else assert.equal(await saves.close(kept), false);
+      assert.equal(spider.saved, 0, 'no write is tried into the stopped container');
+      assert.ok(
+        !events.some((e) => e.startsWith('sync') || e.startsWith('close {')),
+        `${act}: nothing was asked of the server: ${events.join()}`,
+      );
+      assert.match(
+        stubs.shown.at(-1)?.message ?? '',
+        /An unsaved editor could not be written into the session \(spider\.py: the session is kept and its container stopped\)\. Open the session in the editor again to resume it, then save\./,
+      );
+    }
+  });
+
   it('is closed the same way, after saying what closing it does', async () => {
     const { events, saves } = setup();
-    stubs.textDocuments = [unwritable()];
     stubs.answers = ['Save and Close'];
     assert.equal(await saves.close(kept), true);
     assert.deepEqual(events, [`closing ${SESSION}`, 'close {"discard":false}', 'session stopped']);
