@@ -26,6 +26,8 @@ interface Pending {
   resolve(out: Buffer): void;
   reject(err: Error): void;
   chunks: Buffer[];
+  /** The last byte received so far (-1 before any): a listing ends with two NULs, maybe split across chunks. */
+  lastByte: number;
   size: number;
   /** How many NULs end the answer: 2 for a listing (1 when it is empty), 1 for a file. */
   listing: boolean;
@@ -75,7 +77,7 @@ class WorkspaceAgent {
         new Promise<Buffer>((resolve, reject) => {
           if (this.dead) return reject(new Error('the workspace agent is gone'));
           const timer = setTimeout(() => this.fail(new Error('the workspace agent did not answer in time')), timeoutMs);
-          this.pending = { resolve, reject, chunks: [], size: 0, listing, timer };
+          this.pending = { resolve, reject, chunks: [], size: 0, lastByte: -1, listing, timer };
           this.stdin.write(`${line}\n`);
         }),
     );
@@ -92,19 +94,31 @@ class WorkspaceAgent {
     if (!p) return this.fail(new Error('the workspace agent spoke out of turn'));
     p.size += chunk.length;
     if (p.size > this.maxOutput) return this.fail(new Error('the workspace agent answered more than allowed'));
+    if (chunk.length === 0) return;
     p.chunks.push(chunk);
-    if (chunk[chunk.length - 1] !== 0) return;
-    const all = Buffer.concat(p.chunks);
-    p.chunks = [all];
-    let end: number;
-    if (!p.listing) end = all.indexOf(0) === all.length - 1 ? all.length - 1 : -2;
-    else if (all.length === 1) end = 0;
-    else end = all[all.length - 2] === 0 ? all.length - 1 : -1;
-    if (end === -1) return; // a listing record ended, the listing goes on
-    if (end === -2) return this.fail(new Error('the workspace agent answered out of form'));
+    // Each chunk is looked at once, and the answer joined once when it is whole: joining on every
+    // chunk that ends a record would cost time quadratic in the answer's size, which the container
+    // (untrusted) could provoke on the service's one event loop.
+    const before = p.lastByte;
+    p.lastByte = chunk[chunk.length - 1];
+    if (!p.listing) {
+      // One NUL ends a file's answer; a NUL anywhere before the end is out of form.
+      const nul = chunk.indexOf(0);
+      if (nul === -1) return;
+      if (nul !== chunk.length - 1) return this.fail(new Error('the workspace agent answered out of form'));
+      return this.finish(p, p.size - 1);
+    }
+    if (p.lastByte !== 0) return;
+    if (p.size === 1) return this.finish(p, 0);
+    const previous = chunk.length >= 2 ? chunk[chunk.length - 2] : before;
+    if (previous !== 0) return; // a listing record ended, the listing goes on
+    this.finish(p, p.size - 1);
+  }
+
+  private finish(p: Pending, end: number): void {
     clearTimeout(p.timer);
     this.pending = null;
-    p.resolve(all.subarray(0, end));
+    p.resolve(Buffer.concat(p.chunks, p.size).subarray(0, end));
   }
 
   private fail(err: Error): void {
