@@ -282,7 +282,8 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
         const path = fsPath(query.path);
         if (path === '') throw badRequest('Give the path of a file.', 'invalid_path');
         const data = await readBytes(ctx, maxFileBytes);
-        await workspace.write(path, data, { create: on(query.create), overwrite: on(query.overwrite) });
+        // (The body is read first: a stop waits for the change in the container, not for a slow upload.)
+        await sessions.change(session.id, () => workspace.write(path, data, { create: on(query.create), overwrite: on(query.overwrite) }));
         sessions.touch(session.id);
         ctx.status = 204;
       },
@@ -296,10 +297,10 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       query: FsPath,
       responses: { 204: 'created' },
       async handler(ctx, { params, query }) {
-        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
+        const { workspace, session } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
         const path = fsPath(query.path);
         if (path === '') throw badRequest('Give the path of a folder.', 'invalid_path');
-        await workspace.mkdir(path);
+        await sessions.change(session.id, () => workspace.mkdir(path));
         ctx.status = 204;
       },
     }),
@@ -312,10 +313,10 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       query: FsPath.extend({ recursive: flag }),
       responses: { 204: 'deleted', 404: 'no such file', 409: 'folder not empty' },
       async handler(ctx, { params, query }) {
-        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
+        const { workspace, session } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
         const path = fsPath(query.path);
         if (path === '') throw badRequest('The workspace itself cannot be deleted.', 'invalid_path');
-        await workspace.remove(path, on(query.recursive));
+        await sessions.change(session.id, () => workspace.remove(path, on(query.recursive)));
         ctx.status = 204;
       },
     }),
@@ -328,11 +329,11 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       body: z.strictObject({ from: z.string().max(4096), to: z.string().max(4096), overwrite: z.boolean().optional() }),
       responses: { 204: 'renamed', 404: 'no such file', 409: 'target exists' },
       async handler(ctx, { params, body }) {
-        const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
+        const { workspace, session } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id, { change: true });
         const from = fsPath(body.from);
         const to = fsPath(body.to);
         if (from === '' || to === '') throw badRequest('Give the paths of files or folders.', 'invalid_path');
-        await workspace.rename(from, to, Boolean(body.overwrite));
+        await sessions.change(session.id, () => workspace.rename(from, to, Boolean(body.overwrite)));
         ctx.status = 204;
       },
     }),

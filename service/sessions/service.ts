@@ -84,6 +84,8 @@ export class SessionService {
   private readonly conflictBackoff = new Map<string, { waitMs: number; at: number }>();
   /** Sessions whose files are being saved to stop them (Close, idle, age): their files take no changes. */
   private readonly stopping = new Set<string>();
+  /** File changes under way per session, and who waits for them to end (a stop). */
+  private readonly changes = new Map<string, { count: number; settled: (() => void)[] }>();
   private readonly lastPersistedActivity = new Map<string, number>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -313,13 +315,33 @@ export class SessionService {
     if (!(session.status === 'ready' || session.status === 'syncing') || !session.containerId) {
       throw conflict(`The session is ${session.status}; its files are reachable once it is ready.`, 'session_not_ready');
     }
-    if (opts.change && this.stopping.has(session.id)) {
-      throw conflict(
-        'The session is being saved and stopped: a change now would be lost with its container. Keep it in a local file and open the session again.',
-        'session_stopping',
-      );
-    }
+    if (opts.change && this.stopping.has(session.id)) throw stoppingConflict();
     return { session, workspace: this.workspaceOf(session.containerId) };
+  }
+
+  /**
+   * Runs a change to a session's files (the editor's write, mkdir, delete, rename) unless the
+   * session is being saved to stop; a stop waits for the changes under way before its save reads
+   * the files, so a change is either refused or in the save — never answered and then lost.
+   */
+  async change<T>(sessionId: string, fn: () => Promise<T>): Promise<T> {
+    if (this.stopping.has(sessionId)) throw stoppingConflict();
+    let under = this.changes.get(sessionId);
+    if (!under) this.changes.set(sessionId, (under = { count: 0, settled: [] }));
+    under.count++;
+    try {
+      return await fn();
+    } finally {
+      if (--under.count === 0) {
+        this.changes.delete(sessionId);
+        for (const settled of under.settled) settled();
+      }
+    }
+  }
+
+  private changesSettled(sessionId: string): Promise<void> {
+    const under = this.changes.get(sessionId);
+    return under ? new Promise((resolve) => under.settled.push(resolve)) : Promise.resolve();
   }
 
   // ---- for the proxy ---------------------------------------------------------------------------
@@ -658,6 +680,8 @@ export class SessionService {
   private async stopWithSave(em: Em, s: CodeSession, trigger: SyncTrigger): Promise<SaveResult | null> {
     this.stopping.add(s.id);
     try {
+      // Changes answered before this point land in the save (each is bounded by the engine's timeouts).
+      await this.changesSettled(s.id);
       return await this.saveThenStop(em, s, trigger);
     } finally {
       this.stopping.delete(s.id);
@@ -972,4 +996,11 @@ export class SessionService {
     await this.spawner.remove(containerId);
     this.d.logger.info({ container: containerId.slice(0, 12), session: sessionId }, 'removed an orphaned container');
   }
+}
+
+function stoppingConflict() {
+  return conflict(
+    'The session is being saved and stopped: a change now would be lost with its container. Keep it in a local file and open the session again.',
+    'session_stopping',
+  );
 }

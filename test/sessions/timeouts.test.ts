@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { json, startTestService, type TestService } from '../helpers/service';
+import { Workspace } from '../../service/sessions/workspace';
 
 describe('idle and hard timeouts (short configured values)', () => {
   const services: TestService[] = [];
@@ -318,6 +319,42 @@ describe('idle and hard timeouts (short configured values)', () => {
       assert.equal((await closing).status, 200);
     } finally {
       release();
+      sync.save = save;
+    }
+  });
+  it('a file change under way when a close begins is in its save: the close waits for it', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session } = await open(svc, 'closing-late');
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as it was, then called with its own `this`
+    const write = Workspace.prototype.write;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let writing!: () => void;
+    const started = new Promise<void>((r) => (writing = r));
+    Workspace.prototype.write = async function (this: Workspace, ...args: Parameters<typeof write>) {
+      writing();
+      await gate;
+      return write.apply(this, args);
+    };
+    const sync = svc.services.sync;
+    const save = sync.save.bind(sync);
+    let saves = 0;
+    sync.save = (...args: Parameters<typeof save>) => (saves++, save(...args));
+    try {
+      const put = svc.api(svc.adminToken, 'PUT', `/api/sessions/${session.session_id}/fs/file?path=late.py&create=1`, 'just in time\n');
+      await started;
+      const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(saves, 0, 'the close waits for the write under way before it saves');
+      release();
+      assert.equal((await put).status, 204);
+      assert.equal((await closing).status, 200);
+      const stored = await svc.api(svc.adminToken, 'GET', `/api/spiders/${spider.id}/files/late.py`);
+      assert.equal(stored.status, 200, 'the answered write was saved');
+      assert.equal(await stored.text(), 'just in time\n');
+    } finally {
+      release();
+      Workspace.prototype.write = write;
       sync.save = save;
     }
   });
