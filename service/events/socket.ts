@@ -50,6 +50,9 @@ function refuse(socket: Duplex, status: number, code: string, message: string): 
  * /api/sessions/:id/terminal (a shell in the container). Both take the same Bearer token as the
  * rest of the API; a browser page cannot send that header, and a foreign Origin is refused too.
  */
+/** Sessions one live-updates connection may watch at once. */
+const MAX_WATCHES = 50;
+
 export class ApiSockets {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE });
 
@@ -171,14 +174,28 @@ export class ApiSockets {
         return;
       }
       const sessionId = typeof msg.session_id === 'string' ? msg.session_id : '';
-      if (msg.type === 'watch' && sessionId && !watches.has(sessionId) && watches.size < 50) {
+      if (msg.type === 'watch' && sessionId && !watches.has(sessionId)) {
+        if (watches.size >= MAX_WATCHES) {
+          const error = { code: 'too_many_watches', message: `A connection watches at most ${MAX_WATCHES} sessions; unwatch one first.` };
+          ws.send(JSON.stringify({ type: 'error', session_id: sessionId, error }));
+          return;
+        }
+        // Held at once (an unwatch that comes before the lookup ends cancels it), and counted against the limit.
+        let leave: (() => void) | null = null;
+        let cancelled = false;
+        const pending = () => {
+          cancelled = true;
+          leave?.();
+        };
+        watches.set(sessionId, pending);
         void this.d.sessions
           .workspace(this.d.orm.em.fork(), user, sessionId)
           .then(({ session, workspace }) => {
-            if (ws.readyState !== ws.OPEN || watches.has(sessionId)) return;
-            watches.set(sessionId, this.d.watcher.watch(sessionId, session.userId, workspace));
+            if (cancelled || ws.readyState !== ws.OPEN || watches.get(sessionId) !== pending) return;
+            leave = this.d.watcher.watch(sessionId, session.userId, workspace);
           })
           .catch((err: unknown) => {
+            if (watches.get(sessionId) === pending) watches.delete(sessionId);
             const e = err instanceof AppError ? err : new AppError(500, 'internal', 'watch failed');
             if (ws.readyState === ws.OPEN)
               ws.send(JSON.stringify({ type: 'error', session_id: sessionId, error: { code: e.code, message: e.message } }));

@@ -439,8 +439,10 @@ export class Workspace {
     const entry = await this.stat(path);
     if (entry.type === 'directory' && !recursive) {
       const res = await this.docker.exec(this.containerId, ['rmdir', '--', abs(path)], { user: CONTAINER_USER });
-      if (res.exitCode !== 0) throw conflict(`"${path}" is a folder that is not empty.`, 'not_empty');
-      return;
+      if (res.exitCode === 0) return;
+      // Only "not empty" is not_empty; a folder gone meanwhile or one the user may not change says so.
+      if (/not empty/i.test(res.stderr.toString('utf8'))) throw conflict(`"${path}" is a folder that is not empty.`, 'not_empty');
+      throw this.failure('Deleting', path, res.stderr);
     }
     const res = await this.docker.exec(this.containerId, ['rm', '-rf', '--', abs(path)], { user: CONTAINER_USER });
     if (res.exitCode !== 0) throw this.failure('Deleting', path, res.stderr);
@@ -448,7 +450,12 @@ export class Workspace {
 
   async rename(from: string, to: string, overwrite: boolean): Promise<void> {
     await this.stat(from);
-    const target = await this.stat(to).catch(() => null);
+    // Only a target that is not there is absent: a stat that failed otherwise (a timeout) must not let
+    // `mv -f` replace it without the overwrite the caller did not ask for.
+    const target = await this.stat(to).catch((err: unknown) => {
+      if (err instanceof AppError && err.status === 404) return null;
+      throw err;
+    });
     if (target && !overwrite) throw conflict(`"${to}" already exists.`, 'file_exists');
     const res = await this.docker.exec(this.containerId, ['mv', '-f', '-T', '--', abs(from), abs(to)], { user: CONTAINER_USER });
     if (res.exitCode !== 0) throw this.failure('Renaming', from, res.stderr);

@@ -628,6 +628,12 @@ describe('code sessions on the real engine', () => {
     assert.equal((await fs('GET', '/stat?path=new.py')).status, 404);
     assert.equal((await fs('DELETE', '?path=out')).status, 409, 'a folder with contents needs recursive');
     assert.equal((await fs('DELETE', '?path=out&recursive=1')).status, 204);
+    // An empty folder the user may not remove (its parent is read-only) is no_permission, not not_empty.
+    assert.equal(dockerExec(containerName(svc, id), 'mkdir -p /workspace/locked/empty && chmod 555 /workspace/locked').code, 0);
+    const locked = await fs('DELETE', '?path=locked/empty');
+    assert.equal(locked.status, 403);
+    assert.equal((await json(locked)).error.code, 'no_permission');
+    dockerExec(containerName(svc, id), 'chmod 755 /workspace/locked && rm -r /workspace/locked');
     for (const bad of ['..%2Fetc%2Fpasswd', '%2Fetc%2Fpasswd', 'a%00b', 'quotes%2F..%2F..%2Fetc']) {
       const res = await fs('GET', `/file?path=${bad}`);
       assert.equal(res.status, 400, bad);
@@ -695,6 +701,15 @@ describe('code sessions on the real engine', () => {
       headers: { authorization: `Bearer ${alice.token}`, origin: 'https://evil.example' },
     });
     assert.equal(await new Promise((r) => foreign.on('unexpected-response', (_q, res) => r(res.statusCode))), 403);
+    // An unwatch sent before the watch has started (its lookup still under way) cancels it.
+    ws.send(JSON.stringify({ type: 'unwatch', session_id: session.session_id }));
+    await new Promise((r) => setTimeout(r, 300));
+    const watches = (svc.services.watcher as unknown as { watches: Map<string, unknown> }).watches;
+    assert.equal(watches.has(session.session_id), false, 'unwatched');
+    ws.send(JSON.stringify({ type: 'watch', session_id: session.session_id }));
+    ws.send(JSON.stringify({ type: 'unwatch', session_id: session.session_id }));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(watches.has(session.session_id), false, 'a watch unwatched before it started is not kept');
     ws.close();
     stranger.close();
   });
