@@ -17,13 +17,21 @@ interface Watch {
  */
 export class WorkspaceWatcher {
   private readonly watches = new Map<string, Watch>();
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly events: EventHub,
     private readonly logger: Logger,
     private readonly ignore: string[],
     private readonly intervalMs = 2000,
-  ) {}
+  ) {
+    // A session that stopped (or is kept, its container stopped) has nothing to poll: its watch ends
+    // instead of asking a removed container every interval for as long as an editor stays open.
+    this.unsubscribe = events.subscribe({ id: '\0watcher', isAdmin: true }, (event) => {
+      if (event.type === 'session' && event.session.status !== 'ready' && event.session.status !== 'syncing')
+        this.stop(event.session.session_id);
+    });
+  }
 
   /** Starts (or joins) watching; the returned function leaves. */
   watch(sessionId: string, ownerId: string, workspace: Workspace): () => void {
@@ -43,12 +51,13 @@ export class WorkspaceWatcher {
       void this.poll(sessionId, created);
     }
     w.watchers++;
+    const joined = w;
     let left = false;
     return () => {
       if (left) return;
       left = true;
-      const current = this.watches.get(sessionId);
-      if (current && --current.watchers <= 0) this.stop(sessionId);
+      // Only the watch this joined: a newer one of the same session (after a resume) is not this one's to end.
+      if (this.watches.get(sessionId) === joined && --joined.watchers <= 0) this.stop(sessionId);
     };
   }
 
@@ -60,6 +69,7 @@ export class WorkspaceWatcher {
   }
 
   stopAll(): void {
+    this.unsubscribe();
     for (const id of [...this.watches.keys()]) this.stop(id);
   }
 

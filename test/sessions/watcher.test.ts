@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { EventHub, type SessionView } from '../../service/events/hub';
+import { createLogger } from '../../service/logger';
+import { WorkspaceWatcher } from '../../service/sessions/watcher';
+import type { Workspace } from '../../service/sessions/workspace';
+
+const quiet = createLogger('error', new Writable({ write: (_c, _e, done) => done() }));
+
+describe('the workspace watcher', () => {
+  it("ends a session's watch when the session stops, and an old leave does not end a newer watch", async () => {
+    const hub = new EventHub();
+    let listings = 0;
+    const workspace = {
+      manifest: () => {
+        listings++;
+        return Promise.resolve({ entries: [], problems: [], unreadable: [] });
+      },
+    } as unknown as Workspace;
+    const watcher = new WorkspaceWatcher(hub, quiet, [], 20);
+    const watches = (watcher as unknown as { watches: Map<string, unknown> }).watches;
+    try {
+      const leaveOld = watcher.watch('s1', 'u1', workspace);
+      const status = (s: string) => hub.publish('u1', { type: 'session', session: { session_id: 's1', status: s } as SessionView });
+      status('syncing');
+      assert.ok(watches.has('s1'), 'a save does not end it');
+      status('stopped');
+      assert.ok(!watches.has('s1'), 'the session stopped: nothing to poll');
+      const seen = listings;
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(listings, seen, 'no more listings of its removed container');
+      // Resumed under the same id and watched again: the leave of the first watch is not this one's.
+      const leaveNew = watcher.watch('s1', 'u1', workspace);
+      leaveOld();
+      assert.ok(watches.has('s1'), 'the newer watch goes on');
+      leaveNew();
+      assert.ok(!watches.has('s1'));
+    } finally {
+      watcher.stopAll();
+    }
+  });
+});
