@@ -24,8 +24,13 @@ export class SessionWatches {
     this.socket.forget(sessionId);
   }
 
-  /** The session is ready (again): a wanted watch the server refused before is asked again. */
+  /**
+   * The session is ready (again): a wanted watch is asked again — one the server refused before,
+   * and one it ended when the session stopped (a kept session that resumed).
+   */
   ready(sessionId: string): void {
-    if ([...this.wanted()].includes(sessionId)) this.socket.watch(sessionId);
+    if (![...this.wanted()].includes(sessionId)) return;
+    this.socket.forget(sessionId);
+    this.socket.watch(sessionId);
   }
 }

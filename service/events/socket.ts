@@ -174,6 +174,11 @@ export class ApiSockets {
         return;
       }
       const sessionId = typeof msg.session_id === 'string' ? msg.session_id : '';
+      // A watch whose session stopped has ended in the watcher: asked again (the session resumed), it starts anew.
+      if (msg.type === 'watch' && sessionId && watches.has(sessionId) && !this.d.watcher.isWatching(sessionId)) {
+        watches.get(sessionId)?.();
+        watches.delete(sessionId);
+      }
       if (msg.type === 'watch' && sessionId && !watches.has(sessionId)) {
         if (watches.size >= MAX_WATCHES) {
           const error = { code: 'too_many_watches', message: `A connection watches at most ${MAX_WATCHES} sessions; unwatch one first.` };

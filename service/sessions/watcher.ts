@@ -61,6 +61,11 @@ export class WorkspaceWatcher {
     };
   }
 
+  /** Whether the session is polled (a stopped session's watch has ended). */
+  isWatching(sessionId: string): boolean {
+    return this.watches.has(sessionId);
+  }
+
   stop(sessionId: string): void {
     const w = this.watches.get(sessionId);
     if (!w) return;

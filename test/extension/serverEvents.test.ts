@@ -112,6 +112,14 @@ describe('ServerEventRouter', () => {
     assert.deepEqual([...socket.watching].sort(), [A, B], 'an error without a session leaves the watches alone');
   });
 
+  it('asks again for a watch when its session is ready again (a kept session resumed: the server ended the watch when it stopped)', () => {
+    const { router, socket } = setup();
+    assert.ok(socket.watching.has(A));
+    router.handle({ type: 'session', session: sampleSession({ session_id: A, status: 'failed', save_pending: true }) });
+    router.handle({ type: 'session', session: sampleSession({ session_id: A, status: 'ready' }) });
+    assert.deepEqual(socket.sent, [`watch ${A}`]);
+  });
+
   it("names in the log the files that the server's own save of the window's session skipped", () => {
     const { router, logged, sessions } = setup();
     sessions.set(A, sampleSession({ session_id: A, spider_name: 'books' }));

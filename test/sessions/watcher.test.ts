@@ -27,6 +27,7 @@ describe('the workspace watcher', () => {
       assert.ok(watches.has('s1'), 'a save does not end it');
       status('stopped');
       assert.ok(!watches.has('s1'), 'the session stopped: nothing to poll');
+      assert.equal(watcher.isWatching('s1'), false, 'a socket asked to watch it again starts it anew');
       const seen = listings;
       await new Promise((r) => setTimeout(r, 100));
       assert.equal(listings, seen, 'no more listings of its removed container');
