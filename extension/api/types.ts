@@ -107,6 +107,8 @@ export const ServerEvent = z.discriminatedUnion('type', [
     type: z.literal('files'),
     session_id: z.string(),
     changes: z.array(z.object({ path: z.string(), kind: z.enum(['created', 'changed', 'deleted']) })),
+    /** Too many changes to list: everything in the session may have changed. */
+    overflow: z.optional(z.boolean()),
   }),
   z.object({ type: z.literal('error'), session_id: z.optional(z.string()), error: ErrorInfo }),
 ]);

@@ -71,7 +71,9 @@ export class ServerEventRouter {
         d.warnings.outOfMemory(event);
         break;
       case 'files':
-        d.fs.applyServerChanges(event);
+        // Too many to list: the session's folder and open documents are read again.
+        if (event.overflow) d.fs.refreshSessions([event.session_id], d.documents());
+        else d.fs.applyServerChanges(event);
         if (d.windowSessions.folders().includes(event.session_id)) d.counter.schedule(event.session_id);
         break;
       case 'error':

@@ -30,7 +30,8 @@ export type ServiceEvent =
   | { type: 'warning'; session_id: string; spider_id: string; reason: 'idle' | 'max_age'; stops_at: string; minutes: number }
   /** A process in the session was killed for memory; the session goes on. `memory_limit` in bytes. */
   | { type: 'oom'; session_id: string; spider_id: string; memory_limit: number }
-  | { type: 'files'; session_id: string; changes: { path: string; kind: 'created' | 'changed' | 'deleted' }[] };
+  /** `overflow`: too many changes to list (`changes` is empty): everything in the session may have changed. */
+  | { type: 'files'; session_id: string; changes: { path: string; kind: 'created' | 'changed' | 'deleted' }[]; overflow?: boolean };
 
 type Listener = (event: ServiceEvent) => void;
 

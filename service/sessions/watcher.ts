@@ -11,6 +11,9 @@ interface Watch {
   busy: boolean;
 }
 
+/** More changes than this in one poll are sent as one `overflow` event: the editor lists the folder again. */
+export const MAX_CHANGES_PER_POLL = 2000;
+
 /**
  * Tells watching editors what changed in a container's /workspace (a crawl writing output, edits
  * in the browser IDE): while anyone watches a session, its file list is compared every interval.
@@ -92,8 +95,14 @@ export class WorkspaceWatcher {
           else if (before !== key && !key.startsWith('directory:')) changes.push({ path, kind: 'changed' });
         }
         for (const path of w.previous.keys()) if (!now.has(path)) changes.push({ path, kind: 'deleted' });
-        for (let i = 0; i < changes.length; i += 500)
-          this.events.publish(w.ownerId, { type: 'files', session_id: sessionId, changes: changes.slice(i, i + 500) });
+        // A crawl that writes (or a `git checkout` that touches) tens of thousands of files would send
+        // every watching socket megabytes per poll, past what a socket may hold unsent: one "look
+        // again" instead.
+        if (changes.length > MAX_CHANGES_PER_POLL)
+          this.events.publish(w.ownerId, { type: 'files', session_id: sessionId, changes: [], overflow: true });
+        else
+          for (let i = 0; i < changes.length; i += 500)
+            this.events.publish(w.ownerId, { type: 'files', session_id: sessionId, changes: changes.slice(i, i + 500) });
       }
       w.previous = now;
     } catch (err) {

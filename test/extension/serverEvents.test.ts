@@ -112,6 +112,20 @@ describe('ServerEventRouter', () => {
     assert.deepEqual([...socket.watching].sort(), [A, B], 'an error without a session leaves the watches alone');
   });
 
+  it('reads a session again when the server had too many changes to list', () => {
+    const { router, fileChanges } = setup();
+    router.handle({ type: 'files', session_id: A, changes: [], overflow: true });
+    return new Promise<void>((resolve) =>
+      setTimeout(() => {
+        assert.ok(
+          fileChanges.some((c) => c.endsWith(`crawlhub://${A}/workspace`) || c.includes(`crawlhub://${A}/`)),
+          fileChanges.join(),
+        );
+        resolve();
+      }, 20),
+    );
+  });
+
   it('asks again for a watch when its session is ready again (a kept session resumed: the server ended the watch when it stopped)', () => {
     const { router, socket } = setup();
     assert.ok(socket.watching.has(A));

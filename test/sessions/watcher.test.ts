@@ -41,4 +41,40 @@ describe('the workspace watcher', () => {
       watcher.stopAll();
     }
   });
+
+  it('sends one overflow event instead of listing more changes than a socket should hold', async () => {
+    const hub = new EventHub();
+    const sent: { changes: number; overflow?: boolean }[] = [];
+    hub.subscribe({ id: 'u1', isAdmin: false }, (e) => {
+      if (e.type === 'files') sent.push({ changes: e.changes.length, ...(e.overflow ? { overflow: true } : {}) });
+    });
+    let files = 10;
+    let listed = 0;
+    const workspace = {
+      manifest: () => {
+        listed++;
+        return Promise.resolve({
+          entries: Array.from({ length: files }, (_, k) => ({ path: `out/${k}.json`, type: 'file', statKey: '1:1:1:1' })),
+          problems: [],
+          unreadable: [],
+        });
+      },
+    } as unknown as Workspace;
+    const watcher = new WorkspaceWatcher(hub, quiet, [], 20);
+    try {
+      const until = async (what: string, done: () => boolean) => {
+        for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+        assert.ok(done(), what);
+      };
+      watcher.watch('s1', 'u1', workspace);
+      await until('the first listing', () => listed > 0);
+      files = 3000; // a crawl wrote 2990 files since the last poll
+      await until('the overflow event', () => sent.length === 1);
+      files = 3100;
+      await until('the next changes', () => sent.length === 2);
+      assert.deepEqual(sent, [{ changes: 0, overflow: true }, { changes: 100 }]);
+    } finally {
+      watcher.stopAll();
+    }
+  });
 });
