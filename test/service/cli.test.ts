@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -18,6 +18,15 @@ const cli = path.join(root, 'dist/cli.js');
 function run(args: string[], env: Record<string, string>) {
   const res = spawnSync(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
   return { code: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+/** Stops a service still running (SIGTERM, then SIGKILL after 10 s) and waits for it; one that exited early has no exit left to wait for. */
+async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const stuck = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(stuck);
 }
 
 describe('crawlhub CLI', () => {
@@ -161,12 +170,7 @@ describe('crawlhub CLI', () => {
       const doc = (await (await fetch(`http://[::1]:${port}/openapi.json`)).json()) as { servers: { url: string }[] };
       assert.deepEqual(doc.servers, [{ url: `http://[::1]:${port}` }]);
     } finally {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const stuck = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(stuck);
-      }
+      await stopChild(child, exited);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -203,13 +207,7 @@ describe('crawlhub CLI', () => {
       const health = (await (await fetch(`${url}/healthz`)).json()) as { status: string };
       assert.equal(health.status, 'ok');
     } finally {
-      // Only a service still running is stopped and waited for: one that exited early has no exit left to wait for.
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const stuck = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(stuck);
-      }
+      await stopChild(child, exited);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

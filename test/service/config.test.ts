@@ -88,42 +88,35 @@ describe('configuration', () => {
 
   it('refuses a duration a timer cannot hold and a size past 2^53 bytes, naming the maximum', () => {
     // Node clamps a timer over 2^31-1 ms to 1 ms: 600h of Docker timeout would time every call out at once.
-    for (const [name, value] of [
+    /** Each value is refused with one line that names its variable and the maximum. */
+    const refusedPast = (maximum: string, cases: [string, string][]) => {
+      for (const [name, value] of cases)
+        assert.throws(
+          () => loadConfig({ [name]: value }),
+          (err: unknown) =>
+            err instanceof ConfigError &&
+            err.variable === name &&
+            err.message.startsWith(`${name}: got "${value}"; expected`) &&
+            err.message.includes(maximum) &&
+            !err.message.includes('\n'),
+          `${name}=${value}`,
+        );
+    };
+    refusedPast('at most 2147483647 ms', [
       ['CRAWLHUB_DOCKER_TIMEOUT', '600h'],
       ['CRAWLHUB_SWEEP_INTERVAL', '720h'],
       ['CRAWLHUB_IDLE_TIMEOUT', '2147483648'],
       ['CRAWLHUB_MAX_SESSION_AGE', '597h'],
       ['CRAWLHUB_STOP_WARNING', '99999999999999999999h'],
-    ]) {
-      assert.throws(
-        () => loadConfig({ [name]: value }),
-        (err: unknown) =>
-          err instanceof ConfigError &&
-          err.variable === name &&
-          err.message.startsWith(`${name}: got "${value}"; expected`) &&
-          err.message.includes('at most 2147483647 ms') &&
-          !err.message.includes('\n'),
-        `${name}=${value}`,
-      );
-    }
+    ]);
     assert.equal(loadConfig({ CRAWLHUB_MAX_SESSION_AGE: '596h' }).CRAWLHUB_MAX_SESSION_AGE, 596 * 3_600_000);
     assert.equal(loadConfig({ CRAWLHUB_DOCKER_TIMEOUT: '2147483647' }).CRAWLHUB_DOCKER_TIMEOUT, 2_147_483_647);
     assert.equal(parseDuration('597h'), undefined);
-    for (const [name, value] of [
+    refusedPast('at most 9007199254740991 bytes', [
       ['CRAWLHUB_MAX_SPIDER_SIZE', '99999999999999999999g'],
       ['CRAWLHUB_WORKSPACE_SIZE', '8388608g'],
       ['CRAWLHUB_SESSION_MEMORY', '9007199254740992'],
-    ]) {
-      assert.throws(
-        () => loadConfig({ [name]: value }),
-        (err: unknown) =>
-          err instanceof ConfigError &&
-          err.variable === name &&
-          err.message.startsWith(`${name}: got "${value}"; expected`) &&
-          err.message.includes('at most 9007199254740991 bytes'),
-        `${name}=${value}`,
-      );
-    }
+    ]);
     assert.equal(loadConfig({ CRAWLHUB_WORKSPACE_SIZE: '8388607g' }).CRAWLHUB_WORKSPACE_SIZE, 8_388_607 * 1024 ** 3);
     assert.equal(parseSize('8388608g'), undefined);
   });
