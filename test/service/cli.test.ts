@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -10,6 +10,7 @@ import { initOrm, type Orm } from '../../service/db/orm';
 import { User } from '../../service/auth/entities';
 import { UserService } from '../../service/auth/users';
 import { AppError } from '../../service/http/errors';
+import { spawnService } from '../helpers/process';
 import { databases } from '../helpers/service';
 
 const root = path.resolve(__dirname, '../..');
@@ -18,15 +19,6 @@ const cli = path.join(root, 'dist/cli.js');
 function run(args: string[], env: Record<string, string>) {
   const res = spawnSync(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
   return { code: res.status, stdout: res.stdout, stderr: res.stderr };
-}
-
-/** Stops a service still running (SIGTERM, then SIGKILL after 10 s) and waits for it; one that exited early has no exit left to wait for. */
-async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const stuck = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(stuck);
 }
 
 describe('crawlhub CLI', () => {
@@ -138,76 +130,39 @@ describe('crawlhub CLI', () => {
   it('serve on :: tells browsers http://[::1]:<port>, an address they can reach', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-serve-v6-'));
     // No Docker engine: the service starts without one, and this test leaves the real one alone.
-    const child = spawn(process.execPath, [cli, 'serve'], {
-      env: {
-        ...process.env,
-        CRAWLHUB_DATA_DIR: dir,
-        CRAWLHUB_HOST: '::',
-        CRAWLHUB_PORT: '0',
-        CRAWLHUB_LOG_LEVEL: 'info',
-        DOCKER_HOST: `unix://${path.join(dir, 'no-docker.sock')}`,
-      },
+    const service = await spawnService(
+      { CRAWLHUB_DATA_DIR: dir, CRAWLHUB_HOST: '::', DOCKER_HOST: `unix://${path.join(dir, 'no-docker.sock')}` },
+      { cli },
+    ).catch((err: unknown) => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw err;
     });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      const port = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no listening line within 30 s: ${out}`)), 30_000);
-        child.stdout.on('data', () => {
-          const m = /"url":"http:\/\/\[::\]:(\d+)"/.exec(out);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]);
-          }
-        });
-        child.once('exit', (code, signal) => {
-          clearTimeout(timer);
-          reject(new Error(`the service exited (${code ?? signal}) before it listened: ${out}`));
-        });
-      });
+      const port = /^http:\/\/\[::\]:(\d+)$/.exec(service.url)?.[1];
+      assert.ok(port, service.url);
       const doc = (await (await fetch(`http://[::1]:${port}/openapi.json`)).json()) as { servers: { url: string }[] };
       assert.deepEqual(doc.servers, [{ url: `http://[::1]:${port}` }]);
     } finally {
-      await stopChild(child, exited);
+      await service.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it('serve on an empty database prints the admin token once and serves /healthz', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-serve-'));
-    const child = spawn(process.execPath, [cli, 'serve'], {
-      env: { ...process.env, CRAWLHUB_DATA_DIR: dir, CRAWLHUB_PORT: '0', CRAWLHUB_LOG_LEVEL: 'info' },
+    const service = await spawnService({ CRAWLHUB_DATA_DIR: dir }, { cli }).catch((err: unknown) => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw err;
     });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no listening line within 30 s: ${out}`)), 30_000);
-        const check = () => {
-          const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]);
-          }
-        };
-        child.stdout.on('data', check);
-        // A service that stops before it listens fails the test at once, with what it said.
-        child.once('exit', (code, signal) => {
-          clearTimeout(timer);
-          reject(new Error(`the service exited (${code ?? signal}) before it listened: ${out}`));
-        });
-      });
       const token = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
+      const out = service.output();
       assert.ok(out.includes(token), 'the first start prints the token');
       assert.equal(out.split(token).length - 1, 1, 'exactly once');
-      const health = (await (await fetch(`${url}/healthz`)).json()) as { status: string };
+      const health = (await (await fetch(`${service.url}/healthz`)).json()) as { status: string };
       assert.equal(health.status, 'ok');
     } finally {
-      await stopChild(child, exited);
+      await service.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -1,38 +1,22 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { spawnService } from '../helpers/process';
 import { json, startTestService } from '../helpers/service';
-
-const root = path.resolve(__dirname, '../..');
 
 describe('stopping the service', () => {
   it('SIGTERM lets a request in flight finish (a slow upload is stored, not cut), then exits 0', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-stop-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'service/cli.ts'), 'serve'], {
-      cwd: root,
-      env: { ...process.env, CRAWLHUB_DATA_DIR: dir, CRAWLHUB_PORT: '0', CRAWLHUB_LOG_LEVEL: 'info', DATABASE_URL: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const service = await spawnService({ CRAWLHUB_DATA_DIR: dir, DATABASE_URL: '' }).catch((err: unknown) => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw err;
     });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, url, exited } = service;
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no listening line within 30 s: ${out}`)), 30_000);
-        child.stdout.on('data', () => {
-          const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]);
-          }
-        });
-      });
       const token = fs.readFileSync(path.join(dir, 'admin.token'), 'utf8').trim();
       const auth = { authorization: `Bearer ${token}` };
       const spider = await json(
@@ -73,7 +57,7 @@ describe('stopping the service', () => {
           }, 300);
         });
       const first = await put('big.txt', true);
-      assert.deepEqual(first, { status: 200, connection: 'close' }, out);
+      assert.deepEqual(first, { status: 200, connection: 'close' }, service.output());
       // The next request is turned away whole (503, or no connection at all), never cut off in its body.
       const second = await put('next.txt', false).then(
         (r) => r.status,
@@ -81,7 +65,7 @@ describe('stopping the service', () => {
       );
       assert.ok(second === 503 || second === 'ECONNREFUSED', `the next request: ${second}`);
       agent.destroy();
-      assert.equal(await exited, 0, out);
+      assert.equal(await exited, 0, service.output());
 
       // Started again on the same data: the file is there, whole.
       const again = await startTestService({ dataDir: dir, env: { DATABASE_URL: '' } });
@@ -93,7 +77,7 @@ describe('stopping the service', () => {
         await again.close();
       }
     } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await service.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -105,38 +89,32 @@ describe('stopping the service', () => {
     const held: net.Socket[] = [];
     const engine = net.createServer((c) => held.push(c));
     await new Promise<void>((resolve) => engine.listen(sock, resolve));
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'service/cli.ts'), 'serve'], {
-      cwd: root,
-      env: {
-        ...process.env,
-        CRAWLHUB_DATA_DIR: dir,
-        CRAWLHUB_PORT: '0',
-        CRAWLHUB_LOG_LEVEL: 'info',
-        DATABASE_URL: '',
-        DOCKER_HOST: `unix://${sock}`,
-        CRAWLHUB_DOCKER_TIMEOUT: '3s',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
-    try {
-      // Listening, and the reconcile's question is with the engine (which will not answer it for 3 s).
-      const until = Date.now() + 30_000;
-      while (!(/is listening/.test(out) && held.length > 0)) {
-        if (Date.now() > until) throw new Error(`not listening and asking the engine within 30 s: ${out}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      child.kill('SIGTERM');
-      assert.deepEqual(await exited, [0, null], out);
-      assert.match(out, /stopping: finishing requests and saves in flight/);
-    } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    const cleanup = () => {
       for (const c of held) c.destroy();
       engine.close();
       fs.rmSync(dir, { recursive: true, force: true });
+    };
+    const service = await spawnService({
+      CRAWLHUB_DATA_DIR: dir,
+      DATABASE_URL: '',
+      DOCKER_HOST: `unix://${sock}`,
+      CRAWLHUB_DOCKER_TIMEOUT: '3s',
+    }).catch((err: unknown) => {
+      cleanup();
+      throw err;
+    });
+    try {
+      // Listening, and the reconcile's question is with the engine (which will not answer it for 3 s).
+      for (let i = 0; held.length === 0; i++) {
+        if (i >= 1500) throw new Error(`the start-up reconcile did not ask the engine within 30 s: ${service.output()}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      service.child.kill('SIGTERM');
+      assert.deepEqual([await service.exited, service.child.signalCode], [0, null], service.output());
+      assert.match(service.output(), /stopping: finishing requests and saves in flight/);
+    } finally {
+      await service.stop();
+      cleanup();
     }
   });
 });
