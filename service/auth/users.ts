@@ -71,7 +71,7 @@ export class UserService {
     const rows =
       given === '' ? [] : await em.find(ApiToken, whole ? { hash: hashToken(given) } : { $or: [{ id: given }, { prefix: given }] });
     if (rows.length === 0) throw notFound(`Token "${shown}"`);
-    if (rows.length > 1) throw conflict(`"${shown}" names more than one token; use its id.`);
+    if (rows.length > 1) throw conflict(`"${shown}" names more than one token; use its id.`, 'ambiguous_token');
     rows[0].revokedAt ??= new Date();
     await em.flush();
     return toInfo(rows[0]);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import ts from 'typescript';
 import { SETTINGS } from '../../service/config';
 
 const readme = fs.readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
@@ -22,5 +23,78 @@ describe('README', () => {
       ci.split('\n').some((l) => l.trim() === testCommand),
       `.ci/run must run "${testCommand}"`,
     );
+  });
+});
+
+/**
+ * Every error code the service's source can answer with, and its status where the source fixes it:
+ * `new AppError(status, 'code', …)`, the helpers of service/http/errors.ts with their code argument
+ * (or their default), and `{ code: '…' }` in the error objects written by hand (upgrades, sockets).
+ */
+function errorCodesInSource(): Map<string, Set<number | null>> {
+  const helpers: Record<string, { status: number | null; codeArg: number; fallback: string | null }> = {
+    badRequest: { status: 400, codeArg: 1, fallback: 'bad_request' },
+    conflict: { status: 409, codeArg: 1, fallback: 'conflict' },
+    unavailable: { status: 503, codeArg: 1, fallback: 'unavailable' },
+    unauthorized: { status: 401, codeArg: -1, fallback: 'unauthorized' },
+    forbidden: { status: 403, codeArg: -1, fallback: 'forbidden' },
+    notFound: { status: 404, codeArg: -1, fallback: 'not_found' },
+    tooLarge: { status: 413, codeArg: -1, fallback: 'too_large' },
+  };
+  const codes = new Map<string, Set<number | null>>();
+  const add = (code: string, status: number | null) => codes.set(code, (codes.get(code) ?? new Set()).add(status));
+  const files = fs.readdirSync(path.resolve(__dirname, '../../service'), { recursive: true, encoding: 'utf8' });
+  for (const rel of files.filter((f) => f.endsWith('.ts'))) {
+    const file = path.resolve(__dirname, '../../service', rel);
+    const source = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+    const visit = (node: ts.Node): void => {
+      if ((ts.isCallExpression(node) || ts.isNewExpression(node)) && ts.isIdentifier(node.expression)) {
+        const args = node.arguments ?? ts.factory.createNodeArray();
+        const name = node.expression.text;
+        if (name === 'AppError' && ts.isNewExpression(node) && args.length >= 2 && ts.isStringLiteral(args[1])) {
+          add(args[1].text, ts.isNumericLiteral(args[0]) ? Number(args[0].text) : null);
+        } else if (name in helpers && ts.isCallExpression(node)) {
+          const h = helpers[name];
+          const arg = h.codeArg >= 0 ? args[h.codeArg] : undefined;
+          if (arg && ts.isStringLiteral(arg)) add(arg.text, h.status);
+          else if (!arg && h.fallback) add(h.fallback, h.status);
+        }
+      }
+      if (
+        ts.isPropertyAssignment(node) &&
+        ts.isIdentifier(node.name) &&
+        node.name.text === 'code' &&
+        ts.isStringLiteral(node.initializer) &&
+        /^[a-z]+(_[a-z]+)*$/.test(node.initializer.text) &&
+        ts.isObjectLiteralExpression(node.parent) &&
+        node.parent.properties.some((p) => p.name && ts.isIdentifier(p.name) && p.name.text === 'message')
+      ) {
+        add(node.initializer.text, null);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return codes;
+}
+
+describe('README error codes', () => {
+  it('the Error codes table lists every code the service answers, with its status', () => {
+    const section = /### Error codes\s+([\s\S]*?)\n## /.exec(readme)?.[1] ?? '';
+    // Socket messages have no status: `—`.
+    const table = new Map([...section.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d+|—)\s*\|/gm)].map((m) => [m[1], Number(m[2])]));
+    const codes = errorCodesInSource();
+    // The command line's own (it prints them; no HTTP client sees them).
+    for (const cliOnly of ['no_database', 'ambiguous_token']) codes.delete(cliOnly);
+    assert.ok(codes.size > 30, `found only ${codes.size} codes in the source`);
+    const missing: string[] = [];
+    for (const [code, statuses] of codes) {
+      if (!table.has(code)) missing.push(code);
+      for (const status of statuses) {
+        if (status !== null && table.has(code))
+          assert.equal(table.get(code), status, `${code}: the README says ${table.get(code)}, the source ${status}`);
+      }
+    }
+    assert.deepEqual(missing, [], 'codes the service answers with that the README does not list');
   });
 });
