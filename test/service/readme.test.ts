@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import ts from 'typescript';
 import { SETTINGS } from '../../service/config';
+import { startTestService } from '../helpers/service';
 
 const readme = fs.readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
 
@@ -96,5 +97,36 @@ describe('README error codes', () => {
       }
     }
     assert.deepEqual(missing, [], 'codes the service answers with that the README does not list');
+  });
+});
+
+describe('README API', () => {
+  it('its API tables list every route the service serves, with its methods', async () => {
+    const section = /## API\s+([\s\S]*?)\n### Error codes/.exec(readme)?.[1] ?? '';
+    const listed = new Set<string>();
+    for (const m of section.matchAll(/^\|\s*(`[A-Z][^|]*?)\s*\|/gm)) {
+      // `GET/PATCH/DELETE /api/spiders/:id` · `GET /api/spiders` {body}, with queries in brackets.
+      for (const part of m[1].matchAll(/`([A-Z/]+) ([^`\s]+)`/g)) {
+        const route = part[2]
+          .replace(/[[?].*$/, '')
+          .replace(/:(\w+)/g, '{$1}')
+          .replace(/<(\w+)>/g, '{$1}');
+        for (const method of part[1].split('/')) listed.add(`${method} ${route}`);
+      }
+    }
+    const svc = await startTestService();
+    try {
+      const doc = (await (await fetch(`${svc.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+      const served = Object.entries(doc.paths).flatMap(([route, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${route}`));
+      assert.ok(served.length > 20, `only ${served.length} routes`);
+      // The description itself is named in the prose above the table.
+      const missing = served.filter((r) => !listed.has(r) && r !== 'GET /openapi.json');
+      assert.deepEqual(missing, [], 'routes the service serves that the README does not list');
+      const stale = [...listed].filter((r) => !served.includes(r));
+      assert.deepEqual(stale, [], 'routes the README lists that the service does not serve');
+      assert.match(section, /`GET \/openapi\.json`/);
+    } finally {
+      await svc.close();
+    }
   });
 });
