@@ -44,9 +44,16 @@ interface RequestOptions extends CallOptions {
   bytes?: Uint8Array;
   /** No default timeout: the call may legitimately take minutes (starting a container, a big save). */
   long?: boolean;
+  /** More time than the default on top, for a body that takes a while to send. */
+  extraMs?: number;
 }
 
 const LONG_LIMIT_MS = 15 * 60_000;
+/**
+ * The slowest upload a file write is given time for (bytes per second): a file near the service's
+ * size limit (25 MB by default) takes minutes on a slow uplink, far beyond an ordinary call's limit.
+ */
+const MIN_UPLOAD_RATE = 64 * 1024;
 
 /** Parses and normalises a server URL typed by a person; throws a readable Error when it is not one. */
 export function parseServerUrl(input: string): URL {
@@ -215,7 +222,11 @@ export class CrawlHubClient {
   }
 
   async writeFile(sessionId: string, path: string, data: Uint8Array, flags: { create: boolean; overwrite: boolean }): Promise<void> {
-    await this.send('PUT', this.fsPath(sessionId, 'fs/file'), { query: { path, ...flags }, bytes: data });
+    await this.send('PUT', this.fsPath(sessionId, 'fs/file'), {
+      query: { path, ...flags },
+      bytes: data,
+      extraMs: Math.ceil((data.byteLength / MIN_UPLOAD_RATE) * 1000),
+    });
   }
 
   async createDirectory(sessionId: string, path: string): Promise<void> {
@@ -265,7 +276,7 @@ export class CrawlHubClient {
       headers['content-type'] = 'application/octet-stream';
       body = opts.bytes as Uint8Array<ArrayBuffer>; // never backed by a SharedArrayBuffer here
     }
-    const limit = AbortSignal.timeout(opts.long ? LONG_LIMIT_MS : this.timeoutMs);
+    const limit = AbortSignal.timeout(opts.long ? LONG_LIMIT_MS : this.timeoutMs + (opts.extraMs ?? 0));
     const signal = opts.signal ? AbortSignal.any([opts.signal, limit]) : limit;
     const started = Date.now();
     let res: Response;

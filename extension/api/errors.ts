@@ -32,12 +32,7 @@ export class ApiError extends Error {
       const body = ErrorBody.parse(JSON.parse(text));
       return new ApiError(res.status, body.error.code, body.error.message, body.error.details);
     } catch {
-      const snippet = text.trim().slice(0, 200);
-      return new ApiError(
-        res.status,
-        `http_${res.status}`,
-        `The server answered ${res.status} ${res.statusText}${snippet ? `: ${snippet}` : ''}`,
-      );
+      return new ApiError(res.status, `http_${res.status}`, unexpectedAnswer(res, text));
     }
   }
 
@@ -51,6 +46,34 @@ export class ApiError extends Error {
     const why = cause?.code ?? cause?.message ?? (err as Error | null)?.message ?? String(err);
     return new ApiError(0, 'unreachable', `Cannot reach ${url.origin} (${why}).`);
   }
+}
+
+/** The longest reason of a proxy's plain-text answer that is passed on. */
+const MAX_REASON = 200;
+
+/**
+ * An error answer that is not the service's `{"error":…}`: a reverse proxy's or load balancer's
+ * (an nginx 413 for a file above its body limit, a 502 while the service restarts, a 429 of a rate
+ * limiter). Said by its status, with what to do; the answer's own text only when it is one short
+ * line of plain text — never an HTML page's markup or another API's JSON.
+ */
+function unexpectedAnswer(res: Response, text: string): string {
+  const status = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
+  const seconds = Number(res.headers.get('retry-after'));
+  const later = Number.isInteger(seconds) && seconds > 0 ? `in ${seconds} s` : 'in a moment';
+  let message: string;
+  if (res.status === 413) message = `The server, or a proxy in front of it, refused a request this large (${status}).`;
+  else if (res.status === 429)
+    message = `The server, or a proxy in front of it, is getting too many requests (${status}); try again ${later}.`;
+  else if (res.status === 502 || res.status === 503 || res.status === 504)
+    message = `The server is not answering right now (${status} from a proxy in front of it); try again ${later}.`;
+  else if (res.status >= 500) message = `The server failed (${status}); try again ${later}.`;
+  else if (res.status === 401 || res.status === 403) message = `The server, or a proxy in front of it, refused the request (${status}).`;
+  else message = `The server answered ${status}, not a CrawlHub answer: is the server URL right?`;
+  const type = res.headers.get('content-type') ?? '';
+  const line = text.trim();
+  const plain = /^text\/plain\b/i.test(type) && line !== '' && !line.includes('\n') && line.length <= MAX_REASON;
+  return plain && !/^[<{[]/.test(line) ? `${message} It said: ${line.replace(/\.$/, '')}.` : message;
 }
 
 /** Why every call fails after the stored token was revoked (a 401): the words the user sees wherever that shows. */

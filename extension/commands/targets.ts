@@ -88,7 +88,12 @@ export class Targets {
 
   private async pickSession(title: string, sessions: Session[]): Promise<Session | undefined> {
     if (sessions.length === 0) {
-      void vscode.window.showInformationMessage('CrawlHub: you have no open sessions. Open one from the Spiders view.');
+      // Signed out (or the server was down at the last load), nothing is known of any session.
+      void vscode.window.showInformationMessage(
+        this.state.connection.kind === 'online'
+          ? 'CrawlHub: you have no open sessions. Open one from the Spiders view.'
+          : 'CrawlHub: sign in first (or Refresh if the server was down).',
+      );
       return undefined;
     }
     if (sessions.length === 1) return sessions[0];

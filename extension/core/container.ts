@@ -13,6 +13,7 @@ import { PendingCounter } from '../save/pendingCounter';
 import { SaveController } from '../save/saveController';
 import { SERVER_SCHEME, ServerDocumentProvider } from '../save/serverDocuments';
 import { SaveTracker } from '../save/tracker';
+import { unsavedEditorsOf } from '../save/unsavedEditors';
 import { SaveButton } from '../statusBar/saveButton';
 import { CrawlHubState } from '../state/store';
 import { refreshWhileVisible } from '../views/refreshWhileVisible';
@@ -27,7 +28,7 @@ import { LiveUpdatesNotice } from './liveUpdates';
 import { ServerEventRouter } from './serverEvents';
 import { SessionWatches } from './sessionWatches';
 import { setContext } from './setContext';
-import { StoppedSessions } from './stoppedSessions';
+import { reopenPlan, StoppedSessions, stoppedNotice } from './stoppedSessions';
 import { Notifier } from './notify';
 import { SignInPrompt } from './signInPrompt';
 import { countPendingChanges } from './settings';
@@ -87,7 +88,7 @@ export class CrawlHubExtension implements vscode.Disposable {
     const tracker = own(new SaveTracker());
     const saves = new SaveController(clientFn, state, tracker, notify, log, fs, this.stopped);
     const heartbeat = own(new HeartbeatController(clientFn, state, log));
-    const counter = own(new PendingCounter(clientFn, tracker, (id) => state.session(id)?.spider_id, countPendingChanges, log));
+    const counter = own(new PendingCounter(clientFn, tracker, (id) => state.session(id), countPendingChanges, log));
 
     // ---- views and the status bar ---------------------------------------------------------------------
     const spidersTree = own(new SpidersTreeProvider(state));
@@ -215,26 +216,23 @@ export class CrawlHubExtension implements vscode.Disposable {
   private checkWindowSessions(state: CrawlHubState, windowSessions: WindowSessions, deps: SessionDeps): void {
     for (const session of this.stopped.toAnnounce(windowSessions.folders(), (id) => state.session(id))) {
       const id = session.session_id;
-      const why = session.status_reason ? ` (${session.status_reason})` : '';
-      void vscode.window
-        .showWarningMessage(
-          `CrawlHub: the session of ${session.spider_name} is ${session.status}${why}; its files are no longer reachable here.`,
-          'Open a New Session',
-        )
-        .then(async (choice) => {
-          if (!choice) return;
-          try {
-            const fresh = await readySession(deps, state.spider(session.spider_id) ?? { id: session.spider_id, name: session.spider_name });
-            if (!fresh) return;
-            const folders = vscode.workspace.workspaceFolders ?? [];
-            const index = folders.findIndex((f) => f.uri.authority === id);
-            if (folders.length <= 1)
-              await vscode.commands.executeCommand('vscode.openFolder', sessionUri(fresh.session_id), { forceReuseWindow: true });
-            else vscode.workspace.updateWorkspaceFolders(index, 1, { uri: sessionUri(fresh.session_id), name: session.spider_name });
-          } catch (err) {
-            void deps.notify.error(`Opening a new session of ${session.spider_name}`, err);
-          }
-        });
+      const notice = stoppedNotice(session, unsavedEditorsOf(id, vscode.workspace.textDocuments));
+      void vscode.window.showWarningMessage(notice.message, notice.action).then(async (choice) => {
+        if (!choice) return;
+        try {
+          const fresh = await readySession(deps, state.spider(session.spider_id) ?? { id: session.spider_id, name: session.spider_name });
+          if (!fresh) return;
+          const plan = reopenPlan(vscode.workspace.workspaceFolders ?? [], id, fresh.session_id);
+          if (plan.kind === 'openFolder')
+            await vscode.commands.executeCommand('vscode.openFolder', sessionUri(fresh.session_id), { forceReuseWindow: true });
+          else if (plan.kind === 'replaceFolder')
+            vscode.workspace.updateWorkspaceFolders(plan.index, 1, { uri: sessionUri(fresh.session_id), name: session.spider_name });
+          // Resumed: the same folder lists again what it could not reach while the container was stopped.
+          else void vscode.commands.executeCommand('workbench.files.action.refreshFilesExplorer');
+        } catch (err) {
+          void deps.notify.error(`Opening a new session of ${session.spider_name}`, err);
+        }
+      });
     }
   }
 

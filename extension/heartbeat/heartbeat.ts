@@ -1,12 +1,21 @@
 import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
 import { errorMessage } from '../api/errors';
-import type { Session } from '../api/types';
+import { isLive, type Session } from '../api/types';
 import { Emitter } from '../core/emitter';
 import { affects, heartbeatIntervalMs } from '../core/settings';
 import { isSessionUri } from '../fs/uris';
 import type { CrawlHubState } from '../state/store';
 import { ActivityTracker } from './activity';
+
+/**
+ * A document change the user made: typing, an undo, a formatter they ran — not VS Code reloading a
+ * file that changed in the container (a crawl writing its output, a `git pull` in the terminal),
+ * which leaves the document clean and has no reason. That would keep an unattended session alive.
+ */
+export function byUser(e: Pick<vscode.TextDocumentChangeEvent, 'reason'> & { document: Pick<vscode.TextDocument, 'isDirty'> }): boolean {
+  return e.document.isDirty || e.reason !== undefined;
+}
 
 /** The share of the server's idle timeout that the heartbeat interval may reach at most. */
 const IDLE_TIMEOUT_SHARE = 1 / 3;
@@ -51,9 +60,12 @@ export class HeartbeatController implements vscode.Disposable {
     };
     this.disposables.push(
       vscode.workspace.onDidChangeTextDocument((e) => {
-        if (e.contentChanges.length > 0) noteUri(e.document.uri);
+        if (e.contentChanges.length > 0 && byUser(e)) noteUri(e.document.uri);
       }),
-      vscode.window.onDidChangeTextEditorSelection((e) => noteUri(e.textEditor.document.uri)),
+      // A selection moved by the content changing under it (a reload) has no kind: only the user's count.
+      vscode.window.onDidChangeTextEditorSelection((e) => {
+        if (e.kind !== undefined) noteUri(e.textEditor.document.uri);
+      }),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (affects(e, 'heartbeatIntervalMinutes')) this.restart();
       }),
@@ -91,17 +103,22 @@ export class HeartbeatController implements vscode.Disposable {
     return this.send(sessionId).catch(() => undefined);
   }
 
-  /** One heartbeat now (also "Keep working" on a stop warning). */
+  /**
+   * One heartbeat now (also "Keep working" on a stop warning). None for a session that is no longer
+   * live: the server moves the spider's current session, which is then another one (opened from
+   * another window or the browser) that this activity is no sign of use of.
+   */
   async send(sessionId: string): Promise<Session | undefined> {
-    const spiderId = this.state.session(sessionId)?.spider_id;
+    const session = this.state.session(sessionId);
+    if (!session || !isLive(session)) return undefined;
     const client = await this.client();
-    if (!spiderId || !client) return undefined;
+    if (!client) return undefined;
     try {
-      const session = await client.heartbeat(spiderId);
-      this.state.upsertSession(session);
-      this.log.debug(`heartbeat ${session.spider_name}: idle stop moved to ${session.idle_deadline}`);
+      const fresh = await client.heartbeat(session.spider_id);
+      this.state.upsertSession(fresh);
+      this.log.debug(`heartbeat ${fresh.spider_name}: idle stop moved to ${fresh.idle_deadline}`);
       this.problems.fire({ sessionId, message: undefined });
-      return session;
+      return fresh;
     } catch (err) {
       this.log.warn(`heartbeat for ${sessionId} failed: ${errorMessage(err)}`);
       this.problems.fire({ sessionId, message: errorMessage(err) });

@@ -1,4 +1,5 @@
 import type { CrawlHubClient } from '../api/client';
+import { isKept, isLive, type Session } from '../api/types';
 import type { Log } from '../core/log';
 import { changeCount } from './summary';
 import type { SaveTracker } from './tracker';
@@ -14,7 +15,8 @@ export class PendingCounter {
   constructor(
     private readonly client: () => Promise<CrawlHubClient | undefined>,
     private readonly tracker: SaveTracker,
-    private readonly spiderOf: (sessionId: string) => string | undefined,
+    /** The session as the state knows it. */
+    private readonly sessionOf: (sessionId: string) => Pick<Session, 'spider_id' | 'status' | 'save_pending'> | undefined,
     private readonly enabled: () => boolean,
     private readonly log: Log,
     private readonly quietMs = 4000,
@@ -35,8 +37,11 @@ export class PendingCounter {
   }
 
   async count(sessionId: string): Promise<void> {
-    const spiderId = this.spiderOf(sessionId);
-    if (!spiderId) return;
+    // The dry run asks for the spider's current session: once this one has stopped that is nothing,
+    // or another one (opened elsewhere), whose count is not this session's.
+    const session = this.sessionOf(sessionId);
+    if (!session || !(isLive(session) || isKept(session))) return;
+    const spiderId = session.spider_id;
     if (this.running.has(sessionId) || this.tracker.get(sessionId).saving) {
       // Count once the running count or save is over.
       this.schedule(sessionId);

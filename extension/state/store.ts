@@ -22,6 +22,7 @@ export class CrawlHubState {
   private spiderMap = new Map<string, Spider>();
   private sessionMap = new Map<string, Session>();
   private conn: Connection = { kind: 'signedOut' };
+  private connectionKnown = false;
   private loading: Promise<void> | undefined;
   private again = false;
   private lastLoadedAt = 0;
@@ -110,8 +111,17 @@ export class CrawlHubState {
     this.setConnection({ kind: 'unreachable', server: this.conn.server, message, rejected });
   }
 
+  /**
+   * Whether `connection` was ever set: before the first load has read the stored token, "signedOut"
+   * is only the starting value (the Save to Server button must not say "sign in" meanwhile).
+   */
+  get known(): boolean {
+    return this.connectionKnown;
+  }
+
   private setConnection(conn: Connection): void {
     this.conn = conn;
+    this.connectionKnown = true;
     this.changed.fire();
   }
 

@@ -78,6 +78,7 @@ export class SaveButton implements vscode.Disposable {
       this.liveUpdatesOutage,
       this.heartbeatProblems.get(sessionId)?.message,
       conn.kind === 'unreachable' && conn.rejected,
+      conn.kind === 'signedOut' && this.state.known,
     );
     this.item.text = view.text;
     const tooltip = new vscode.MarkdownString(view.tooltip.join('  \n'));
@@ -86,7 +87,7 @@ export class SaveButton implements vscode.Disposable {
     this.item.accessibilityInformation = { label: view.accessibilityLabel };
     this.item.command =
       view.action === 'signIn'
-        ? { title: 'Sign In Again', command: StatusBarItems.save.commandWhenTokenRefused }
+        ? { title: conn.kind === 'signedOut' ? 'Sign In' : 'Sign In Again', command: StatusBarItems.save.commandWhenTokenRefused }
         : {
             title: 'Save to Server',
             command: StatusBarItems.save.command,

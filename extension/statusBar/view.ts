@@ -27,6 +27,7 @@ export interface SaveButtonView {
  * `liveUpdatesOutage` is why the events socket cannot connect, once that has lasted: the button is
  * always in sight in a session's window, where a stop warning that never comes costs work.
  * `tokenRefused`: the server answered 401 (the token was revoked); nothing saves until a new sign-in.
+ * `signedOut`: no token is stored for the server (or no server is set); the same, but a first sign-in.
  */
 export function saveButtonView(
   session: Session | undefined,
@@ -35,6 +36,7 @@ export function saveButtonView(
   liveUpdatesOutage?: string,
   heartbeatProblem?: string,
   tokenRefused = false,
+  signedOut = false,
 ): SaveButtonView {
   const tooltip: string[] = [];
   const name = session?.spider_name ?? 'this session';
@@ -99,12 +101,20 @@ export function saveButtonView(
     warning = true;
     tooltip.splice(1, 0, `${escapeMarkdown(TOKEN_REFUSED[0].toUpperCase() + TOKEN_REFUSED.slice(1))}: sign in to CrawlHub again.`);
   }
-  tooltip.push('', tokenRefused ? 'Click to sign in again.' : 'Click to save.');
+  // Signed out (Sign Out, or a session's window opened where no token is stored): nothing is known of
+  // the session and nothing saves; a click that only said "you have no open sessions" would mislead.
+  if (signedOut && !tokenRefused) {
+    text = '$(warning) Save to Server · sign in';
+    warning = true;
+    tooltip.splice(1, 0, "Signed out of CrawlHub: sign in to reach and save this session's files.");
+  }
+  const signIn = tokenRefused || signedOut;
+  tooltip.push('', tokenRefused ? 'Click to sign in again.' : signedOut ? 'Click to sign in.' : 'Click to save.');
   return {
     text,
     tooltip,
     warning,
     accessibilityLabel: text.replace(/\$\([^)]*\)\s*/g, ''),
-    action: tokenRefused ? 'signIn' : 'save',
+    action: signIn ? 'signIn' : 'save',
   };
 }

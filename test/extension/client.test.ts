@@ -40,6 +40,7 @@ describe('CrawlHubClient', () => {
       if (u.pathname === '/api/spiders/missing/code-session')
         return sendJson(res, 404, { error: { code: 'not_found', message: 'Spider was not found.' } });
       if (u.pathname.startsWith('/api/spiders/sp1/files/')) return res.end(Buffer.from('stored'));
+      if (u.pathname === '/api/sessions/slow/fs/file') return setTimeout(() => res.writeHead(204).end(), 300);
       if (u.pathname.endsWith('/fs/file') && req.method === 'PUT') return res.writeHead(204).end();
       if (u.pathname.endsWith('/fs/stat')) return sendJson(res, 200, { type: 'file', size: 3, mtime: 1000, ctime: 900 });
       if (u.pathname === '/api/redirect') {
@@ -50,6 +51,17 @@ describe('CrawlHubClient', () => {
         res.writeHead(502, { 'content-type': 'text/html' });
         return res.end('<html>bad gateway</html>');
       }
+      if (u.pathname === '/api/nginx-413') {
+        res.writeHead(413, { 'content-type': 'text/html' });
+        return res.end(
+          '<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n',
+        );
+      }
+      if (u.pathname === '/api/rate-limited') {
+        res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': '30' });
+        return res.end('Rate limit exceeded.');
+      }
+      if (u.pathname === '/api/other-json') return sendJson(res, 500, { message: 'Internal Server Error', stack: 'Error: x\n    at y' });
       if (u.pathname === '/api/slow') return setTimeout(() => sendJson(res, 200, {}), 2000);
       if (u.pathname === '/api/sessions') return sendJson(res, 200, [{ session_id: 1 }]);
       if (u.pathname === '/api/sessions/s1/launch') return sendJson(res, 200, { url: 'http://x/code-server/s1/?ticket=t' });
@@ -99,11 +111,29 @@ describe('CrawlHubClient', () => {
     );
   });
 
-  it('reports a non-JSON error page by status', async () => {
-    await assert.rejects(
-      () => (client() as any).json('GET', '/api/html', { safeParse: () => ({ success: true }) }),
-      (e: ApiError) => e.status === 502 && e.code === 'http_502' && /bad gateway/.test(e.message),
+  it("says a proxy's error page by its status and what to do, never with its markup or another API's JSON", async () => {
+    const get = (path: string) =>
+      (client() as any).json('GET', path, { safeParse: () => ({ success: true }) }).then(
+        () => assert.fail('no failure'),
+        (e: ApiError) => e,
+      ) as Promise<ApiError>;
+    const gateway = await get('/api/html');
+    assert.equal(gateway.status, 502);
+    assert.equal(gateway.code, 'http_502');
+    assert.equal(
+      gateway.message,
+      'The server is not answering right now (HTTP 502 Bad Gateway from a proxy in front of it); try again in a moment.',
     );
+    const large = await get('/api/nginx-413');
+    assert.equal(large.message, 'The server, or a proxy in front of it, refused a request this large (HTTP 413 Payload Too Large).');
+    const limited = await get('/api/rate-limited');
+    assert.equal(
+      limited.message,
+      'The server, or a proxy in front of it, is getting too many requests (HTTP 429 Too Many Requests); try again in 30 s. It said: Rate limit exceeded.',
+    );
+    const other = await get('/api/other-json');
+    assert.equal(other.message, 'The server failed (HTTP 500 Internal Server Error); try again in a moment.');
+    for (const e of [gateway, large, limited, other]) assert.doesNotMatch(e.message, /<|\{|stack/, e.message);
   });
 
   it('refuses an answer of the wrong shape', async () => {
@@ -140,6 +170,13 @@ describe('CrawlHubClient', () => {
     const bytes = await client().spiderFile('sp1', 'dir/a b.py');
     assert.equal(new TextDecoder().decode(bytes), 'stored');
     assert.equal(srv.seen.at(-1)!.url, '/api/spiders/sp1/files/dir/a%20b.py');
+  });
+
+  it("gives a file write time to send its bytes, beyond an ordinary call's limit", async () => {
+    // The server answers a while after the whole body came (it writes the file into the container).
+    const c = new CrawlHubClient({ serverUrl: srv.url, token: 't', timeoutMs: 100 });
+    await c.writeFile('slow', 'data/big.json', new Uint8Array(2 * 1024 * 1024), { create: true, overwrite: true });
+    assert.equal(srv.seen.at(-1)!.body.length, 2 * 1024 * 1024);
   });
 
   it('says "cannot reach" when nothing answers', async () => {

@@ -1,8 +1,9 @@
-import { stubs } from './helpers/windowStubs';
+import { fire, stubs } from './helpers/windowStubs';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Session, WarningEvent } from '../../extension/api/types';
 import { effectiveIntervalMs, HeartbeatController } from '../../extension/heartbeat/heartbeat';
+import { vscodeStandIn } from './helpers/vscode';
 import { StopWarnings } from '../../extension/heartbeat/warnings';
 import { sampleSession } from './helpers/server';
 
@@ -117,5 +118,66 @@ describe('an idle stop warning', () => {
     warnings.outOfMemory({ type: 'oom', session_id: SESSION, spider_id: 'sp1', memory_limit: 1 << 30 });
     assert.equal(stubs.shown.length, 1, "the user's own session is still told");
     assert.match(stubs.shown[0].message, /out of memory in the session of books \(1 GB\)/);
+  });
+});
+
+describe('the heartbeat and what counts as activity', () => {
+  const LIVE = sampleSession().session_id;
+  const STOPPED = 'stopped-session';
+  let sessions: Map<string, Session>;
+  let beats: string[];
+  let heartbeat: HeartbeatController;
+  const fileOf = (id: string) => vscodeStandIn.Uri.from({ scheme: 'crawlhub', authority: id, path: '/workspace/books.py' });
+
+  beforeEach(() => {
+    stubs.reset();
+    beats = [];
+    sessions = new Map([[LIVE, sampleSession()]]);
+    const state = {
+      session: (id: string) => sessions.get(id),
+      liveSessions: () => [...sessions.values()].filter((s) => s.status === 'ready'),
+      upsertSession: (s: Session) => sessions.set(s.session_id, s),
+      onDidChange: () => ({ dispose() {} }),
+    };
+    const client = {
+      heartbeat: async (spiderId: string) => {
+        beats.push(spiderId);
+        return sampleSession();
+      },
+    };
+    heartbeat = new HeartbeatController(async () => client as any, state as any, { debug() {}, warn() {} } as any);
+  });
+  afterEach(() => heartbeat.dispose());
+
+  it("counts typing and the user's cursor moves, not a file VS Code reloaded because it changed in the container", async () => {
+    const document = { uri: fileOf(LIVE), isDirty: false };
+    const change = { text: '{"title": "x"}\n' };
+    // A crawl appends to items.json (open, unedited) in a focused window whose user went away.
+    fire('onDidChangeTextDocument', { document, contentChanges: [change], reason: undefined });
+    fire('onDidChangeTextEditorSelection', { textEditor: { document }, selections: [], kind: undefined });
+    assert.equal(await heartbeat.keepAliveIfActive(LIVE), undefined);
+    assert.deepEqual(beats, [], 'an unattended window keeps no session alive');
+
+    fire('onDidChangeTextDocument', { document: { ...document, isDirty: true }, contentChanges: [change], reason: undefined });
+    assert.ok(await heartbeat.keepAliveIfActive(LIVE), 'typing is activity');
+    fire('onDidChangeTextDocument', { document, contentChanges: [change], reason: 1 });
+    assert.ok(await heartbeat.keepAliveIfActive(LIVE), 'an undo back to the saved text is activity too');
+    fire('onDidChangeTextEditorSelection', { textEditor: { document }, selections: [], kind: 2 });
+    assert.ok(await heartbeat.keepAliveIfActive(LIVE), 'a click in the editor is activity');
+    assert.deepEqual(beats, ['sp1', 'sp1', 'sp1']);
+  });
+
+  it("sends none for a session that has stopped, which would move the idle stop of the spider's next session", async () => {
+    // The window still shows a session that stopped; the spider has a new one, opened elsewhere.
+    sessions.set(STOPPED, sampleSession({ session_id: STOPPED, status: 'stopped', status_reason: 'idle' }));
+    const problems: unknown[] = [];
+    heartbeat.onDidChangeProblem((p) => problems.push(p));
+    fire('onDidChangeTextDocument', { document: { uri: fileOf(STOPPED), isDirty: true }, contentChanges: [{ text: 'x' }] });
+    assert.equal(await heartbeat.keepAliveIfActive(STOPPED), undefined);
+    assert.equal(await heartbeat.send(STOPPED), undefined, '"Keep working" too');
+    assert.deepEqual(beats, []);
+    assert.deepEqual(problems, [], 'and no "keeping the session open failed" for it');
+    assert.ok(await heartbeat.send(LIVE));
+    assert.deepEqual(beats, ['sp1']);
   });
 });

@@ -156,6 +156,18 @@ describe('the Save to Server button', () => {
     assert.equal(saveButtonView(session(), idle, NOW).action, 'save');
   });
 
+  it("says to sign in when signed out (nothing is known of the window's session), and a click signs in", () => {
+    const v = saveButtonView(undefined, idle, NOW, undefined, undefined, false, true);
+    assert.equal(v.text, '$(warning) Save to Server · sign in');
+    assert.equal(v.warning, true);
+    assert.equal(v.action, 'signIn');
+    assert.equal(v.tooltip[1], "Signed out of CrawlHub: sign in to reach and save this session's files.");
+    assert.equal(v.tooltip.at(-1), 'Click to sign in.');
+    assert.equal(v.accessibilityLabel, 'Save to Server · sign in');
+    // A refused token says its own words.
+    assert.equal(saveButtonView(undefined, idle, NOW, undefined, undefined, true, true).text, '$(warning) Save to Server · sign in again');
+  });
+
   it('warns while live updates are unavailable, with the reason, and stops when they are back', () => {
     const out = saveButtonView(session(), idle, NOW, 'the connection failed (read ECONNRESET)');
     assert.equal(out.warning, true);

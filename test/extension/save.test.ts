@@ -113,6 +113,7 @@ describe('ActivityTracker (heartbeat)', () => {
 });
 
 describe('PendingCounter', () => {
+  const live = { spider_id: 'sp1', status: 'ready', save_pending: false };
   const until = async (what: string, check: () => boolean) => {
     for (let i = 0; i < 200; i++) {
       if (check()) return;
@@ -130,7 +131,7 @@ describe('PendingCounter', () => {
     const counter = new PendingCounter(
       async () => client as any,
       tracker,
-      () => 'sp1',
+      () => live,
       () => true,
       silentLog,
       20,
@@ -157,7 +158,7 @@ describe('PendingCounter', () => {
     const counter = new PendingCounter(
       async () => client as any,
       tracker,
-      () => 'sp1',
+      () => live,
       () => true,
       silentLog,
       5,
@@ -172,13 +173,37 @@ describe('PendingCounter', () => {
     counter.dispose();
   });
 
+  it("counts nothing for a session that stopped: the spider's next session is not it", async () => {
+    const tracker = new SaveTracker();
+    const calls: string[] = [];
+    const client = { sync: async (spider: string) => (calls.push(spider), result({ modified: ['a.py'] })) };
+    const sessions: Record<string, { spider_id: string; status: string; save_pending: boolean }> = {
+      stopped: { spider_id: 'sp1', status: 'stopped', save_pending: false },
+      kept: { spider_id: 'sp2', status: 'failed', save_pending: true },
+    };
+    const counter = new PendingCounter(
+      async () => client as any,
+      tracker,
+      (id) => sessions[id],
+      () => true,
+      silentLog,
+      1,
+    );
+    await counter.count('stopped');
+    assert.deepEqual(calls, []);
+    assert.equal(tracker.get('stopped').pending, undefined, 'no count of another session on its button');
+    await counter.count('kept');
+    assert.deepEqual(calls, ['sp2'], 'a kept session still has its files to save');
+    counter.dispose();
+  });
+
   it('does nothing when switched off', async () => {
     const tracker = new SaveTracker();
     let called = false;
     const counter = new PendingCounter(
       async () => ({ sync: async () => ((called = true), result()) }) as any,
       tracker,
-      () => 'sp1',
+      () => live,
       () => false,
       silentLog,
       1,

@@ -30,8 +30,10 @@ function fakeClient(opts: { fail?: unknown; sessions?: Session[]; whileLoading?:
 describe('CrawlHubState', () => {
   it('is signed out without a client', async () => {
     const state = new CrawlHubState(async () => undefined);
+    assert.equal(state.known, false, 'not yet: the stored token has not been looked at');
     await state.refresh();
     assert.equal(state.connection.kind, 'signedOut');
+    assert.equal(state.known, true);
   });
 
   it("loads spiders sorted by name and only the user's own sessions (an admin sees all)", async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Session } from '../../extension/api/types';
-import { StoppedSessions } from '../../extension/core/stoppedSessions';
+import { reopenPlan, StoppedSessions, stoppedNotice } from '../../extension/core/stoppedSessions';
 import { sampleSession } from './helpers/server';
 
 // The window's sessions that stopped: announced once per stop, not for a Close Session of this window.
@@ -61,5 +61,42 @@ describe('StoppedSessions', () => {
     stopped.closeFailed(ID);
     set('stopped');
     assert.deepEqual(announce(), ['stopped']);
+  });
+});
+
+describe('a stopped session of the window', () => {
+  const folder = (id: string) => ({ uri: { authority: id } });
+
+  it('offers a new session when it stopped, and to resume it when it is kept (a failed save stopped its container)', () => {
+    const stopped = stoppedNotice(sampleSession({ status: 'stopped', status_reason: 'idle' }));
+    assert.equal(stopped.message, 'CrawlHub: the session of books is stopped (idle); its files are no longer reachable here.');
+    assert.equal(stopped.action, 'Open a New Session');
+    const kept = stoppedNotice(
+      sampleSession({ status: 'failed', save_pending: true, status_reason: 'save failed (idle): the disk is full; the container is kept' }),
+    );
+    assert.doesNotMatch(kept.message, /is failed|no longer reachable/);
+    assert.match(kept.message, /stopped and is kept .*until it is resumed/);
+    assert.equal(kept.action, 'Resume the Session');
+  });
+
+  it('names the editors with unsaved changes, which the stop did not save, and says how to keep them', () => {
+    const stopped = stoppedNotice(sampleSession({ status: 'stopped', status_reason: 'idle' }), ['spiders/books.py']);
+    assert.equal(
+      stopped.message,
+      'CrawlHub: the session of books is stopped (idle); its files are no longer reachable here. An editor has unsaved changes that are not in the session (spiders/books.py): copy them elsewhere (File > Save As) before you open a new session.',
+    );
+    const kept = stoppedNotice(sampleSession({ status: 'failed', save_pending: true, status_reason: '' }), ['a.py', 'b.py']);
+    assert.match(
+      kept.message,
+      /until it is resumed\. 2 editors have unsaved changes that are not in the session \(a\.py, b\.py\): save them once it is\.$/,
+    );
+  });
+
+  it('leaves the window as it is when the same session was resumed, and replaces the folder of a new one', () => {
+    // Resuming a kept session answers the same session: reopening its folder would reload the window for nothing.
+    assert.deepEqual(reopenPlan([folder(ID)], ID, ID), { kind: 'nothing' });
+    assert.deepEqual(reopenPlan([folder('other'), folder(ID)], ID, ID), { kind: 'nothing' });
+    assert.deepEqual(reopenPlan([folder(ID)], ID, 'fresh'), { kind: 'openFolder' });
+    assert.deepEqual(reopenPlan([folder('other'), folder(ID)], ID, 'fresh'), { kind: 'replaceFolder', index: 1 });
   });
 });

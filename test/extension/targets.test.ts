@@ -14,15 +14,21 @@ const OTHER = 'other-spider-session';
 describe('Targets.liveSession', () => {
   let current: string | undefined;
   let targets: Targets;
+  let connection: { kind: string };
+  let sessions: Map<string, Session>;
 
   beforeEach(() => {
     stubs.reset();
     current = STOPPED;
-    const sessions = new Map<string, Session>([
+    sessions = new Map<string, Session>([
       [STOPPED, sampleSession({ session_id: STOPPED, spider_id: 'sp1', spider_name: 'books', status: 'stopped' })],
       [OTHER, sampleSession({ session_id: OTHER, spider_id: 'sp2', spider_name: 'quotes', status: 'ready' })],
     ]);
+    connection = { kind: 'online' };
     const state = {
+      get connection() {
+        return connection;
+      },
       session: (id: string) => sessions.get(id),
       liveSessions: () => [...sessions.values()].filter((s) => s.status === 'ready'),
     };
@@ -53,5 +59,17 @@ describe('Targets.liveSession', () => {
     current = undefined;
     assert.equal((await targets.liveSession(undefined, 'Save to Server'))?.session_id, OTHER);
     assert.equal(stubs.shown.length, 0);
+  });
+
+  it("says to sign in, not that there is no session, when signed out in a session's window", async () => {
+    // Signed out: the state knows no session, not even the window's.
+    connection = { kind: 'signedOut' };
+    sessions.clear();
+    current = 'the-windows-session';
+    assert.equal(await targets.liveSession(undefined, 'Save to Server'), undefined);
+    assert.deepEqual(
+      stubs.shown.map((s) => s.message),
+      ['CrawlHub: sign in first (or Refresh if the server was down).'],
+    );
   });
 });

@@ -33,6 +33,20 @@ export const stubs = {
 };
 
 const noEvent = () => ({ dispose() {} });
+/** Listeners of the editor events the controllers follow, fired by a test through `fire`. */
+const listeners = new Map<string, Set<(e: unknown) => void>>();
+const event =
+  (name: string) =>
+  (listener: (e: unknown) => void): { dispose(): void } => {
+    if (!listeners.has(name)) listeners.set(name, new Set());
+    listeners.get(name)!.add(listener);
+    return { dispose: () => void listeners.get(name)!.delete(listener) };
+  };
+
+/** Fires vscode.workspace.onDidChangeTextDocument or vscode.window.onDidChangeTextEditorSelection for who listens now. */
+export function fire(name: 'onDidChangeTextDocument' | 'onDidChangeTextEditorSelection', e: unknown): void {
+  for (const listener of [...(listeners.get(name) ?? [])]) listener(e);
+}
 const message =
   (kind: Shown['kind']) =>
   async (text: string, ...items: unknown[]) => {
@@ -53,7 +67,7 @@ Object.assign(vscodeStandIn, {
       return undefined;
     },
     setStatusBarMessage: noEvent,
-    onDidChangeTextEditorSelection: noEvent,
+    onDidChangeTextEditorSelection: event('onDidChangeTextEditorSelection'),
     get state() {
       return { focused: stubs.focused };
     },
@@ -62,7 +76,7 @@ Object.assign(vscodeStandIn, {
     get textDocuments() {
       return stubs.textDocuments;
     },
-    onDidChangeTextDocument: noEvent,
+    onDidChangeTextDocument: event('onDidChangeTextDocument'),
     onDidChangeConfiguration: noEvent,
     getConfiguration: () => ({ get: () => undefined }),
   },
