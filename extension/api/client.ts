@@ -46,6 +46,8 @@ interface RequestOptions extends CallOptions {
   long?: boolean;
   /** More time than the default on top, for a body that takes a while to send. */
   extraMs?: number;
+  /** A download's limit on silence, in place of the limit on the whole call (see `bytes`). */
+  idle?: Inactivity;
 }
 
 const LONG_LIMIT_MS = 15 * 60_000;
@@ -54,6 +56,37 @@ const LONG_LIMIT_MS = 15 * 60_000;
  * size limit (25 MB by default) takes minutes on a slow uplink, far beyond an ordinary call's limit.
  */
 const MIN_UPLOAD_RATE = 64 * 1024;
+
+/**
+ * Aborts once nothing happened for `ms`; each `poke` (a byte arrived) starts the wait again. The
+ * limit of a download, which may take minutes in all on a slow link but must not stall.
+ */
+class Inactivity {
+  private readonly controller = new AbortController();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** It gave up: the abort was this silence, not the caller's cancel. */
+  fired = false;
+
+  constructor(readonly ms: number) {
+    this.poke();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  poke(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.fired = true;
+      this.controller.abort(new DOMException(`Nothing arrived for ${this.ms} ms.`, 'TimeoutError'));
+    }, this.ms);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
 
 /** Parses and normalises a server URL typed by a person; throws a readable Error when it is not one. */
 export function parseServerUrl(input: string): URL {
@@ -152,7 +185,7 @@ export class CrawlHubClient {
 
   /** A stored file of the spider (what Save to Server would overwrite). */
   spiderFile(spiderId: string, path: string, opts?: CallOptions): Promise<Uint8Array> {
-    return this.bytes('GET', `/api/spiders/${encodeURIComponent(spiderId)}/files/${encodePath(path)}`, opts);
+    return this.bytes('GET', `/api/spiders/${encodeURIComponent(spiderId)}/files/${encodePath(path)}`, path, opts);
   }
 
   // ---- sessions ------------------------------------------------------------------------------------
@@ -218,7 +251,7 @@ export class CrawlHubClient {
   }
 
   readFile(sessionId: string, path: string, opts?: CallOptions): Promise<Uint8Array> {
-    return this.bytes('GET', this.fsPath(sessionId, 'fs/file'), { ...opts, query: { path } });
+    return this.bytes('GET', this.fsPath(sessionId, 'fs/file'), path, { ...opts, query: { path } });
   }
 
   async writeFile(sessionId: string, path: string, data: Uint8Array, flags: { create: boolean; overwrite: boolean }): Promise<void> {
@@ -245,7 +278,9 @@ export class CrawlHubClient {
 
   private async json<T>(method: string, path: string, schema: z.ZodMiniType<T>, opts: RequestOptions = {}): Promise<T> {
     const res = await this.send(method, path, opts);
-    const text = await res.text();
+    const text = await res.text().catch((err: unknown) => {
+      throw this.failed(method, this.url(path, opts.query), err, opts.signal);
+    });
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -260,9 +295,49 @@ export class CrawlHubClient {
     return checked.data;
   }
 
-  private async bytes(method: string, path: string, opts: RequestOptions = {}): Promise<Uint8Array> {
-    const res = await this.send(method, path, opts);
-    return new Uint8Array(await res.arrayBuffer());
+  /**
+   * A file's bytes. A big file over a slow link takes far longer than an ordinary call's limit, so
+   * the limit is on silence instead: the headers must come within it, and then each next chunk.
+   */
+  private async bytes(method: string, path: string, what: string, opts: RequestOptions = {}): Promise<Uint8Array> {
+    const idle = new Inactivity(this.timeoutMs);
+    try {
+      const res = await this.send(method, path, { ...opts, idle });
+      if (!res.body) return new Uint8Array();
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      const reader = res.body.getReader();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          idle.poke();
+          chunks.push(value);
+          size += value.byteLength;
+        }
+      } catch (err) {
+        if (!idle.fired || opts.signal?.aborted) throw this.failed(method, this.url(path, opts.query), err, opts.signal);
+        const stalled = new ApiError(0, 'timeout', `${this.origin} stopped sending ${what}: nothing arrived for ${idle.ms / 1000} s.`);
+        this.log.warn(`${method} ${path}: ${stalled.message}`);
+        throw stalled;
+      }
+      const bytes = new Uint8Array(size);
+      let at = 0;
+      for (const chunk of chunks) {
+        bytes.set(chunk, at);
+        at += chunk.byteLength;
+      }
+      return bytes;
+    } finally {
+      idle.stop();
+    }
+  }
+
+  /** A request, or the reading of its answer, that failed without an answer of the server's. */
+  private failed(method: string, url: URL, err: unknown, signal: AbortSignal | undefined): ApiError {
+    const failure = ApiError.fromFetchFailure(err, url, signal);
+    if (!failure.cancelled) this.log.warn(`${method} ${url.pathname} failed: ${failure.message}`);
+    return failure;
   }
 
   private async send(method: string, path: string, opts: RequestOptions): Promise<Response> {
@@ -276,16 +351,14 @@ export class CrawlHubClient {
       headers['content-type'] = 'application/octet-stream';
       body = opts.bytes as Uint8Array<ArrayBuffer>; // never backed by a SharedArrayBuffer here
     }
-    const limit = AbortSignal.timeout(opts.long ? LONG_LIMIT_MS : this.timeoutMs + (opts.extraMs ?? 0));
+    const limit = opts.idle?.signal ?? AbortSignal.timeout(opts.long ? LONG_LIMIT_MS : this.timeoutMs + (opts.extraMs ?? 0));
     const signal = opts.signal ? AbortSignal.any([opts.signal, limit]) : limit;
     const started = Date.now();
     let res: Response;
     try {
       res = await this.fetchImpl(url, { method, headers, body, signal, redirect: 'manual' });
     } catch (err) {
-      const failure = ApiError.fromFetchFailure(err, url, opts.signal);
-      if (!failure.cancelled) this.log.warn(`${method} ${url.pathname} failed: ${failure.message}`);
-      throw failure;
+      throw this.failed(method, url, err, opts.signal);
     }
     this.log.debug(`${method} ${url.pathname}${url.search} → ${res.status} (${Date.now() - started} ms)`);
     if (res.status >= 300 && res.status < 400) {

@@ -144,7 +144,7 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
 
   async rename(oldUri: vscode.Uri, newUri: vscode.Uri, options: { readonly overwrite: boolean }): Promise<void> {
     if (oldUri.authority !== newUri.authority) throw vscode.FileSystemError.NoPermissions('Files cannot be moved between sessions.');
-    await this.change(oldUri, (c) => c.rename(oldUri.authority, pathOf(oldUri), pathOf(newUri), options));
+    await this.change(oldUri, (c) => c.rename(oldUri.authority, pathOf(oldUri), pathOf(newUri), options), newUri);
     this.announce(oldUri, vscode.FileChangeType.Deleted);
     this.announce(newUri, vscode.FileChangeType.Created);
   }
@@ -157,17 +157,18 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   }
 
   /** A call that changes the session's files: in flight until it settles (writesSettled waits for it). */
-  private change<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>): Promise<T> {
-    return this.pendingWrites.track(uri.authority, this.call(uri, op));
+  private change<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>, target?: vscode.Uri): Promise<T> {
+    return this.pendingWrites.track(uri.authority, this.call(uri, op, target));
   }
 
-  private async call<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>): Promise<T> {
+  /** `op` on the server, its failure said as a FileSystemError about `uri` (or a rename's `target`: see toFileSystemError). */
+  private async call<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>, target?: vscode.Uri): Promise<T> {
     const client = await this.opts.client();
     if (!client) throw vscode.FileSystemError.NoPermissions('Sign in to CrawlHub to reach the files of this session.');
     try {
       return await op(client);
     } catch (err) {
-      throw toFileSystemError(err, uri);
+      throw toFileSystemError(err, uri, target);
     }
   }
 

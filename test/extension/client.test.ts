@@ -41,6 +41,24 @@ describe('CrawlHubClient', () => {
         return sendJson(res, 404, { error: { code: 'not_found', message: 'Spider was not found.' } });
       if (u.pathname.startsWith('/api/spiders/sp1/files/')) return res.end(Buffer.from('stored'));
       if (u.pathname === '/api/sessions/slow/fs/file') return setTimeout(() => res.writeHead(204).end(), 300);
+      if (u.pathname === '/api/sessions/trickle/fs/file' || u.pathname === '/api/spiders/trickle/files/big.json') {
+        // 15 chunks 40 ms apart: over twice the client's limit (250 ms) in all, never silent for long.
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.flushHeaders();
+        const next = (i: number): void => {
+          if (res.destroyed) return;
+          if (i === 15) return void res.end();
+          res.write(Buffer.alloc(1000, i));
+          setTimeout(() => next(i + 1), 40);
+        };
+        return next(0);
+      }
+      if (u.pathname === '/api/sessions/stall/fs/file') {
+        // Some bytes, then nothing more (the answer stays open until the client gives up).
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '10000' });
+        return void res.write(Buffer.alloc(1000));
+      }
+      if (u.pathname === '/api/sessions/silent/fs/file') return; // never answers, not even headers
       if (u.pathname.endsWith('/fs/file') && req.method === 'PUT') return res.writeHead(204).end();
       if (u.pathname.endsWith('/fs/stat')) return sendJson(res, 200, { type: 'file', size: 3, mtime: 1000, ctime: 900 });
       if (u.pathname === '/api/redirect') {
@@ -62,6 +80,10 @@ describe('CrawlHubClient', () => {
         return res.end('Rate limit exceeded.');
       }
       if (u.pathname === '/api/other-json') return sendJson(res, 500, { message: 'Internal Server Error', stack: 'Error: x\n    at y' });
+      if (u.pathname === '/api/stall-json') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        return void res.write('{"id":');
+      }
       if (u.pathname === '/api/slow') return setTimeout(() => sendJson(res, 200, {}), 2000);
       if (u.pathname === '/api/sessions') return sendJson(res, 200, [{ session_id: 1 }]);
       if (u.pathname === '/api/sessions/s1/launch') return sendJson(res, 200, { url: 'http://x/code-server/s1/?ticket=t' });
@@ -179,6 +201,44 @@ describe('CrawlHubClient', () => {
     assert.equal(srv.seen.at(-1)!.body.length, 2 * 1024 * 1024);
   });
 
+  it('reads a big file for as long as its bytes keep coming, however long that takes in all', async () => {
+    // Every chunk comes well within the limit; the whole body takes several limits.
+    const c = new CrawlHubClient({ serverUrl: srv.url, token: 't', timeoutMs: 250 });
+    const file = await c.readFile('trickle', 'data/big.json');
+    assert.equal(file.byteLength, 15 * 1000);
+    assert.deepEqual([file[0], file[14 * 1000]], [0, 14]);
+    const stored = await c.spiderFile('trickle', 'big.json');
+    assert.equal(stored.byteLength, 15 * 1000);
+  });
+
+  it('gives up on a read that stops sending mid-file, and says so', async () => {
+    const c = new CrawlHubClient({ serverUrl: srv.url, token: 't', timeoutMs: 250 });
+    await assert.rejects(
+      () => c.readFile('stall', 'data/big.json'),
+      (e: ApiError) =>
+        e instanceof ApiError &&
+        e.code === 'timeout' &&
+        e.unreachable &&
+        /stopped sending data\/big\.json: nothing arrived for 0\.25 s/.test(e.message),
+    );
+  });
+
+  it('still wants the headers of a read within the limit', async () => {
+    const c = new CrawlHubClient({ serverUrl: srv.url, token: 't', timeoutMs: 150 });
+    await assert.rejects(
+      () => c.readFile('silent', 'a.py'),
+      (e: ApiError) => e.code === 'timeout' && /did not answer in time/.test(e.message),
+    );
+  });
+
+  it('says "cancelled" when a read is cancelled mid-file, not that the server stalled', async () => {
+    const c = new CrawlHubClient({ serverUrl: srv.url, token: 't', timeoutMs: 5000 });
+    const controller = new AbortController();
+    const reading = c.readFile('stall', 'a.py', { signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    await assert.rejects(reading, (e: ApiError) => e.cancelled);
+  });
+
   it('says "cannot reach" when nothing answers', async () => {
     const dead = new CrawlHubClient({ serverUrl: 'http://127.0.0.1:9', token: 't', timeoutMs: 5000 });
     await assert.rejects(
@@ -204,6 +264,14 @@ describe('CrawlHubClient', () => {
     await assert.rejects(
       () => (c as any).json('GET', '/api/slow', { safeParse: (v: unknown) => ({ success: true, data: v }) }),
       (e: ApiError) => e.code === 'timeout',
+    );
+  });
+
+  it('says an ordinary answer that stalls half-way did not come in time, as an ApiError', async () => {
+    const c = new CrawlHubClient({ serverUrl: srv.url, token: 't', timeoutMs: 150 });
+    await assert.rejects(
+      () => (c as any).json('GET', '/api/stall-json', { safeParse: (v: unknown) => ({ success: true, data: v }) }),
+      (e: ApiError) => e instanceof ApiError && e.code === 'timeout' && /did not answer in time/.test(e.message),
     );
   });
 

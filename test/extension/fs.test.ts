@@ -65,6 +65,15 @@ describe('toFileSystemError', () => {
     assert.match(err.message, /^Sign in to CrawlHub again: the server no longer accepts the stored API token/);
     assert.doesNotMatch(err.message, /Bearer/);
   });
+  it("names a rename's target when it is the target that exists, and its source otherwise", () => {
+    const target = uri('/b.py');
+    const exists = toFileSystemError(new ApiError(409, 'file_exists', '"b.py" already exists.'), u, target);
+    assert.equal((exists as unknown as { code: string }).code, 'FileExists');
+    assert.match(exists.message, /crawlhub:\/\/sess-1\/workspace\/b\.py$/);
+    const missing = toFileSystemError(new ApiError(404, 'file_not_found', '"a.py" does not exist.'), u, target);
+    assert.equal((missing as unknown as { code: string }).code, 'FileNotFound');
+    assert.match(missing.message, /crawlhub:\/\/sess-1\/workspace\/a\.py$/);
+  });
   it("keeps the server's message where the kind has no URI form", () => {
     assert.equal(
       toFileSystemError(new ApiError(409, 'session_not_ready', 'The session is stopped.'), u).message,
@@ -200,6 +209,34 @@ describe('SessionFileSystemProvider', () => {
       () => provider.rename(uri('/x'), Uri.from({ scheme: 'crawlhub', authority: 'other', path: '/x' }) as any, { overwrite: false }),
       (e: any) => e.code === 'NoPermissions',
     );
+  });
+
+  it('says which file a failed rename is about: the target that exists, the source that does not', async () => {
+    let answer = new ApiError(409, 'file_exists', '"b.py" already exists.');
+    const { provider, changes } = setup({
+      rename: async () => {
+        throw answer;
+      },
+    });
+    await assert.rejects(
+      () => provider.rename(uri('/a.py'), uri('/b.py'), { overwrite: false }),
+      (e: any) => e.code === 'FileExists' && e.message.endsWith('crawlhub://sess-1/workspace/b.py'),
+    );
+    answer = new ApiError(404, 'file_not_found', '"a.py" does not exist in the workspace.');
+    await assert.rejects(
+      () => provider.rename(uri('/a.py'), uri('/b.py'), { overwrite: true }),
+      (e: any) => e.code === 'FileNotFound' && e.message.endsWith('crawlhub://sess-1/workspace/a.py'),
+    );
+    // A target outside /workspace is the target's fault too.
+    await assert.rejects(
+      () =>
+        provider.rename(uri('/a.py'), Uri.from({ scheme: 'crawlhub', authority: 'sess-1', path: '/etc/b.py' }) as any, {
+          overwrite: false,
+        }),
+      (e: any) => e.code === 'FileNotFound' && e.message.endsWith('crawlhub://sess-1/etc/b.py'),
+    );
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(changes, [], 'a failed rename announces nothing');
   });
 
   it('has nothing outside /workspace, and asks the server nothing about it', async () => {
