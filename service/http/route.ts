@@ -5,6 +5,8 @@ import { z } from 'zod';
 import type { User } from '../auth/entities';
 import type { Em } from '../db/orm';
 import getRawBody from 'raw-body';
+import { pipeline, type Readable, type Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { AppError, tooLarge } from './errors';
 
 export interface AppState {
@@ -134,10 +136,35 @@ export function openApiDocument(routes: RouteDef[], info: { title: string; versi
   };
 }
 
+const DECODERS: Record<string, () => Transform> = {
+  gzip: createGunzip,
+  'x-gzip': createGunzip,
+  deflate: createInflate,
+  br: createBrotliDecompress,
+};
+
+/**
+ * The request body as sent before its Content-Encoding (gzip, deflate or br, as the JSON routes take
+ * them), so that a raw body is stored as what it stands for, never as its compressed bytes. Another
+ * encoding is a 415.
+ */
+export function requestBody(ctx: AppContext): Readable {
+  const encoding = (ctx.get('content-encoding') || 'identity').trim().toLowerCase();
+  if (encoding === 'identity') return ctx.req;
+  const decoder = DECODERS[encoding];
+  if (!decoder)
+    throw new AppError(415, 'unsupported_media_type', `The Content-Encoding ${JSON.stringify(encoding.slice(0, 50))} is not supported.`);
+  // A broken stream (Z_DATA_ERROR) reaches the reader of the decoded body, as the client's error (a 400), and
+  // is handled here even when that reader has stopped reading already: never an unhandled 'error' event.
+  return pipeline(ctx.req, decoder(), () => undefined);
+}
+
 /** The request body as bytes, refused with 413 past `limit` (before reading it all when Content-Length says so). */
 export async function readBytes(ctx: AppContext, limit: number): Promise<Buffer> {
   try {
-    return await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined });
+    const body = requestBody(ctx);
+    // Content-Length is the length of the encoded body: only an unencoded one can be checked against it.
+    return await getRawBody(body, { limit, length: body === ctx.req ? ctx.get('content-length') || undefined : undefined });
   } catch (err) {
     if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(`A file may hold at most ${limit} bytes.`);
     throw err;

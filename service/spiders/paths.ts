@@ -13,13 +13,24 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 // words and emoji sequences are written with them.
 const DECEPTIVE = /[\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\u061c]/;
 
-/** Why a path is refused, or null when it is fine. `normalizePath` is the checked form. */
-export function pathProblem(input: string): string | null {
+/**
+ * Why a path is refused, or null when it is fine. `normalizePath` is the checked form.
+ *
+ * The rules are of two kinds. The structural ones (empty, NUL and control characters, backslashes,
+ * absolute paths, drive letters, "..", depth and length) keep a path inside its spider and have held
+ * since the first version: every stored file passes them. The naming ones (invisible or text-direction
+ * characters, U+FFFD) only keep new names honest, and were added later: a file stored before one was
+ * added may break it. `existing` checks the structural rules alone, for looking up such a file to read
+ * or delete it; a new naming rule belongs with the naming ones, never with the structural ones.
+ */
+export function pathProblem(input: string, opts: { existing?: boolean } = {}): string | null {
   if (typeof input !== 'string' || input.length === 0) return 'the path is empty';
   if (CONTROL.test(input)) return 'the path contains NUL or control characters';
-  if (DECEPTIVE.test(input)) return 'the path contains invisible or text-direction characters (they make a name look like another)';
-  // What a name's bytes become when they are not UTF-8 (a zip from Windows, say): the real name is lost.
-  if (input.includes('\uFFFD')) return 'the name is not valid UTF-8 (or holds U+FFFD); rename it';
+  if (!opts.existing) {
+    if (DECEPTIVE.test(input)) return 'the path contains invisible or text-direction characters (they make a name look like another)';
+    // What a name's bytes become when they are not UTF-8 (a zip from Windows, say): the real name is lost.
+    if (input.includes('\uFFFD')) return 'the name is not valid UTF-8 (or holds U+FFFD); rename it';
+  }
   if (input.includes('\\')) return 'the path contains a backslash; use "/" between folders';
   if (input.startsWith('/')) return 'the path is absolute; give it relative to the spider folder';
   if (/^[A-Za-z]:/.test(input)) return 'the path starts with a drive letter';
@@ -42,6 +53,17 @@ export function storedForm(name: string): string {
     .split('/')
     .filter((s) => s !== '' && s !== '.')
     .join('/');
+}
+
+/**
+ * The form under which a file stored before today's naming rules would be found, or null when the
+ * path breaks a structural rule (see `pathProblem`), which no stored file does: for reading or
+ * deleting such a file, never for storing one.
+ */
+export function existingPathForm(input: string): string | null {
+  if (typeof input !== 'string') return null;
+  const nfc = input.normalize('NFC');
+  return pathProblem(nfc, { existing: true }) ? null : storedForm(nfc);
 }
 
 /** The canonical form of an untrusted path, or why it is refused (for archive entries that are skipped and reported). */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { readBytes, route, type RouteDef } from '../http/route';
+import type { Preconditions } from '../http/preconditions';
+import { readBytes, requestBody, route, type AppContext, type RouteDef } from '../http/route';
 import type { Spider } from './entities';
 import type { SpiderService } from './service';
 
@@ -12,6 +13,11 @@ const SpiderInput = z.strictObject({
     .max(10_000)
     // eslint-disable-next-line no-control-regex
     .refine((d) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(d), 'control characters (NUL and the like) are not allowed')
+    // Half of a UTF-16 surrogate pair ("\ud800" in JSON) is no character: a database would store it as U+FFFD.
+    .refine(
+      (d) => !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(d),
+      'unpaired UTF-16 surrogates are not text',
+    )
     .optional(),
 });
 const SpiderPatch = SpiderInput.partial().refine((v) => v.name !== undefined || v.description !== undefined, 'give name or description');
@@ -33,6 +39,12 @@ export const spiderView = (s: Spider) => ({
   ownerId: s.ownerId,
   createdAt: s.createdAt.toISOString(),
   updatedAt: s.updatedAt.toISOString(),
+});
+
+/** If-Match and If-None-Match, as a change of a file honours them (its ETag is its sha256, as a GET gives it). */
+const preconditions = (ctx: AppContext): Preconditions => ({
+  ifMatch: ctx.get('if-match') || undefined,
+  ifNoneMatch: ctx.get('if-none-match') || undefined,
 });
 
 const filePathParam = (params: { path?: string | string[] }) => (Array.isArray(params.path) ? params.path.join('/') : (params.path ?? ''));
@@ -141,13 +153,14 @@ export function spiderRoutes(spiders: SpiderService): RouteDef[] {
         200: { description: 'stored', schema: FileView.pick({ path: true, size: true, sha256: true }) },
         400: 'invalid path',
         409: 'path is a folder',
+        412: 'If-Match or If-None-Match does not hold (the file changed, exists, or is missing)',
         413: 'too large',
       },
       async handler(ctx, { params }) {
         // Look the spider up first, so that a stranger's upload is refused before it is read.
         await spiders.get(ctx.state.em, ctx.state.user, params.id);
         const data = await readBytes(ctx, maxFile);
-        const info = await spiders.writeFile(ctx.state.em, ctx.state.user, params.id, filePathParam(params), data);
+        const info = await spiders.writeFile(ctx.state.em, ctx.state.user, params.id, filePathParam(params), data, preconditions(ctx));
         return { path: info.path, size: info.size, sha256: info.sha256 };
       },
     }),
@@ -157,9 +170,9 @@ export function spiderRoutes(spiders: SpiderService): RouteDef[] {
       tag: 'files',
       summary: 'Delete a file',
       params: FilePath,
-      responses: { 204: 'deleted', 400: 'invalid path', 404: 'no such file' },
+      responses: { 204: 'deleted', 400: 'invalid path', 404: 'no such file', 412: 'If-Match does not hold (the file changed)' },
       async handler(ctx, { params }) {
-        await spiders.deleteFile(ctx.state.em, ctx.state.user, params.id, filePathParam(params));
+        await spiders.deleteFile(ctx.state.em, ctx.state.user, params.id, filePathParam(params), preconditions(ctx));
         ctx.status = 204;
       },
     }),
@@ -178,7 +191,7 @@ export function spiderRoutes(spiders: SpiderService): RouteDef[] {
       },
       async handler(ctx, { params, query }) {
         await spiders.get(ctx.state.em, ctx.state.user, params.id);
-        return spiders.importArchive(ctx.state.em, ctx.state.user, params.id, ctx.req, {
+        return spiders.importArchive(ctx.state.em, ctx.state.user, params.id, requestBody(ctx), {
           replace: query.replace === '1' || query.replace === 'true',
         });
       },

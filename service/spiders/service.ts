@@ -4,11 +4,12 @@ import tar from 'tar-stream';
 import type { Em } from '../db/orm';
 import type { User } from '../auth/entities';
 import { AppError, badRequest, conflict, notFound, tooLarge } from '../http/errors';
+import { checkPreconditions, type Preconditions } from '../http/preconditions';
 import { KeyedLock } from '../keyed-lock';
 import { BlobStore, type StoredBlob } from '../storage/blobs';
 import { readTar } from '../sync/tar-reader';
 import { Spider, SpiderFile } from './entities';
-import { normalizePath, parentFolders } from './paths';
+import { existingPathForm, normalizePath, parentFolders, tryNormalizePath } from './paths';
 
 export interface SpiderLimits {
   maxFileBytes: number;
@@ -101,13 +102,27 @@ export class SpiderService {
 
   async update(em: Em, actor: User, id: string, input: { name?: string; description?: string }): Promise<Spider> {
     const spider = await this.get(em, actor, id);
+    const changes: { name?: string; description?: string; updatedAt?: Date } = {};
     if (input.name !== undefined && input.name !== spider.name) {
       await this.assertNameFree(em, spider.ownerId, input.name);
-      spider.name = input.name;
+      changes.name = input.name;
     }
-    if (input.description !== undefined) spider.description = input.description;
-    await flushUnique(em, spider.name);
-    return spider;
+    if (input.description !== undefined && input.description !== spider.description) changes.description = input.description;
+    // One statement that counts what it changed: a spider deleted since it was looked up (a DELETE that
+    // came first) is a 404, not a 200 for a change that landed nowhere.
+    let changed: number;
+    try {
+      changed =
+        Object.keys(changes).length === 0
+          ? await em.fork().count(Spider, { id: spider.id })
+          : await em.nativeUpdate(Spider, { id: spider.id }, { ...changes, updatedAt: new Date() });
+    } catch (err) {
+      throw uniqueConflict(err, changes.name ?? spider.name);
+    }
+    if (changed === 0) throw notFound('Spider');
+    const now = await em.fork().findOne(Spider, { id: spider.id });
+    if (!now) throw notFound('Spider');
+    return now;
   }
 
   async remove(em: Em, actor: User, id: string): Promise<void> {
@@ -118,7 +133,8 @@ export class SpiderService {
       }
       await em.transactional(async (tx) => {
         await tx.nativeDelete(SpiderFile, { spiderId: spider.id });
-        await tx.nativeDelete(Spider, { id: spider.id });
+        // Deleted by a request that held the lock first: this one deleted nothing.
+        if ((await tx.nativeDelete(Spider, { id: spider.id })) === 0) throw notFound('Spider');
       });
       await this.blobs.deleteSpider(spider.id);
     });
@@ -135,12 +151,25 @@ export class SpiderService {
 
   async readFile(em: Em, actor: User, id: string, rawPath: string): Promise<{ file: FileInfo; data: Buffer }> {
     const spider = await this.get(em, actor, id);
-    const path = normalizePath(rawPath);
-    const file = await em.findOne(SpiderFile, { spiderId: spider.id, path });
-    if (!file) throw notFound(`File "${path}"`);
+    const file = await this.findFile(em, spider.id, rawPath);
     const read = await this.readCurrent(em, file);
-    if (!read) throw notFound(`File "${path}"`);
+    if (!read) throw notFound(`File "${file.path}"`);
     return { file: fileInfo(read.file), data: read.data };
+  }
+
+  /**
+   * The stored file a path of a request names. A name today's naming rules refuse still finds a file
+   * stored under it before they were added (so that it can be read, and deleted or renamed away); a
+   * path that breaks a structural rule (`..`, absolute, control characters…) finds nothing and is a
+   * 400 `invalid_path`, as is a refused name that no file has.
+   */
+  private async findFile(em: Em, spiderId: string, rawPath: string): Promise<SpiderFile> {
+    const checked = tryNormalizePath(rawPath);
+    const path = 'path' in checked ? checked.path : existingPathForm(rawPath);
+    const file = path === null ? null : await em.findOne(SpiderFile, { spiderId, path });
+    if (file) return file;
+    if ('problem' in checked) normalizePath(rawPath);
+    throw notFound(`File "${path}"`);
   }
 
   /**
@@ -163,11 +192,16 @@ export class SpiderService {
     }
   }
 
-  async writeFile(em: Em, actor: User, id: string, rawPath: string, data: Buffer): Promise<FileInfo> {
+  /** `conditions`: If-Match / If-None-Match against the file's ETag (its sha256), checked under the lock. */
+  async writeFile(em: Em, actor: User, id: string, rawPath: string, data: Buffer, conditions: Preconditions = {}): Promise<FileInfo> {
     const spider = await this.get(em, actor, id);
     const path = normalizePath(rawPath);
     if (data.length > this.limits.maxFileBytes) throw tooLarge(`A file may hold at most ${this.limits.maxFileBytes} bytes.`);
     return this.lock.run(spider.id, async () => {
+      if (conditions.ifMatch !== undefined || conditions.ifNoneMatch !== undefined) {
+        const current = await em.fork().findOne(SpiderFile, { spiderId: spider.id, path });
+        checkPreconditions(conditions, current?.sha256 ?? null, `The file "${path}"`);
+      }
       const blob = await this.blobs.put(spider.id, data);
       try {
         await this.commitChanges(em, spider.id, { put: new Map([[path, blob]]), delete: new Set() });
@@ -183,12 +217,12 @@ export class SpiderService {
     });
   }
 
-  async deleteFile(em: Em, actor: User, id: string, rawPath: string): Promise<void> {
+  async deleteFile(em: Em, actor: User, id: string, rawPath: string, conditions: Preconditions = {}): Promise<void> {
     const spider = await this.get(em, actor, id);
-    const path = normalizePath(rawPath);
     await this.lock.run(spider.id, async () => {
-      if (!(await em.findOne(SpiderFile, { spiderId: spider.id, path }))) throw notFound(`File "${path}"`);
-      await this.commitChanges(em, spider.id, { put: new Map(), delete: new Set([path]) });
+      const file = await this.findFile(em.fork(), spider.id, rawPath);
+      checkPreconditions(conditions, file.sha256, `The file "${file.path}"`);
+      await this.commitChanges(em, spider.id, { put: new Map(), delete: new Set([file.path]) });
     });
   }
 
@@ -204,7 +238,8 @@ export class SpiderService {
     return this.lock.run(spider.id, async () => {
       const batch = this.blobs.batch(spider.id, {}, storedContent(await this.fileIndex(em, spider.id)));
       const shas = new Map<string, string>();
-      let bytes = 0;
+      // By path: a path named twice is imported once, with its last content, and counts once.
+      const sizes = new Map<string, number>();
       try {
         for await (const item of readTar(body, {
           gunzip: true,
@@ -224,7 +259,7 @@ export class SpiderService {
           if (item.kind !== 'file') continue;
           batch.add(item.sha256, item.data);
           shas.set(item.path, item.sha256);
-          bytes += item.data.length;
+          sizes.set(item.path, item.data.length);
         }
         if (shas.size === 0 && !opts.replace) throw badRequest('The archive holds no files.', 'invalid_archive');
         const stored = await batch.done();
@@ -238,7 +273,7 @@ export class SpiderService {
         if (err instanceof AppError && err.status === 422) throw new AppError(413, 'too_large', `${err.message} Nothing was imported.`);
         throw err;
       }
-      return { files: shas.size, bytes };
+      return { files: shas.size, bytes: [...sizes.values()].reduce((n, size) => n + size, 0) };
     });
   }
 
@@ -502,13 +537,18 @@ export class SpiderService {
   }
 }
 
+/** A unique-name violation as the 409 it stands for; any other error as it is. */
+function uniqueConflict(err: unknown, name: string): unknown {
+  if ((err as { name?: string }).name === 'UniqueConstraintViolationException')
+    return conflict(`You already have a spider named "${name}".`, 'duplicate_name');
+  return err;
+}
+
 async function flushUnique(em: Em, name: string): Promise<void> {
   try {
     await em.flush();
   } catch (err) {
-    if ((err as { name?: string }).name === 'UniqueConstraintViolationException')
-      throw conflict(`You already have a spider named "${name}".`, 'duplicate_name');
-    throw err;
+    throw uniqueConflict(err, name);
   }
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { databases, json, startTestService, type TestService } from '../helpers/service';
 import { makeTar, readTarFiles } from '../helpers/tar';
@@ -227,6 +228,52 @@ for (const db of databases()) {
         await expectError(await svc.api(alice.token, 'PATCH', '/api/spiders/00000000-0000-0000-0000-000000000000', {}), 400);
       });
 
+      it('a rename or delete that a delete overtook answers 404 instead of a success that changed nothing', async () => {
+        const spiders = svc.services.spiders;
+        const realGet = spiders.get.bind(spiders);
+        // Between looking the spider up and changing it, another request deletes it.
+        const overtaken = async (method: string, body?: unknown) => {
+          const s = await newSpider(alice.token, `overtaken-${method.toLowerCase()}`);
+          let pending = true;
+          spiders.get = async (em, actor, id) => {
+            const found = await realGet(em, actor, id);
+            if (pending && id === s.id) {
+              pending = false;
+              assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${s.id}`)).status, 204);
+            }
+            return found;
+          };
+          try {
+            return await svc.api(alice.token, method, `/api/spiders/${s.id}`, body);
+          } finally {
+            spiders.get = realGet;
+          }
+        };
+        await expectError(await overtaken('PATCH', { description: 'lost' }), 404, 'not_found');
+        await expectError(await overtaken('PATCH', { name: 'renamed-into-nothing' }), 404, 'not_found');
+        await expectError(await overtaken('DELETE'), 404, 'not_found');
+        const names = (await json<{ name: string }[]>(await svc.api(alice.token, 'GET', '/api/spiders'))).map((sp) => sp.name);
+        assert.ok(!names.some((n) => n.startsWith('overtaken-') || n === 'renamed-into-nothing'), names.join());
+        // Unchanged values on a spider that is there: 200, as before.
+        const kept = await newSpider(alice.token, 'kept');
+        const same = await svc.api(alice.token, 'PATCH', `/api/spiders/${kept.id}`, { name: 'kept', description: '' });
+        assert.equal(same.status, 200);
+        assert.equal((await json(same)).name, 'kept');
+      });
+
+      it('refuses a description with half a surrogate pair (stored, it would read back as U+FFFD)', async () => {
+        const send = (description: string) =>
+          svc.api(alice.token, 'POST', '/api/spiders', `{"name":"surrogates","description":"${description}"}`, {
+            'content-type': 'application/json',
+          });
+        await expectError(await send('a\\ud800b'), 400, 'invalid_request');
+        await expectError(await send('a\\udc00'), 400, 'invalid_request');
+        const ok = await send('emoji \\ud83d\\ude00');
+        assert.equal(ok.status, 201);
+        const id = (await json(ok)).id;
+        assert.equal((await json(await svc.api(alice.token, 'GET', `/api/spiders/${id}`))).description, 'emoji \u{1F600}');
+      });
+
       it("keeps users out of each other's spiders; an admin sees all", async () => {
         const mine = await newSpider(alice.token, 'private');
         const bobs = await json<{ id: string }[]>(await svc.api(bob.token, 'GET', '/api/spiders'));
@@ -334,6 +381,134 @@ for (const db of databases()) {
         for (let i = 0; i < 4; i++)
           assert.equal((await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/f${i}`, Buffer.alloc(60 * 1024))).status, 200);
         await expectError(await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/f5`, Buffer.alloc(60 * 1024)), 413, 'too_large');
+      });
+
+      it('a file stored under a name the rules refuse today is listed, read, deleted or renamed away; no new file gets such a name', async () => {
+        const s = await newSpider(alice.token, 'legacy');
+        const url = (p: string) => `/api/spiders/${s.id}/files/${p.split('/').map(encodeURIComponent).join('/')}`;
+        // Stored before the naming rules (text-direction characters, U+FFFD) were added: rows as they were written then.
+        const legacy = { rlo: 'invoice\u202Efdp.py', zwsp: 'pkg/a\u200Bb.py', fffd: 'caf\uFFFD.txt' };
+        const em = svc.services.orm.em.fork();
+        const put = new Map<string, Awaited<ReturnType<typeof svc.services.blobs.put>>>();
+        for (const [key, name] of Object.entries(legacy)) put.set(name, await svc.services.blobs.put(s.id, Buffer.from(`${key} body`)));
+        // And a row no rule ever allowed: a lookup still never walks out of the spider for it.
+        put.set('../escape.py', await svc.services.blobs.put(s.id, Buffer.from('escape')));
+        await svc.services.spiders.commitChanges(em, s.id, { put, delete: new Set() });
+        assert.equal((await svc.api(alice.token, 'PUT', url('clean.py'), 'clean')).status, 200);
+
+        const listed = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
+        for (const name of Object.values(legacy))
+          assert.ok(
+            listed.some((f) => f.path === name),
+            `${JSON.stringify(name)} is listed`,
+          );
+        for (const [key, name] of Object.entries(legacy)) {
+          const res = await svc.api(alice.token, 'GET', url(name));
+          assert.equal(res.status, 200, `${key}: ${await res.clone().text()}`);
+          assert.equal(await res.text(), `${key} body`);
+          // Another user still finds nothing, whatever the name.
+          await expectError(await svc.api(bob.token, 'GET', url(name)), 404, 'not_found');
+          await expectError(await svc.api(bob.token, 'DELETE', url(name)), 404, 'not_found');
+          // Its content cannot be replaced under that name, nor a new file be given such a name.
+          await expectError(await svc.api(alice.token, 'PUT', url(name), 'new'), 400, 'invalid_path');
+          await expectError(await svc.api(alice.token, 'PUT', url(`new/${name}`), 'new'), 400, 'invalid_path');
+        }
+        // Names that only look alike, and that no file has, are still refused as such.
+        await expectError(await svc.api(alice.token, 'GET', url('other\u202Etxt.py')), 400, 'invalid_path');
+        await expectError(await svc.api(alice.token, 'DELETE', url('other\u202Etxt.py')), 400, 'invalid_path');
+        for (const method of ['GET', 'DELETE'])
+          await expectError(await svc.api(alice.token, method, `/api/spiders/${s.id}/files/..%2Fescape.py`), 400, 'invalid_path');
+
+        // Renamed away: read, written under a good name, deleted.
+        const bytes = Buffer.from(await (await svc.api(alice.token, 'GET', url(legacy.rlo))).arrayBuffer());
+        assert.equal((await svc.api(alice.token, 'PUT', url('invoice.py'), bytes)).status, 200);
+        assert.equal((await svc.api(alice.token, 'DELETE', url(legacy.rlo))).status, 204);
+        assert.equal((await svc.api(alice.token, 'DELETE', url(legacy.zwsp))).status, 204);
+        // Gone, the name is refused again rather than "not found".
+        await expectError(await svc.api(alice.token, 'GET', url(legacy.rlo)), 400, 'invalid_path');
+        const after = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
+        assert.deepEqual(after.map((f) => f.path).sort(), ['../escape.py', 'caf\uFFFD.txt', 'clean.py', 'invoice.py']);
+        assert.equal(await (await svc.api(alice.token, 'GET', url('invoice.py'))).text(), 'rlo body');
+      });
+
+      it('If-Match and If-None-Match make a change conditional on the ETag a GET gives; a failed one is a 412 that changes nothing', async () => {
+        const s = await newSpider(alice.token, 'conditional');
+        const url = `/api/spiders/${s.id}/files/cond.py`;
+        const created = await json<{ sha256: string }>(await svc.api(alice.token, 'PUT', url, 'v1', { 'if-none-match': '*' }));
+        await expectError(await svc.api(alice.token, 'PUT', url, 'again', { 'if-none-match': '*' }), 412, 'precondition_failed');
+        const etag = (await svc.api(alice.token, 'GET', url)).headers.get('etag')!;
+        assert.equal(etag, `"${created.sha256}"`);
+        // Two editors read v1, both write: the first wins, the second is told instead of overwriting it.
+        const [first, second] = await Promise.all([
+          svc.api(alice.token, 'PUT', url, 'from A', { 'if-match': etag }),
+          svc.api(alice.token, 'PUT', url, 'from B', { 'if-match': etag }),
+        ]);
+        assert.deepEqual([first.status, second.status].sort(), [200, 412]);
+        const winner = first.status === 200 ? 'from A' : 'from B';
+        assert.equal(await (await svc.api(alice.token, 'GET', url)).text(), winner);
+        await expectError(await svc.api(alice.token, 'PUT', url, 'stale', { 'if-match': `W/${etag}` }), 412, 'precondition_failed');
+        await expectError(await svc.api(alice.token, 'DELETE', url, undefined, { 'if-match': etag }), 412, 'precondition_failed');
+        await expectError(
+          await svc.api(alice.token, 'PUT', `/api/spiders/${s.id}/files/missing.py`, 'x', { 'if-match': '*' }),
+          412,
+          'precondition_failed',
+        );
+        assert.equal(await (await svc.api(alice.token, 'GET', url)).text(), winner);
+        const now = (await svc.api(alice.token, 'GET', url)).headers.get('etag')!;
+        assert.equal((await svc.api(alice.token, 'PUT', url, 'v3', { 'if-match': `"nope", ${now}` })).status, 200);
+        assert.equal((await svc.api(alice.token, 'DELETE', url, undefined, { 'if-match': '*' })).status, 204);
+        const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
+        assert.deepEqual(list, []);
+      });
+
+      it('stores a body sent with a Content-Encoding as what it encodes; an unknown encoding is a 415 that keeps the file', async () => {
+        const s = await newSpider(alice.token, 'encoded');
+        const url = `/api/spiders/${s.id}/files/enc.py`;
+        const text = 'print("hello")\n'.repeat(50);
+        for (const [encoding, encode] of [
+          ['gzip', gzipSync],
+          ['deflate', deflateSync],
+          ['br', brotliCompressSync],
+        ] as const) {
+          const put = await json(await svc.api(alice.token, 'PUT', url, encode(`${encoding} ${text}`), { 'content-encoding': encoding }));
+          assert.equal(put.size, Buffer.byteLength(`${encoding} ${text}`), encoding);
+          assert.equal(await (await svc.api(alice.token, 'GET', url)).text(), `${encoding} ${text}`);
+        }
+        await expectError(await svc.api(alice.token, 'PUT', url, 'zzz', { 'content-encoding': 'compress' }), 415, 'unsupported_media_type');
+        await expectError(await svc.api(alice.token, 'PUT', url, 'not gzip', { 'content-encoding': 'gzip' }), 400);
+        // The limit is on the file, not on its compressed form.
+        await expectError(
+          await svc.api(alice.token, 'PUT', url, gzipSync(Buffer.alloc(65 * 1024)), { 'content-encoding': 'gzip' }),
+          413,
+          'too_large',
+        );
+        assert.equal(await (await svc.api(alice.token, 'GET', url)).text(), `br ${text}`);
+        const archive = await json(
+          await svc.api(
+            alice.token,
+            'POST',
+            `/api/spiders/${s.id}/archive`,
+            gzipSync(await makeTar([{ name: 'from-tar.py', data: 'tar' }])),
+            {
+              'content-type': 'application/x-tar',
+              'content-encoding': 'gzip',
+            },
+          ),
+        );
+        assert.deepEqual(archive, { files: 1, bytes: 3 });
+        // A broken one is refused whole, with replace=1 too: the spider keeps its files.
+        for (const body of ['not gzip at all', gzipSync(await makeTar([{ name: 'x.py', data: 'x' }])).subarray(0, 30)])
+          await expectError(
+            await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive?replace=1`, body, { 'content-encoding': 'gzip' }),
+            400,
+          );
+        await expectError(
+          await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, 'x', { 'content-encoding': 'compress' }),
+          415,
+          'unsupported_media_type',
+        );
+        const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
+        assert.deepEqual(list.map((f) => f.path).sort(), ['enc.py', 'from-tar.py']);
       });
     });
 
@@ -491,6 +666,17 @@ for (const db of databases()) {
         for (let i = 0; i < 20; i++) assert.equal(exported.get(`pkg/m${i}.py`)?.toString(), body(i, i < 11 ? 'b' : 'a'));
         assert.equal(exported.get('pkg/__init__.py')?.toString(), '');
         assert.equal(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files/pkg/m15.py`)).text(), body(15));
+      });
+
+      it('a path named twice in an archive is imported once, with its last content, and counted once', async () => {
+        const s = await newSpider(alice.token, 'twice');
+        const tarball = await makeTar([
+          { name: 'd.py', data: 'first' },
+          { name: 'e.py', data: 'e' },
+          { name: './d.py', data: 'last' },
+        ]);
+        assert.deepEqual(await json(await svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, tarball)), { files: 2, bytes: 5 });
+        assert.equal(await (await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files/d.py`)).text(), 'last');
       });
 
       it('?replace=1 makes the spider exactly the archive', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { normalizePath, parentFolders, tryNormalizePath } from '../../service/spiders/paths';
+import { existingPathForm, normalizePath, parentFolders, tryNormalizePath } from '../../service/spiders/paths';
 
 describe('spider paths', () => {
   it('keeps the joiners some scripts write words with (ZWNJ, ZWJ)', () => {
@@ -53,6 +53,28 @@ describe('spider paths', () => {
         JSON.stringify(bad),
       );
     }
+  });
+
+  it('finds a file stored before the naming rules by its name, but never past a structural rule', () => {
+    // Naming rules added after files were stored: such a name still finds its file (to read, delete or rename it away).
+    assert.equal(existingPathForm('invoice\u202Efdp.py'), 'invoice\u202Efdp.py');
+    assert.equal(existingPathForm('./docs//caf\uFFFD.txt'), 'docs/caf\uFFFD.txt');
+    assert.equal(existingPathForm('\uFEFFcafe\u0301.py'), '\uFEFFcaf\u00e9.py');
+    // The rules every stored file has always passed.
+    for (const bad of [
+      '',
+      '.',
+      '../a\u202E',
+      'a/../../b',
+      '/etc/passwd',
+      'a\\b',
+      'C:x',
+      'a\u0000b',
+      'a\nb',
+      `${'x/'.repeat(33)}y`,
+      'x'.repeat(256),
+    ])
+      assert.equal(existingPathForm(bad), null, JSON.stringify(bad));
   });
 
   it('lists parent folders', () => {
