@@ -82,8 +82,9 @@ export class SpiderService {
     private readonly hooks: SpiderHooks = { hasLiveSession: () => Promise.resolve(false) },
   ) {}
 
-  list(em: Em, actor: User): Promise<Spider[]> {
-    return em.find(Spider, actor.isAdmin ? {} : { ownerId: actor.id }, { orderBy: { name: 'asc', id: 'asc' } });
+  async list(em: Em, actor: User): Promise<Spider[]> {
+    const rows = await em.find(Spider, actor.isAdmin ? {} : { ownerId: actor.id });
+    return rows.sort((a, b) => byCodePoint(a.name, b.name) || byCodePoint(a.id, b.id));
   }
 
   /** A spider the actor may see; someone else's is "not found", so that ids leak nothing. */
@@ -145,8 +146,8 @@ export class SpiderService {
     return (await this.files(em, spider.id)).map(fileInfo);
   }
 
-  files(em: Em, spiderId: string): Promise<SpiderFile[]> {
-    return em.find(SpiderFile, { spiderId }, { orderBy: { path: 'asc' } });
+  async files(em: Em, spiderId: string): Promise<SpiderFile[]> {
+    return (await em.find(SpiderFile, { spiderId })).sort((a, b) => byCodePoint(a.path, b.path));
   }
 
   async readFile(em: Em, actor: User, id: string, rawPath: string): Promise<{ file: FileInfo; data: Buffer }> {
@@ -535,6 +536,23 @@ export class SpiderService {
       throw badRequest('A spider name is 1-100 letters, digits, spaces, "_", "." or "-", starting with a letter or digit.', 'invalid_name');
     if (await em.findOne(Spider, { ownerId, name })) throw conflict(`You already have a spider named "${name}".`, 'duplicate_name');
   }
+}
+
+/**
+ * Listings are sorted here, in code-point order (SQLite's, and UTF-8 byte order), not by the database:
+ * PostgreSQL sorts by its collation, which is linguistic on many servers ("a.py" before "B.py",
+ * "_" and "-" ignored at first), and the same API must answer the same on either.
+ */
+function byCodePoint(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(i)!;
+    if (x !== y) return x - y;
+    if (x > 0xffff) i++;
+  }
+  return a.length - b.length;
 }
 
 /** A unique-name violation as the 409 it stands for; any other error as it is. */

@@ -19,7 +19,9 @@ async function freshPostgres(): Promise<{ url: string; drop(): Promise<void> }> 
   const name = `crawlhub_test_${randomBytes(6).toString('hex')}`;
   const client = new Client({ connectionString: admin.toString() });
   await client.connect();
-  await client.query(`create database ${name}`);
+  // A linguistic collation, as many production clusters have (initdb in an en_US.UTF-8 locale): "a.py"
+  // sorts before "B.py" there, after it in byte order. The service's answers must not depend on it.
+  await client.query(`create database ${name} template template0 locale_provider icu icu_locale 'en-US' locale 'C.UTF-8'`);
   await client.end();
   const url = new URL(admin.toString());
   url.pathname = `/${name}`;

@@ -303,6 +303,27 @@ for (const db of databases()) {
       });
       const file = (p: string) => `/api/spiders/${spider.id}/files/${p}`;
 
+      it('lists files and spiders in one order on every database: by code point, not by a collation', async () => {
+        const own = await newSpider(alice.token, 'order');
+        // A linguistic collation (en_US, ICU) sorts "a" before "B" and ignores "_" and "-" at first.
+        const names = ['a.py', 'B.py', '_init.py', 'a-b.py', 'ab.py', 'Z/x.py', 'é.py', 'e.py', '\u{1F600}.py', '\uFF21.py'];
+        for (const n of names)
+          assert.equal(
+            (await svc.api(alice.token, 'PUT', `/api/spiders/${own.id}/files/${encodeURIComponent(n).replace(/%2F/g, '/')}`, 'x')).status,
+            200,
+          );
+        const listed = (await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${own.id}/files`))).map(
+          (f) => f.path,
+        );
+        const byCodePoint = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+        assert.deepEqual(listed, [...names].sort(byCodePoint));
+
+        const carol = await svc.newUser(`carol-${db}`);
+        for (const n of ['beta', 'Alpha', 'alpha', 'a-b', 'Beta', 'a b', '9x']) await newSpider(carol.token, n);
+        const spiders = (await json<{ name: string }[]>(await svc.api(carol.token, 'GET', '/api/spiders'))).map((s) => s.name);
+        assert.deepEqual(spiders, ['9x', 'Alpha', 'Beta', 'a b', 'a-b', 'alpha', 'beta']);
+      });
+
       it('puts, lists, gets and deletes raw bytes', async () => {
         const body = Buffer.from('import scrapy\n\nclass Q(scrapy.Spider):\n    name = "q"\n');
         const put = await json(await svc.api(alice.token, 'PUT', file('spiders/q.py'), body));
