@@ -46,3 +46,25 @@ export function checkPreconditions(conditions: Preconditions, current: string | 
       );
   }
 }
+
+/**
+ * Whether a GET is answered 304 Not Modified: If-None-Match names the current entity tag (a weak
+ * comparison), or, without it, If-Modified-Since is not before the last change (RFC 9110, 13.2.2).
+ * The origin server's rule, not a cache's: the `Cache-Control: no-cache` that fetch() adds to every
+ * conditional request does not turn it off (Koa's `ctx.fresh` is a cache's).
+ */
+export function notModified(
+  headers: { ifNoneMatch?: string; ifModifiedSince?: string },
+  current: { etag: string; modified: Date },
+): boolean {
+  if (headers.ifNoneMatch !== undefined) {
+    const tags = entityTags(headers.ifNoneMatch);
+    return tags === '*' || tags.some((t) => t.tag === current.etag);
+  }
+  if (headers.ifModifiedSince !== undefined) {
+    const since = Date.parse(headers.ifModifiedSince);
+    // HTTP dates have whole seconds.
+    return Number.isFinite(since) && Math.floor(current.modified.getTime() / 1000) * 1000 <= since;
+  }
+  return false;
+}

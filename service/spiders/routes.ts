@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Preconditions } from '../http/preconditions';
+import { notModified, type Preconditions } from '../http/preconditions';
 import { readBytes, requestBody, route, type AppContext, type RouteDef } from '../http/route';
 import type { Spider } from './entities';
 import type { SpiderService } from './service';
@@ -131,6 +131,7 @@ export function spiderRoutes(spiders: SpiderService): RouteDef[] {
       params: FilePath,
       responses: {
         200: { description: 'the raw bytes', contentType: 'application/octet-stream' },
+        304: 'the client has this version (If-None-Match or If-Modified-Since)',
         400: 'invalid path',
         404: 'no such file',
       },
@@ -139,6 +140,12 @@ export function spiderRoutes(spiders: SpiderService): RouteDef[] {
         ctx.set('ETag', `"${file.sha256}"`);
         ctx.set('Last-Modified', file.updatedAt.toUTCString());
         ctx.type = 'application/octet-stream';
+        // The client has this version (If-None-Match, or If-Modified-Since without it): 304, no bytes.
+        const since = { ifNoneMatch: ctx.get('if-none-match') || undefined, ifModifiedSince: ctx.get('if-modified-since') || undefined };
+        if (notModified(since, { etag: file.sha256, modified: file.updatedAt })) {
+          ctx.status = 304;
+          return undefined;
+        }
         return data;
       },
     }),

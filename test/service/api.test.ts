@@ -452,6 +452,31 @@ for (const db of databases()) {
         assert.equal(await (await svc.api(alice.token, 'GET', url('invoice.py'))).text(), 'rlo body');
       });
 
+      it('a GET with the If-None-Match of the version the client has answers 304 without the bytes', async () => {
+        const s = await newSpider(alice.token, 'revalidate');
+        const url = `/api/spiders/${s.id}/files/big.json`;
+        await svc.api(alice.token, 'PUT', url, 'x'.repeat(10_000));
+        const etag = (await svc.api(alice.token, 'GET', url)).headers.get('etag')!;
+        for (const given of [etag, `W/${etag}`, `"other", ${etag}`]) {
+          const same = await svc.api(alice.token, 'GET', url, undefined, { 'if-none-match': given });
+          assert.equal(same.status, 304, given);
+          assert.equal(same.headers.get('etag'), etag);
+          assert.equal((await same.arrayBuffer()).byteLength, 0);
+        }
+        const modified = (await svc.api(alice.token, 'GET', url)).headers.get('last-modified')!;
+        assert.equal((await svc.api(alice.token, 'GET', url, undefined, { 'if-modified-since': modified })).status, 304);
+        const before = new Date(Date.parse(modified) - 60_000).toUTCString();
+        assert.equal((await svc.api(alice.token, 'GET', url, undefined, { 'if-modified-since': before })).status, 200);
+        // If-None-Match decides when both are given.
+        const both = await svc.api(alice.token, 'GET', url, undefined, { 'if-none-match': '"other"', 'if-modified-since': modified });
+        assert.equal(both.status, 200);
+        const changed = await svc.api(alice.token, 'GET', url, undefined, { 'if-none-match': '"other"' });
+        assert.equal(changed.status, 200);
+        assert.equal((await changed.arrayBuffer()).byteLength, 10_000);
+        // Another user's file is a 404 whatever the ETag.
+        await expectError(await svc.api(bob.token, 'GET', url, undefined, { 'if-none-match': etag }), 404);
+      });
+
       it('If-Match and If-None-Match make a change conditional on the ETag a GET gives; a failed one is a 412 that changes nothing', async () => {
         const s = await newSpider(alice.token, 'conditional');
         const url = `/api/spiders/${s.id}/files/cond.py`;
