@@ -1,6 +1,7 @@
 import net from 'node:net';
 import Docker from 'dockerode';
 import { PassThrough, type Duplex, type Readable } from 'node:stream';
+import { AppError } from '../http/errors';
 import type { Logger } from '../logger';
 
 /**
@@ -62,21 +63,38 @@ export interface ExecResult {
   stderr: Buffer;
 }
 
-export class DockerError extends Error {
+/**
+ * A failure of the engine or of what a container sent through it, as the API answers it: the
+ * engine's own words with a status (410 when the container is gone, 409 when it is not running,
+ * 504 for a time limit, else 502), never a bare 500. `statusCode` is the engine's own status.
+ */
+export class DockerError extends AppError {
   constructor(
     message: string,
     readonly statusCode?: number,
+    status = 502,
+    code = 'docker_error',
   ) {
-    super(message);
+    super(status, code, message);
     this.name = 'DockerError';
   }
 }
 
 export class DockerTimeoutError extends DockerError {
   constructor(what: string, ms: number) {
-    super(`${what} did not finish within ${ms} ms`);
+    super(`The Docker engine: ${what} did not finish within ${ms} ms.`, undefined, 504, 'docker_timeout');
     this.name = 'DockerTimeoutError';
   }
+}
+
+/** An error of dockerode (an engine answer with a status, or a broken connection) as a DockerError. */
+function engineError(what: string, err: unknown): unknown {
+  if (err instanceof AppError || !(err instanceof Error)) return err;
+  const status = (err as { statusCode?: number }).statusCode;
+  const message = `The Docker engine: ${what} failed: ${err.message.slice(0, 500)}`;
+  if (status === 404) return new DockerError(message, status, 410, 'container_gone');
+  if (status === 409) return new DockerError(message, status, 409, 'container_conflict');
+  return new DockerError(message, status);
 }
 
 const statusOf = (err: unknown) => (err as { statusCode?: number })?.statusCode;
@@ -107,7 +125,7 @@ export class DockerRuntime {
       return result;
     } catch (err) {
       this.logger.debug({ container: containerId?.slice(0, 12), op: what, err: (err as Error).message }, 'docker call failed');
-      throw err;
+      throw engineError(what, err);
     } finally {
       clearTimeout(timer);
     }
@@ -313,6 +331,8 @@ export class DockerRuntime {
     // A command that outlives its time limit loses its connection (and what it had printed) with it.
     let socket: Duplex | null = null;
     let abandoned = false;
+    const tooMuch = () =>
+      new DockerError(`The container printed more than ${max} bytes for ${cmd[0]}.`, undefined, 502, 'bad_container_output');
     return this.call(
       `exec ${cmd[0]}`,
       id,
@@ -327,7 +347,7 @@ export class DockerRuntime {
         stream.stdout.on('data', (c: Buffer) => {
           outLen += c.length;
           if (outLen <= max) out.push(c);
-          else stream.stdout.destroy(new DockerError(`output of ${cmd[0]} exceeds ${max} bytes`));
+          else stream.stdout.destroy(tooMuch());
         });
         stream.stderr.on('data', (c: Buffer) => {
           errLen += c.length;
@@ -335,7 +355,7 @@ export class DockerRuntime {
         });
         if (opts.stdin) stream.stdin.end(opts.stdin);
         const exitCode = await done;
-        if (outLen > max) throw new DockerError(`output of ${cmd[0]} exceeds ${max} bytes`);
+        if (outLen > max) throw tooMuch();
         return { exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
       },
       opts.timeoutMs ?? this.timeoutMs,
@@ -356,16 +376,26 @@ export class DockerRuntime {
     opts: { user?: string; workingDir?: string; stdin?: Buffer | boolean } = {},
   ): Promise<{ stream: { stdout: PassThrough; stderr: PassThrough; stdin: Duplex }; done: Promise<number> }> {
     const container = this.docker.getContainer(id);
-    const exec = await container.exec({
-      Cmd: cmd,
-      AttachStdin: Boolean(opts.stdin),
-      AttachStdout: true,
-      AttachStderr: true,
-      Tty: false,
-      User: opts.user,
-      WorkingDir: opts.workingDir,
+    // Creating and starting it have the engine's time limit; a connection that arrives after it
+    // was given up on is closed (it would hold the command, and the engine's socket, for good).
+    let abandoned = false;
+    const { exec, socket } = await this.call(`exec ${cmd[0]} start`, id, async () => {
+      const exec = await container.exec({
+        Cmd: cmd,
+        AttachStdin: Boolean(opts.stdin),
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+        User: opts.user,
+        WorkingDir: opts.workingDir,
+      });
+      const socket = await exec.start({ hijack: true, stdin: Boolean(opts.stdin) });
+      if (abandoned) socket.destroy();
+      return { exec, socket };
+    }).catch((err: unknown) => {
+      abandoned = true;
+      throw err;
     });
-    const socket = await exec.start({ hijack: true, stdin: Boolean(opts.stdin) });
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     demux(socket, stdout, stderr);
@@ -378,7 +408,7 @@ export class DockerRuntime {
         ended = true;
         stdout.end();
         stderr.end();
-        exec.inspect().then((info) => resolve(info.ExitCode ?? -1), reject);
+        this.call(`exec ${cmd[0]} inspect`, id, () => exec.inspect()).then((info) => resolve(info.ExitCode ?? -1), reject);
       };
       socket.once('end', finish);
       socket.once('close', finish);
@@ -409,19 +439,43 @@ export class DockerRuntime {
         ConsoleSize: [opts.rows, opts.cols],
       }),
     );
-    const socket = await this.call('exec tty start', id, () => exec.start({ hijack: true, stdin: true, Tty: true }));
+    let abandoned = false;
+    const socket = await this.call('exec tty start', id, async () => {
+      const socket = await exec.start({ hijack: true, stdin: true, Tty: true });
+      // Given up on: the terminal's end of input (^D), as when its window closes, then no connection
+      // (the engine leaves a command running when its connection goes).
+      if (abandoned) {
+        socket.end('\x04');
+        setTimeout(() => socket.destroy(), 5000).unref();
+      }
+      return socket;
+    }).catch((err: unknown) => {
+      abandoned = true;
+      throw err;
+    });
     return {
       socket,
       resize: (cols: number, rows: number) => this.call('exec resize', id, () => exec.resize({ w: cols, h: rows })).then(() => undefined),
     };
   }
 
-  /** Engine events for our containers (die, destroy…), for noticing containers that stop behind our back. */
+  /**
+   * Engine events for our containers (die, destroy…), for noticing containers that stop behind our
+   * back. Subscribing has the engine's time limit (the sweep waits for it); a stream that arrives
+   * after it was given up on is closed.
+   */
   async events(labels: Record<string, string>): Promise<Readable> {
-    const stream = await this.docker.getEvents({
-      filters: { type: ['container'], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`), event: ['die', 'destroy', 'oom'] },
+    let abandoned = false;
+    return this.call('events', undefined, async () => {
+      const stream = (await this.docker.getEvents({
+        filters: { type: ['container'], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`), event: ['die', 'destroy', 'oom'] },
+      })) as unknown as Readable;
+      if (abandoned) stream.destroy();
+      return stream;
+    }).catch((err: unknown) => {
+      abandoned = true;
+      throw err;
     });
-    return stream as unknown as Readable;
   }
 }
 

@@ -121,6 +121,14 @@ const MAX_ARCHIVE_REQUESTS = 32;
 /** A path inside /workspace that is not there. */
 const notFound = (what: string) => new AppError(404, 'file_not_found', `${what} does not exist in the workspace.`);
 
+/** A named pipe, a device or a socket (or a link to one, or to a folder) where the editor expects a file. */
+const notAFile = (path: string, verb: 'read' | 'written') =>
+  new AppError(
+    400,
+    'not_a_file',
+    `"${path}" is not a regular file (a named pipe, a device, a socket, or a link to one or to a folder): it cannot be ${verb} here.`,
+  );
+
 const abs = (path: string) => (path === '' ? WORKSPACE : `${WORKSPACE}/${path}`);
 
 /** How long a helper process may take to answer one request. */
@@ -409,9 +417,25 @@ export class Workspace {
     }
     const entry = await this.stat(path);
     if (entry.type === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
+    if (entry.type === 'other') throw notAFile(path, 'read');
     if (entry.size > maxBytes) throw tooLarge(`"${path}" is larger than ${maxBytes} bytes.`);
-    const res = await this.docker.exec(this.containerId, ['cat', '--', abs(path)], { user: CONTAINER_USER, maxOutput: maxBytes });
+    // What a link leads to is looked at in the container (a pipe would hold the read until the
+    // engine's time limit, a device would never end), and no more than the cap is read.
+    const res = await this.docker.exec(
+      this.containerId,
+      [
+        'sh',
+        '-c',
+        'if [ -e "$1" ] && [ ! -f "$1" ]; then exit 3; fi; exec head -c "$2" -- "$1"',
+        'crawlhub-read',
+        abs(path),
+        String(maxBytes + 1),
+      ],
+      { user: CONTAINER_USER, maxOutput: maxBytes + 1 },
+    );
+    if (res.exitCode === 3) throw notAFile(path, 'read');
     if (res.exitCode !== 0) throw this.failure('Reading', path, res.stderr);
+    if (res.stdout.length > maxBytes) throw tooLarge(`"${path}" is larger than ${maxBytes} bytes.`);
     return res.stdout;
   }
 
@@ -423,10 +447,14 @@ export class Workspace {
     if (existing?.type === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
     if (!existing && !opts.create) throw new AppError(404, 'file_not_found', `"${path}" does not exist.`);
     if (existing && !opts.overwrite) throw conflict(`"${path}" already exists.`, 'file_exists');
-    const res = await this.docker.exec(this.containerId, ['dd', `of=${abs(path)}`, 'bs=1M', 'status=none'], {
-      user: CONTAINER_USER,
-      stdin: data,
-    });
+    if (existing?.type === 'other') throw notAFile(path, 'written');
+    // A pipe (or a link to one or to a device) would take the bytes elsewhere or hold the write.
+    const res = await this.docker.exec(
+      this.containerId,
+      ['sh', '-c', 'if [ -e "$1" ] && [ ! -f "$1" ]; then exit 3; fi; exec dd of="$1" bs=1M status=none', 'crawlhub-write', abs(path)],
+      { user: CONTAINER_USER, stdin: data },
+    );
+    if (res.exitCode === 3) throw notAFile(path, 'written');
     if (res.exitCode !== 0) throw this.failure('Writing', path, res.stderr);
   }
 

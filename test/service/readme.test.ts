@@ -48,18 +48,36 @@ function errorCodesInSource(): Map<string, Set<number | null>> {
   for (const rel of files.filter((f) => f.endsWith('.ts'))) {
     const file = path.resolve(__dirname, '../../service', rel);
     const source = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+    const statusAndCode = (args: ts.NodeArray<ts.Expression>) => {
+      for (let i = 0; i + 1 < args.length; i++) {
+        const [status, code] = [args[i], args[i + 1]];
+        if (ts.isNumericLiteral(status) && Number(status.text) >= 400 && Number(status.text) < 600 && ts.isStringLiteral(code))
+          add(code.text, Number(status.text));
+      }
+    };
     const visit = (node: ts.Node): void => {
+      // `super(message, undefined, 504, 'docker_timeout')` in a subclass of an error with a status.
+      if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.SuperKeyword) statusAndCode(node.arguments);
       if ((ts.isCallExpression(node) || ts.isNewExpression(node)) && ts.isIdentifier(node.expression)) {
         const args = node.arguments ?? ts.factory.createNodeArray();
         const name = node.expression.text;
         if (name === 'AppError' && ts.isNewExpression(node) && args.length >= 2 && ts.isStringLiteral(args[1])) {
           add(args[1].text, ts.isNumericLiteral(args[0]) ? Number(args[0].text) : null);
+        } else if (ts.isNewExpression(node) && name.endsWith('Error')) {
+          // A subclass's (status, code) pair among its arguments: `new DockerError(message, engineStatus, 410, 'container_gone')`.
+          statusAndCode(args);
         } else if (name in helpers && ts.isCallExpression(node)) {
           const h = helpers[name];
           const arg = h.codeArg >= 0 ? args[h.codeArg] : undefined;
           if (arg && ts.isStringLiteral(arg)) add(arg.text, h.status);
           else if (!arg && h.fallback) add(h.fallback, h.status);
         }
+      }
+      // A subclass's defaults: `constructor(message, …, status = 502, code = 'docker_error')`.
+      if (ts.isConstructorDeclaration(node)) {
+        const init = (n: string) => node.parameters.find((p) => ts.isIdentifier(p.name) && p.name.text === n)?.initializer;
+        const [status, code] = [init('status'), init('code')];
+        if (status && code && ts.isNumericLiteral(status) && ts.isStringLiteral(code)) add(code.text, Number(status.text));
       }
       if (
         ts.isPropertyAssignment(node) &&

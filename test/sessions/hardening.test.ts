@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import type Docker from 'dockerode';
 import { after, before, describe, it } from 'node:test';
 import { json, startTestService, type TestService } from '../helpers/service';
-import { containerName, docker, dockerExec, removeContainers, requireDocker } from '../helpers/docker';
+import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { makeTar } from '../helpers/tar';
 
 describe('session containers are hardened and limited', () => {
@@ -141,6 +142,108 @@ describe('session containers are hardened and limited', () => {
       runtime.execStream = execStream;
     }
     assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${session.spider_id}/code-session?discard=1`)).status, 200);
+  });
+
+  it('pipes, devices and links to them in the workspace answer not_a_file at once, to reads and writes', async () => {
+    const { session } = await openFor(svc, 'pipes');
+    const c = containerName(svc, session.session_id);
+    const fs = `/api/sessions/${session.session_id}/fs/file`;
+    assert.equal(
+      dockerExec(c, 'cd /workspace && mkfifo pipe && ln -s pipe to-pipe && ln -s /dev/zero zero && ln -s main.py link.py').code,
+      0,
+    );
+    // Each waited for the engine's time limit (a pipe) or read the cap of a device, then answered 500.
+    for (const path of ['pipe', 'to-pipe', 'zero']) {
+      const read = await svc.api(svc.adminToken, 'GET', `${fs}?path=${path}`);
+      assert.equal(read.status, 400, path);
+      assert.equal((await json(read)).error.code, 'not_a_file', path);
+    }
+    for (const path of ['pipe', 'to-pipe']) {
+      const write = await svc.api(svc.adminToken, 'PUT', `${fs}?path=${path}&overwrite=1`, 'x', {
+        'content-type': 'application/octet-stream',
+      });
+      assert.equal(write.status, 400, path);
+      assert.equal((await json(write)).error.code, 'not_a_file', path);
+    }
+    assert.equal(
+      dockerExec(c, 'pgrep -u 1000 -x cat || pgrep -u 1000 -x head || pgrep -u 1000 -x dd').stdout,
+      '',
+      'nothing waits on the pipe',
+    );
+    // A link to a regular file still reads as the file.
+    const link = await svc.api(svc.adminToken, 'GET', `${fs}?path=link.py`);
+    assert.equal(link.status, 200);
+    assert.equal(await link.text(), 'print(1)\n');
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${session.spider_id}/code-session?discard=1`)).status, 200);
+  });
+
+  it(
+    'an engine that stops answering exec: saves and reads answer 504 docker_timeout, and later saves of the spider go on',
+    { timeout: 120_000 },
+    async () => {
+      const stuck = await startTestService({ env: { CRAWLHUB_DOCKER_TIMEOUT: '3s', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+      const engine = (stuck.services.docker as unknown as { docker: Docker }).docker;
+      const getContainer = engine.getContainer.bind(engine);
+      try {
+        const { spider, session } = await openFor(stuck, 'stuck-engine');
+        const c = containerName(stuck, session.session_id);
+        dockerExec(c, 'echo changed > /workspace/main.py');
+        // The engine takes requests to run commands and never answers them; the helper process the
+        // service keeps in the container is gone (its user ended it), so it is started again.
+        engine.getContainer = (id: string) => {
+          const container = getContainer(id);
+          container.exec = (() => new Promise(() => undefined)) as never;
+          return container;
+        };
+        assert.equal(dockerExec(c, "pkill -f 'crawlhub-agen[t]'").code, 0);
+        const sync = () => stuck.api(stuck.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/sync`);
+        for (const attempt of ['first', 'second']) {
+          const res = await sync();
+          const body = await json(res);
+          assert.equal(res.status, 504, `${attempt}: ${JSON.stringify(body)}`);
+          assert.equal(body.error.code, 'docker_timeout');
+          assert.match(body.error.message, /did not finish within 3000 ms/);
+        }
+        const read = await stuck.api(stuck.adminToken, 'GET', `/api/sessions/${session.session_id}/fs/file?path=main.py`);
+        assert.equal(read.status, 504);
+        assert.equal((await json(read)).error.code, 'docker_timeout');
+        engine.getContainer = getContainer;
+        const saved = await sync();
+        assert.equal(saved.status, 200, 'the spider is not held by the saves that gave up');
+        assert.deepEqual((await json(saved)).modified, ['main.py']);
+      } finally {
+        engine.getContainer = getContainer;
+        await stuck.close();
+        removeContainers(stuck.config.instance);
+      }
+    },
+  );
+
+  it('an engine whose event stream does not answer holds up no sweep: an idle session is still stopped', { timeout: 120_000 }, async () => {
+    const stuck = await startTestService({
+      env: { CRAWLHUB_DOCKER_TIMEOUT: '2s', CRAWLHUB_SWEEP_INTERVAL: '250ms', CRAWLHUB_IDLE_TIMEOUT: '4s', CRAWLHUB_STOP_WARNING: '1s' },
+    });
+    const engine = (stuck.services.docker as unknown as { docker: Docker }).docker;
+    const getEvents = engine.getEvents.bind(engine);
+    try {
+      const { session } = await openFor(stuck, 'stuck-events');
+      // The engine restarts, say: its event stream ends, and the new one takes the request to
+      // subscribe again without ever answering it.
+      engine.getEvents = (() => new Promise(() => undefined)) as never;
+      const spawner = (stuck.services.sessions as unknown as { spawner: { eventStream: { destroy(): void } | null } }).spawner;
+      spawner.eventStream!.destroy();
+      await until(
+        'the idle session stopped',
+        async () => (await json(await stuck.api(stuck.adminToken, 'GET', `/api/sessions/${session.session_id}`))).status === 'stopped',
+        60_000,
+        250,
+      );
+      assert.match(stuck.logs(), /not watching Docker events/);
+    } finally {
+      engine.getEvents = getEvents;
+      await stuck.close();
+      removeContainers(stuck.config.instance);
+    }
   });
 
   it('refuses to put sessions on an existing network that lets containers reach each other', async () => {

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import type { Duplex } from 'node:stream';
+import type Docker from 'dockerode';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { json, startTestService, type TestService } from '../helpers/service';
@@ -188,5 +190,53 @@ describe('the terminal WebSocket on the real engine', () => {
     }
     assert.ok(peak < 64 * 1024 * 1024, `the service held ${peak} more bytes while the browser did not read`);
     term.ws.terminate();
+  });
+});
+
+describe('the terminal on an engine that answers late', () => {
+  it('a shell whose start the service gave up on is not left running attached to nothing', { timeout: 120_000 }, async () => {
+    requireDocker();
+    const svc = await startTestService({ env: { CRAWLHUB_DOCKER_TIMEOUT: '2s', CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    const engine = (svc.services.docker as unknown as { docker: Docker }).docker;
+    const getContainer = engine.getContainer.bind(engine);
+    try {
+      const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'late-shell' }));
+      const session = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+      assert.equal(session.status, 'ready', JSON.stringify(session));
+      const shells = () => (docker('top', containerName(svc, session.session_id), '-o', 'pid,args').match(/bash -i/g) ?? []).length;
+      // The engine starts the shell, but answers only after the service's time limit.
+      let lateStarts = 0;
+      let late: Duplex | null = null;
+      engine.getContainer = (id: string) => {
+        const container = getContainer(id);
+        const exec = container.exec.bind(container) as (opts: Docker.ExecCreateOptions) => Promise<Docker.Exec>;
+        container.exec = (async (opts: Docker.ExecCreateOptions) => {
+          const created = await exec(opts);
+          if (!opts.Tty) return created;
+          const start = created.start.bind(created) as (o: Docker.ExecStartOptions) => Promise<Duplex>;
+          created.start = (async (o: Docker.ExecStartOptions) => {
+            const socket = await start(o);
+            await new Promise((r) => setTimeout(r, 3000));
+            lateStarts++;
+            late = socket;
+            return socket;
+          }) as never;
+          return created;
+        }) as never;
+        return container;
+      };
+      const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
+        headers: { authorization: `Bearer ${svc.adminToken}` },
+      });
+      const [code] = await new Promise<[number, string]>((r) => ws.once('close', (c: number, why: Buffer) => r([c, why.toString()])));
+      assert.equal(code, 1011, 'the terminal says the shell could not start');
+      await until('the engine answered', () => lateStarts === 1, 30_000, 50);
+      await until('the late shell is gone', () => shells() === 0, 30_000, 100);
+      await until('its connection is closed', () => late!.destroyed, 30_000, 100);
+    } finally {
+      engine.getContainer = getContainer;
+      await svc.close();
+      removeContainers(svc.config.instance);
+    }
   });
 });
