@@ -91,6 +91,10 @@ export class SessionService {
   private closed = false;
   /** Whether the start-up reconcile ran, and whether engine events are coming in: the sweep retries either. */
   private reconciled = false;
+  /** Sessions the reconcile failed on (the engine or the database failing for a moment): the sweep tries them again. */
+  private readonly reconcileAgain = new Set<string>();
+  /** Orphaned containers the reconcile could not save or remove: the sweep tries them again. */
+  private readonly orphansAgain = new Set<string>();
   private watching = false;
   /** Whether live sessions' containers must be asked after: events may have been missed since the reconcile. */
   private recheckDue = false;
@@ -141,11 +145,20 @@ export class SessionService {
   async open(em: Em, user: User, spiderId: string, opts: { wait: boolean }): Promise<{ session: CodeSession; created: boolean }> {
     const spider = await this.d.spiders.get(em, user, spiderId);
     const result = await this.openLock.run(`${user.id}:${spider.id}`, async () => {
-      const existing = await em.findOne(
-        CodeSession,
-        { userId: user.id, spiderId: spider.id, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] },
-        { orderBy: { createdAt: 'desc' } },
-      );
+      const find = () =>
+        em.findOne(
+          CodeSession,
+          { userId: user.id, spiderId: spider.id, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] },
+          { orderBy: { createdAt: 'desc' }, refresh: true },
+        );
+      let existing = await find();
+      if (existing && this.stopping.has(existing.id)) {
+        // A stop under way (Close, idle, age) ends first, under the session's lock: what it leaves —
+        // stopped, kept after a failed save, or still live — is what this open goes on from. Handed
+        // back as it is, the session would stop under its user right after it was "opened".
+        await this.sessionLock.run(existing.id, () => Promise.resolve());
+        existing = await find();
+      }
       if (existing && isLive(existing.status)) return { session: existing, created: false };
       if (existing?.savePending) {
         const claimed = await this.claimKept(em, existing.id);
@@ -153,36 +166,11 @@ export class SessionService {
         // The sweep's retried save got there first and ended it: a new session, as if none were kept.
       }
       await this.spawner.checkEngine();
-      const session = await this.portLock.run('ports', async () => {
-        // One user cannot take the whole port pool (and the machine) from everyone else.
-        const max = this.cfg.CRAWLHUB_MAX_USER_SESSIONS;
-        const open = await em.count(CodeSession, {
-          userId: user.id,
-          $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }],
-        });
-        if (open >= max)
-          throw new AppError(
-            429,
-            'session_limit',
-            `You have ${open} code sessions open or kept (at most ${max} are allowed): close one, then open this one.`,
-          );
-        const port = await this.allocatePort(em);
-        const now = new Date();
-        const row = em.create(CodeSession, {
-          spiderId: spider.id,
-          userId: user.id,
-          port,
-          status: 'pending',
-          statusReason: 'requested',
-          accessTokenHash: '',
-          lastActiveAt: now,
-          expiresAt: new Date(now.getTime() + this.cfg.CRAWLHUB_MAX_SESSION_AGE),
-        });
-        row.accessTokenHash = ServiceSecret.hash(this.d.secret.codeServerSecret(row.id));
-        await em.flush();
-        em.create(SessionEvent, { sessionId: row.id, status: 'pending', reason: 'requested' });
-        await em.flush();
-        return row;
+      // Under the spider's lock, as its deletion checks for sessions: a spider deleted since it was
+      // looked up above gets no session (its saves would write files of a spider that is gone).
+      const session = await this.d.spiders.lock.run(spider.id, async () => {
+        if ((await em.count(Spider, { id: spider.id })) === 0) throw notFound('Spider');
+        return this.createRow(em, user, spider.id);
       });
       this.track(session);
       const startup: Promise<void> = this.startContainer(session.id).finally(() => this.forgetStart(session.id, startup));
@@ -191,6 +179,41 @@ export class SessionService {
     });
     if (opts.wait) await this.starting.get(result.session.id);
     return { session: await this.reload(em, result.session.id), created: result.created };
+  }
+
+  /** A new session's row, pending, on a free port: within the user's limit. */
+  private createRow(em: Em, user: User, spiderId: string): Promise<CodeSession> {
+    return this.portLock.run('ports', async () => {
+      // One user cannot take the whole port pool (and the machine) from everyone else.
+      const max = this.cfg.CRAWLHUB_MAX_USER_SESSIONS;
+      const open = await em.count(CodeSession, {
+        userId: user.id,
+        $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }],
+      });
+      if (open >= max)
+        throw new AppError(
+          429,
+          'session_limit',
+          `You have ${open} code sessions open or kept (at most ${max} are allowed): close one, then open this one.`,
+        );
+      const port = await this.allocatePort(em);
+      const now = new Date();
+      const row = em.create(CodeSession, {
+        spiderId,
+        userId: user.id,
+        port,
+        status: 'pending',
+        statusReason: 'requested',
+        accessTokenHash: '',
+        lastActiveAt: now,
+        expiresAt: new Date(now.getTime() + this.cfg.CRAWLHUB_MAX_SESSION_AGE),
+      });
+      row.accessTokenHash = ServiceSecret.hash(this.d.secret.codeServerSecret(row.id));
+      await em.flush();
+      em.create(SessionEvent, { sessionId: row.id, status: 'pending', reason: 'requested' });
+      await em.flush();
+      return row;
+    });
   }
 
   /**
@@ -238,13 +261,18 @@ export class SessionService {
   }
 
   async heartbeat(em: Em, user: User, spiderId: string): Promise<CodeSession> {
-    const session = await this.current(em, user, spiderId);
-    if (!isLive(session.status)) throw conflict(`The session is ${session.status}; open a new one.`, 'session_not_live');
-    session.lastActiveAt = new Date();
-    await em.flush();
-    this.lastPersistedActivity.set(session.id, Date.now());
+    const found = await this.current(em, user, spiderId);
+    // Only while it is live, in one statement: a stop that ended since the session was read is not
+    // answered (and announced) as a live session with a row that says otherwise.
+    const now = new Date();
+    const beat = await em.nativeUpdate(CodeSession, { id: found.id, status: { $in: [...LIVE_STATUSES] } }, { lastActiveAt: now });
+    const session = await this.reload(em, found.id);
+    if (beat === 0 || !isLive(session.status)) throw conflict(`The session is ${session.status}; open a new one.`, 'session_not_live');
+    this.lastPersistedActivity.set(session.id, now.getTime());
     this.warned.delete(session.id);
-    await this.publish(em, session);
+    // Announced unless it stopped meanwhile (its stop's own announcement is the last word then).
+    const view = await this.view(em, session);
+    if (this.live.has(session.id)) this.d.events.publish(session.userId, { type: 'session', session: view });
     return session;
   }
 
@@ -403,9 +431,13 @@ export class SessionService {
         this.d.logger.warn({ err }, 'reconcile skipped: Docker is not reachable; the next sweep tries again');
         return;
       }
-    } else if (!this.watching) {
+    } else {
       // Events between the reconcile (or the stream that ended) and this subscription went unheard.
-      this.recheckDue = true;
+      if (!this.watching) this.recheckDue = true;
+      if (this.reconcileAgain.size > 0 || this.orphansAgain.size > 0)
+        await this.reconcile().catch((err: unknown) =>
+          this.d.logger.warn({ err }, 'could not reconcile the sessions left over; the next sweep tries again'),
+        );
     }
     if (!this.watching && !this.closed) {
       this.watching = await this.spawner.watch({
@@ -453,7 +485,8 @@ export class SessionService {
   /** Idle and over-age sessions are saved, then destroyed; failed saves are retried; stop warnings go out. */
   async sweep(now = Date.now()): Promise<void> {
     if (this.closed) return;
-    if (!this.reconciled || !this.watching || this.recheckDue) await this.connectEngine();
+    const leftOver = this.reconcileAgain.size > 0 || this.orphansAgain.size > 0;
+    if (!this.reconciled || !this.watching || this.recheckDue || leftOver) await this.connectEngine();
     if (!this.reconciled) return;
     const em = this.d.orm.em.fork();
     const rows = await em.find(CodeSession, { $or: [{ status: { $in: ['ready'] } }, { savePending: true }] });
@@ -471,6 +504,9 @@ export class SessionService {
         if (now >= ageAt || now >= idleAt) {
           await this.finishBeforeShutdown(
             this.sessionLock.run(s.id, async () => {
+              // A stop (SIGTERM) that began while the sweep asked after this session waits only for
+              // the work it saw under way: this one is the next start's, as the sweep's remaining sessions are.
+              if (this.closed) return;
               // Decided again on the row as it is now: a heartbeat, a save or a resume may have come in
               // while the sweep worked through the sessions before this one.
               const fresh = await this.reload(em, s.id);
@@ -478,7 +514,9 @@ export class SessionService {
               const freshAgeAt = fresh.expiresAt.getTime();
               if (fresh.status !== 'ready' || (at < freshAgeAt && at < fresh.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT))
                 return;
-              await this.stopWithSave(em, fresh, at >= freshAgeAt ? 'max_age' : 'idle');
+              if (at >= freshAgeAt) await this.stopWithSave(em, fresh, 'max_age');
+              // Its user may come back while it saves (a heartbeat, the browser IDE): then it goes on.
+              else await this.stopWithSave(em, fresh, 'idle', () => this.stillIdle(em, fresh));
             }),
           );
           continue;
@@ -677,18 +715,29 @@ export class SessionService {
    * The "sync before destroy" rule: save, and destroy only when everything was saved. A failed
    * save or unresolved conflicts stop the container but keep it (and its port) for a retry or a resume.
    */
-  private async stopWithSave(em: Em, s: CodeSession, trigger: SyncTrigger): Promise<SaveResult | null> {
+  private async stopWithSave(em: Em, s: CodeSession, trigger: SyncTrigger, stillDue?: () => Promise<boolean>): Promise<SaveResult | null> {
     this.stopping.add(s.id);
     try {
       // Changes answered before this point land in the save (each is bounded by the engine's timeouts).
       await this.changesSettled(s.id);
-      return await this.saveThenStop(em, s, trigger);
+      return await this.saveThenStop(em, s, trigger, stillDue);
     } finally {
       this.stopping.delete(s.id);
     }
   }
 
-  private async saveThenStop(em: Em, s: CodeSession, trigger: SyncTrigger): Promise<SaveResult | null> {
+  /**
+   * An idle session's stop, asked again once its save is done: activity since the stop was decided
+   * (a heartbeat, the browser IDE through the proxy or code-server's own heartbeat) calls it off —
+   * what its user does in the browser IDE meanwhile would go with the container.
+   */
+  private async stillIdle(em: Em, s: CodeSession): Promise<boolean> {
+    await this.pollBrowserActivity(em, s);
+    const fresh = await this.reload(em, s.id);
+    return fresh.status === 'ready' && Date.now() >= fresh.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT;
+  }
+
+  private async saveThenStop(em: Em, s: CodeSession, trigger: SyncTrigger, stillDue?: () => Promise<boolean>): Promise<SaveResult | null> {
     let result: SaveResult | null = null;
     let failure: string | null = null;
     try {
@@ -700,6 +749,10 @@ export class SessionService {
     }
     if (result && result.conflicts.length > 0 && trigger === 'close') return result;
     if (failure === null) {
+      if (stillDue && !(await stillDue())) {
+        await this.transition(em, s, 'ready', `in use again: the ${trigger} stop was called off after its save`);
+        return result;
+      }
       await this.destroy(em, s, `stopped after saving (${trigger})`);
       return result;
     }
@@ -898,28 +951,51 @@ export class SessionService {
     const em = this.d.orm.em.fork();
     const containers = await this.spawner.listOwn();
     const byId = new Map(containers.map((c) => [c.id, c]));
-    const rows = await em.find(CodeSession, { $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
+    // A later pass (from the sweep) takes up only the sessions an earlier one could not handle.
+    const again = this.reconciled;
+    const rows = again
+      ? await em.find(CodeSession, { id: { $in: [...this.reconcileAgain] } })
+      : await em.find(CodeSession, { $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
     const claimed = new Set<string>();
     for (const row of rows) {
       // Stopping: what is left is the next start's (a row half-handled is handled again then).
       if (this.closed) return;
+      // Its container is no orphan, whatever becomes of the row here.
+      if (row.containerId) claimed.add(row.containerId);
       // Under the session's lock and on the row as it is now: the API may be serving already (and
       // when the engine was down at start, this runs from a sweep later on).
-      await this.sessionLock.run(row.id, async () => {
-        const s = await this.reload(em, row.id);
-        if (!isLive(s.status) && !s.savePending) return;
-        const c = s.containerId ? byId.get(s.containerId) : undefined;
-        if (c) claimed.add(c.id);
-        // A session this process started or adopted already (the engine came back after the start).
-        if (this.starting.has(s.id) || this.live.has(s.id)) return;
-        await this.reconcileRow(em, s, c);
-      });
+      try {
+        await this.sessionLock.run(row.id, async () => {
+          const s = await this.reload(em, row.id);
+          if (!isLive(s.status) && !s.savePending) return;
+          const c = s.containerId ? byId.get(s.containerId) : undefined;
+          if (c) claimed.add(c.id);
+          // A session this process started or adopted already (the engine came back after the start).
+          if (this.starting.has(s.id) || this.live.has(s.id)) return;
+          await this.reconcileRow(em, s, c);
+        });
+        this.reconcileAgain.delete(row.id);
+      } catch (err) {
+        // One session the engine or the database fails on holds up no other, nor the sweep
+        // (idle and age stops, retried saves) for everyone: the sweep tries it again.
+        this.reconcileAgain.add(row.id);
+        this.d.logger.error({ err, session: row.id }, 'could not reconcile a session; the next sweep tries again');
+      }
     }
     for (const c of containers) {
       if (this.closed) return;
-      if (claimed.has(c.id)) continue;
-      await this.cleanOrphan(em, c.id, c.labels, c.state === 'running');
+      // A later pass cleans only the orphans an earlier one failed on (their rows never turn live again).
+      if (claimed.has(c.id) || (again && !this.orphansAgain.has(c.id))) continue;
+      try {
+        await this.cleanOrphan(em, c.id, c.labels, c.state === 'running');
+        this.orphansAgain.delete(c.id);
+      } catch (err) {
+        this.orphansAgain.add(c.id);
+        this.d.logger.error({ err, container: c.id.slice(0, 12) }, 'could not clean up an orphaned container; the next sweep tries again');
+      }
     }
+    // Those gone meanwhile need nothing more.
+    for (const id of this.orphansAgain) if (!byId.has(id)) this.orphansAgain.delete(id);
   }
 
   private async reconcileRow(em: Em, s: CodeSession, c: { id: string; state: string } | undefined): Promise<void> {

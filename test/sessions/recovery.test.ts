@@ -8,6 +8,9 @@ import { containerName, docker, dockerExec, removeContainers, requireDocker, unt
 import { spawnService, type ServiceProcess } from '../helpers/process';
 import { json, startTestService, type TestService } from '../helpers/service';
 import { makeTar } from '../helpers/tar';
+import { DockerError, DockerRuntime } from '../../service/runtime/docker';
+import { CodeSession } from '../../service/sessions/entities';
+import { Spawner } from '../../service/sessions/spawner';
 
 const instance = `rec${process.pid}`;
 
@@ -267,5 +270,84 @@ describe('containers that stop behind the service', () => {
     const reopened = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
     assert.equal(reopened.status, 'ready');
     assert.notEqual(reopened.session_id, session.session_id);
+  });
+});
+
+describe('the start-up reconcile, session by session', () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-reconcile-'));
+  const env = { CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_INSTANCE: `rcn${process.pid}` };
+  const services: TestService[] = [];
+  after(async () => {
+    for (const svc of services) await svc.close();
+    removeContainers(env.CRAWLHUB_INSTANCE);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('a session the engine fails on holds up neither the others nor the sweep, and is tried again by it', async () => {
+    requireDocker();
+    const first = await startTestService({ dataDir, env });
+    services.push(first);
+    const open = async (name: string) => {
+      const spider = await json(await first.api(first.adminToken, 'POST', '/api/spiders', { name }));
+      await first.api(first.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
+      const session = await json(await first.api(first.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+      assert.equal(session.status, 'ready');
+      const container = containerName(first, session.session_id);
+      return { spider, id: session.session_id as string, container, containerId: docker('inspect', '-f', '{{.Id}}', container).trim() };
+    };
+    const interrupted = await open('interrupted-start'); // its container cannot be removed for a while
+    const stopped = await open('stopped-while-down');
+    const unreachable = await open('not-adopted-at-first'); // the engine fails on it once
+    const orphan = await open('orphaned'); // its row ended, its container did not: it cannot be removed for a while
+    dockerExec(stopped.container, 'echo unsaved > /workspace/main.py');
+    dockerExec(orphan.container, 'echo left behind > /workspace/main.py');
+    // What a crash in the middle of a start leaves, and one between a row's end and its container's.
+    await first.services.orm.em.fork().nativeUpdate(CodeSession, { id: interrupted.id }, { status: 'starting' });
+    await first.services.orm.em.fork().nativeUpdate(CodeSession, { id: orphan.id }, { status: 'stopped' });
+    await first.close();
+    docker('stop', '-t', '1', stopped.container);
+
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as it was, then called with its own `this`
+    const remove = DockerRuntime.prototype.remove;
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- the same
+    const networkAddress = Spawner.prototype.networkAddress;
+    let engineFails = true;
+    DockerRuntime.prototype.remove = function (this: DockerRuntime, id: string) {
+      return engineFails && (id === interrupted.containerId || id === orphan.containerId)
+        ? Promise.reject(new DockerError('remove failed: driver failed to remove root filesystem: device or resource busy'))
+        : remove.call(this, id);
+    };
+    Spawner.prototype.networkAddress = function (this: Spawner, id: string) {
+      return engineFails && id === unreachable.containerId
+        ? Promise.reject(new Error('the engine hung up'))
+        : networkAddress.call(this, id);
+    };
+    try {
+      const svc = await startTestService({ dataDir, env });
+      services.push(svc);
+      const status = async (id: string) => json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${id}`));
+      const kept = await status(stopped.id);
+      assert.equal(kept.status, 'failed', 'handled although the engine failed on another session');
+      assert.equal(kept.save_pending, true);
+      assert.equal(svc.services.sessions.find(unreachable.id), null, 'not adopted yet');
+      assert.notEqual(docker('ps', '-aq', '--filter', `name=${orphan.container}`).trim(), '', 'the orphan is still there');
+      engineFails = false;
+      await (svc.services.sessions as unknown as { sweep(): Promise<void> }).sweep();
+      assert.equal((await status(stopped.id)).status, 'stopped', 'the sweep ran: the kept container was saved and removed');
+      assert.equal(await (await svc.api(svc.adminToken, 'GET', `/api/spiders/${stopped.spider.id}/files/main.py`)).text(), 'unsaved\n');
+      assert.equal(svc.services.sessions.find(unreachable.id)?.status, 'ready', 'adopted by the sweep');
+      const failed = await status(interrupted.id);
+      assert.equal(failed.status, 'failed');
+      assert.match(failed.status_reason, /while the session was starting/);
+      await until(
+        'the interrupted start’s container removed',
+        () => docker('ps', '-aq', '--filter', `name=${interrupted.container}`).trim() === '',
+      );
+      await until('the orphan removed', () => docker('ps', '-aq', '--filter', `name=${orphan.container}`).trim() === '');
+      assert.equal(await (await svc.api(svc.adminToken, 'GET', `/api/spiders/${orphan.spider.id}/files/main.py`)).text(), 'left behind\n');
+    } finally {
+      DockerRuntime.prototype.remove = remove;
+      Spawner.prototype.networkAddress = networkAddress;
+    }
   });
 });

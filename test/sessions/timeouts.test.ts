@@ -291,9 +291,8 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal((await status(svc, session.session_id)).status, 'stopped');
     assert.equal(containers(), '', 'no container was made');
   });
-  it("while a session is saved to be stopped, the editor's file changes are refused instead of lost with the container", async () => {
-    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
-    const { spider, session } = await open(svc, 'closing');
+  /** Saves wait at their start until released: `started` resolves when the first one gets there. */
+  const holdSaves = (svc: TestService) => {
     const sync = svc.services.sync;
     const save = sync.save.bind(sync);
     let release!: () => void;
@@ -305,6 +304,19 @@ describe('idle and hard timeouts (short configured values)', () => {
       await gate;
       return save(...args);
     };
+    return {
+      started,
+      release,
+      restore: () => {
+        release();
+        sync.save = save;
+      },
+    };
+  };
+  it("while a session is saved to be stopped, the editor's file changes are refused instead of lost with the container", async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session } = await open(svc, 'closing');
+    const { started, release, restore } = holdSaves(svc);
     try {
       const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
       await started;
@@ -318,8 +330,7 @@ describe('idle and hard timeouts (short configured values)', () => {
       release();
       assert.equal((await closing).status, 200);
     } finally {
-      release();
-      sync.save = save;
+      restore();
     }
   });
   it('a file change under way when a close begins is in its save: the close waits for it', async () => {
@@ -357,5 +368,161 @@ describe('idle and hard timeouts (short configured values)', () => {
       Workspace.prototype.write = write;
       sync.save = save;
     }
+  });
+  it('a heartbeat while the idle stop saves calls the stop off: the session stays ready with its container and what it typed', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_IDLE_TIMEOUT: '2s', CRAWLHUB_STOP_WARNING: '0' });
+    const { spider, session, container } = await open(svc, 'back-during-save');
+    dockerExec(container, 'echo before > /workspace/main.py');
+    await until('idle', async () => Date.now() > Date.parse((await status(svc, session.session_id)).idle_deadline) + 200, 10_000, 100);
+    const { started, release, restore } = holdSaves(svc);
+    try {
+      const sweeping = (svc.services.sessions as unknown as Internals).sweep();
+      await started;
+      // Its user comes back while the idle stop saves, and types in the browser IDE.
+      const beat = await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
+      assert.equal(beat.status, 200);
+      dockerExec(container, 'echo typed during the save > /workspace/later.py');
+      release();
+      await sweeping;
+    } finally {
+      restore();
+    }
+    const after = await status(svc, session.session_id);
+    assert.equal(after.status, 'ready', after.status_reason);
+    assert.equal(await file(svc, spider.id), 'before\n', 'the idle save went through');
+    assert.equal(dockerExec(container, 'cat /workspace/later.py').stdout, 'typed during the save\n', 'the container is still there');
+  });
+  it('opening a spider while its session is saved to be stopped waits for the stop, then opens a new session', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session, container } = await open(svc, 'reopen-during-close');
+    dockerExec(container, 'echo closing > /workspace/main.py');
+    const { started, release, restore } = holdSaves(svc);
+    try {
+      const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+      await started;
+      const opening = svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`);
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      assert.equal((await closing).status, 200);
+      const opened = await opening;
+      const body = await json(opened);
+      assert.notEqual(body.session_id, session.session_id, 'not the session that was being stopped');
+      assert.equal(opened.status, 201);
+      assert.equal(body.status, 'ready');
+      assert.equal(
+        dockerExec(containerName(svc, body.session_id), 'cat /workspace/main.py').stdout,
+        'closing\n',
+        'with what the close saved',
+      );
+    } finally {
+      restore();
+    }
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+  });
+  it('a heartbeat for a session that stops while it is handled answers 409 and announces no stale "ready"', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session } = await open(svc, 'late-heartbeat');
+    const sessions = svc.services.sessions as unknown as { current: (...args: unknown[]) => Promise<unknown> };
+    const current = sessions.current.bind(sessions);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let found!: () => void;
+    const read = new Promise<void>((r) => (found = r));
+    // The heartbeat has read the session (ready) when the close comes in.
+    sessions.current = async (...args: unknown[]) => {
+      sessions.current = current;
+      const row = await current(...args);
+      found();
+      await gate;
+      return row;
+    };
+    const events = svc.services.events;
+    const publish = events.publish.bind(events);
+    const published: Parameters<typeof publish>[1][] = [];
+    events.publish = (userId, event) => (published.push(event), publish(userId, event));
+    try {
+      const beating = svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session/heartbeat`);
+      await read;
+      assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+      release();
+      const beat = await beating;
+      assert.equal(beat.status, 409);
+      assert.equal((await json(beat)).error.code, 'session_not_live');
+    } finally {
+      release();
+      sessions.current = current;
+      events.publish = publish;
+    }
+    const last = published.flatMap((e) => (e.type === 'session' && e.session.session_id === session.session_id ? [e.session] : [])).at(-1);
+    assert.equal(last?.status, 'stopped', 'the last word on the session is that it stopped');
+    assert.equal((await status(svc, session.session_id)).status, 'stopped');
+  });
+  it('a spider deleted while a session of it is being opened: the open answers 404 and nothing is started', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'deleted-while-opening' }));
+    await svc.api(svc.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
+    const spawner = svc.services.sessions.spawner;
+    const checkEngine = spawner.checkEngine.bind(spawner);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reached!: () => void;
+    const checking = new Promise<void>((r) => (reached = r));
+    // The open has found the spider and is about to make its session when the spider is deleted.
+    spawner.checkEngine = async () => {
+      reached();
+      await gate;
+      return checkEngine();
+    };
+    try {
+      const opening = svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`);
+      await checking;
+      assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}`)).status, 204);
+      release();
+      const opened = await opening;
+      assert.equal(opened.status, 404, JSON.stringify(await opened.clone().json()));
+      assert.equal((await json(opened)).error.code, 'not_found');
+    } finally {
+      release();
+      spawner.checkEngine = checkEngine;
+    }
+    const rows = await json<{ spider_id: string }[]>(await svc.api(svc.adminToken, 'GET', '/api/sessions'));
+    assert.equal(rows.filter((s) => s.spider_id === spider.id).length, 0, 'no session of the deleted spider');
+    assert.equal(docker('ps', '-aq', '--filter', `label=crawlhub.spider=${spider.id}`).trim(), '');
+  });
+  it('a stop the sweep comes to after the service began to stop is left for its next start: nothing is saved or stopped past the stop', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_STOP_WARNING: '0' });
+    const { session, container } = await open(svc, 'sweep-at-shutdown');
+    const sessions = svc.services.sessions as unknown as Internals & { shutdown(): Promise<void> };
+    const spawner = svc.services.sessions.spawner;
+    const browserHeartbeat = spawner.browserHeartbeat.bind(spawner);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reached!: () => void;
+    const asking = new Promise<void>((r) => (reached = r));
+    // The sweep asks code-server after its browser when the stop (SIGTERM) begins.
+    spawner.browserHeartbeat = async (port) => {
+      reached();
+      await gate;
+      return browserHeartbeat(port);
+    };
+    const sync = svc.services.sync;
+    const save = sync.save.bind(sync);
+    let saves = 0;
+    sync.save = (...args: Parameters<typeof save>) => (saves++, save(...args));
+    try {
+      const sweeping = sessions.sweep(Date.now() + 10 * 3_600_000); // past its maximum age
+      await asking;
+      const stopping = sessions.shutdown();
+      release();
+      await stopping;
+      await sweeping;
+      assert.equal(saves, 0, 'no save began after the stop');
+    } finally {
+      release();
+      spawner.browserHeartbeat = browserHeartbeat;
+      sync.save = save;
+    }
+    assert.equal((await status(svc, session.session_id)).status, 'ready', 'left as it was, for the next start');
+    assert.equal(docker('inspect', '-f', '{{.State.Running}}', container).trim(), 'true');
   });
 });
