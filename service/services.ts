@@ -50,8 +50,10 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       maxSpiderFiles: config.CRAWLHUB_MAX_SPIDER_FILES,
     },
     {
-      hasLiveSession: async (em, spiderId) =>
-        (await em.count(CodeSession, { spiderId, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] })) > 0,
+      liveSessionUsers: async (em, spiderId) => {
+        const held = await em.find(CodeSession, { spiderId, $or: [{ status: { $in: [...LIVE_STATUSES] } }, { savePending: true }] });
+        return [...new Set(held.map((s) => s.userId))];
+      },
     },
   );
   const docker = new DockerRuntime(logger, config.CRAWLHUB_DOCKER_TIMEOUT);

@@ -62,15 +62,19 @@ export type SaveResult = z.infer<typeof SaveResult>;
 export const CloseResult = z.object({ session: Session, save: z.nullable(SaveResult) });
 export type CloseResult = z.infer<typeof CloseResult>;
 
+/** A link's: what it leads to ("file", "directory", "other"; null: nothing). A server from before it sends none. */
+const LinkTarget = z.optional(z.nullable(z.string()));
+
 export const FileStat = z.object({
   type: z.string(),
+  target: LinkTarget,
   size: z.number(),
   mtime: z.number(),
   ctime: z.number(),
 });
 export type FileStat = z.infer<typeof FileStat>;
 
-export const DirEntry = z.object({ name: z.string(), type: z.string() });
+export const DirEntry = z.object({ name: z.string(), type: z.string(), target: LinkTarget });
 export type DirEntry = z.infer<typeof DirEntry>;
 
 export const LaunchResult = z.object({ url: z.string() });

@@ -16,10 +16,22 @@ function pathOf(uri: vscode.Uri): string {
 const FILE_TYPE: Record<string, vscode.FileType> = {
   file: vscode.FileType.File,
   directory: vscode.FileType.Directory,
-  // The server does not follow links; most links in a workspace point at files.
-  symlink: vscode.FileType.SymbolicLink | vscode.FileType.File,
 };
-const fileType = (type: string) => FILE_TYPE[type] ?? vscode.FileType.Unknown;
+/**
+ * An entry's FileType. A link is SymbolicLink with the type of what it leads to, as VS Code's own
+ * disk provider has it: File or Directory, nothing more (Unknown) when it is dangling or leads to a
+ * pipe or a device. A server from before `target` does not say: most links in a workspace lead to files.
+ */
+function fileType(type: string, target?: string | null): vscode.FileType {
+  if (type !== 'symlink') return Object.hasOwn(FILE_TYPE, type) ? FILE_TYPE[type] : vscode.FileType.Unknown;
+  const to =
+    target === undefined
+      ? vscode.FileType.File
+      : target !== null && Object.hasOwn(FILE_TYPE, target)
+        ? FILE_TYPE[target]
+        : vscode.FileType.Unknown;
+  return vscode.FileType.SymbolicLink | to;
+}
 
 const CHANGE_TYPE: Record<FilesEvent['changes'][number]['kind'], vscode.FileChangeType> = {
   created: vscode.FileChangeType.Created,
@@ -112,12 +124,12 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
 
   async stat(uri: vscode.Uri): Promise<vscode.FileStat> {
     const s: FileStat = await this.call(uri, (c) => c.stat(uri.authority, pathOf(uri)));
-    return { type: fileType(s.type), size: s.size, mtime: s.mtime, ctime: s.ctime };
+    return { type: fileType(s.type, s.target), size: s.size, mtime: s.mtime, ctime: s.ctime };
   }
 
   async readDirectory(uri: vscode.Uri): Promise<[string, vscode.FileType][]> {
     const entries = await this.call(uri, (c) => c.readDirectory(uri.authority, pathOf(uri)));
-    return entries.map((e) => [e.name, fileType(e.type)]);
+    return entries.map((e) => [e.name, fileType(e.type, e.target)]);
   }
 
   readFile(uri: vscode.Uri): Promise<Uint8Array> {

@@ -84,7 +84,8 @@ export class ApiSockets {
     const user = token ? await this.d.users.authenticate(em, token) : null;
     if (!user) throw new AppError(401, 'unauthorized', 'A valid API token is required: send "Authorization: Bearer <token>".');
     if (sessionId) {
-      const { session } = await this.d.sessions.workspace(em, user, sessionId);
+      // Not while the session is saved to be stopped: see openTerminal.
+      const { session } = await this.d.sessions.workspace(em, user, sessionId, { change: true });
       const url = new URL(req.url ?? '/', 'http://x');
       const size = (name: string, dflt: number) => Math.min(Math.max(Number(url.searchParams.get(name)) || dflt, 1), 1000);
       const shell = { containerId: session.containerId!, cols: size('cols', 80), rows: size('rows', 24) };
@@ -221,33 +222,45 @@ export class ApiSockets {
     // Frames wait in the socket (not in memory) until the shell is there to take them.
     ws.pause();
     ws.on('error', () => ws.terminate());
-    this.d.docker
-      // The shell's process id comes first (read off the stream, never shown): closing the terminal
-      // hangs that shell up, as closing a terminal window does, instead of leaving it running. An
-      // interactive shell, not a login one, as the editor's own terminal starts it: a login shell's
-      // /etc/profile sets PATH anew and would drop the image's (the crawl tools' virtualenv first).
-      .execTty(shell.containerId, ['/bin/sh', '-c', `echo ${SHELL_PID_MARK}$$; exec /bin/bash -i`], {
-        user: CONTAINER_USER,
-        workingDir: WORKSPACE,
-        env: ['TERM=xterm-256color', 'HOME=/home/coder'],
-        cols: shell.cols,
-        rows: shell.rows,
+    const started = (tty: Awaited<ReturnType<DockerRuntime['execTty']>>) => {
+      if (ws.readyState !== ws.OPEN) {
+        tty.socket.destroy();
+        return;
+      }
+      this.terminal(ws, tty, sessionId, (pid) => this.hangUp(shell.containerId, pid));
+      ws.resume();
+    };
+    // A stop's save (Close, idle, age) freezes the session's processes before it reads the files: a
+    // shell started after that would write what goes with the container. Counted as a file change
+    // until it runs (its first output), the shell is refused by a stop under way, or waited for (and
+    // then frozen) by one that begins.
+    this.d.sessions
+      .change(sessionId, async () => {
+        const tty = await this.d.docker
+          // The shell's process id comes first (read off the stream, never shown): closing the terminal
+          // hangs that shell up, as closing a terminal window does, instead of leaving it running. An
+          // interactive shell, not a login one, as the editor's own terminal starts it: a login shell's
+          // /etc/profile sets PATH anew and would drop the image's (the crawl tools' virtualenv first).
+          .execTty(shell.containerId, ['/bin/sh', '-c', `echo ${SHELL_PID_MARK}$$; exec /bin/bash -i`], {
+            user: CONTAINER_USER,
+            workingDir: WORKSPACE,
+            env: ['TERM=xterm-256color', 'HOME=/home/coder'],
+            cols: shell.cols,
+            rows: shell.rows,
+          });
+        await new Promise<void>((running) => {
+          const timer = setTimeout(running, 10_000);
+          const done = () => (clearTimeout(timer), running());
+          tty.socket.once('data', done).once('close', done);
+          started(tty);
+        });
       })
-      .then(
-        (tty) => {
-          if (ws.readyState !== ws.OPEN) {
-            tty.socket.destroy();
-            return;
-          }
-          this.terminal(ws, tty, sessionId, (pid) => this.hangUp(shell.containerId, pid));
-          ws.resume();
-        },
-        (err: unknown) => {
-          this.d.logger.warn({ err, sessionId }, 'terminal shell did not start');
-          ws.resume();
-          ws.close(1011, 'the shell could not start in the session container');
-        },
-      );
+      .catch((err: unknown) => {
+        this.d.logger.warn({ err, sessionId }, 'terminal shell did not start');
+        ws.resume();
+        const stopping = err instanceof AppError && err.code === 'session_stopping';
+        ws.close(1011, stopping ? 'the session is being saved and stopped' : 'the shell could not start in the session container');
+      });
   }
 
   /** SIGHUP to a terminal's shell, which passes it on to its jobs, as when a terminal window closes. */

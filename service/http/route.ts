@@ -155,8 +155,13 @@ export function requestBody(ctx: AppContext): Readable {
   if (!decoder)
     throw new AppError(415, 'unsupported_media_type', `The Content-Encoding ${JSON.stringify(encoding.slice(0, 50))} is not supported.`);
   // A broken stream (Z_DATA_ERROR) reaches the reader of the decoded body, as the client's error (a 400), and
-  // is handled here even when that reader has stopped reading already: never an unhandled 'error' event.
-  return pipeline(ctx.req, decoder(), () => undefined);
+  // is handled here even when that reader has stopped reading already, or has not begun yet (an import
+  // waiting for its spider's lock while the body arrives cut short): never an unhandled 'error' event,
+  // which would end the process. The pipeline alone does not catch it: past the end of the input (Z_BUF_ERROR),
+  // the decoder errs after the pipeline has finished.
+  const decoded = pipeline(ctx.req, decoder(), () => undefined);
+  decoded.on('error', () => undefined);
+  return decoded;
 }
 
 /** The request body as bytes, refused with 413 past `limit` (before reading it all when Content-Length says so). */

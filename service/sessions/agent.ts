@@ -1,15 +1,40 @@
 import type { Duplex, PassThrough } from 'node:stream';
 import type { Logger } from '../logger';
 import type { DockerRuntime } from '../runtime/docker';
-import { FIND_FORMAT, STAT_FORMAT } from './find-format';
+import { ENTRY_FORMAT, STAT_FORMAT } from './find-format';
+
+/** Left by a freeze: it lists the processes that were stopped already (a job its user suspended), which a thaw leaves so. */
+const FROZEN_MARK = '/tmp/.crawlhub-frozen';
+
+/**
+ * Freezes every process of the container's user with SIGSTOP, which none can catch or ignore, but
+ * the shell that runs it (the builtin `kill -1` spares its caller, and PID 1): what that shell forks
+ * afterwards runs. Prints kill's exit status. Builtins only: it forks nothing, which a full pid
+ * limit would refuse. The mark is the user's to forge: it only ever says which of their own processes to resume.
+ */
+export const FREEZE_SCRIPT =
+  'k=x; for d in /proc/[0-9]*; do read -r s 2>/dev/null < "$d/stat" || continue; ' +
+  'case "${s##*)}" in " T"*|" t"*) k="$k ${d#/proc/}" ;; esac; done; ' +
+  `printf '%s\\n' "$k" > ${FROZEN_MARK} 2>/dev/null; kill -STOP -1 2>/dev/null; printf '%s' "$?"`;
+
+/**
+ * Thaws what FREEZE_SCRIPT froze (SIGCONT to every process of the user but those its mark lists).
+ * Without a mark, mode "C" ($m) resumes them all, mode "R" (a service restart adopting a container) nothing.
+ */
+export const THAW_SCRIPT =
+  `k=; read -r k 2>/dev/null < ${FROZEN_MARK}; rm -f ${FROZEN_MARK}; case "$k" in ` +
+  'x*) for d in /proc/[0-9]*; do case "$k " in *" ${d#/proc/} "*) ;; *) kill -CONT "${d#/proc/}" 2>/dev/null ;; esac; done ;; ' +
+  `*) [ "$m" = R ] || kill -CONT -1 2>/dev/null ;; esac; printf '%s' 0`;
 
 /**
  * The loop every agent runs: a shell reading one request per line from stdin, as the container's
  * user. "L" lists the workspace with the find arguments given as "$@" (never parsed by the shell);
  * "F<path>" prints a regular file as base64, followed by a "!" (never base64) when it could not be
- * read; "S<path>" and "D<path>" print one entry or a folder's entries as the listing does. Every
+ * read; "S<path>" and "D<path>" print one entry or a folder's entries, with what a link leads to (a
+ * link to a folder is listed as that folder: -H follows the one path given, never what is in it). Every
  * answer ends with a NUL; a listing's records end with NULs of their own, so a listing ends with two. Paths arrive already checked (no
- * control characters, no ".."), and only ever as a quoted variable.
+ * control characters, no ".."), and only ever as a quoted variable. "P" freezes every process of
+ * the container's user, "C" and "R" thaw them (FREEZE_SCRIPT, THAW_SCRIPT).
  */
 const LOOP = `cd /workspace || exit 1
 while IFS= read -r line; do
@@ -17,7 +42,9 @@ while IFS= read -r line; do
     L) "$@" ;;
     F*) p="./\${line#F}"; if [ -f "$p" ] && [ ! -L "$p" ]; then printf 'f\\t'; base64 -w0 -- "$p" || printf '!'; else printf 'x\\t'; fi ;;
     S*) find "./\${line#S}" -maxdepth 0 -printf '${STAT_FORMAT}' 2>/dev/null ;;
-    D*) find "./\${line#D}" -mindepth 1 -maxdepth 1 -printf '${FIND_FORMAT}' 2>/dev/null ;;
+    P) ${FREEZE_SCRIPT} ;;
+    C|R) m=$line; ${THAW_SCRIPT} ;;
+    D*) find -H "./\${line#D}" -mindepth 1 -maxdepth 1 -printf '${ENTRY_FORMAT}' 2>/dev/null ;;
   esac
   printf '\\0'
 done`;
@@ -166,9 +193,11 @@ export class WorkspaceAgents {
     }
   }
 
-  closeFor(containerId: string): void {
+  /** Closes a container's agents; `except`, the find arguments of one to leave running. */
+  closeFor(containerId: string, except?: string[]): void {
+    const spared = except && `${containerId}\0${except.join('\0')}`;
     for (const [key, agent] of this.agents) {
-      if (!key.startsWith(`${containerId}\0`)) continue;
+      if (!key.startsWith(`${containerId}\0`) || key === spared) continue;
       this.agents.delete(key);
       void agent.then((a) => a.close()).catch(() => undefined);
     }

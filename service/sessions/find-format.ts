@@ -3,7 +3,13 @@
  * %i inode, %P path below the starting point. The backslashes reach find, which reads \t and \0.
  */
 export const FIND_FORMAT = '%y\\t%s\\t%T@\\t%C@\\t%i\\t%P\\0';
+/**
+ * What the editor's folder listing prints: the same, and %Y before the name: the type of what a link
+ * leads to, following it (N: nothing, L: a loop, ?: it cannot be told, for a folder the user may not
+ * enter); for anything else, %y again. Saves list with FIND_FORMAT, which never follows a link.
+ */
+export const ENTRY_FORMAT = FIND_FORMAT.replace('%P', '%Y\\t%P');
 // The same for one path, whose own name is not printed: a placeholder stands in.
-export const STAT_FORMAT = FIND_FORMAT.replace('%P', 'x');
+export const STAT_FORMAT = ENTRY_FORMAT.replace('%P', 'x');
 // A folder the container's user may not read or enter: listed under a type letter find never prints, not walked.
 export const UNREADABLE_FORMAT = 'U\\t0\\t0\\t0\\t0\\t%P\\0';

@@ -41,12 +41,23 @@ const SaveResultView = z.object({
   saved_at: z.string().nullable(),
 });
 const FsPath = z.object({ path: z.string().max(4096).default('') });
+const LinkTarget = z
+  .enum(['file', 'directory', 'other'])
+  .nullable()
+  .optional()
+  .describe(
+    'only for a symlink: what it leads to, following it inside or outside /workspace; null when it leads nowhere the container user can reach (dangling, a loop, a folder they may not enter)',
+  );
 const StatView = z.object({
   type: z.enum(['file', 'directory', 'symlink', 'other']),
+  target: LinkTarget,
   size: z.number(),
   mtime: z.number(),
   ctime: z.number(),
 });
+/** A link's `target`; nothing for anything else. */
+const targetOf = (e: { type: string; target?: z.infer<typeof LinkTarget> }) =>
+  e.type === 'symlink' && e.target !== undefined ? { target: e.target } : {};
 
 /** A workspace path: "" is /workspace itself; anything else follows the spider path rules. */
 const fsPath = (p: string) => (p === '' || p === '/' || p === '.' ? '' : normalizePath(p));
@@ -236,21 +247,27 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       async handler(ctx, { params, query }) {
         const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
         const e = await workspace.stat(fsPath(query.path));
-        return { type: e.type, size: e.size, mtime: e.mtimeMs, ctime: e.ctimeMs };
+        return { type: e.type, ...targetOf(e), size: e.size, mtime: e.mtimeMs, ctime: e.ctimeMs };
       },
     }),
     route({
       method: 'get',
       path: '/api/sessions/:id/fs/dir',
       tag: 'workspace',
-      summary: 'List a folder inside /workspace',
+      summary: 'List a folder inside /workspace (or the folder a symlink leads to)',
       params: SessionId,
       query: FsPath,
-      responses: { 200: { description: 'entries', schema: z.array(z.object({ name: z.string(), type: StatView.shape.type })) } },
+      responses: {
+        200: {
+          description: 'entries',
+          schema: z.array(z.object({ name: z.string(), type: StatView.shape.type, target: StatView.shape.target })),
+        },
+        400: 'not a folder (nor a symlink to one)',
+      },
       async handler(ctx, { params, query }) {
         const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
         const entries = await workspace.list(fsPath(query.path));
-        return entries.map((e) => ({ name: e.path.split('/').at(-1)!, type: e.type }));
+        return entries.map((e) => ({ name: e.path.split('/').at(-1)!, type: e.type, ...targetOf(e) }));
       },
     }),
     route({

@@ -516,7 +516,7 @@ export class SessionService {
                 return;
               if (at >= freshAgeAt) await this.stopWithSave(em, fresh, 'max_age');
               // Its user may come back while it saves (a heartbeat, the browser IDE): then it goes on.
-              else await this.stopWithSave(em, fresh, 'idle', () => this.stillIdle(em, fresh));
+              else await this.stopWithSave(em, fresh, 'idle', (frozen) => this.stillIdle(em, fresh, frozen));
             }),
           );
           continue;
@@ -715,7 +715,12 @@ export class SessionService {
    * The "sync before destroy" rule: save, and destroy only when everything was saved. A failed
    * save or unresolved conflicts stop the container but keep it (and its port) for a retry or a resume.
    */
-  private async stopWithSave(em: Em, s: CodeSession, trigger: SyncTrigger, stillDue?: () => Promise<boolean>): Promise<SaveResult | null> {
+  private async stopWithSave(
+    em: Em,
+    s: CodeSession,
+    trigger: SyncTrigger,
+    stillDue?: (frozen: boolean) => Promise<boolean>,
+  ): Promise<SaveResult | null> {
     this.stopping.add(s.id);
     try {
       // Changes answered before this point land in the save (each is bounded by the engine's timeouts).
@@ -729,35 +734,90 @@ export class SessionService {
   /**
    * An idle session's stop, asked again once its save is done: activity since the stop was decided
    * (a heartbeat, the browser IDE through the proxy or code-server's own heartbeat) calls it off —
-   * what its user does in the browser IDE meanwhile would go with the container.
+   * what its user does in the browser IDE meanwhile would go with the container. A frozen code-server
+   * cannot answer (nor hear the browser): the proxy's record of the browser's traffic stands for it.
    */
-  private async stillIdle(em: Em, s: CodeSession): Promise<boolean> {
-    await this.pollBrowserActivity(em, s);
+  private async stillIdle(em: Em, s: CodeSession, frozen: boolean): Promise<boolean> {
+    if (!frozen) await this.pollBrowserActivity(em, s);
     const fresh = await this.reload(em, s.id);
     return fresh.status === 'ready' && Date.now() >= fresh.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT;
   }
 
-  private async saveThenStop(em: Em, s: CodeSession, trigger: SyncTrigger, stillDue?: () => Promise<boolean>): Promise<SaveResult | null> {
+  /**
+   * Every process of its user (code-server, terminals, what runs in them) is frozen from before the
+   * save reads the files until the container goes: what the browser IDE or a crawl would write
+   * after the read would go with it. A stop that does not go ahead (a failed save, conflicts, its
+   * user back) thaws them first; a container that cannot be frozen is kept, as a failed save keeps it.
+   */
+  private async saveThenStop(
+    em: Em,
+    s: CodeSession,
+    trigger: SyncTrigger,
+    stillDue?: (frozen: boolean) => Promise<boolean>,
+  ): Promise<SaveResult | null> {
     let result: SaveResult | null = null;
     let failure: string | null = null;
+    // The workspace to thaw, once a freeze was tried (it may have half worked); a stopped container cannot change.
+    let frozen: Workspace | null = null;
     try {
-      result = await this.runSave(em, s, trigger);
-      if (result.conflicts.length > 0 && trigger !== 'close')
-        failure = `${result.conflicts.length} conflict(s) with files changed on the server`;
+      if (s.containerId && (await this.spawner.inspect(s.containerId))?.running) {
+        frozen = this.workspaceOf(s.containerId);
+        await frozen.freeze();
+      }
     } catch (err) {
-      failure = told(err);
+      failure = `its processes could not be paused for the save (${told(err)})`;
     }
-    if (result && result.conflicts.length > 0 && trigger === 'close') return result;
-    if (failure === null) {
-      if (stillDue && !(await stillDue())) {
-        await this.transition(em, s, 'ready', `in use again: the ${trigger} stop was called off after its save`);
+    const thaw = async (): Promise<boolean> => {
+      const workspace = frozen;
+      frozen = null;
+      return !workspace || (await this.thaw(s, workspace));
+    };
+    try {
+      if (failure === null) {
+        try {
+          result = await this.runSave(em, s, trigger);
+          if (result.conflicts.length > 0 && trigger !== 'close')
+            failure = `${result.conflicts.length} conflict(s) with files changed on the server`;
+        } catch (err) {
+          failure = told(err);
+        }
+      }
+      // A close's conflicts leave the session open, to be resolved.
+      const conflicted = failure === null && result!.conflicts.length > 0;
+      if (failure === null && !conflicted && (!stillDue || (await stillDue(frozen !== null)))) {
+        await this.destroy(em, s, `stopped after saving (${trigger})`, { frozen: frozen !== null });
+        frozen = null;
         return result;
       }
-      await this.destroy(em, s, `stopped after saving (${trigger})`);
-      return result;
+      if (failure === null) {
+        // It stays open (conflicts, its user back) and runs on; one that cannot is kept for a retry.
+        if (await thaw()) {
+          if (!conflicted) await this.transition(em, s, 'ready', `in use again: the ${trigger} stop was called off after its save`);
+          return result;
+        }
+        failure = 'its processes could not be resumed after the save';
+      }
+      // Its processes end as a stop ends them (SIGTERM, then the grace period), not killed frozen.
+      await thaw();
+      await this.keep(em, s, `save failed (${trigger}): ${failure}; the container is kept and the save will be retried`, failure);
+      return null;
+    } finally {
+      // A step that failed (the engine, the database): the session is not left frozen.
+      await thaw();
     }
-    await this.keep(em, s, `save failed (${trigger}): ${failure}; the container is kept and the save will be retried`, failure);
-    return null;
+  }
+
+  /** Lets a container's frozen processes run on; false (and logged) when it could not. */
+  private async thaw(s: CodeSession, workspace: Workspace, opts: { ifFrozen?: boolean } = {}): Promise<boolean> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await workspace.thaw(opts);
+        return true;
+      } catch (err) {
+        this.d.logger.warn({ err, session: s.id, attempt }, "could not resume a session's processes after its save");
+      }
+    }
+    return false;
   }
 
   private async keep(em: Em, s: CodeSession, reason: string, error: string): Promise<void> {
@@ -769,8 +829,8 @@ export class SessionService {
     await this.transition(em, s, 'failed', reason, { savePending: true, lastError: error });
   }
 
-  private async destroy(em: Em, s: CodeSession, reason: string): Promise<void> {
-    if (s.containerId) await this.spawner.stopAndRemove(s.containerId);
+  private async destroy(em: Em, s: CodeSession, reason: string, opts: { frozen?: boolean } = {}): Promise<void> {
+    if (s.containerId) await this.spawner.stopAndRemove(s.containerId, opts);
     this.d.sync.forget(s.id);
     this.conflictBackoff.delete(s.id);
     await this.transition(em, s, 'stopped', reason, { savePending: false });
@@ -810,9 +870,14 @@ export class SessionService {
           expiresAt: new Date(now.getTime() + this.cfg.CRAWLHUB_MAX_SESSION_AGE),
         });
       } catch (err) {
-        const gone = err instanceof AppError && err.code === 'container_gone';
+        // Removed behind the service (before the restart, or while it came up: then the failure is only
+        // "exited"): nothing is kept, whatever the failure said — the engine is asked.
+        const gone =
+          (err instanceof AppError && err.code === 'container_gone') ||
+          (typeof row.containerId === 'string' && (await this.spawner.inspect(row.containerId).catch(() => undefined)) === null);
         if (!(err instanceof AppError)) this.d.logger.error({ err, session: sessionId }, 'resuming a kept container failed');
-        await this.transition(em, row, 'failed', `could not resume: ${told(err)}`, {
+        const reason = gone ? 'the kept container is gone; the last save is intact' : told(err);
+        await this.transition(em, row, 'failed', `could not resume: ${reason}`, {
           savePending: !gone && Boolean(row.containerId),
           lastError: told(err),
         });
@@ -1029,6 +1094,9 @@ export class SessionService {
         lastError: 'container stopped',
       });
     } else {
+      // A stop the restart cut short (between its freeze and the container's removal) would leave
+      // its processes frozen, code-server too: they run on (one without a freeze's mark is left as it is).
+      await this.thaw(s, this.workspaceOf(c.id), { ifFrozen: true });
       // No stat keys are assumed for an adopted container: its first save reads every file.
       this.directs.set(s.id, await this.spawner.networkAddress(c.id));
       await this.transition(
@@ -1065,8 +1133,13 @@ export class SessionService {
         });
         this.d.logger.info({ session: session.id, conflicts: result.conflicts.length }, 'saved an orphaned container');
       } catch (err) {
-        this.d.logger.error({ err, container: containerId.slice(0, 12) }, 'could not save an orphaned container; keeping it');
-        return;
+        // Its spider was deleted meanwhile (the save stored nothing): its files have nowhere to go, as
+        // when the spider is gone before the save. Its owner deleted it: the container goes too.
+        if ((await em.fork().count(Spider, { id: spider.id })) > 0) {
+          this.d.logger.error({ err, container: containerId.slice(0, 12) }, 'could not save an orphaned container; keeping it');
+          return;
+        }
+        this.d.logger.warn({ container: containerId.slice(0, 12), session: sessionId }, 'the spider of an orphaned container was deleted');
       }
     }
     await this.spawner.remove(containerId);

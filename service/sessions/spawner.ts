@@ -268,11 +268,15 @@ export class Spawner {
     await this.docker.stop(containerId);
   }
 
-  /** Everything is saved: stops at once, and leaves the slow part (deleting the storage layer) to the background. */
-  async stopAndRemove(containerId: string): Promise<void> {
+  /**
+   * Everything is saved: stops at once, and leaves the slow part (deleting the storage layer) to the
+   * background. `frozen`: its user's processes are stopped (SIGSTOP) and cannot act on a SIGTERM,
+   * which would only hold the stop for its grace period: they are killed.
+   */
+  async stopAndRemove(containerId: string, opts: { frozen?: boolean } = {}): Promise<void> {
     this.agents.closeFor(containerId);
     this.stopping.add(containerId);
-    await this.docker.stop(containerId, 1);
+    await this.docker.stop(containerId, opts.frozen ? 0 : 1);
     const removal = this.remove(containerId).catch((err: unknown) =>
       this.logger.warn({ err, container: containerId.slice(0, 12) }, 'could not remove a container; the next start cleans it up'),
     );

@@ -6,8 +6,8 @@ import { isNotFound, type DockerRuntime } from '../runtime/docker';
 import { storedForm, tryNormalizePath } from '../spiders/paths';
 import { HARD_LINK, readTar, type TarItem } from '../sync/tar-reader';
 import type { TarLimits } from '../sync/tar-guard';
-import type { WorkspaceAgents } from './agent';
-import { FIND_FORMAT, STAT_FORMAT, UNREADABLE_FORMAT } from './find-format';
+import { FREEZE_SCRIPT, THAW_SCRIPT, type WorkspaceAgents } from './agent';
+import { ENTRY_FORMAT, FIND_FORMAT, STAT_FORMAT, UNREADABLE_FORMAT } from './find-format';
 
 /** The contract every session image keeps (images/code-server/Dockerfile, images/local/build.sh). */
 export const WORKSPACE = '/workspace';
@@ -16,6 +16,8 @@ export const CONTAINER_UID = 1000;
 export const CODE_SERVER_PORT = 8080;
 
 export type EntryType = 'file' | 'directory' | 'symlink' | 'other';
+/** What a link leads to, following it: null when nothing the container's user can reach (dangling, a loop, a folder they may not enter). */
+export type LinkTarget = 'file' | 'directory' | 'other' | null;
 
 export interface ManifestEntry {
   path: string;
@@ -27,6 +29,8 @@ export interface ManifestEntry {
   ctimeMs: number;
   /** The name as the container has it, when that is not `path` (not in Unicode NFC form, as macOS writes some names). */
   onDisk?: string;
+  /** A link's target type (only from stat and list, which ask for it: a save's listing never follows a link). */
+  target?: LinkTarget;
 }
 
 export interface Manifest {
@@ -39,6 +43,8 @@ export interface Manifest {
 }
 
 const TYPE: Record<string, EntryType> = { f: 'file', d: 'directory', l: 'symlink' };
+/** find's %Y of a link: N leads nowhere, L is a loop, ? could not be followed (a folder the user may not enter). */
+const TARGET: Record<string, LinkTarget> = { f: 'file', d: 'directory', N: null, L: null, '?': null };
 
 /** Matches a path against the ignore list: every segment is tried against every name or glob. */
 export function ignoreMatcher(patterns: string[]): (path: string) => boolean {
@@ -62,8 +68,12 @@ export function manifestCommand(dir: string, ignore: string[], opts: { maxDepth?
   return ['find', dir, ...depth, ...prune, ...closed, '-printf', FIND_FORMAT];
 }
 
-/** Parses `find -printf` output from an untrusted container: every field is checked, bad names are reported. */
-export function parseManifest(out: Buffer, maxEntries: number): Manifest {
+/**
+ * Parses `find -printf` output from an untrusted container: every field is checked, bad names are
+ * reported. `targets`: printed with ENTRY_FORMAT (or STAT_FORMAT), whose %Y says what links lead to.
+ */
+export function parseManifest(out: Buffer, maxEntries: number, opts: { targets?: boolean } = {}): Manifest {
+  const fields = opts.targets ? 7 : 6;
   const entries: ManifestEntry[] = [];
   const problems: Manifest['problems'] = [];
   const unreadable: string[] = [];
@@ -72,11 +82,13 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
   if (records.length > maxEntries) throw new AppError(422, 'archive_limit', `The workspace has more than ${maxEntries} entries.`);
   for (const record of records) {
     const parts = record.split('\t');
-    if (parts.length < 6) throw new AppError(502, 'bad_container_output', 'The container returned a malformed file list.');
+    if (parts.length < fields) throw new AppError(502, 'bad_container_output', 'The container returned a malformed file list.');
     const [y, s, m, c, i] = parts;
-    const name = parts.slice(5).join('\t');
+    const target = opts.targets ? parts[5] : 'x';
+    const name = parts.slice(fields - 1).join('\t');
     if (
       !/^[a-zA-Z]$/.test(y) ||
+      !/^[a-zA-Z?]$/.test(target) ||
       !/^\d{1,15}$/.test(s) ||
       !/^\d{1,12}(\.\d{1,10})?$/.test(m) ||
       !/^\d{1,12}(\.\d{1,10})?$/.test(c) ||
@@ -108,6 +120,7 @@ export function parseManifest(out: Buffer, maxEntries: number): Manifest {
       mtimeMs: Math.round(Number(m) * 1000),
       ctimeMs: Math.round(Number(c) * 1000),
       ...(checked.path !== name ? { onDisk: name } : {}),
+      ...(opts.targets && y === 'l' ? { target: Object.hasOwn(TARGET, target) ? TARGET[target] : 'other' } : {}),
     });
   }
   return { entries, problems, unreadable };
@@ -133,6 +146,8 @@ const abs = (path: string) => (path === '' ? WORKSPACE : `${WORKSPACE}/${path}`)
 
 /** How long a helper process may take to answer one request. */
 const AGENT_TIMEOUT_MS = 60_000;
+/** How long the agent may take to freeze or thaw the container's processes before an exec does it. */
+const SIGNAL_TIMEOUT_MS = 5_000;
 
 /**
  * The time left until a save's deadline (epoch ms): every read of one save shares it, so that a
@@ -185,6 +200,49 @@ export class Workspace {
     const data = Buffer.from(text, 'base64');
     if (data.length > maxBytes) throw tooLarge(`"${path}" is larger than ${maxBytes} bytes.`);
     return data;
+  }
+
+  /**
+   * Freezes every process of the container's user (SIGSTOP, which none can catch or ignore) but the
+   * agent's own shell: code-server, terminals and what runs in them change nothing in /workspace
+   * while a stopping save reads it, and until the container goes. The reads go on: what the agent
+   * forks, and every exec, starts after the freeze. Through the agent; else a one-off exec, which
+   * freezes the agent too (it is dropped: the reads start a new one). Throws when neither could.
+   */
+  async freeze(): Promise<void> {
+    if (await this.agentSignal('P')) {
+      // Another agent of this container is frozen now: its requests would wait out their time limit.
+      this.agents!.pool.closeFor(this.containerId, manifestCommand(WORKSPACE, this.agents!.ignore));
+      return;
+    }
+    this.agents?.pool.closeFor(this.containerId);
+    await this.signalAll('P', ['sh', '-c', FREEZE_SCRIPT]);
+  }
+
+  /**
+   * Lets what `freeze` stopped run on; a process its user had stopped before (a suspended job) stays
+   * so. `ifFrozen`: only when a freeze's mark is there (a container adopted after a restart), else
+   * every process of the container's user is resumed.
+   */
+  async thaw(opts: { ifFrozen?: boolean } = {}): Promise<void> {
+    const mode = opts.ifFrozen ? 'R' : 'C';
+    if (await this.agentSignal(mode)) return;
+    await this.signalAll(mode, ['sh', '-c', `m=$1; ${THAW_SCRIPT}`, 'crawlhub-thaw', mode]);
+  }
+
+  /** Whether the agent said its `kill` worked; false when it is gone, slow (frozen by its user, say) or says anything else. */
+  private async agentSignal(line: 'P' | 'C' | 'R'): Promise<boolean> {
+    if (!this.agents) return false;
+    const out = await this.agentRequest(line, false, SIGNAL_TIMEOUT_MS).catch(() => null);
+    return out?.toString('latin1') === '0';
+  }
+
+  private async signalAll(line: 'P' | 'C' | 'R', cmd: string[]): Promise<void> {
+    const res = await this.docker.exec(this.containerId, cmd, { user: CONTAINER_USER, maxOutput: 4096, timeoutMs: 3 * SIGNAL_TIMEOUT_MS });
+    if (res.exitCode !== 0 || res.stdout.toString('latin1') !== '0') {
+      const message = res.stderr.toString('utf8').trim().split('\n')[0]?.slice(0, 300) ?? '';
+      throw new AppError(502, 'container_error', `${line === 'P' ? 'Pausing' : 'Resuming'} the session's processes failed: ${message}`);
+    }
   }
 
   /** Copies a tar of the spider's files into /workspace (before or just after code-server starts). */
@@ -385,7 +443,7 @@ export class Workspace {
     if (this.agents) {
       const out = await this.agentRequest(`S${path}`, true).catch(() => null);
       if (out !== null) {
-        const [entry] = parseManifest(out, 1).entries;
+        const [entry] = parseManifest(out, 1, { targets: true }).entries;
         if (!entry) throw notFound(`"${path || '/'}"`);
         return { ...entry, path };
       }
@@ -394,20 +452,30 @@ export class Workspace {
       user: CONTAINER_USER,
       maxOutput: 8192,
     });
-    if (res.exitCode !== 0 || res.stdout.length === 0) throw notFound(`"${path || '/'}"`);
-    const [entry] = parseManifest(res.stdout, 1).entries;
+    // (find fails when it cannot follow a link into a folder the user may not enter, and prints the link.)
+    if (res.stdout.length === 0) throw notFound(`"${path || '/'}"`);
+    const [entry] = parseManifest(res.stdout, 1, { targets: true }).entries;
     if (!entry) throw notFound(`"${path}"`);
     return { ...entry, path };
   }
 
   async list(path: string): Promise<ManifestEntry[]> {
     const root = await this.stat(path);
-    if (root.type !== 'directory') throw new AppError(400, 'not_a_directory', `"${path}" is not a folder.`);
+    // A link to a folder lists as that folder (find -H follows the path given, not what is in it), as on disk.
+    if (root.type !== 'directory' && root.target !== 'directory') throw new AppError(400, 'not_a_directory', `"${path}" is not a folder.`);
+    const under = (entries: ManifestEntry[]) => entries.map((e) => ({ ...e, path: path ? `${path}/${e.path}` : e.path }));
     if (this.agents) {
       const out = await this.agentRequest(`D${path}`, true).catch(() => null);
-      if (out !== null) return parseManifest(out, 100_000).entries.map((e) => ({ ...e, path: path ? `${path}/${e.path}` : e.path }));
+      if (out !== null) return under(parseManifest(out, 100_000, { targets: true }).entries);
     }
-    return (await this.manifest([], 100_000, path, { minDepth: 1, maxDepth: 1 })).entries;
+    const res = await this.docker.exec(
+      this.containerId,
+      ['find', '-H', abs(path), '-mindepth', '1', '-maxdepth', '1', '-printf', ENTRY_FORMAT],
+      { user: CONTAINER_USER, maxOutput: 100_000 * 1400 },
+    );
+    // (find fails for a link it cannot follow, and lists the rest.)
+    if (res.exitCode !== 0 && res.stdout.length === 0) throw this.failure('Listing', path, res.stderr);
+    return under(parseManifest(res.stdout, 100_000, { targets: true }).entries);
   }
 
   async read(path: string, maxBytes: number): Promise<Buffer> {
@@ -416,7 +484,7 @@ export class Workspace {
       if (viaAgent) return viaAgent;
     }
     const entry = await this.stat(path);
-    if (entry.type === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
+    if (entry.type === 'directory' || entry.target === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
     if (entry.type === 'other') throw notAFile(path, 'read');
     if (entry.size > maxBytes) throw tooLarge(`"${path}" is larger than ${maxBytes} bytes.`);
     // What a link leads to is looked at in the container (a pipe would hold the read until the
@@ -444,7 +512,8 @@ export class Workspace {
       if (err instanceof AppError && err.status === 404) return null;
       throw err;
     });
-    if (existing?.type === 'directory') throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
+    if (existing?.type === 'directory' || existing?.target === 'directory')
+      throw new AppError(400, 'is_a_directory', `"${path}" is a folder.`);
     if (!existing && !opts.create) throw new AppError(404, 'file_not_found', `"${path}" does not exist.`);
     if (existing && !opts.overwrite) throw conflict(`"${path}" already exists.`, 'file_exists');
     if (existing?.type === 'other') throw notAFile(path, 'written');

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { Em } from '../db/orm';
-import type { User } from '../auth/entities';
+import { User } from '../auth/entities';
 import { AppError, badRequest, conflict, notFound, tooLarge } from '../http/errors';
 import { checkPreconditions, type Preconditions } from '../http/preconditions';
 import { KeyedLock } from '../keyed-lock';
@@ -33,8 +33,8 @@ export interface FileChanges {
 }
 
 export interface SpiderHooks {
-  /** Whether a session of the spider still holds a container: such a spider cannot be deleted. */
-  hasLiveSession(em: Em, spiderId: string): Promise<boolean>;
+  /** The users whose session of the spider still holds a container (live or kept): such a spider cannot be deleted. */
+  liveSessionUsers(em: Em, spiderId: string): Promise<string[]>;
 }
 
 export const SPIDER_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,98}[A-Za-z0-9_.-])?$/;
@@ -79,7 +79,7 @@ export class SpiderService {
   constructor(
     readonly blobs: BlobStore,
     readonly limits: SpiderLimits,
-    private readonly hooks: SpiderHooks = { hasLiveSession: () => Promise.resolve(false) },
+    private readonly hooks: SpiderHooks = { liveSessionUsers: () => Promise.resolve([]) },
   ) {}
 
   async list(em: Em, actor: User): Promise<Spider[]> {
@@ -129,9 +129,18 @@ export class SpiderService {
   async remove(em: Em, actor: User, id: string): Promise<void> {
     const spider = await this.get(em, actor, id);
     await this.lock.run(spider.id, async () => {
-      if (await this.hooks.hasLiveSession(em, spider.id)) {
-        throw conflict('The spider has an open code session; close it first.', 'session_active');
+      const holders = await this.hooks.liveSessionUsers(em, spider.id);
+      const others = holders.filter((id) => id !== actor.id);
+      if (others.length > 0) {
+        // Someone else's (an admin's in its owner's spider, say) is neither closed nor lost by this
+        // request: only its user can close it. Named, so that whoever deletes knows whom to ask.
+        const names = (await em.find(User, { id: { $in: others } })).map((u) => JSON.stringify(u.name)).sort();
+        throw conflict(
+          `Another user (${names.join(', ')}) has a code session of this spider open or kept; the spider can be deleted once that session is closed${others.length < holders.length ? ', and yours too' : ''}.`,
+          'session_active',
+        );
       }
+      if (holders.length > 0) throw conflict('The spider has an open code session; close it first.', 'session_active');
       await em.transactional(async (tx) => {
         await tx.nativeDelete(SpiderFile, { spiderId: spider.id });
         // Deleted by a request that held the lock first: this one deleted nothing.
@@ -199,6 +208,7 @@ export class SpiderService {
     const path = normalizePath(rawPath);
     if (data.length > this.limits.maxFileBytes) throw tooLarge(`A file may hold at most ${this.limits.maxFileBytes} bytes.`);
     return this.lock.run(spider.id, async () => {
+      await this.assertExists(em, spider.id);
       if (conditions.ifMatch !== undefined || conditions.ifNoneMatch !== undefined) {
         const current = await em.fork().findOne(SpiderFile, { spiderId: spider.id, path });
         checkPreconditions(conditions, current?.sha256 ?? null, `The file "${path}"`);
@@ -221,6 +231,7 @@ export class SpiderService {
   async deleteFile(em: Em, actor: User, id: string, rawPath: string, conditions: Preconditions = {}): Promise<void> {
     const spider = await this.get(em, actor, id);
     await this.lock.run(spider.id, async () => {
+      await this.assertExists(em, spider.id);
       const file = await this.findFile(em.fork(), spider.id, rawPath);
       checkPreconditions(conditions, file.sha256, `The file "${file.path}"`);
       await this.commitChanges(em, spider.id, { put: new Map(), delete: new Set([file.path]) });
@@ -237,6 +248,7 @@ export class SpiderService {
   ): Promise<{ files: number; bytes: number }> {
     const spider = await this.get(em, actor, id);
     return this.lock.run(spider.id, async () => {
+      await this.assertExists(em, spider.id);
       const batch = this.blobs.batch(spider.id, {}, storedContent(await this.fileIndex(em, spider.id)));
       const shas = new Map<string, string>();
       // By path: a path named twice is imported once, with its last content, and counts once.
@@ -367,6 +379,17 @@ export class SpiderService {
       if (end > data.length) throw new Error(`storage: ${file.storageKey} ends before the recorded range of ${file.path}`);
       return data.subarray(file.storageOffset, end);
     };
+  }
+
+  /**
+   * That the spider still exists. Call under `lock`, before any byte of a change is stored: a change
+   * that waited for the lock behind the spider's deletion stores nothing (its blobs would be left in a
+   * storage folder that nothing deletes any more) and fails with a 404. `commitChanges` checks it again
+   * in its transaction.
+   */
+  async assertExists(em: Em, spiderId: string, message?: string): Promise<void> {
+    if ((await em.fork().count(Spider, { id: spiderId })) > 0) return;
+    throw message ? new AppError(404, 'not_found', message) : notFound('Spider');
   }
 
   /**

@@ -144,6 +144,9 @@ export class SyncService {
 
   private async saveLocked(em: Em, session: CodeSession, workspace: Workspace, opts: SaveOptions, started: Date): Promise<SaveResult> {
     const phase = phases();
+    // A spider deleted while this save waited for its lock (a start-up save of an orphaned container
+    // races its owner's DELETE): nothing is read or stored, and the caller hears why.
+    await this.spiders.assertExists(em, session.spiderId, 'The spider was deleted: nothing was saved, and its files have nowhere to go.');
     const stored = await this.spiders.fileIndex(em, session.spiderId);
     const base = await this.baseOf(em, session.id);
     phase('load');

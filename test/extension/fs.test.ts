@@ -157,6 +157,33 @@ describe('SessionFileSystemProvider', () => {
     assert.deepEqual([...(await provider.readFile(uri('/pkg/a.py')))], [104, 105]);
   });
 
+  it('types a symbolic link by what it leads to, as VS Code types links on disk', async () => {
+    const entries = [
+      { name: 'lib64', type: 'symlink', target: 'directory' },
+      { name: 'cfg', type: 'symlink', target: 'file' },
+      { name: 'dangling', type: 'symlink', target: null },
+      { name: 'pipe-link', type: 'symlink', target: 'other' },
+      { name: 'future', type: 'symlink', target: 'something-new' },
+      // A server from before `target`: most links in a workspace lead to files.
+      { name: 'old', type: 'symlink' },
+    ];
+    const { provider } = setup({
+      readDirectory: async () => entries,
+      stat: async (_id: string, path: string) => ({ ...entries.find((e) => e.name === path), size: 3, mtime: 2, ctime: 1 }),
+    });
+    const want: [string, number][] = [
+      ['lib64', FileType.SymbolicLink | FileType.Directory],
+      ['cfg', FileType.SymbolicLink | FileType.File],
+      // Dangling, or leading to a pipe or a device: SymbolicLink | Unknown, as VS Code's disk provider says.
+      ['dangling', FileType.SymbolicLink],
+      ['pipe-link', FileType.SymbolicLink],
+      ['future', FileType.SymbolicLink],
+      ['old', FileType.SymbolicLink | FileType.File],
+    ];
+    assert.deepEqual(await provider.readDirectory(uri('/')), want);
+    for (const [name, type] of want) assert.equal((await provider.stat(uri(`/${name}`))).type, type, name);
+  });
+
   it('passes create/overwrite through and announces its own writes in one batch', async () => {
     const { provider, calls, changes, writes } = setup();
     await provider.writeFile(uri('/a.py'), new Uint8Array([1]), { create: true, overwrite: true });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { databases, json, startTestService, type TestService } from '../helpers/service';
+import { until } from '../helpers/docker';
 import { makeTar, readTarFiles } from '../helpers/tar';
 import { rawExchange } from '../proxy/harness';
 
@@ -40,6 +41,29 @@ for (const db of databases()) {
       assert.ok(body.error.message.length > 0);
       if (code) assert.equal(body.error.code, code);
       return body.error;
+    };
+    /**
+     * Holds a spider's lock and counts the turns at it that are asked for (the holder's is the first),
+     * so that requests queue behind it in a known order; `release` lets them run.
+     */
+    const holdSpiderLock = (spiderId: string) => {
+      const lock = svc.services.spiders.lock;
+      const run = lock.run.bind(lock);
+      let queued = 0;
+      lock.run = (key, task) => {
+        if (key === spiderId) queued++;
+        return run(key, task);
+      };
+      let release!: () => void;
+      const held = lock.run(spiderId, () => new Promise<void>((resolve) => (release = resolve)));
+      return {
+        queued: (n: number) => until(`${n} turns at the spider's lock`, () => queued === n),
+        release: async () => {
+          lock.run = run;
+          release();
+          await held;
+        },
+      };
     };
 
     describe('service endpoints', () => {
@@ -167,6 +191,35 @@ for (const db of databases()) {
         );
         const rows = await em.getConnection().execute('select count(*) as n from spider_files where spider_id = ?', [created.id]);
         assert.equal(Number((rows as { n: number | string }[])[0].n), 0);
+      });
+
+      it('a PUT or an import that waited behind the spider’s DELETE answers 404 and writes nothing, in storage or database', async () => {
+        for (const writer of ['put', 'import'] as const) {
+          const spider = await newSpider(alice.token, `raced-${writer}`);
+          assert.equal((await svc.api(alice.token, 'PUT', `/api/spiders/${spider.id}/files/old.py`, 'old\n')).status, 200);
+          // In a known order at the spider's lock: the DELETE, then the writer.
+          const lock = holdSpiderLock(spider.id);
+          try {
+            const deleting = svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}`);
+            await lock.queued(2);
+            const writing =
+              writer === 'put'
+                ? svc.api(alice.token, 'PUT', `/api/spiders/${spider.id}/files/late.py`, 'late\n')
+                : svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/archive`, await makeTar([{ name: 'late.py', data: 'late\n' }]), {
+                    'content-type': 'application/x-tar',
+                  });
+            await lock.queued(3);
+            await lock.release();
+            assert.equal((await deleting).status, 204);
+            await expectError(await writing, 404, 'not_found');
+          } finally {
+            await lock.release();
+          }
+          const em = svc.services.orm.em.fork();
+          const rows = await em.getConnection().execute('select count(*) as n from spider_files where spider_id = ?', [spider.id]);
+          assert.equal(Number((rows as { n: number | string }[])[0].n), 0, `${writer}: no file row for a spider that is gone`);
+          assert.equal(fs.existsSync(path.join(svc.dataDir, 'files', 'spiders', spider.id)), false, `${writer}: nothing in storage`);
+        }
       });
 
       it('refuses a duplicate name with 409 but lets another user use it', async () => {
@@ -505,6 +558,27 @@ for (const db of databases()) {
         assert.equal((await svc.api(alice.token, 'DELETE', url, undefined, { 'if-match': '*' })).status, 204);
         const list = await json<{ path: string }[]>(await svc.api(alice.token, 'GET', `/api/spiders/${s.id}/files`));
         assert.deepEqual(list, []);
+      });
+
+      it('an encoded body cut short while its import waits for the spider’s lock is a 400, not an uncaught error', async () => {
+        const s = await newSpider(alice.token, 'cut-while-waiting');
+        const uncaught: unknown[] = [];
+        const record = (err: unknown) => uncaught.push(err);
+        process.on('uncaughtException', record);
+        const lock = holdSpiderLock(s.id);
+        try {
+          const cut = gzipSync(await makeTar([{ name: 'x.py', data: 'x'.repeat(4096) }])).subarray(0, 30);
+          const importing = svc.api(alice.token, 'POST', `/api/spiders/${s.id}/archive`, cut, { 'content-encoding': 'gzip' });
+          await lock.queued(2);
+          // The whole body has arrived and its decoding failed while no one reads it yet.
+          await new Promise((r) => setTimeout(r, 300));
+          await lock.release();
+          await expectError(await importing, 400);
+        } finally {
+          await lock.release();
+          process.off('uncaughtException', record);
+        }
+        assert.deepEqual(uncaught, [], 'a client’s broken body can bring the service down');
       });
 
       it('stores a body sent with a Content-Encoding as what it encodes; an unknown encoding is a 415 that keeps the file', async () => {

@@ -9,8 +9,12 @@ import { spawnService, type ServiceProcess } from '../helpers/process';
 import { json, startTestService, type TestService } from '../helpers/service';
 import { makeTar } from '../helpers/tar';
 import { DockerError, DockerRuntime } from '../../service/runtime/docker';
+import { User } from '../../service/auth/entities';
 import { CodeSession } from '../../service/sessions/entities';
 import { Spawner } from '../../service/sessions/spawner';
+import { FREEZE_SCRIPT } from '../../service/sessions/agent';
+import type { SpiderService } from '../../service/spiders/service';
+import { SyncService } from '../../service/sync/save';
 
 const instance = `rec${process.pid}`;
 
@@ -53,6 +57,8 @@ describe('sessions survive the service and notice their containers', () => {
     proc.child.kill('SIGKILL');
     await proc.exited;
     assert.equal(docker('inspect', '-f', '{{.State.Running}}', c).trim(), 'true', 'the container outlives the service');
+    // Its processes frozen, as a stop cut short between its freeze and the container's removal leaves them.
+    assert.equal(dockerExec(c, FREEZE_SCRIPT).stdout, '0');
 
     proc = await spawnService(env());
     const adopted = await until('adoption', async () => {
@@ -61,6 +67,7 @@ describe('sessions survive the service and notice their containers', () => {
     });
     assert.equal(adopted.status, 'ready');
     assert.equal(docker('inspect', '-f', '{{.Id}}', c).trim(), containerId, 'the same container');
+    assert.equal(dockerExec(c, "ps -o stat= -u 1000 | grep -c '^T'").stdout.trim(), '0', 'its processes run again');
     const saved = await json(await api('POST', `/api/spiders/${spider.id}/code-session/sync`));
     assert.deepEqual([saved.added, saved.modified], [['b.py'], ['a.py']]);
     assert.equal(await (await api('GET', `/api/spiders/${spider.id}/files/a.py`)).text(), 'a = 2\n');
@@ -348,6 +355,61 @@ describe('the start-up reconcile, session by session', () => {
     } finally {
       DockerRuntime.prototype.remove = remove;
       Spawner.prototype.networkAddress = networkAddress;
+    }
+  });
+});
+
+describe('an orphaned container whose spider is deleted while the start-up reconcile saves it', () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-orphan-delete-'));
+  const env = { CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_INSTANCE: `odl${process.pid}` };
+  const services: TestService[] = [];
+  after(async () => {
+    for (const svc of services) await svc.close();
+    removeContainers(env.CRAWLHUB_INSTANCE);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('stores nothing for the deleted spider, and the container (whose files have nowhere to go) is removed', async () => {
+    requireDocker();
+    const first = await startTestService({ dataDir, env });
+    services.push(first);
+    const spider = await json(await first.api(first.adminToken, 'POST', '/api/spiders', { name: 'deleted-under-orphan' }));
+    await first.api(first.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
+    const session = await json(await first.api(first.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(session.status, 'ready');
+    const container = containerName(first, session.session_id);
+    dockerExec(container, 'echo left behind > /workspace/main.py && echo new > /workspace/new.py');
+    // Its row ended, its container did not (a crash between the two): an orphan at the next start.
+    await first.services.orm.em.fork().nativeUpdate(CodeSession, { id: session.session_id }, { status: 'stopped' });
+    await first.close();
+
+    // The reconcile has found the spider; its owner's DELETE completes before the save takes the spider's lock.
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as it was, then called with its own `this`
+    const save = SyncService.prototype.save;
+    let deleted = false;
+    SyncService.prototype.save = async function (this: SyncService, em, s, workspace, opts) {
+      if (opts.trigger === 'orphan' && s.spiderId === spider.id && !deleted) {
+        const spiders = (this as unknown as { spiders: SpiderService }).spiders;
+        await spiders.remove(em.fork(), await em.fork().findOneOrFail(User, { name: 'admin' }), spider.id);
+        deleted = true;
+      }
+      return save.call(this, em, s, workspace, opts);
+    };
+    try {
+      const svc = await startTestService({ dataDir, env });
+      services.push(svc);
+      assert.equal(deleted, true, 'the deletion came between the reconcile’s look at the spider and its save');
+      assert.equal((await svc.api(svc.adminToken, 'GET', `/api/spiders/${spider.id}`)).status, 404);
+      const rows = await svc.services.orm.em
+        .fork()
+        .getConnection()
+        .execute('select count(*) as n from spider_files where spider_id = ?', [spider.id]);
+      assert.equal(Number((rows as { n: number | string }[])[0].n), 0, 'no file row for a spider that is gone');
+      assert.equal(fs.existsSync(path.join(dataDir, 'files', 'spiders', spider.id)), false, 'nothing in storage');
+      await until('the orphan removed', () => docker('ps', '-aq', '--filter', `name=${container}`).trim() === '', 60_000, 500);
+      assert.match(svc.logs(), /the spider of an orphaned container was deleted/);
+    } finally {
+      SyncService.prototype.save = save;
     }
   });
 });

@@ -9,6 +9,7 @@ import { containerName, docker, dockerExec, removeContainers, requireDocker, unt
 import { makeTar } from '../helpers/tar';
 import { createLogger } from '../../service/logger';
 import { Spawner } from '../../service/sessions/spawner';
+import { Workspace } from '../../service/sessions/workspace';
 
 const SCRAPY_PROJECT = [
   { name: 'scrapy.cfg', data: '[settings]\ndefault = quotes.settings\n\n[deploy]\nproject = quotes\n' },
@@ -591,6 +592,28 @@ describe('code sessions on the real engine', () => {
     assert.equal(refused, 404);
   });
 
+  it("an admin's session in a user's spider: the owner's delete is refused naming it, and goes through once the admin closed it", async () => {
+    const spider = await spiderWithProject(alice.token, 'admin-inside');
+    await open(svc.adminToken, spider.id);
+    await open(alice.token, spider.id);
+    const refusal = async (expected: RegExp) => {
+      const res = await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}`);
+      const { error } = await json(res);
+      assert.equal(res.status, 409);
+      assert.equal(error.code, 'session_active');
+      assert.match(error.message, expected);
+    };
+    await refusal(/^Another user \("admin"\) has a code session of this spider open or kept; .*, and yours too\.$/);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+    // Her spider's code-session routes are her own session: the admin's is not hers to close, nor lost by her delete.
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}/code-session`)).status, 200);
+    await refusal(
+      /^Another user \("admin"\) has a code session of this spider open or kept; the spider can be deleted once that session is closed\.$/,
+    );
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}`)).status, 204);
+  });
+
   it('heartbeat moves the idle deadline', async () => {
     const spider = await spiderWithProject(alice.token, 'heartbeat');
     const session = await open(alice.token, spider.id);
@@ -643,6 +666,91 @@ describe('code sessions on the real engine', () => {
     // A symlink inside the workspace to a root-only file is read with the user's own rights.
     dockerExec(containerName(svc, id), 'ln -s /etc/shadow /workspace/shadow');
     assert.equal((await fs('GET', '/file?path=shadow')).status, 403);
+  });
+
+  it('says what a symbolic link leads to, lists and reads through links to folders, and saves no link', async () => {
+    const spider = await spiderWithProject(alice.token, 'links');
+    const { session_id: id } = await open(alice.token, spider.id);
+    const c = containerName(svc, id);
+    const fs = (path: string) => svc.api(alice.token, 'GET', `/api/sessions/${id}/fs${path}`);
+    type Entry = { name: string; type: string; target?: string | null };
+    const byName = (entries: Entry[]) => [...entries].sort((a, b) => a.name.localeCompare(b.name));
+    // What a virtualenv holds (lib64 -> lib), a link to a folder of the project, to a file, to nothing,
+    // a loop, a link to a pipe, to a folder outside /workspace, into a folder the user may not enter.
+    const made = dockerExec(
+      c,
+      [
+        'cd /workspace && mkdir -p .venv/lib/site && echo "x = 1" > .venv/lib/site/a.py && ln -s lib .venv/lib64',
+        'ln -s quotes quotes-link && ln -s scrapy.cfg cfg-link && ln -s missing dangling && ln -s loop loop',
+        'mkfifo pipe && ln -s pipe pipe-link && ln -s /etc etc-link && mkdir -p closed/in && ln -s closed/in closed-link && chmod 000 closed',
+      ].join(' && '),
+    );
+    assert.equal(made.code, 0, made.stderr);
+    const expected: Record<string, string | null> = {
+      '.venv/lib64': 'directory',
+      'quotes-link': 'directory',
+      'cfg-link': 'file',
+      dangling: null,
+      loop: null,
+      'pipe-link': 'other',
+      'etc-link': 'directory',
+      'closed-link': null,
+    };
+    for (const [path, target] of Object.entries(expected)) {
+      const stat = await json(await fs(`/stat?path=${encodeURIComponent(path)}`));
+      assert.deepEqual([stat.type, stat.target], ['symlink', target], path);
+    }
+    // What is not a link has no target.
+    assert.equal('target' in (await json(await fs('/stat?path=scrapy.cfg'))), false);
+    assert.equal('target' in (await json(await fs('/stat?path=.venv'))), false);
+    const root = new Map((await json<Entry[]>(await fs('/dir?path='))).map((e) => [e.name, e]));
+    for (const [path, target] of Object.entries(expected))
+      if (!path.includes('/')) assert.deepEqual(root.get(path), { name: path, type: 'symlink', target }, path);
+    assert.deepEqual(root.get('scrapy.cfg'), { name: 'scrapy.cfg', type: 'file' });
+    assert.deepEqual(root.get('quotes'), { name: 'quotes', type: 'directory' });
+    assert.deepEqual(byName(await json(await fs('/dir?path=.venv'))), [
+      { name: 'lib', type: 'directory' },
+      { name: 'lib64', type: 'symlink', target: 'directory' },
+    ]);
+
+    // A link to a folder lists as that folder, and what is below it is reached through it.
+    assert.deepEqual(await json(await fs('/dir?path=.venv/lib64')), [{ name: 'site', type: 'directory' }]);
+    assert.deepEqual(await json(await fs('/dir?path=.venv/lib64/site')), [{ name: 'a.py', type: 'file' }]);
+    assert.equal((await json(await fs('/stat?path=.venv/lib64/site/a.py'))).type, 'file');
+    assert.equal(await (await fs('/file?path=.venv/lib64/site/a.py')).text(), 'x = 1\n');
+    assert.equal(await (await fs('/file?path=quotes-link/settings.py')).text(), SCRAPY_PROJECT[2].data);
+    // Outside /workspace: the user's own container, listed with the user's own rights.
+    assert.ok((await json<Entry[]>(await fs('/dir?path=etc-link'))).some((e) => e.name === 'hostname'));
+    // Opening a link to a folder as a file says it is a folder; a link to a file reads as that file.
+    const asFile = await fs('/file?path=.venv/lib64');
+    assert.equal(asFile.status, 400);
+    assert.equal((await json(asFile)).error.code, 'is_a_directory');
+    assert.equal(await (await fs('/file?path=cfg-link')).text(), SCRAPY_PROJECT[0].data);
+    for (const notDir of ['cfg-link', 'dangling']) {
+      const res = await fs(`/dir?path=${notDir}`);
+      assert.equal(res.status, 400, notDir);
+      assert.equal((await json(res)).error.code, 'not_a_directory', notDir);
+    }
+
+    // The same without the helper process (the one-off exec every operation falls back to).
+    const plain = new Workspace(svc.services.docker, c);
+    for (const [path, target] of Object.entries(expected)) assert.deepEqual([(await plain.stat(path)).target], [target], path);
+    assert.equal((await plain.stat('scrapy.cfg')).target, undefined);
+    assert.deepEqual(
+      (await plain.list('.venv/lib64')).map((e) => [e.path, e.type, e.target]),
+      [['.venv/lib64/site', 'directory', undefined]],
+    );
+    const plainRoot = new Map((await plain.list('')).map((e) => [e.path, e.target]));
+    for (const [path, target] of Object.entries(expected)) if (!path.includes('/')) assert.equal(plainRoot.get(path), target, path);
+
+    // Saves skip links as before, whatever they lead to; the files a link leads to are saved where they are.
+    dockerExec(c, 'chmod 755 /workspace/closed && rm -f /workspace/pipe /workspace/pipe-link');
+    const saved = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
+    const skipped = new Map<string, string>(saved.skipped.map((s: { path: string; reason: string }) => [s.path, s.reason]));
+    for (const link of ['quotes-link', 'cfg-link', 'dangling', 'loop', 'etc-link', 'closed-link'])
+      assert.equal(skipped.get(link), 'symbolic links are not stored', link);
+    assert.deepEqual(saved.added, []);
+    assert.deepEqual(Object.keys(await storedFiles(alice.token, spider.id)).sort(), SCRAPY_PROJECT.map((f) => f.name).sort());
   });
 
   it('gives a terminal in the container over a WebSocket', async () => {

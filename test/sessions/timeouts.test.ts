@@ -236,6 +236,47 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal((await status(svc, session.session_id)).status, 'ready');
   });
 
+  it('reopening a kept session whose container was removed behind the service marks it gone at once, not kept', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const spawner = (svc.services.sessions as unknown as { spawner: { restart(id: string): Promise<void> } } & Internals).spawner;
+    const restart = spawner.restart.bind(spawner);
+    const waitHealthy = spawner.waitHealthy.bind(spawner);
+    try {
+      // Removed between the resume's look at the container and its restart, or while it comes up again.
+      for (const when of ['restart', 'health'] as const) {
+        const { spider, session, container } = await open(svc, `gone-on-resume-${when}`);
+        dockerExec(container, 'echo unsaved > /workspace/main.py');
+        await closeWhileStorageIsDown(svc, spider.id);
+        assert.equal((await status(svc, session.session_id)).save_pending, true);
+        spawner.restart = async (id) => {
+          if (when === 'restart') docker('rm', '-f', id);
+          return restart(id);
+        };
+        spawner.waitHealthy = async (id, port) => {
+          if (when === 'health') docker('rm', '-f', id);
+          return waitHealthy(id, port);
+        };
+        const opened = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+        assert.equal(opened.session_id, session.session_id);
+        assert.equal(opened.status, 'failed', when);
+        // Marked gone by the resume, or first by the engine's "destroy" event: either way, nothing kept.
+        assert.match(opened.status_reason, /could not resume: the kept container is gone|the container was removed outside the service/);
+        assert.equal(opened.save_pending, false, `${when}: nothing is kept behind it`);
+        assert.equal(docker('ps', '-aq', '--filter', `name=${container}`).trim(), '');
+        spawner.restart = restart;
+        spawner.waitHealthy = waitHealthy;
+        // Nothing left in the way: the next open is a fresh session.
+        const again = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+        assert.notEqual(again.session_id, session.session_id);
+        assert.equal(again.status, 'ready');
+        assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+      }
+    } finally {
+      spawner.restart = restart;
+      spawner.waitHealthy = waitHealthy;
+    }
+  });
+
   it('a container that dies while its session starts fails the start and keeps nothing', async () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const spawner = (svc.services.sessions as unknown as Internals).spawner;
@@ -391,6 +432,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal(after.status, 'ready', after.status_reason);
     assert.equal(await file(svc, spider.id), 'before\n', 'the idle save went through');
     assert.equal(dockerExec(container, 'cat /workspace/later.py').stdout, 'typed during the save\n', 'the container is still there');
+    assert.equal(stoppedProcesses(container), 0, 'what the stop froze runs on');
   });
   it('opening a spider while its session is saved to be stopped waits for the stop, then opens a new session', async () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
@@ -524,5 +566,124 @@ describe('idle and hard timeouts (short configured values)', () => {
     }
     assert.equal((await status(svc, session.session_id)).status, 'ready', 'left as it was, for the next start');
     assert.equal(docker('inspect', '-f', '{{.State.Running}}', container).trim(), 'true');
+  });
+  /** A process of the container's user appending a counter to a file every 50 ms, as code-server saving or a crawl in a terminal writes. */
+  const startTyping = (container: string) =>
+    docker(
+      'exec',
+      '-d',
+      '-u',
+      '1000:1000',
+      container,
+      'sh',
+      '-c',
+      'i=0; while :; do i=$((i+1)); echo "$i" >> /workspace/typing.txt; sleep 0.05; done',
+    );
+  const typed = (container: string) => dockerExec(container, 'cat /workspace/typing.txt 2>/dev/null').stdout;
+  const lines = (text: string) => text.split('\n').filter(Boolean).length;
+  /** Processes of the container's user left stopped (state T). */
+  const stoppedProcesses = (container: string) => Number(dockerExec(container, "ps -o stat= -u 1000 | grep -c '^T'").stdout.trim());
+  for (const agent of ['alive', 'killed by its user', 'stopped by its user'] as const) {
+    it(`a close freezes what its user runs from its save until the container goes: no write is lost (agent ${agent})`, async () => {
+      const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+      const { spider, container } = await open(svc, `typing-at-close-${agent.split(' ')[0]}`);
+      startTyping(container);
+      await until('the loop writes', () => lines(typed(container)) >= 3, 10_000, 50);
+      // The helper shell the save reads through, gone or not answering: the freeze falls back to a one-off exec.
+      if (agent !== 'alive')
+        assert.equal(dockerExec(container, `pkill ${agent === 'killed by its user' ? '' : '-STOP'} -f 'crawlhub-[a]gent'`).code, 0);
+      const spawner = svc.services.sessions.spawner;
+      const stopAndRemove = spawner.stopAndRemove.bind(spawner);
+      let last: string | null = null;
+      // The engine takes a moment to stop the container: what it holds at the very end is what counts.
+      spawner.stopAndRemove = async (...args: Parameters<typeof stopAndRemove>) => {
+        await new Promise((r) => setTimeout(r, 300));
+        last = typed(container);
+        return stopAndRemove(...args);
+      };
+      const { started, release, restore } = holdSaves(svc);
+      try {
+        const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+        await started;
+        await new Promise((r) => setTimeout(r, 300)); // the save waits while its user's loop would write on
+        release();
+        assert.equal((await closing).status, 200);
+      } finally {
+        restore();
+        spawner.stopAndRemove = stopAndRemove;
+      }
+      assert.ok(last !== null && lines(last) >= 3, 'the container was read just before it went');
+      const stored = await svc.api(svc.adminToken, 'GET', `/api/spiders/${spider.id}/files/typing.txt`);
+      assert.equal(stored.status, 200);
+      assert.equal(await stored.text(), last, 'the stored file ends with the last line written in the container');
+    });
+  }
+  it('a close that does not go ahead (conflicts) lets what its user runs go on, and a job they had suspended stays so', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session, container } = await open(svc, 'typing-conflicts');
+    dockerExec(container, 'echo mine > /workspace/main.py');
+    assert.equal((await svc.api(svc.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'theirs\n')).status, 200);
+    startTyping(container);
+    // A job its user suspended (Ctrl-Z in a terminal): resuming it is theirs to do.
+    docker('exec', '-d', '-u', '1000:1000', container, 'sleep', '1001');
+    await until('the job runs', () => dockerExec(container, "pkill -STOP -f '^sleep 1001'").code === 0, 10_000, 50);
+    await until('the loop writes', () => lines(typed(container)) >= 3, 10_000, 50);
+    const closing = await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+    assert.equal(closing.status, 409);
+    assert.equal((await json(closing)).error.code, 'conflicts');
+    assert.equal((await status(svc, session.session_id)).status, 'ready');
+    assert.equal(stoppedProcesses(container), 1, 'code-server and the loop run, the suspended job does not');
+    assert.match(dockerExec(container, "ps -o stat= -C sleep -o args= | grep 'sleep 1001'").stdout, /^T/);
+    const before = lines(typed(container));
+    await until('the loop writes on', () => lines(typed(container)) > before + 2, 10_000, 50);
+    assert.equal((await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}/fs/file?path=typing.txt`)).status, 200);
+    assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
+  });
+  it('no terminal shell escapes a stop: one starting as a close begins is waited for (and frozen), one asked for during its save is refused', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session } = await open(svc, 'terminal-at-close');
+    const terminal = () =>
+      new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
+        headers: { authorization: `Bearer ${svc.adminToken}` },
+      });
+    const runtime = svc.services.docker;
+    const execTty = runtime.execTty.bind(runtime);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reached!: () => void;
+    const starting = new Promise<void>((r) => (reached = r));
+    runtime.execTty = async (...args: Parameters<typeof execTty>) => {
+      reached();
+      await gate;
+      return execTty(...args);
+    };
+    const sync = svc.services.sync;
+    const save = sync.save.bind(sync);
+    let saves = 0;
+    let during: number | null = null;
+    sync.save = async (...args: Parameters<typeof save>) => {
+      saves++;
+      const ws = terminal();
+      during = await new Promise<number>((r) => {
+        ws.once('unexpected-response', (_req, res) => r(res.statusCode ?? 0));
+        ws.once('open', () => (ws.close(), r(101)));
+      });
+      return save(...args);
+    };
+    const early = terminal();
+    try {
+      await starting;
+      const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(saves, 0, 'the close waits for the shell that is starting');
+      release();
+      assert.equal((await closing).status, 200);
+      assert.equal(during, 409, 'a terminal asked for during the save is refused');
+    } finally {
+      release();
+      early.terminate();
+      runtime.execTty = execTty;
+      sync.save = save;
+    }
   });
 });

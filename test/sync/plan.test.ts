@@ -81,4 +81,33 @@ describe('workspace listing', () => {
     assert.throws(() => parseManifest(Buffer.from('garbage\0'), 10), /malformed/);
     assert.throws(() => parseManifest(Buffer.from('f\t1\t1\t1\t1\ta\0f\t1\t1\t1\t1\tb\0'), 1), /more than 1/);
   });
+
+  it("parses what links lead to (find's %Y) strictly, for links only, and only when asked", () => {
+    const out = Buffer.from(
+      ['l\td', 'l\tf', 'l\tN', 'l\tL', 'l\t?', 'l\tp', 'f\tf', 'd\td']
+        .map((yY, i) => `${yY[0]}\t1\t1\t1\t${i}\t${yY[2]}\tn${i}`)
+        .join('\0'),
+    );
+    assert.deepEqual(
+      parseManifest(out, 10, { targets: true }).entries.map((e) => [e.path, e.type, e.target]),
+      [
+        ['n0', 'symlink', 'directory'],
+        ['n1', 'symlink', 'file'],
+        ['n2', 'symlink', null],
+        ['n3', 'symlink', null],
+        ['n4', 'symlink', null],
+        ['n5', 'symlink', 'other'],
+        ['n6', 'file', undefined],
+        ['n7', 'directory', undefined],
+      ],
+    );
+    // A save's listing has no such field: the letter is no target there, and no link gets one.
+    const save = parseManifest(Buffer.from('l\t1\t1\t1\t1\td\0'), 10);
+    assert.deepEqual(
+      save.entries.map((e) => [e.path, 'target' in e]),
+      [['d', false]],
+    );
+    for (const bad of ['l\t1\t1\t1\t1\t\tx\0', 'l\t1\t1\t1\t1\tdd\tx\0', 'l\t1\t1\t1\t1\t1\tx\0', 'l\t1\t1\t1\t1\td\0'])
+      assert.throws(() => parseManifest(Buffer.from(bad), 10, { targets: true }), /malformed/, JSON.stringify(bad));
+  });
 });
