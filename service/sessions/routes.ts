@@ -119,6 +119,24 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       },
     }),
     route({
+      method: 'delete',
+      path: '/api/sessions/:id',
+      tag: 'sessions',
+      summary:
+        "Close a session by its id (yours; an admin: anyone's): Save to Server, then stop and remove the container (?discard=1: without saving)",
+      params: SessionId,
+      query: z.object({ discard: flag }),
+      responses: {
+        200: { description: 'closed', schema: z.object({ session: SessionView, save: SaveResultView.nullable() }) },
+        404: 'no such session (or another user’s)',
+        409: 'the save failed or found conflicts; the session is kept',
+      },
+      async handler(ctx, { params, query }) {
+        const { session, save } = await sessions.closeById(ctx.state.em, ctx.state.user, params.id, { discard: on(query.discard) });
+        return { session: await view(ctx, session), save };
+      },
+    }),
+    route({
       method: 'post',
       path: '/api/spiders/:id/code-session/sync',
       tag: 'sessions',

@@ -294,7 +294,27 @@ export class SessionService {
     spiderId: string,
     opts: { discard: boolean },
   ): Promise<{ session: CodeSession; save: SaveResult | null }> {
-    const session = await this.current(em, user, spiderId);
+    return this.closeSession(em, await this.current(em, user, spiderId), opts);
+  }
+
+  /**
+   * `close` of a session named by its id: its user's, or any user's for an admin (a session in the
+   * way of a spider's deletion, one its user left behind). Its save goes to its spider, as its user's would.
+   */
+  async closeById(
+    em: Em,
+    user: User,
+    sessionId: string,
+    opts: { discard: boolean },
+  ): Promise<{ session: CodeSession; save: SaveResult | null }> {
+    return this.closeSession(em, await this.get(em, user, sessionId), opts);
+  }
+
+  private async closeSession(
+    em: Em,
+    session: CodeSession,
+    opts: { discard: boolean },
+  ): Promise<{ session: CodeSession; save: SaveResult | null }> {
     return this.sessionLock.run(session.id, async () => {
       // A start or resume in flight finishes first: a resume is registered under this lock when it is
       // claimed, and neither takes the lock, so the wait sees every one and cannot deadlock.

@@ -614,6 +614,32 @@ describe('code sessions on the real engine', () => {
     assert.equal((await svc.api(alice.token, 'DELETE', `/api/spiders/${spider.id}`)).status, 204);
   });
 
+  it('DELETE /api/sessions/:id closes a session by its id: its user, or an admin for anyone (saved to its spider); no one else', async () => {
+    const spider = await spiderWithProject(alice.token, 'close-by-id');
+    const session = await open(alice.token, spider.id);
+    dockerExec(containerName(svc, session.session_id), 'echo "BOT_NAME = \\"left\\"" > /workspace/quotes/settings.py');
+    const url = `/api/sessions/${session.session_id}`;
+    // Another user: as if it did not exist, and nothing happens to it.
+    const stranger = await svc.api(bob.token, 'DELETE', url);
+    assert.equal(stranger.status, 404);
+    assert.equal((await json(stranger)).error.code, 'not_found');
+    assert.equal((await json(await svc.api(alice.token, 'GET', url))).status, 'ready');
+    // An admin closes it: saved first, into its user's spider.
+    const closed = await json(await svc.api(svc.adminToken, 'DELETE', url));
+    assert.equal(closed.session.status, 'stopped');
+    assert.deepEqual(closed.save.modified, ['quotes/settings.py']);
+    const stored = await svc.api(alice.token, 'GET', `/api/spiders/${spider.id}/files/quotes/settings.py`);
+    assert.equal(await stored.text(), 'BOT_NAME = "left"\n');
+    // Its user closes their own by id; closing again is a no-op answer.
+    const mine = await open(alice.token, spider.id);
+    assert.notEqual(mine.session_id, session.session_id);
+    const discarded = await json(await svc.api(alice.token, 'DELETE', `/api/sessions/${mine.session_id}?discard=1`));
+    assert.equal(discarded.session.status, 'stopped');
+    assert.equal(discarded.save, null);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/sessions/${mine.session_id}`)).status, 200);
+    assert.equal((await svc.api(alice.token, 'DELETE', '/api/sessions/not-a-session')).status, 404);
+  });
+
   it('heartbeat moves the idle deadline', async () => {
     const spider = await spiderWithProject(alice.token, 'heartbeat');
     const session = await open(alice.token, spider.id);
