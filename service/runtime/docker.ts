@@ -111,14 +111,29 @@ export class DockerRuntime {
     this.docker = new Docker(options);
   }
 
-  private async call<T>(what: string, containerId: string | undefined, task: () => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+  /**
+   * One engine call with a time limit (the engine's, or `timeoutMs`). `late`: what to do with an
+   * answer that comes after the call was given up on — a connection, a stream, a running command,
+   * which nobody would ever read or end.
+   */
+  private async call<T>(
+    what: string,
+    containerId: string | undefined,
+    task: () => Promise<T>,
+    opts: { timeoutMs?: number; late?: (result: T) => void } = {},
+  ): Promise<T> {
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
+    const work = task();
     try {
       const result = await Promise.race([
-        task(),
+        work,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new DockerTimeoutError(what, timeoutMs)), timeoutMs);
+          timer = setTimeout(() => {
+            if (opts.late) work.then(opts.late, () => undefined);
+            reject(new DockerTimeoutError(what, timeoutMs));
+          }, timeoutMs);
         }),
       ]);
       this.logger.debug({ container: containerId?.slice(0, 12), op: what, ms: Math.round(performance.now() - started) }, 'docker');
@@ -249,7 +264,7 @@ export class DockerRuntime {
           if (statusOf(err) !== 304 && !isNotFound(err)) throw err;
         }
       },
-      this.timeoutMs + graceSeconds * 1000,
+      { timeoutMs: this.timeoutMs + graceSeconds * 1000 },
     );
   }
 
@@ -310,12 +325,18 @@ export class DockerRuntime {
       const res = await this.docker.getContainer(id).putArchive(tar, { path });
       // dockerode resolves with the response stream; drain it so the socket is released.
       (res as unknown as Readable | undefined)?.resume?.();
+    }).catch((err: unknown) => {
+      // Given up on (or refused): the source is read no further (an export holds its files until it ends).
+      tar.destroy();
+      throw err;
     });
   }
 
   /** A folder of the container as a tar stream (docker cp out), produced by the engine. */
   async getArchive(id: string, path: string): Promise<Readable> {
-    return this.call('getArchive', id, async () => (await this.docker.getContainer(id).getArchive({ path })) as unknown as Readable);
+    return this.call('getArchive', id, async () => (await this.docker.getContainer(id).getArchive({ path })) as unknown as Readable, {
+      late: (stream) => stream.destroy(),
+    });
   }
 
   /**
@@ -358,7 +379,7 @@ export class DockerRuntime {
         if (outLen > max) throw tooMuch();
         return { exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
       },
-      opts.timeoutMs ?? this.timeoutMs,
+      { timeoutMs: opts.timeoutMs },
     ).catch((e: unknown) => {
       abandoned = true;
       socket?.destroy();
@@ -378,24 +399,23 @@ export class DockerRuntime {
     const container = this.docker.getContainer(id);
     // Creating and starting it have the engine's time limit; a connection that arrives after it
     // was given up on is closed (it would hold the command, and the engine's socket, for good).
-    let abandoned = false;
-    const { exec, socket } = await this.call(`exec ${cmd[0]} start`, id, async () => {
-      const exec = await container.exec({
-        Cmd: cmd,
-        AttachStdin: Boolean(opts.stdin),
-        AttachStdout: true,
-        AttachStderr: true,
-        Tty: false,
-        User: opts.user,
-        WorkingDir: opts.workingDir,
-      });
-      const socket = await exec.start({ hijack: true, stdin: Boolean(opts.stdin) });
-      if (abandoned) socket.destroy();
-      return { exec, socket };
-    }).catch((err: unknown) => {
-      abandoned = true;
-      throw err;
-    });
+    const { exec, socket } = await this.call(
+      `exec ${cmd[0]} start`,
+      id,
+      async () => {
+        const exec = await container.exec({
+          Cmd: cmd,
+          AttachStdin: Boolean(opts.stdin),
+          AttachStdout: true,
+          AttachStderr: true,
+          Tty: false,
+          User: opts.user,
+          WorkingDir: opts.workingDir,
+        });
+        return { exec, socket: await exec.start({ hijack: true, stdin: Boolean(opts.stdin) }) };
+      },
+      { late: ({ socket }) => socket.destroy() },
+    );
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     demux(socket, stdout, stderr);
@@ -439,19 +459,13 @@ export class DockerRuntime {
         ConsoleSize: [opts.rows, opts.cols],
       }),
     );
-    let abandoned = false;
-    const socket = await this.call('exec tty start', id, async () => {
-      const socket = await exec.start({ hijack: true, stdin: true, Tty: true });
+    const socket = await this.call('exec tty start', id, () => exec.start({ hijack: true, stdin: true, Tty: true }), {
       // Given up on: the terminal's end of input (^D), as when its window closes, then no connection
       // (the engine leaves a command running when its connection goes).
-      if (abandoned) {
-        socket.end('\x04');
-        setTimeout(() => socket.destroy(), 5000).unref();
-      }
-      return socket;
-    }).catch((err: unknown) => {
-      abandoned = true;
-      throw err;
+      late: (late) => {
+        late.end('\x04');
+        setTimeout(() => late.destroy(), 5000).unref();
+      },
     });
     return {
       socket,
@@ -465,17 +479,15 @@ export class DockerRuntime {
    * after it was given up on is closed.
    */
   async events(labels: Record<string, string>): Promise<Readable> {
-    let abandoned = false;
-    return this.call('events', undefined, async () => {
-      const stream = (await this.docker.getEvents({
-        filters: { type: ['container'], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`), event: ['die', 'destroy', 'oom'] },
-      })) as unknown as Readable;
-      if (abandoned) stream.destroy();
-      return stream;
-    }).catch((err: unknown) => {
-      abandoned = true;
-      throw err;
-    });
+    return this.call(
+      'events',
+      undefined,
+      async () =>
+        (await this.docker.getEvents({
+          filters: { type: ['container'], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`), event: ['die', 'destroy', 'oom'] },
+        })) as unknown as Readable,
+      { late: (stream) => stream.destroy() },
+    );
   }
 }
 
