@@ -280,20 +280,32 @@ describe('containers that stop behind the service', () => {
   });
 });
 
-describe('the start-up reconcile, session by session', () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-reconcile-'));
-  const env = { CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_INSTANCE: `rcn${process.pid}` };
+/**
+ * Services in this process on one data folder and instance, each started again after the one before
+ * (a restart); all closed, their containers removed and the folder deleted after the suite.
+ */
+function restarts(instance: string): () => Promise<TestService> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `crawlhub-${instance}-`));
+  const env = { CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_INSTANCE: `${instance}${process.pid}` };
   const services: TestService[] = [];
   after(async () => {
     for (const svc of services) await svc.close();
     removeContainers(env.CRAWLHUB_INSTANCE);
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
+  return async () => {
+    const svc = await startTestService({ dataDir, env });
+    services.push(svc);
+    return svc;
+  };
+}
+
+describe('the start-up reconcile, session by session', () => {
+  const start = restarts('rcn');
 
   it('a session the engine fails on holds up neither the others nor the sweep, and is tried again by it', async () => {
     requireDocker();
-    const first = await startTestService({ dataDir, env });
-    services.push(first);
+    const first = await start();
     const open = async (name: string) => {
       const spider = await json(await first.api(first.adminToken, 'POST', '/api/spiders', { name }));
       await first.api(first.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
@@ -330,8 +342,7 @@ describe('the start-up reconcile, session by session', () => {
         : networkAddress.call(this, id);
     };
     try {
-      const svc = await startTestService({ dataDir, env });
-      services.push(svc);
+      const svc = await start();
       const status = async (id: string) => json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${id}`));
       const kept = await status(stopped.id);
       assert.equal(kept.status, 'failed', 'handled although the engine failed on another session');
@@ -360,19 +371,11 @@ describe('the start-up reconcile, session by session', () => {
 });
 
 describe('an orphaned container whose spider is deleted while the start-up reconcile saves it', () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-orphan-delete-'));
-  const env = { CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_INSTANCE: `odl${process.pid}` };
-  const services: TestService[] = [];
-  after(async () => {
-    for (const svc of services) await svc.close();
-    removeContainers(env.CRAWLHUB_INSTANCE);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const start = restarts('odl');
 
   it('stores nothing for the deleted spider, and the container (whose files have nowhere to go) is removed', async () => {
     requireDocker();
-    const first = await startTestService({ dataDir, env });
-    services.push(first);
+    const first = await start();
     const spider = await json(await first.api(first.adminToken, 'POST', '/api/spiders', { name: 'deleted-under-orphan' }));
     await first.api(first.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
     const session = await json(await first.api(first.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
@@ -396,8 +399,7 @@ describe('an orphaned container whose spider is deleted while the start-up recon
       return save.call(this, em, s, workspace, opts);
     };
     try {
-      const svc = await startTestService({ dataDir, env });
-      services.push(svc);
+      const svc = await start();
       assert.equal(deleted, true, 'the deletion came between the reconcile’s look at the spider and its save');
       assert.equal((await svc.api(svc.adminToken, 'GET', `/api/spiders/${spider.id}`)).status, 404);
       const rows = await svc.services.orm.em
@@ -405,7 +407,7 @@ describe('an orphaned container whose spider is deleted while the start-up recon
         .getConnection()
         .execute('select count(*) as n from spider_files where spider_id = ?', [spider.id]);
       assert.equal(Number((rows as { n: number | string }[])[0].n), 0, 'no file row for a spider that is gone');
-      assert.equal(fs.existsSync(path.join(dataDir, 'files', 'spiders', spider.id)), false, 'nothing in storage');
+      assert.equal(fs.existsSync(path.join(svc.dataDir, 'files', 'spiders', spider.id)), false, 'nothing in storage');
       await until('the orphan removed', () => docker('ps', '-aq', '--filter', `name=${container}`).trim() === '', 60_000, 500);
       assert.match(svc.logs(), /the spider of an orphaned container was deleted/);
     } finally {
