@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { containerName, docker, dockerExec, removeContainers, requireDocker, until } from '../helpers/docker';
 import { json, startTestService, type TestService } from '../helpers/service';
 import { Workspace } from '../../service/sessions/workspace';
+import { holdCalls } from '../helpers/hold';
 
 describe('idle and hard timeouts (short configured values)', () => {
   const services: TestService[] = [];
@@ -332,32 +333,12 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal((await status(svc, session.session_id)).status, 'stopped');
     assert.equal(containers(), '', 'no container was made');
   });
-  /** Saves wait at their start until released: `started` resolves when the first one gets there. */
-  const holdSaves = (svc: TestService) => {
-    const sync = svc.services.sync;
-    const save = sync.save.bind(sync);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let saving!: () => void;
-    const started = new Promise<void>((r) => (saving = r));
-    sync.save = async (...args: Parameters<typeof save>) => {
-      saving();
-      await gate;
-      return save(...args);
-    };
-    return {
-      started,
-      release,
-      restore: () => {
-        release();
-        sync.save = save;
-      },
-    };
-  };
+  /** Saves wait at their start until released: `reached` resolves when the first one gets there. */
+  const holdSaves = (svc: TestService) => holdCalls(svc.services.sync, 'save');
   it("while a session is saved to be stopped, the editor's file changes are refused instead of lost with the container", async () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const { spider, session } = await open(svc, 'closing');
-    const { started, release, restore } = holdSaves(svc);
+    const { reached: started, release, restore } = holdSaves(svc);
     try {
       const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
       await started;
@@ -377,17 +358,7 @@ describe('idle and hard timeouts (short configured values)', () => {
   it('a file change under way when a close begins is in its save: the close waits for it', async () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const { spider, session } = await open(svc, 'closing-late');
-    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as it was, then called with its own `this`
-    const write = Workspace.prototype.write;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let writing!: () => void;
-    const started = new Promise<void>((r) => (writing = r));
-    Workspace.prototype.write = async function (this: Workspace, ...args: Parameters<typeof write>) {
-      writing();
-      await gate;
-      return write.apply(this, args);
-    };
+    const { reached: started, release, restore: restoreWrite } = holdCalls(Workspace.prototype, 'write');
     const sync = svc.services.sync;
     const save = sync.save.bind(sync);
     let saves = 0;
@@ -405,8 +376,7 @@ describe('idle and hard timeouts (short configured values)', () => {
       assert.equal(stored.status, 200, 'the answered write was saved');
       assert.equal(await stored.text(), 'just in time\n');
     } finally {
-      release();
-      Workspace.prototype.write = write;
+      restoreWrite();
       sync.save = save;
     }
   });
@@ -415,7 +385,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     const { spider, session, container } = await open(svc, 'back-during-save');
     dockerExec(container, 'echo before > /workspace/main.py');
     await until('idle', async () => Date.now() > Date.parse((await status(svc, session.session_id)).idle_deadline) + 200, 10_000, 100);
-    const { started, release, restore } = holdSaves(svc);
+    const { reached: started, release, restore } = holdSaves(svc);
     try {
       const sweeping = (svc.services.sessions as unknown as Internals).sweep();
       await started;
@@ -438,7 +408,7 @@ describe('idle and hard timeouts (short configured values)', () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const { spider, session, container } = await open(svc, 'reopen-during-close');
     dockerExec(container, 'echo closing > /workspace/main.py');
-    const { started, release, restore } = holdSaves(svc);
+    const { reached: started, release, restore } = holdSaves(svc);
     try {
       const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
       await started;
@@ -503,18 +473,8 @@ describe('idle and hard timeouts (short configured values)', () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'deleted-while-opening' }));
     await svc.api(svc.adminToken, 'PUT', `/api/spiders/${spider.id}/files/main.py`, 'v1\n');
-    const spawner = svc.services.sessions.spawner;
-    const checkEngine = spawner.checkEngine.bind(spawner);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let reached!: () => void;
-    const checking = new Promise<void>((r) => (reached = r));
     // The open has found the spider and is about to make its session when the spider is deleted.
-    spawner.checkEngine = async () => {
-      reached();
-      await gate;
-      return checkEngine();
-    };
+    const { reached: checking, release, restore } = holdCalls(svc.services.sessions.spawner, 'checkEngine');
     try {
       const opening = svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`);
       await checking;
@@ -524,8 +484,7 @@ describe('idle and hard timeouts (short configured values)', () => {
       assert.equal(opened.status, 404, JSON.stringify(await opened.clone().json()));
       assert.equal((await json(opened)).error.code, 'not_found');
     } finally {
-      release();
-      spawner.checkEngine = checkEngine;
+      restore();
     }
     const rows = await json<{ spider_id: string }[]>(await svc.api(svc.adminToken, 'GET', '/api/sessions'));
     assert.equal(rows.filter((s) => s.spider_id === spider.id).length, 0, 'no session of the deleted spider');
@@ -535,18 +494,8 @@ describe('idle and hard timeouts (short configured values)', () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_STOP_WARNING: '0' });
     const { session, container } = await open(svc, 'sweep-at-shutdown');
     const sessions = svc.services.sessions as unknown as Internals & { shutdown(): Promise<void> };
-    const spawner = svc.services.sessions.spawner;
-    const browserHeartbeat = spawner.browserHeartbeat.bind(spawner);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let reached!: () => void;
-    const asking = new Promise<void>((r) => (reached = r));
     // The sweep asks code-server after its browser when the stop (SIGTERM) begins.
-    spawner.browserHeartbeat = async (port) => {
-      reached();
-      await gate;
-      return browserHeartbeat(port);
-    };
+    const { reached: asking, release, restore } = holdCalls(svc.services.sessions.spawner, 'browserHeartbeat');
     const sync = svc.services.sync;
     const save = sync.save.bind(sync);
     let saves = 0;
@@ -560,8 +509,7 @@ describe('idle and hard timeouts (short configured values)', () => {
       await sweeping;
       assert.equal(saves, 0, 'no save began after the stop');
     } finally {
-      release();
-      spawner.browserHeartbeat = browserHeartbeat;
+      restore();
       sync.save = save;
     }
     assert.equal((await status(svc, session.session_id)).status, 'ready', 'left as it was, for the next start');
@@ -601,7 +549,7 @@ describe('idle and hard timeouts (short configured values)', () => {
         last = typed(container);
         return stopAndRemove(...args);
       };
-      const { started, release, restore } = holdSaves(svc);
+      const { reached: started, release, restore } = holdSaves(svc);
       try {
         const closing = svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
         await started;
@@ -646,17 +594,7 @@ describe('idle and hard timeouts (short configured values)', () => {
       new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
         headers: { authorization: `Bearer ${svc.adminToken}` },
       });
-    const runtime = svc.services.docker;
-    const execTty = runtime.execTty.bind(runtime);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let reached!: () => void;
-    const starting = new Promise<void>((r) => (reached = r));
-    runtime.execTty = async (...args: Parameters<typeof execTty>) => {
-      reached();
-      await gate;
-      return execTty(...args);
-    };
+    const { reached: starting, release, restore: restoreTty } = holdCalls(svc.services.docker, 'execTty');
     const sync = svc.services.sync;
     const save = sync.save.bind(sync);
     let saves = 0;
@@ -680,9 +618,8 @@ describe('idle and hard timeouts (short configured values)', () => {
       assert.equal((await closing).status, 200);
       assert.equal(during, 409, 'a terminal asked for during the save is refused');
     } finally {
-      release();
+      restoreTty();
       early.terminate();
-      runtime.execTty = execTty;
       sync.save = save;
     }
   });
