@@ -11,12 +11,17 @@ const root = path.resolve(__dirname, '../..');
 
 describe('blob storage (OpenDAL fs)', () => {
   it('keys derive from the spider id and content hash only', () => {
-    const store = BlobStore.fromConfig('fs', fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-blobs-')));
-    const id = randomUUID();
-    const sha = createHash('sha256').update('x').digest('hex');
-    assert.equal(store.keyFor(id, sha), `spiders/${id}/blobs/${sha.slice(0, 2)}/${sha}`);
-    assert.throws(() => store.keyFor('../../etc', sha));
-    assert.throws(() => store.keyFor(id, '../passwd'));
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-blobs-'));
+    try {
+      const store = BlobStore.fromConfig('fs', dataDir);
+      const id = randomUUID();
+      const sha = createHash('sha256').update('x').digest('hex');
+      assert.equal(store.keyFor(id, sha), `spiders/${id}/blobs/${sha.slice(0, 2)}/${sha}`);
+      assert.throws(() => store.keyFor('../../etc', sha));
+      assert.throws(() => store.keyFor(id, '../passwd'));
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('a batch packs small files, gives large ones blobs of their own, and reads each back by its range', async () => {
