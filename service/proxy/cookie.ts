@@ -113,8 +113,11 @@ export function splitCookieHeader(header: string, ideValues: string[], upstream:
  */
 export function confineSetCookie(header: string, pathPrefix: string): string | null {
   const parts = header.split(';');
-  const eq = parts[0].indexOf('=');
-  const name = (eq === -1 ? parts[0] : parts[0].slice(0, eq)).trim();
+  let pair = parts[0].trim();
+  // A nameless cookie (`=name=value`) goes back to the server as its value alone: `name=value`.
+  if (pair.charCodeAt(0) === 61 /* = */) pair = pair.slice(1).trim();
+  const eq = pair.indexOf('=');
+  const name = (eq === -1 ? pair : pair.slice(0, eq)).trim();
   if (isServiceCookie(name)) return null;
   const out = [parts[0]];
   for (let i = 1; i < parts.length; i++) {

@@ -2,8 +2,7 @@ import http from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 import type net from 'node:net';
 import type stream from 'node:stream';
-import { confineSetCookie } from './cookie';
-import { browserResponseHeaders } from './headers';
+import { browserResponseHeaders, upgradeResponseLines } from './headers';
 import { PAGES, refuseUpgrade, sendPage } from './pages';
 
 /** What the admission check decided to send where. */
@@ -104,6 +103,13 @@ export class Forwarder {
         onError: (err: Error & { code?: string }) => {
           if (finished || res.destroyed) return;
           if (responded) {
+            if (err.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && (res.statusCode === 304 || res.statusCode === 204)) {
+              // undici holds a 304's Content-Length (the representation's, RFC 9110 §8.6) against
+              // its body, which no 304 or 204 has: the answer is complete.
+              res.end();
+              finish('proxied');
+              return;
+            }
             // The container went away mid-stream: so does the browser's response.
             res.destroy();
             finish('bad_gateway');
@@ -148,6 +154,12 @@ export class Forwarder {
     onTraffic: () => void,
     done: (outcome: ForwardOutcome) => void,
   ): void {
+    // Gone while its admission was looked up: no 'close' or 'end' would come again to end the container's side.
+    if (socket.destroyed || socket.readableEnded) {
+      socket.destroy();
+      done('client_closed');
+      return;
+    }
     let upgraded = false;
     const proxyReq = http.request({
       host: up.host,
@@ -163,24 +175,24 @@ export class Forwarder {
         done('client_closed');
       }
     };
+    // Until the 101 the browser has nothing to send, so its end (a tab closed mid-handshake) means it
+    // is gone: the server's sockets stay half-open after an end, and a handshake the container never
+    // answers would otherwise hold both connections for good.
+    const clientEnded = () => socket.destroy();
     socket.on('close', clientGone);
+    socket.on('end', clientEnded);
     socket.on('error', () => socket.destroy());
 
     proxyReq.on('upgrade', (proxyRes, proxySocket, proxyHead) => {
       upgraded = true;
       socket.off('close', clientGone);
+      socket.off('end', clientEnded);
       if (socket.destroyed) {
         proxySocket.destroy();
         done('client_closed');
         return;
       }
-      let response = 'HTTP/1.1 101 Switching Protocols\r\n';
-      const raw = proxyRes.rawHeaders;
-      for (let i = 0; i < raw.length; i += 2) {
-        const value = raw[i].toLowerCase() === 'set-cookie' ? confineSetCookie(raw[i + 1], up.prefix) : raw[i + 1];
-        if (value !== null) response += `${raw[i]}: ${value}\r\n`;
-      }
-      socket.write(`${response}\r\n`);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\n${upgradeResponseLines(proxyRes.rawHeaders, up.prefix)}\r\n`);
       if (proxyHead.length) socket.write(proxyHead);
       if (head.length) proxySocket.write(head);
       this.tunnel(socket, proxySocket, onTraffic);

@@ -228,6 +228,24 @@ export function browserResponseHeaders(
 }
 
 /**
+ * The container's 101 to a WebSocket handshake, as the lines of the browser's: the handshake's own
+ * headers (Connection, Upgrade, Sec-WebSocket-*) kept, and otherwise what any of its answers loses
+ * (browsers take cookies, HSTS and Alt-Svc from a 101 too).
+ */
+export function upgradeResponseLines(raw: string[], prefix: string): string {
+  let lines = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toLowerCase();
+    let value: string | null = raw[i + 1];
+    if (lower === 'set-cookie') value = confineSetCookie(value, prefix);
+    else if (lower === 'connection' || lower === 'upgrade') value = raw[i + 1];
+    else if (DROP_RESPONSE.has(lower) || (prefix && DROP_RESPONSE_SHARED_ORIGIN.has(lower))) value = null;
+    if (value !== null) lines += `${raw[i]}: ${value}\r\n`;
+  }
+  return lines;
+}
+
+/**
  * A Service-Worker-Allowed path from the container (which believes it serves from `/`) moved under
  * the session's prefix; whatever would reach outside it is the prefix itself.
  */

@@ -61,7 +61,8 @@ export interface ProxyOptions {
   tokens: ProxyTokens;
   /**
    * How often the token behind an IDE is asked about again (default 30 s, as for the API's own
-   * sockets): a revoked token's IDE pages are refused and its WebSockets closed within this.
+   * sockets): a revoked token's IDE pages are refused and its WebSockets closed within this. An
+   * ended session's open connections are closed at the same checks.
    */
   tokenRecheckMs?: number;
   /** Tests move time. */
@@ -131,8 +132,12 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   sweeper.unref();
   const tokenRecheckMs = opts.tokenRecheckMs ?? 30_000;
   const tokens = new TokenLiveness((id) => opts.tokens.isLive(id), tokenRecheckMs, now);
-  /** Each token's open IDE WebSockets and HTTP responses (streams, downloads): a revoked token's are ended at the next check. */
-  const socketsByToken = new Map<string, Set<Closable>>();
+  /**
+   * Each token's open IDE WebSockets and HTTP responses (streams, downloads), with the session each
+   * goes to: a revoked token's are ended at the next check, and so are those of a session that has
+   * ended (stopped, failed or gone), even while its container lingers.
+   */
+  const socketsByToken = new Map<string, Map<Closable, string>>();
   const rechecker = setInterval(() => {
     for (const tokenId of socketsByToken.keys())
       tokens.refresh(tokenId).then(
@@ -141,18 +146,44 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
           const open = socketsByToken.get(tokenId);
           socketsByToken.delete(tokenId);
           if (open?.size) log.info({ tokenId, connections: open.size }, 'IDE connections closed: their API token was revoked');
-          for (const socket of open ?? []) socket.destroy();
+          for (const socket of open?.keys() ?? []) socket.destroy();
         },
         (err: unknown) => log.warn({ err, tokenId }, 'could not check an IDE’s API token again'),
       );
+    closeEndedSessions();
   }, tokenRecheckMs);
   rechecker.unref();
 
-  function holdSocket(tokenId: string, socket: Closable): void {
+  function closeEndedSessions(): void {
+    const bySession = new Map<string, Closable[]>();
+    for (const open of socketsByToken.values())
+      for (const [socket, sessionId] of open) {
+        let list = bySession.get(sessionId);
+        if (!list) bySession.set(sessionId, (list = []));
+        list.push(socket);
+      }
+    for (const [sessionId, open] of bySession) {
+      const check = (session: ProxySession | null) => {
+        if (session && session.status !== 'stopped' && session.status !== 'failed') return;
+        log.info({ sessionId, connections: open.length }, 'IDE connections closed: their session has ended');
+        for (const socket of open) socket.destroy();
+      };
+      const failed = (err: unknown) => log.warn({ err, sessionId }, 'could not check an IDE’s session again');
+      try {
+        const found = sessions.find(sessionId);
+        if (isPromise(found)) found.then(check, failed);
+        else check(found);
+      } catch (err) {
+        failed(err);
+      }
+    }
+  }
+
+  function holdSocket(tokenId: string, sessionId: string, socket: Closable): void {
     if (socket.destroyed) return;
     let open = socketsByToken.get(tokenId);
-    if (!open) socketsByToken.set(tokenId, (open = new Set()));
-    open.add(socket);
+    if (!open) socketsByToken.set(tokenId, (open = new Map<Closable, string>()));
+    open.set(socket, sessionId);
     socket.once('close', () => {
       open.delete(socket);
       if (open.size === 0 && socketsByToken.get(tokenId) === open) socketsByToken.delete(tokenId);
@@ -398,7 +429,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
           return;
         }
         const a = result as Admitted;
-        holdSocket(tokenId!, res);
+        holdSocket(tokenId!, r.sessionId, res);
         activity.seen(r.sessionId);
         forwarder.web(req, res, upstream(req, r, scan, a, false), (outcome) => count('http', outcome));
       });
@@ -443,7 +474,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
           upstream(req, r, scan, result as Admitted, true),
           () => activity.seen(sessionId),
           (outcome) => {
-            if (outcome === 'proxied') holdSocket(tokenId!, socket);
+            if (outcome === 'proxied') holdSocket(tokenId!, sessionId, socket);
             count('ws', outcome);
           },
         );

@@ -72,13 +72,19 @@ export interface Echo {
   floodBuffered: number;
   /** The request URLs of the WebSockets whose container side has closed, in the order they closed. */
   wsClosed: readonly string[];
-  /** Every HTTP request URL that reached the container, in order. */
+  /** Every request URL that reached the container (WebSocket handshakes too), in order. */
   urls: readonly string[];
   close(): Promise<void>;
 }
 
 export async function startEcho(): Promise<Echo> {
-  const state = { abandoned: 0, flood: null as WebSocket | null, wsClosed: [] as string[], urls: [] as string[] };
+  const state = {
+    abandoned: 0,
+    flood: null as WebSocket | null,
+    wsClosed: [] as string[],
+    urls: [] as string[],
+    silent: new Set<Duplex>(),
+  };
   const server = http.createServer((req, res) => {
     state.urls.push(req.url!);
     const received = (body?: string): Received => ({
@@ -133,6 +139,12 @@ export async function startEcho(): Promise<Echo> {
       res.end('ok', () => req.socket.end());
       return;
     }
+    if (req.url === '/not-modified' || req.url === '/no-content') {
+      // Bodiless answers that still name a length (a 304's is the representation's, RFC 9110 §8.6).
+      res.writeHead(req.url === '/no-content' ? 204 : 304, { etag: '"v1"', 'content-length': '1234' });
+      res.end();
+      return;
+    }
     if (req.url === '/redirect') {
       res.writeHead(302, { location: '/elsewhere?x=1' });
       res.end();
@@ -170,6 +182,11 @@ export async function startEcho(): Promise<Echo> {
         'crawlhub_ide=planted; Path=/',
         'Set-Cookie',
         'code-server-session=x; Path=/',
+        // Nameless cookies: a browser sends each back as its value alone, `crawlhub_ide_user=planted`.
+        'Set-Cookie',
+        '=crawlhub_ide_user=planted',
+        'Set-Cookie',
+        ' = crawlhub_ide=planted; Path=/',
       ]);
       res.end('ok');
       return;
@@ -183,7 +200,31 @@ export async function startEcho(): Promise<Echo> {
     });
   });
   const wss = new WebSocketServer({ noServer: true });
+  wss.on('headers', (headers, req) => {
+    // A 101 that also says what only the service may say for its host, and plants cookies.
+    if (req.url === '/ws-headers')
+      headers.push(
+        'Strict-Transport-Security: max-age=31536000; includeSubDomains',
+        'Alt-Svc: h2=":8443"',
+        'Clear-Site-Data: "cookies"',
+        'Set-Cookie: crawlhub_ide=planted; Path=/',
+        'Set-Cookie: pref=dark; Path=/',
+        'X-Kept: yes',
+      );
+  });
   server.on('upgrade', (req, socket, head) => {
+    state.urls.push(req.url!);
+    if (req.url === '/ws-silent') {
+      // Takes the handshake and never answers it; goes when the proxy's side does.
+      state.silent.add(socket);
+      socket.on('error', () => undefined);
+      socket.once('end', () => socket.destroy());
+      socket.once('close', () => {
+        state.silent.delete(socket);
+        state.wsClosed.push(req.url!);
+      });
+      return;
+    }
     if (req.url === '/refuse') {
       socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\nrefused');
       return;
@@ -222,6 +263,7 @@ export async function startEcho(): Promise<Echo> {
     },
     async close() {
       for (const c of wss.clients) c.terminate();
+      for (const s of state.silent) s.destroy();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import {
   cookieFrom,
   eventually,
@@ -308,11 +309,25 @@ describe('proxy in path mode, against an echo server', () => {
       assert.deepEqual(receivedHeader(reply.rawHeaders, 'expect'), []);
     });
 
+    it('passes on a 304 or 204 that names a Content-Length, and keeps serving', async () => {
+      for (const [path, status] of [
+        ['/not-modified', 304],
+        ['/no-content', 204],
+      ] as const) {
+        const reply = await request(at(path), { headers: { cookie, 'if-none-match': '"v1"' } });
+        assert.equal(reply.status, status, path);
+        assert.equal(reply.headers.etag, '"v1"', path);
+        assert.equal(reply.body, '', path);
+      }
+      await echoed('/still-serving');
+    });
+
     it('keeps the container’s cookies and redirects inside the session’s prefix', async () => {
       const redirect = await request(at('/redirect'), { headers: { cookie } });
       assert.equal(redirect.status, 302);
       assert.equal(redirect.headers.location, `/code-server/${S1}/elsewhere?x=1`);
       const set = await request(at('/set-cookie'), { headers: { cookie } });
+      // Nameless ones too: a browser would send `=crawlhub_ide_user=planted` back as `crawlhub_ide_user=planted`.
       assert.deepEqual(set.headers['set-cookie'], [`pref=dark; Path=/code-server/${S1}/; HttpOnly`]);
     });
 
@@ -684,6 +699,21 @@ describe('proxy in path mode, against an echo server', () => {
       await assert.rejects(openWs(wsUrl(), { cookie, origin: p.url }), (err: any) => err.status === 404);
     });
 
+    it("drops the container's headers that act on the service's host from its 101, as from any answer", async () => {
+      const ws = new WebSocket(wsUrl('/ws-headers'), { headers: { cookie, origin: p.url }, handshakeTimeout: 10_000 });
+      const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        ws.once('upgrade', resolve);
+        ws.once('error', reject);
+      });
+      ws.terminate();
+      assert.equal(response.headers['strict-transport-security'], undefined);
+      assert.equal(response.headers['alt-svc'], undefined);
+      assert.equal(response.headers['clear-site-data'], undefined);
+      assert.deepEqual(response.headers['set-cookie'], [`pref=dark; Path=/code-server/${S1}/`]);
+      assert.equal(response.headers['x-kept'], 'yes');
+      assert.equal(response.headers.upgrade, 'websocket');
+    });
+
     it('relays the container’s refusal of an upgrade', async () => {
       await assert.rejects(openWs(wsUrl('/refuse'), { cookie, origin: p.url }), (err: any) => err.status === 403);
     });
@@ -725,6 +755,23 @@ describe('proxy in path mode, against an echo server', () => {
       frames.forEach((f, i) => assert.ok(f.length === FLOOD_FRAME_BYTES && f[0] === i % 256 && f[f.length - 1] === i % 256));
     });
 
+    it('lets go of a handshake the container never answers once the browser leaves', async () => {
+      const browser = net.connect(p.port, '127.0.0.1');
+      browser.on('error', () => undefined);
+      browser.write(
+        `GET /code-server/${S1}/ws-silent HTTP/1.1\r\nHost: x\r\nCookie: ${cookie}\r\nOrigin: ${p.url}\r\nConnection: Upgrade\r\n` +
+          'Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      await eventually(() => echo.urls.includes('/ws-silent'), 5000, 'the handshake reaching the container');
+      // A tab closed mid-handshake: its connection ends (a FIN), and nothing is left holding either side.
+      const closed = new Promise<void>((resolve) => browser.once('close', () => resolve()));
+      browser.end();
+      await eventually(() => echo.wsClosed.includes('/ws-silent'), 5000, 'the container’s side of the handshake closing');
+      await within(closed, 'the browser’s side closing');
+      const { ws } = await openWs(wsUrl(), { cookie, origin: p.url });
+      ws.close();
+    });
+
     it('refuses a non-WebSocket upgrade', async () => {
       const text = await rawExchange(
         p.port,
@@ -732,6 +779,37 @@ describe('proxy in path mode, against an echo server', () => {
       );
       assert.match(text, /^HTTP\/1\.1 400/);
     });
+  });
+
+  it('lets go of a WebSocket handshake whose browser left while its session was looked up', async () => {
+    const slow = new FakeSessions();
+    slow.add({ id: S1, userId: ALICE, status: 'ready', port: echo.port });
+    const find = slow.find.bind(slow);
+    let release: (() => void) | null = null;
+    let holding = false;
+    (slow as any).find = (id: string) => (holding ? new Promise((resolve) => (release = () => resolve(find(id)))) : find(id));
+    const q = await startProxyServer(slow);
+    try {
+      const c = await signIn(q, { id: S1, userId: ALICE });
+      holding = true;
+      const browser = net.connect(q.port, '127.0.0.1');
+      browser.on('error', () => undefined);
+      const closed = new Promise<void>((resolve) => browser.once('close', () => resolve()));
+      browser.write(
+        `GET /code-server/${S1}/ws-silent HTTP/1.1\r\nHost: x\r\nCookie: ${c}\r\nOrigin: ${q.url}\r\nConnection: Upgrade\r\n` +
+          'Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      await eventually(() => release !== null, 5000, 'the session being looked up');
+      browser.end();
+      await new Promise((r) => setTimeout(r, 100));
+      release!();
+      await within(closed, 'the browser’s side closing');
+      const reached = echo.urls.filter((u) => u === '/ws-silent').length;
+      const closedThere = echo.wsClosed.filter((u) => u === '/ws-silent').length;
+      assert.equal(closedThere, reached, 'a handshake left open at the container');
+    } finally {
+      await q.close();
+    }
   });
 
   it('works with a sessions service whose find is asynchronous', async () => {
@@ -810,6 +888,43 @@ describe('the API token an IDE was opened with', () => {
       desktopWs.close();
       assert.match(p.logs(), /IDE connections closed: their API token was revoked/);
     } finally {
+      await p.close();
+    }
+  });
+
+  it("closes a session's WebSockets and streams at the next check once it has ended, even while its container lingers", async () => {
+    const p = await startProxyServer(sessions, { tokenRecheckMs: 200 });
+    sessions.add({ id: S2, userId: ALICE, status: 'ready', port: echo.port });
+    try {
+      const one = await signIn(p, { id: S1, userId: ALICE, tokenId: T1 });
+      const two = await signIn(p, { id: S2, userId: ALICE, tokenId: T1 });
+      const { ws: ended } = await openWs(`ws://127.0.0.1:${p.port}/code-server/${S1}/`, { cookie: one, origin: p.url });
+      const { ws: other } = await openWs(`ws://127.0.0.1:${p.port}/code-server/${S2}/`, { cookie: two, origin: p.url });
+      const closed = new Promise<void>((resolve) => ended.once('close', () => resolve()));
+      const streamEnded = new Promise<void>((resolve) => {
+        const req = http.get(`${p.url}/code-server/${S1}/stream`, { headers: { cookie: one }, agent: false }, (res) => {
+          res.resume();
+          res.once('close', () => resolve());
+        });
+        req.once('error', () => resolve());
+      });
+      await new Promise((r) => setTimeout(r, 100));
+
+      // The session stops (or fails) while its container still answers: the echo server stays up.
+      sessions.sessions.get(S1)!.status = 'stopped';
+      await within(closed, "the ended session's WebSocket closing");
+      await within(streamEnded, "the ended session's HTTP stream ending", 3000);
+      // The same token's IDE of a session that goes on is untouched.
+      const echoed = await new Promise<string>((resolve) => {
+        other.once('message', (d) => resolve((d as Buffer).toString()));
+        other.send('still here');
+      });
+      assert.equal(echoed, 'still here');
+      other.close();
+      assert.match(p.logs(), /IDE connections closed: their session has ended/);
+    } finally {
+      sessions.sessions.get(S1)!.status = 'ready';
+      sessions.sessions.delete(S2);
       await p.close();
     }
   });
