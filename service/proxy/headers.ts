@@ -85,6 +85,12 @@ export interface ScannedRequest {
   upgrade: string | undefined;
   /** The browser loads this into an iframe (Sec-Fetch-Dest). */
   forFrame: boolean;
+  /**
+   * By the browser's Fetch Metadata, a request another site's page made for something other than
+   * opening a page in its own tab or window: a subresource, a fetch, a frame (a sibling session's
+   * host is the same site, and SameSite cookies go with its requests).
+   */
+  fromOtherSite: boolean;
   /** A Transfer-Encoding other than `chunked` alone: the proxy does not pass codings on (501). */
   unsupportedCoding: boolean;
 }
@@ -106,6 +112,9 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
   let hasBody = false;
   let upgrade: string | undefined;
   let forFrame = false;
+  let site: string | undefined;
+  let mode: string | undefined;
+  let dest: string | undefined;
   let unsupportedCoding = false;
   let named: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
@@ -142,7 +151,14 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
         if (value.trim().toLowerCase() !== 'chunked') unsupportedCoding = true;
         continue;
       case 'sec-fetch-dest':
+        dest = value;
         forFrame = value === 'iframe' || value === 'frame';
+        break;
+      case 'sec-fetch-site':
+        site = value;
+        break;
+      case 'sec-fetch-mode':
+        mode = value;
         break;
       default:
         if (DROP_REQUEST.has(name) || name.startsWith('x-forwarded-') || name.startsWith('x-original-')) continue;
@@ -160,7 +176,8 @@ export function scanRequest(raw: string[]): ScannedRequest | null {
     headers = kept;
     originAt = keptOriginAt;
   }
-  return { headers, cookies, ideCookies, browserCookies, origin, originAt, hasBody, upgrade, forFrame, unsupportedCoding };
+  const fromOtherSite = (site === 'same-site' || site === 'cross-site') && !(mode === 'navigate' && dest === 'document');
+  return { headers, cookies, ideCookies, browserCookies, origin, originAt, hasBody, upgrade, forFrame, fromOtherSite, unsupportedCoding };
 }
 
 /**

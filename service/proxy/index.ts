@@ -419,6 +419,15 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
         sendPage(req, res, scan === null ? PAGES.badRequest : PAGES.notImplemented);
         return true;
       }
+      // Another site's page (in subdomain mode: another session's, which may be anyone's) may open
+      // the IDE in a tab, but not load, fetch or frame it with the user's cookies (blind requests),
+      // nor trade a ticket in the background; a trusted origin's own requests go on.
+      if (scan.fromOtherSite && !(scan.origin !== undefined && originAllowed(scan.origin, sessionOrigin(topo, r.sessionId)))) {
+        count('http', 'origin');
+        log.debug({ sessionId: r.sessionId, path: pathOnly(req.url) }, 'proxy request refused: made by another site');
+        sendPage(req, res, PAGES.origin);
+        return true;
+      }
       if (redeemTicket(req, res, r, scan)) return true;
       const method = req.method ?? 'GET';
       admit('http', method, r, scan, (result, refusal, tokenId) => {

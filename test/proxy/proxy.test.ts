@@ -1057,6 +1057,28 @@ describe('proxy in subdomain mode', () => {
     }
   });
 
+  it('refuses what another session’s page loads, fetches or frames with the user’s cookies, yet lets it open the IDE in a tab', async () => {
+    const meta = (site: string, mode: string, dest: string) => ({ 'sec-fetch-site': site, 'sec-fetch-mode': mode, 'sec-fetch-dest': dest });
+    const status = async (headers: Record<string, string>) =>
+      (await request(`${p.url}/proxy/3000/delete-all`, { headers: { host, cookie, ...headers } })).status;
+    // A page on a sibling session host (the same site): an image, a no-cors fetch, a CORS fetch, a frame.
+    assert.equal(await status(meta('same-site', 'no-cors', 'image')), 403);
+    assert.equal(await status(meta('same-site', 'no-cors', 'empty')), 403);
+    assert.equal(await status({ ...meta('same-site', 'cors', 'empty'), origin: `http://${S2}.code.test:${p.port}` }), 403);
+    assert.equal(await status(meta('cross-site', 'navigate', 'iframe')), 403);
+    // Its own pages, a link followed in a tab, an address typed in, a browser without Fetch Metadata.
+    assert.equal(await status(meta('same-origin', 'no-cors', 'image')), 200);
+    assert.equal(await status(meta('same-site', 'navigate', 'document')), 200);
+    assert.equal(await status(meta('none', 'navigate', 'document')), 200);
+    assert.equal(await status({}), 200);
+    // Nor may such a page trade a ticket in the background; the ticket stays good for its tab.
+    const launch = new URL(p.proxy.launchUrl({ id: sid, userId: ALICE, tokenId: TOKEN }));
+    const background = await request(`${p.url}/${launch.search}`, { headers: { host, ...meta('same-site', 'no-cors', 'image') } });
+    assert.equal(background.status, 403);
+    const tab = await request(`${p.url}/${launch.search}`, { headers: { host, ...meta('same-site', 'navigate', 'document') } });
+    assert.equal(tab.status, 302);
+  });
+
   it('leaves the service’s own host to Koa, path mode off, and answers 404 for other names under the code domain', async () => {
     assert.equal((await request(`${p.url}/code-server/${sid}/`, { headers: { cookie } })).body, 'koa');
     assert.equal((await request(`${p.url}/api/me`)).body, 'koa');
