@@ -68,6 +68,8 @@ const LinkTarget = z.optional(z.nullable(z.string()));
 export const FileStat = z.object({
   type: z.string(),
   target: LinkTarget,
+  /** A link's: the path in /workspace it leads to (a link to a file, its size and times are that file's); none outside it. */
+  real_path: z.optional(z.string()),
   size: z.number(),
   mtime: z.number(),
   ctime: z.number(),

@@ -1,7 +1,7 @@
 import type { Duplex, PassThrough } from 'node:stream';
 import type { Logger } from '../logger';
 import type { DockerRuntime } from '../runtime/docker';
-import { ENTRY_FORMAT, STAT_FORMAT } from './find-format';
+import { ENTRY_FORMAT, STAT_SCRIPT } from './find-format';
 
 /** Left by a freeze: it lists the processes that were stopped already (a job its user suspended), which a thaw leaves so. */
 const FROZEN_MARK = '/tmp/.crawlhub-frozen';
@@ -30,7 +30,7 @@ export const THAW_SCRIPT =
  * The loop every agent runs: a shell reading one request per line from stdin, as the container's
  * user. "L" lists the workspace with the find arguments given as "$@" (never parsed by the shell);
  * "F<path>" prints a regular file as base64, followed by a "!" (never base64) when it could not be
- * read; "S<path>" and "D<path>" print one entry or a folder's entries, with what a link leads to (a
+ * read; "S<path>" and "D<path>" print one entry (STAT_SCRIPT) or a folder's entries, with what a link leads to (a
  * link to a folder is listed as that folder: -H follows the one path given, never what is in it). Every
  * answer ends with a NUL; a listing's records end with NULs of their own, so a listing ends with two. Paths arrive already checked (no
  * control characters, no ".."), and only ever as a quoted variable. "P" freezes every process of
@@ -41,7 +41,7 @@ while IFS= read -r line; do
   case "$line" in
     L) "$@" ;;
     F*) p="./\${line#F}"; if [ -f "$p" ] && [ ! -L "$p" ]; then printf 'f\\t'; base64 -w0 -- "$p" || printf '!'; else printf 'x\\t'; fi ;;
-    S*) find "./\${line#S}" -maxdepth 0 -printf '${STAT_FORMAT}' 2>/dev/null ;;
+    S*) p="./\${line#S}"; { ${STAT_SCRIPT}; } 2>/dev/null ;;
     P) ${FREEZE_SCRIPT} ;;
     C|R) m=$line; ${THAW_SCRIPT} ;;
     D*) find -H "./\${line#D}" -mindepth 1 -maxdepth 1 -printf '${ENTRY_FORMAT}' 2>/dev/null ;;

@@ -51,6 +51,12 @@ const LinkTarget = z
 const StatView = z.object({
   type: z.enum(['file', 'directory', 'symlink', 'other']),
   target: LinkTarget,
+  real_path: z
+    .string()
+    .optional()
+    .describe(
+      'only for a symlink that leads to something inside /workspace: its path there, every link on the way followed. size, mtime and ctime of a link that leads somewhere are those of what it leads to',
+    ),
   size: z.number(),
   mtime: z.number(),
   ctime: z.number(),
@@ -265,7 +271,8 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       async handler(ctx, { params, query }) {
         const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
         const e = await workspace.stat(fsPath(query.path));
-        return { type: e.type, ...targetOf(e), size: e.size, mtime: e.mtimeMs, ctime: e.ctimeMs };
+        const real = e.realPath !== undefined ? { real_path: e.realPath } : {};
+        return { type: e.type, ...targetOf(e), ...real, size: e.size, mtime: e.mtimeMs, ctime: e.ctimeMs };
       },
     }),
     route({

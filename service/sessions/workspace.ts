@@ -7,7 +7,7 @@ import { storedForm, tryNormalizePath } from '../spiders/paths';
 import { HARD_LINK, readTar, type TarItem } from '../sync/tar-reader';
 import type { TarLimits } from '../sync/tar-guard';
 import { FREEZE_SCRIPT, THAW_SCRIPT, type WorkspaceAgents } from './agent';
-import { ENTRY_FORMAT, FIND_FORMAT, STAT_FORMAT, UNREADABLE_FORMAT } from './find-format';
+import { ENTRY_FORMAT, FIND_FORMAT, STAT_SCRIPT, UNREADABLE_FORMAT } from './find-format';
 
 /** The contract every session image keeps (images/code-server/Dockerfile, images/local/build.sh). */
 export const WORKSPACE = '/workspace';
@@ -31,6 +31,11 @@ export interface ManifestEntry {
   onDisk?: string;
   /** A link's target type (only from stat and list, which ask for it: a save's listing never follows a link). */
   target?: LinkTarget;
+  /**
+   * Only from stat, for a link that leads to something inside /workspace: where (every link on the
+   * way followed). Its size and times are then that thing's.
+   */
+  realPath?: string;
 }
 
 export interface Manifest {
@@ -124,6 +129,29 @@ export function parseManifest(out: Buffer, maxEntries: number, opts: { targets?:
     });
   }
   return { entries, problems, unreadable };
+}
+
+/**
+ * What STAT_SCRIPT printed: one entry, or null when the path is not there. Its name is a placeholder,
+ * or for a link that leads somewhere, the absolute path it leads to: kept when inside /workspace.
+ */
+export function parseStat(out: Buffer): ManifestEntry | null {
+  if (out.length === 0) return null;
+  // The name is what follows the sixth tab (it may hold tabs of its own); only the record's end is a NUL.
+  let at = -1;
+  for (let i = 0; i < 6; i++) {
+    at = out.indexOf(0x09, at + 1);
+    if (at === -1) break;
+  }
+  const nul = out.indexOf(0);
+  if (at === -1 || nul !== out.length - 1) throw new AppError(502, 'bad_container_output', 'The container returned a malformed file list.');
+  const [entry] = parseManifest(Buffer.concat([out.subarray(0, at + 1), Buffer.from('x\0')]), 1, { targets: true }).entries;
+  if (!entry) return null;
+  const name = out.subarray(at + 1, nul).toString('utf8');
+  if (entry.type !== 'symlink') return entry;
+  if (name === WORKSPACE) return { ...entry, realPath: '' };
+  const inside = name.startsWith(`${WORKSPACE}/`) ? tryNormalizePath(name.slice(WORKSPACE.length + 1)) : null;
+  return inside && 'path' in inside ? { ...entry, realPath: inside.path } : entry;
 }
 
 /** Up to this many changed files are fetched one by one from the engine, more with one tar in the container. */
@@ -439,23 +467,19 @@ export class Workspace {
 
   // ---- file operations for the desktop editor -------------------------------------------------
 
+  /** One entry; a link that leads somewhere has the size and times of what it leads to (STAT_SCRIPT). */
   async stat(path: string): Promise<ManifestEntry> {
-    if (this.agents) {
-      const out = await this.agentRequest(`S${path}`, true).catch(() => null);
-      if (out !== null) {
-        const [entry] = parseManifest(out, 1, { targets: true }).entries;
-        if (!entry) throw notFound(`"${path || '/'}"`);
-        return { ...entry, path };
-      }
+    let out = this.agents ? await this.agentRequest(`S${path}`, true).catch(() => null) : null;
+    if (out === null) {
+      const res = await this.docker.exec(this.containerId, ['sh', '-c', `p=$1; ${STAT_SCRIPT}`, 'crawlhub-stat', abs(path)], {
+        user: CONTAINER_USER,
+        maxOutput: 16_384,
+      });
+      // (Nothing printed: the path is not there. A link find cannot follow is printed as the link.)
+      out = res.stdout;
     }
-    const res = await this.docker.exec(this.containerId, ['find', abs(path), '-maxdepth', '0', '-printf', STAT_FORMAT], {
-      user: CONTAINER_USER,
-      maxOutput: 8192,
-    });
-    // (find fails when it cannot follow a link into a folder the user may not enter, and prints the link.)
-    if (res.stdout.length === 0) throw notFound(`"${path || '/'}"`);
-    const [entry] = parseManifest(res.stdout, 1, { targets: true }).entries;
-    if (!entry) throw notFound(`"${path}"`);
+    const entry = parseStat(out);
+    if (!entry) throw notFound(`"${path || '/'}"`);
     return { ...entry, path };
   }
 

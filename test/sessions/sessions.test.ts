@@ -779,6 +779,60 @@ describe('code sessions on the real engine', () => {
     assert.deepEqual(Object.keys(await storedFiles(alice.token, spider.id)).sort(), SCRAPY_PROJECT.map((f) => f.name).sort());
   });
 
+  it('stats a link with the size and times of what it leads to, and says where that is; a dangling link keeps its own', async () => {
+    const spider = await spiderWithProject(alice.token, 'link-stat');
+    const { session_id: id } = await open(alice.token, spider.id);
+    const c = containerName(svc, id);
+    const stat = async (path: string) =>
+      json(await svc.api(alice.token, 'GET', `/api/sessions/${id}/fs/stat?path=${encodeURIComponent(path)}`));
+    // Each link's own times are set far in the past (touch -h): whatever differs from them is the target's.
+    const made = dockerExec(
+      c,
+      [
+        'cd /workspace && mkdir -p src && printf "hello world" > src/b.py && ln -s src/b.py a.py && ln -s a.py chain.py && ln -s src d',
+        'ln -s missing dangling && ln -s /etc/hostname host && touch -h -d 2020-01-01 a.py chain.py d dangling host',
+      ].join(' && '),
+    );
+    assert.equal(made.code, 0, made.stderr);
+    const own = Date.UTC(2020, 0, 1);
+    const b = await stat('src/b.py');
+    const times = (s: { size: number; mtime: number; ctime: number }) => [s.size, s.mtime, s.ctime];
+    for (const link of ['a.py', 'chain.py']) {
+      const s = await stat(link);
+      assert.deepEqual([s.type, s.target, s.real_path], ['symlink', 'file', 'src/b.py'], link);
+      assert.deepEqual(times(s), times(b), link);
+    }
+    const d = await stat('d');
+    assert.deepEqual([d.type, d.target, d.real_path, d.mtime], ['symlink', 'directory', 'src', (await stat('src')).mtime]);
+    // Outside /workspace: the target's values, no path in the workspace to name.
+    const host = await stat('host');
+    assert.deepEqual([host.type, host.target, 'real_path' in host], ['symlink', 'file', false]);
+    assert.notEqual(host.mtime, own);
+    // Dangling: the link's own values ("missing" is 7 bytes), and nowhere it leads.
+    assert.deepEqual(await stat('dangling'), { type: 'symlink', target: null, size: 7, mtime: own, ctime: (await stat('dangling')).ctime });
+    // The target's content changes: the link's stat follows (an editor open on the link sees it).
+    assert.equal(dockerExec(c, 'printf "hello, world!" > /workspace/src/b.py && touch -d 2030-01-01 /workspace/src/b.py').code, 0);
+    assert.deepEqual([(await stat('a.py')).size, (await stat('a.py')).mtime], [13, Date.UTC(2030, 0, 1)]);
+
+    // The same without the helper process (the one-off exec every operation falls back to).
+    const plain = new Workspace(svc.services.docker, c);
+    const viaExec = await plain.stat('chain.py');
+    assert.deepEqual(
+      [viaExec.type, viaExec.target, viaExec.size, viaExec.mtimeMs, viaExec.realPath],
+      ['symlink', 'file', 13, Date.UTC(2030, 0, 1), 'src/b.py'],
+    );
+    const dangling = await plain.stat('dangling');
+    assert.deepEqual([dangling.size, dangling.mtimeMs, dangling.realPath], [7, own, undefined]);
+    assert.equal((await plain.stat('src/b.py')).realPath, undefined);
+
+    // Saves still never follow a link: the links are skipped, the file is saved where it is.
+    const saved = await json(await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync`));
+    const skipped = new Map<string, string>(saved.skipped.map((s: { path: string; reason: string }) => [s.path, s.reason]));
+    for (const link of ['a.py', 'chain.py', 'd', 'dangling', 'host'])
+      assert.equal(skipped.get(link), 'symbolic links are not stored', link);
+    assert.deepEqual(saved.added, ['src/b.py']);
+  });
+
   it('gives a terminal in the container over a WebSocket', async () => {
     const spider = await spiderWithProject(alice.token, 'terminal');
     const { session_id: id } = await open(alice.token, spider.id);
