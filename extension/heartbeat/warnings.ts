@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
 import formatBytes from 'bytes';
-import type { OomEvent, WarningEvent } from '../api/types';
+import { isLive, type OomEvent, type WarningEvent } from '../api/types';
 import type { Notifier } from '../core/notify';
 import type { SaveController } from '../save/saveController';
 import type { CrawlHubState } from '../state/store';
@@ -17,14 +17,27 @@ const SAVE_NOW = 'Save now';
  * worked in the session since the last one); the hard stop (max age) cannot, so only saving is
  * offered then.
  */
-export class StopWarnings {
+export class StopWarnings implements vscode.Disposable {
+  /** "… stays open until …" on the status bar, by session: taken down when the session ends before it times out. */
+  private readonly keptOpen = new Map<string, vscode.Disposable>();
+  private readonly stateChanges: { dispose(): void };
+
   constructor(
-    private readonly state: CrawlHubState,
+    private readonly state: Pick<CrawlHubState, 'session' | 'onDidChange'>,
     private readonly heartbeat: HeartbeatController,
     private readonly saves: SaveController,
     private readonly notify: Notifier,
     private readonly relevant: (sessionId: string) => boolean,
-  ) {}
+  ) {
+    this.stateChanges = state.onDidChange(() => {
+      for (const [id, message] of this.keptOpen) {
+        const session = this.state.session(id);
+        if (session && isLive(session)) continue;
+        message.dispose();
+        this.keptOpen.delete(id);
+      }
+    });
+  }
 
   async show(event: WarningEvent): Promise<void> {
     // An admin's socket carries every user's notices: only the user's own sessions are theirs to act on.
@@ -43,17 +56,28 @@ export class StopWarnings {
     if (choice === KEEP_WORKING) {
       try {
         const fresh = await this.heartbeat.send(event.session_id);
-        if (fresh)
-          vscode.window.setStatusBarMessage(
-            `$(check) CrawlHub: ${name} stays open until ${formatClock(fresh.idle_deadline, Date.now())} without activity`,
-            5000,
+        if (fresh) {
+          this.keptOpen.get(event.session_id)?.dispose();
+          this.keptOpen.set(
+            event.session_id,
+            vscode.window.setStatusBarMessage(
+              `$(check) CrawlHub: ${name} stays open until ${formatClock(fresh.idle_deadline, Date.now())} without activity`,
+              5000,
+            ),
           );
+        }
       } catch (err) {
         void this.notify.error(`Keeping ${name} open`, err);
       }
     } else if (choice === SAVE_NOW) {
       await this.saves.save(session);
     }
+  }
+
+  dispose(): void {
+    this.stateChanges.dispose();
+    for (const message of this.keptOpen.values()) message.dispose();
+    this.keptOpen.clear();
   }
 
   /** A process in the session was killed for memory; the session goes on. */

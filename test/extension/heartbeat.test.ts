@@ -64,7 +64,7 @@ describe('an idle stop warning', () => {
     };
     const log = { debug() {}, warn() {} } as any;
     heartbeat = new HeartbeatController(async () => client as any, state as any, log);
-    warnings = new StopWarnings(state as any, heartbeat, {} as any, {} as any, () => true);
+    warnings = new StopWarnings(state, heartbeat, {} as any, {} as any, () => true);
   });
   afterEach(() => heartbeat.dispose());
 
@@ -105,6 +105,48 @@ describe('an idle stop warning', () => {
       { sessionId: SESSION, message: 'Cannot reach the server' },
       { sessionId: SESSION, message: undefined },
     ]);
+  });
+
+  it('takes "stays open until…" off the status bar when the session ends before the message times out', async () => {
+    const sessions = new Map<string, Session>([[SESSION, sampleSession()]]);
+    const changed = new Set<() => void>();
+    const state = {
+      session: (id: string) => sessions.get(id),
+      onDidChange: (listener: () => void) => {
+        changed.add(listener);
+        return { dispose: () => void changed.delete(listener) };
+      },
+    };
+    const stateChanged = (session: Session) => {
+      sessions.set(session.session_id, session);
+      for (const listener of changed) listener();
+    };
+    const own = new StopWarnings(state, heartbeat, {} as any, {} as any, () => true);
+    stubs.answers = ['Keep working'];
+    await own.show(warning());
+    await own.show(warning()); // a second "Keep working": its message replaces the first
+    assert.deepEqual(
+      stubs.statusMessages.map((m) => [m.text.replace(/until .*/, 'until …'), m.timeout, m.disposed]),
+      [
+        ['$(check) CrawlHub: books stays open until …', 5000, true],
+        ['$(check) CrawlHub: books stays open until …', 5000, false],
+      ],
+    );
+    stateChanged(sampleSession({ status: 'syncing' }));
+    assert.equal(stubs.statusMessages[1].disposed, false, 'a save: the session goes on');
+    stateChanged(sampleSession({ status: 'stopped', status_reason: 'closed' }));
+    assert.equal(stubs.statusMessages[1].disposed, true, 'closed: the message goes at once');
+
+    // A session gone from the list (closed elsewhere), and the extension's end: the same.
+    stateChanged(sampleSession());
+    await own.show(warning());
+    sessions.clear();
+    for (const listener of changed) listener();
+    assert.equal(stubs.statusMessages[2].disposed, true);
+    sessions.set(SESSION, sampleSession());
+    await own.show(warning());
+    own.dispose();
+    assert.deepEqual([stubs.statusMessages[3].disposed, changed.size], [true, 0]);
   });
 
   it("ignores the warnings and out-of-memory notices of other users' sessions (an admin's socket carries them all)", async () => {

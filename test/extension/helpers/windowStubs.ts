@@ -22,6 +22,8 @@ export const stubs = {
   /** What vscode.window.showQuickPick was asked to show (it picks nothing). */
   quickPicks: [] as { items: unknown[]; options: Record<string, unknown> }[],
   focused: true,
+  /** What vscode.window.setStatusBarMessage was asked to show, and whether its Disposable was disposed. */
+  statusMessages: [] as { text: string; timeout: unknown; disposed: boolean }[],
   reset(): void {
     this.shown = [];
     this.answers = [];
@@ -29,6 +31,7 @@ export const stubs = {
     this.commands = [];
     this.quickPicks = [];
     this.focused = true;
+    this.statusMessages = [];
   },
 };
 
@@ -66,7 +69,11 @@ Object.assign(vscodeStandIn, {
       stubs.quickPicks.push({ items: await items, options });
       return undefined;
     },
-    setStatusBarMessage: noEvent,
+    setStatusBarMessage: (text: string, timeout?: unknown) => {
+      const shown = { text, timeout, disposed: false };
+      stubs.statusMessages.push(shown);
+      return { dispose: () => void (shown.disposed = true) };
+    },
     onDidChangeTextEditorSelection: event('onDidChangeTextEditorSelection'),
     get state() {
       return { focused: stubs.focused };
