@@ -76,6 +76,11 @@ export class Credentials implements vscode.Disposable {
     return this.cached.client;
   }
 
+  /** Whether a token for the origin is stored: switching to that server needs no sign-in. */
+  async hasToken(origin: string): Promise<boolean> {
+    return !!(await this.token(origin));
+  }
+
   private token(origin: string): Promise<string | undefined> {
     let token = this.tokens.get(origin);
     if (!token) {

@@ -22,13 +22,16 @@ const validateUrl = (value: string): string | undefined => {
   }
 };
 
-/** Asks for the server URL and a token, checks them with GET /api/me, keeps the token in SecretStorage. */
-export async function signIn(deps: AuthDeps): Promise<boolean> {
+/**
+ * Asks for the server URL and a token, checks them with GET /api/me, keeps the token in SecretStorage.
+ * `server` fills the URL box (a folder of another server offers "Sign In to <server>").
+ */
+export async function signIn(deps: AuthDeps, server?: string): Promise<boolean> {
   const url = await vscode.window.showInputBox({
     title: 'CrawlHub: Sign In (1/2)',
     prompt: 'The address of the CrawlHub server',
     placeHolder: 'https://crawlhub.example.com',
-    value: serverUrlSetting() || undefined,
+    value: server ?? (serverUrlSetting() || undefined),
     ignoreFocusOut: true,
     validateInput: validateUrl,
   });
@@ -67,7 +70,7 @@ export async function signIn(deps: AuthDeps): Promise<boolean> {
       refused ? new Error(errorMessage(err)) : err,
       'Try Again',
     );
-    if (again === 'Try Again') return signIn(deps);
+    if (again === 'Try Again') return signIn(deps, server);
     return false;
   }
 }

@@ -26,7 +26,8 @@ export type CommandDeps = AuthDeps &
 /** Registers every command of `Commands`: the Record type makes a missing handler a compile error. */
 export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
   const handlers: Record<CommandId, (arg?: unknown) => unknown> = {
-    [Commands.signIn]: () => signIn(deps),
+    // A server URL only from the extension itself ("Sign In to <server>"); menus pass tree nodes.
+    [Commands.signIn]: (arg) => signIn(deps, typeof arg === 'string' ? arg : undefined),
     [Commands.signOut]: () => signOut(deps),
     [Commands.refresh]: () => deps.refresh(),
     [Commands.openInEditor]: (arg) => openInEditor(deps, arg),

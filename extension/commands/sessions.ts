@@ -8,6 +8,7 @@ import { sessionUri } from '../fs/uris';
 import type { SaveController } from '../save/saveController';
 import type { CrawlHubState } from '../state/store';
 import { SessionPseudoterminal, stoppedSession } from '../terminal/pty';
+import type { FolderServers } from '../workspace/folderServers';
 import type { WindowSessions } from '../workspace/windowSessions';
 import type { Targets } from './targets';
 import { portProblem } from './ports';
@@ -17,6 +18,8 @@ export interface SessionDeps {
   state: CrawlHubState;
   targets: Targets;
   window: WindowSessions;
+  /** Which server each crawlhub folder belongs to: recorded before a session's folder opens. */
+  folders: Pick<FolderServers, 'remember'>;
   saves: SaveController;
   heartbeat: HeartbeatController;
   notify: Notifier;
@@ -69,6 +72,8 @@ export async function openInEditor(deps: SessionDeps, arg: unknown): Promise<voi
   try {
     const session = await readySession(deps, spider);
     if (!session) return;
+    // The URI names only the session: where it lives is recorded (and outlives a reload) before it opens.
+    await deps.folders.remember(session.session_id, await requireClient(deps));
     const uri = sessionUri(session.session_id);
     const folders = vscode.workspace.workspaceFolders ?? [];
     if (folders.some((f) => f.uri.toString() === uri.toString())) {

@@ -21,6 +21,7 @@ import { sessionsViewMessage, spidersViewMessage } from '../views/presentation';
 import { SessionsTreeProvider } from '../views/sessionsTree';
 import { SpidersTreeProvider } from '../views/spidersTree';
 import { Views } from '../views/ids';
+import { FolderServers, ForeignFolderNotice, foreignMessage, removeSessionFolder } from '../workspace/folderServers';
 import { WindowSessions } from '../workspace/windowSessions';
 import { Commands } from '../commands/ids';
 import { ContextKeys } from './contextKeys';
@@ -31,7 +32,7 @@ import { setContext } from './setContext';
 import { reopenPlan, StoppedSessions, stoppedNotice } from './stoppedSessions';
 import { Notifier } from './notify';
 import { SignInPrompt } from './signInPrompt';
-import { countPendingChanges } from './settings';
+import { countPendingChanges, setServerUrlSetting } from './settings';
 
 const COUNTDOWN_REDRAW_MS = 30_000;
 
@@ -59,6 +60,17 @@ export class CrawlHubExtension implements vscode.Disposable {
     const clientFn = () => credentials.client();
     const state = own(new CrawlHubState(clientFn, log));
     const windowSessions = own(new WindowSessions());
+    // Which server (and account) each crawlhub folder belongs to; the client is the events socket's.
+    const folderServers = own(new FolderServers(context.globalState, () => this.client));
+    const foreignNotice = new ForeignFolderNotice({
+      warn: (message, ...actions) => notify.warn(message, ...actions),
+      hasToken: (origin) => credentials.hasToken(origin),
+      switchTo: (server) => setServerUrlSetting(server),
+      signIn: (server) => void vscode.commands.executeCommand(Commands.signIn, server),
+      removeFolder: removeSessionFolder,
+      isFolder: (id) => windowSessions.folders().includes(id),
+    });
+    own(folderServers.onForeign((f) => void foreignNotice.show(f)));
     const events = own(
       new EventsSocket({
         log,
@@ -72,15 +84,23 @@ export class CrawlHubExtension implements vscode.Disposable {
     );
 
     // ---- files: crawlhub:// and the stored side of diffs ------------------------------------------
-    // The window's own folders stay watched even when no editor watches them.
-    const watches = new SessionWatches(events, () => [...windowSessions.folders(), ...fs.watchedSessions]);
+    // The window's own folders stay watched even when no editor watches them; a folder of another
+    // server or account is not named to this one.
+    const watches = new SessionWatches(events, () =>
+      [...windowSessions.folders(), ...fs.watchedSessions].filter((id) => !folderServers.elsewhere(id)),
+    );
     const fs = own(
       new SessionFileSystemProvider({
         client: clientFn,
-        watchSession: (id) => events.watch(id),
+        watchSession: () => watches.sync(),
         unwatchSession: () => watches.sync(),
+        foreignFolder: async (id, client) => {
+          const foreign = await folderServers.check(id, client);
+          return foreign && foreignMessage(foreign);
+        },
       }),
     );
+    own(folderServers.onDidIdentify(() => watches.sync()));
     own(vscode.workspace.registerFileSystemProvider(SCHEME, fs, { isCaseSensitive: true }));
     own(vscode.workspace.registerTextDocumentContentProvider(SERVER_SCHEME, new ServerDocumentProvider(clientFn)));
 
@@ -101,12 +121,8 @@ export class CrawlHubExtension implements vscode.Disposable {
       spidersView.message = spidersViewMessage(state.connection, events.outage);
       sessionsView.message = sessionsViewMessage(state.connection, events.outage);
     };
-    const warnings = new StopWarnings(
-      state,
-      heartbeat,
-      saves,
-      notify,
-      (id) => windowSessions.has(id) || spidersView.visible || sessionsView.visible,
+    const warnings = own(
+      new StopWarnings(state, heartbeat, saves, notify, (id) => windowSessions.has(id) || spidersView.visible || sessionsView.visible),
     );
 
     // ---- commands ---------------------------------------------------------------------------------------
@@ -118,6 +134,7 @@ export class CrawlHubExtension implements vscode.Disposable {
       state,
       targets: new Targets(state, windowSessions),
       window: windowSessions,
+      folders: folderServers,
       saves,
       heartbeat,
       notify,
@@ -126,6 +143,8 @@ export class CrawlHubExtension implements vscode.Disposable {
     };
     const connect = async () => {
       this.client = await credentials.client();
+      // Before the socket (re)opens and re-sends its watches: none of another server's or account's sessions.
+      watches.sync();
       if (this.client) events.start();
       else events.stop();
       await state.refresh();
@@ -171,7 +190,13 @@ export class CrawlHubExtension implements vscode.Disposable {
     own(
       credentials.onDidChange(() => {
         signInPrompt.reset();
-        void connect();
+        const wereForeign = foreignNotice.reset();
+        void connect().then(() => {
+          // Another server or account: the folders list again (their own files, or why not), and the
+          // editors of folders that were foreign read what they could not before.
+          fs.refreshSessions(windowSessions.folders(), []);
+          fs.refreshSessions(wereForeign, vscode.workspace.textDocuments);
+        });
       }),
     );
     // Any call answered 401 (the token was revoked while the socket stays open): the same as a reload's 401.
@@ -198,7 +223,17 @@ export class CrawlHubExtension implements vscode.Disposable {
         setContext(ContextKeys.unreachable, conn.kind === 'unreachable');
         setContext(ContextKeys.loaded, conn.kind === 'online');
         showViewMessages();
-        if (conn.kind === 'online') this.checkWindowSessions(state, windowSessions, sessionDeps);
+        if (conn.kind === 'online') {
+          // Folders opened before their server was recorded: the ones this server lists are its.
+          const client = this.client;
+          if (client?.origin === conn.server)
+            void folderServers.adopt(
+              windowSessions.folders().filter((id) => state.session(id)),
+              client,
+              conn.me,
+            );
+          this.checkWindowSessions(state, windowSessions, sessionDeps);
+        }
       }),
     );
     setContext(ContextKeys.signedIn, false);
@@ -222,6 +257,8 @@ export class CrawlHubExtension implements vscode.Disposable {
         try {
           const fresh = await readySession(deps, state.spider(session.spider_id) ?? { id: session.spider_id, name: session.spider_name });
           if (!fresh) return;
+          const client = await deps.client();
+          if (client) await deps.folders.remember(fresh.session_id, client);
           const plan = reopenPlan(vscode.workspace.workspaceFolders ?? [], id, fresh.session_id);
           if (plan.kind === 'openFolder')
             await vscode.commands.executeCommand('vscode.openFolder', sessionUri(fresh.session_id), { forceReuseWindow: true });

@@ -2,6 +2,7 @@ import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
 import type { FileStat, FilesEvent } from '../api/types';
 import { ChangeBatcher } from './changeBatcher';
+import { LinkTargets } from './linkTargets';
 import { toFileSystemError } from './errors';
 import { PendingWrites } from './pendingWrites';
 import { isSessionUri, sessionUri, workspacePath } from './uris';
@@ -44,6 +45,12 @@ export interface SessionFileSystemOptions {
   /** Asks the events socket for `files` events of a session (and stops asking). */
   watchSession(sessionId: string): void;
   unwatchSession(sessionId: string): void;
+  /**
+   * Why the session's files are not `client`'s to serve (its folder belongs to another server or
+   * account), said as the error of every call; undefined when they are. Asked before each call, so
+   * that a foreign session id never reaches the server signed in to now.
+   */
+  foreignFolder?(sessionId: string, client: CrawlHubClient): Promise<string | undefined>;
   batchDelayMs?: number;
 }
 
@@ -61,6 +68,8 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   private readonly batcher: ChangeBatcher<vscode.FileChangeEvent>;
   private readonly watchers = new Map<string, number>();
   private readonly pendingWrites = new PendingWrites();
+  /** Links VS Code stat-ed, by where they lead: the server's change events name only that. */
+  private readonly links = new LinkTargets();
 
   constructor(private readonly opts: SessionFileSystemOptions) {
     this.batcher = new ChangeBatcher(
@@ -103,7 +112,16 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
 
   /** A `files` event from the server. */
   applyServerChanges(event: FilesEvent): void {
-    this.batcher.add(...event.changes.map((c) => ({ type: CHANGE_TYPE[c.kind], uri: sessionUri(event.session_id, c.path) })));
+    const id = event.session_id;
+    const changes: vscode.FileChangeEvent[] = [];
+    for (const c of event.changes) {
+      changes.push({ type: CHANGE_TYPE[c.kind], uri: sessionUri(id, c.path) });
+      if (c.kind === 'deleted') this.links.forget(id, c.path);
+      // The same file seen through a link: the link itself changed, whatever became of what it leads to.
+      for (const l of this.links.linked(id, c.path))
+        changes.push({ type: l.exact ? vscode.FileChangeType.Changed : CHANGE_TYPE[c.kind], uri: sessionUri(id, l.path) });
+    }
+    this.batcher.add(...changes);
   }
 
   /**
@@ -124,6 +142,8 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
 
   async stat(uri: vscode.Uri): Promise<vscode.FileStat> {
     const s: FileStat = await this.call(uri, (c) => c.stat(uri.authority, pathOf(uri)));
+    // A link's size and times are those of what it leads to (as on disk); its changes are reported under that path.
+    this.links.note(uri.authority, pathOf(uri), s.type === 'symlink' ? s.real_path : undefined);
     return { type: fileType(s.type, s.target), size: s.size, mtime: s.mtime, ctime: s.ctime };
   }
 
@@ -178,6 +198,8 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
     const client = await this.opts.client();
     if (!client) throw vscode.FileSystemError.NoPermissions('Sign in to CrawlHub to reach the files of this session.');
     try {
+      const foreign = await this.opts.foreignFolder?.(uri.authority, client);
+      if (foreign) throw vscode.FileSystemError.Unavailable(foreign);
       return await op(client);
     } catch (err) {
       throw toFileSystemError(err, uri, target);

@@ -1,11 +1,16 @@
 import { vscodeStandIn } from './helpers/vscode';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { CrawlHubClient } from '../../extension/api/client';
 import { ApiError } from '../../extension/api/errors';
 import { ChangeBatcher } from '../../extension/fs/changeBatcher';
+import { LinkTargets } from '../../extension/fs/linkTargets';
 import { toFileSystemError } from '../../extension/fs/errors';
 import { SessionFileSystemProvider } from '../../extension/fs/provider';
 import { openSessionIds, sessionUri, workspacePath } from '../../extension/fs/uris';
+import { containerName, dockerExec, removeContainers, requireDocker, until as eventually } from '../helpers/docker';
+import { json, startTestService, type TestService } from '../helpers/service';
 
 const { Uri, FileType, FileChangeType } = vscodeStandIn;
 /** A session URI by its path inside /workspace ("/" is the folder itself). */
@@ -319,6 +324,73 @@ describe('SessionFileSystemProvider', () => {
     assert.deepEqual(watched, ['+sess-1', '-sess-1']);
     provider.dispose();
   });
+
+  it('tells of a change through the links it stat-ed: the watcher names only the real path', async () => {
+    // a.py -> src/b.py, chain.py -> a.py, d -> src (a folder), far -> /etc/hostname (outside: no real path).
+    const links: Record<string, { target: string; real_path?: string }> = {
+      'a.py': { target: 'file', real_path: 'src/b.py' },
+      'chain.py': { target: 'file', real_path: 'src/b.py' },
+      d: { target: 'directory', real_path: 'src' },
+      far: { target: 'file' },
+    };
+    let replaced = false;
+    const { provider, changes } = setup({
+      stat: async (_id: string, path: string) =>
+        links[path] && !(replaced && path === 'chain.py')
+          ? { type: 'symlink', ...links[path], size: 11, mtime: 2, ctime: 1 }
+          : { type: 'file', size: 3, mtime: 2, ctime: 1 },
+    });
+    for (const path of ['a.py', 'chain.py', 'd', 'far', 'src/b.py']) await provider.stat(uri(`/${path}`));
+    const files = (...changes: { path: string; kind: 'created' | 'changed' | 'deleted' }[]) =>
+      provider.applyServerChanges({ type: 'files', session_id: 'sess-1', changes });
+    files({ path: 'src/b.py', kind: 'changed' });
+    await until('changes', () => changes.length === 1);
+    assert.deepEqual(changes[0], [
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/src/b.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/a.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/chain.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/d/b.py' },
+    ]);
+    // A link still there when what it leads to goes: the link changed. Below a linked folder: the same kind.
+    files({ path: 'src/b.py', kind: 'deleted' }, { path: 'src/new.py', kind: 'created' });
+    await until('changes', () => changes.length === 2);
+    assert.deepEqual(changes[1], [
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/workspace/src/b.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/a.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/chain.py' },
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/workspace/d/b.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/workspace/src/new.py' },
+      { type: FileChangeType.Created, uri: 'crawlhub://sess-1/workspace/d/new.py' },
+    ]);
+    // What is no link any more (a file in its place), a deleted link, another session: nothing more.
+    replaced = true;
+    await provider.stat(uri('/chain.py'));
+    files({ path: 'a.py', kind: 'deleted' });
+    provider.applyServerChanges({ type: 'files', session_id: 'sess-2', changes: [{ path: 'src/b.py', kind: 'changed' }] });
+    files({ path: 'src/b.py', kind: 'changed' });
+    await until('changes', () => changes.length === 3);
+    assert.deepEqual(changes[2], [
+      { type: FileChangeType.Deleted, uri: 'crawlhub://sess-1/workspace/a.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-2/workspace/src/b.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/src/b.py' },
+      { type: FileChangeType.Changed, uri: 'crawlhub://sess-1/workspace/d/b.py' },
+    ]);
+    provider.dispose();
+  });
+
+  it('remembers a bounded number of links, the most recently stat-ed', () => {
+    const links = new LinkTargets(3);
+    for (const n of [1, 2, 3, 4]) links.note('s', `l${n}`, `t${n}`);
+    links.note('s', 'l2', 't2'); // stat-ed again: the newest
+    links.note('s', 'l5', 't5');
+    assert.equal(links.size, 3);
+    const to = (path: string) => links.linked('s', path).map((l) => l.path);
+    assert.deepEqual([to('t1'), to('t2'), to('t3'), to('t4'), to('t5')], [[], ['l2'], [], ['l4'], ['l5']]);
+    // A link to itself (a path the watcher names already) is not kept; nor one to nothing in the workspace.
+    links.note('s', 'x', 'x');
+    links.note('s', 'y', undefined);
+    assert.deepEqual([to('x'), links.size], [[], 3]);
+  });
 });
 
 describe('SessionFileSystemProvider: writes in flight', () => {
@@ -355,5 +427,71 @@ describe('SessionFileSystemProvider: writes in flight', () => {
     assert.equal(settled, true, "sess-2's write is still in flight, and does not hold sess-1 up");
     await provider.writesSettled('sess-3');
     provider.dispose();
+  });
+});
+
+describe('SessionFileSystemProvider on a real session', () => {
+  let svc: TestService;
+  let token: string;
+
+  before(async () => {
+    requireDocker();
+    svc = await startTestService();
+    token = (await svc.newUser('alice')).token;
+  });
+  after(async () => {
+    await svc?.close();
+    if (svc) removeContainers(svc.config.instance);
+  });
+
+  it('has an editor open on a file through a link read it again when what the link leads to changes', async () => {
+    const spider = await json(await svc.api(token, 'POST', '/api/spiders', { name: 'linked' }));
+    assert.equal((await svc.api(token, 'PUT', `/api/spiders/${spider.id}/files/src/b.py`, 'x = 1\n')).status, 200);
+    const session = await json(await svc.api(token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    assert.equal(session.status, 'ready', JSON.stringify(session));
+    const id: string = session.session_id;
+    const c = containerName(svc, id);
+    // The link's own times far in the past: an editor that goes by them never sees a change.
+    const made = dockerExec(c, 'cd /workspace && ln -s src/b.py a.py && touch -h -d 2020-01-01 a.py');
+    assert.equal(made.code, 0, made.stderr);
+
+    const client = new CrawlHubClient({ serverUrl: svc.url, token });
+    const provider = new SessionFileSystemProvider({ client: async () => client, watchSession() {}, unwatchSession() {}, batchDelayMs: 1 });
+    const changes: { type: number; uri: string }[] = [];
+    provider.onDidChangeFile((events) => changes.push(...events.map((e) => ({ type: e.type, uri: e.uri.toString() }))));
+    const link = sessionUri(id, 'a.py');
+    const opened = await provider.stat(link);
+    assert.deepEqual(opened, { ...(await provider.stat(sessionUri(id, 'src/b.py'))), type: FileType.SymbolicLink | FileType.File });
+    assert.equal(new TextDecoder().decode(await provider.readFile(link)), 'x = 1\n');
+
+    // The events socket, as the extension's: the container's changes, by their real paths.
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/events`, { headers: { authorization: `Bearer ${token}` } });
+    ws.on('message', (d: Buffer) => {
+      const event = JSON.parse(d.toString());
+      if (event.type === 'files') provider.applyServerChanges(event);
+    });
+    try {
+      await new Promise((r, j) => ws.once('open', r).once('error', j));
+      ws.send(JSON.stringify({ type: 'watch', session_id: id }));
+      // The watcher has its first listing once a new file is reported.
+      let n = 0;
+      await eventually('the watcher', () => {
+        dockerExec(c, `touch /workspace/probe-${++n}`);
+        return changes.some((e) => e.uri.startsWith(sessionUri(id, 'probe-').toString()));
+      });
+      assert.equal(dockerExec(c, 'printf "x = 2  # changed\\n" > /workspace/src/b.py').code, 0);
+      await eventually('the change, through the link', () =>
+        changes.some((e) => e.uri === link.toString() && e.type === FileChangeType.Changed),
+      );
+      assert.ok(changes.some((e) => e.uri === sessionUri(id, 'src/b.py').toString()));
+      // What VS Code does with the event: a stat, whose size and time tell it the file is new.
+      const now = await provider.stat(link);
+      assert.deepEqual([now.type, now.size], [FileType.SymbolicLink | FileType.File, 17]);
+      assert.notEqual(now.mtime, opened.mtime);
+      assert.equal(new TextDecoder().decode(await provider.readFile(link)), 'x = 2  # changed\n');
+    } finally {
+      ws.close();
+      provider.dispose();
+    }
   });
 });
