@@ -98,6 +98,7 @@ export class CrawlHubExtension implements vscode.Disposable {
           const foreign = await folderServers.check(id, client);
           return foreign && foreignMessage(foreign);
         },
+        folderServer: (id) => folderServers.get(id)?.server,
       }),
     );
     own(folderServers.onDidIdentify(() => watches.sync()));

@@ -51,6 +51,8 @@ export interface SessionFileSystemOptions {
    * that a foreign session id never reaches the server signed in to now.
    */
   foreignFolder?(sessionId: string, client: CrawlHubClient): Promise<string | undefined>;
+  /** The server a session's folder was opened from, when known: named when the user is signed out. */
+  folderServer?(sessionId: string): string | undefined;
   batchDelayMs?: number;
 }
 
@@ -196,7 +198,10 @@ export class SessionFileSystemProvider implements vscode.FileSystemProvider, vsc
   /** `op` on the server, its failure said as a FileSystemError about `uri` (or a rename's `target`: see toFileSystemError). */
   private async call<T>(uri: vscode.Uri, op: (client: CrawlHubClient) => Promise<T>, target?: vscode.Uri): Promise<T> {
     const client = await this.opts.client();
-    if (!client) throw vscode.FileSystemError.NoPermissions('Sign in to CrawlHub to reach the files of this session.');
+    if (!client) {
+      const server = this.opts.folderServer?.(uri.authority);
+      throw vscode.FileSystemError.NoPermissions(`Sign in to CrawlHub${server ? ` at ${server}` : ''} to reach the files of this session.`);
+    }
     try {
       const foreign = await this.opts.foreignFolder?.(uri.authority, client);
       if (foreign) throw vscode.FileSystemError.Unavailable(foreign);

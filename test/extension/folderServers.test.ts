@@ -131,6 +131,24 @@ describe('crawlhub folders of another server', () => {
     assert.deepEqual(stubs.shown[0].items, [`Sign In to ${A}`, 'Remove Folder'], 'no token for A is stored: no "Switch to"');
   });
 
+  it('name their server when the user is signed out', async () => {
+    const store = memento();
+    const servers = new FolderServers(store, () => undefined);
+    await servers.remember(SESSION, fakeClient(A) as unknown as FolderClient);
+    const provider = new SessionFileSystemProvider({
+      client: async () => undefined,
+      watchSession() {},
+      unwatchSession() {},
+      folderServer: (id) => servers.get(id)?.server,
+    });
+    const noPermissions = (pattern: RegExp) => (e: any) => e.code === 'NoPermissions' && pattern.test(e.message);
+    await assert.rejects(
+      provider.stat(uri()),
+      noPermissions(/^Sign in to CrawlHub at https:\/\/a\.example to reach the files of this session\.$/),
+    );
+    await assert.rejects(provider.stat(uri('', '22222222-2222-2222-2222-222222222222')), noPermissions(/^Sign in to CrawlHub to reach/));
+  });
+
   it('offer to switch back when a token for that server is stored, and to remove the folder', async () => {
     const store = memento();
     await new FolderServers(store, () => undefined).remember(SESSION, fakeClient(A) as unknown as FolderClient);
