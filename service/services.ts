@@ -110,7 +110,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     },
     async close() {
       await sessions.shutdown();
-      sockets.close();
+      await sockets.close();
       watcher.stopAll();
       await orm.close();
     },

@@ -35,14 +35,18 @@ export class ServerEventRouter {
   handle(event: ServerEvent): void {
     const d = this.d;
     switch (event.type) {
-      case 'hello':
-        // A (re)connect may have missed events: load everything once, unless that just happened.
-        if (d.state.connection.kind !== 'online' || Date.now() - d.state.loadedAt > 5000) void d.state.refresh();
+      case 'hello': {
+        // A reconnect: whatever happened during the gap (a stop, a save, a warning) was never sent,
+        // however recent the last load is (it may have come just before the drop).
+        const reconnect = ++this.greetings > 1;
+        // The first connect: load everything once, unless that just happened.
+        if (reconnect || d.state.connection.kind !== 'online' || Date.now() - d.state.loadedAt > 5000) void d.state.refresh();
         // Watches the server refused before the gap are asked again.
         d.watches.sync();
-        // A reconnect: file changes made during the gap were never reported.
-        if (++this.greetings > 1) this.catchUpOnFiles();
+        // File changes made during the gap were never reported either.
+        if (reconnect) this.catchUpOnFiles();
         break;
+      }
       case 'session':
         d.state.upsertSession(event.session);
         d.tracker.session(event.session);

@@ -31,7 +31,7 @@ const MAX_MESSAGE = 1024 * 1024;
 const MAX_EVENT_SOCKETS_PER_USER = 20;
 const MAX_TERMINALS_PER_SESSION = 10;
 /** Events a client has not taken yet: past this, it is disconnected (its views reload on reconnect). */
-const MAX_EVENT_BACKLOG = 8 * 1024 * 1024;
+export const MAX_EVENT_BACKLOG = 8 * 1024 * 1024;
 /** Terminal output unsent to the browser before the shell's output is paused. */
 const TERMINAL_BACKLOG = 1024 * 1024;
 /** The shell's first line: its process id. */
@@ -70,9 +70,25 @@ export class ApiSockets {
     return true;
   }
 
-  close(): void {
-    for (const client of this.wss.clients) client.close(1001, 'service stopping');
+  /** How long a stop waits for clients to answer their close frame (tests may change it). */
+  closeGraceMs = 2000;
+
+  /**
+   * Closes every socket with 1001 (the extension reconnects later). ws waits 30 s for the answer
+   * to a close frame; a client that never gives it (asleep, or not reading) is cut off after a
+   * short grace instead, so that it does not hold the stop up.
+   */
+  async close(): Promise<void> {
+    const clients = [...this.wss.clients];
     this.wss.close();
+    const closed = clients.map(
+      (client) => new Promise<void>((resolve) => (client.readyState === client.CLOSED ? resolve() : client.once('close', () => resolve()))),
+    );
+    for (const client of clients) client.close(1001, 'service stopping');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(closed), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.closeGraceMs)))]);
+    clearTimeout(timer);
+    for (const client of clients) if (client.readyState !== client.CLOSED) client.terminate();
   }
 
   private async accept(req: http.IncomingMessage, socket: Duplex, head: Buffer, sessionId?: string): Promise<void> {
@@ -156,42 +172,57 @@ export class ApiSockets {
   }
 
   private eventsChannel(ws: WebSocket, user: User): void {
-    const watches = new Map<string, () => void>();
+    /** The sessions this connection watches: `live` while the watch it joined runs (or its lookup is under way). */
+    const watches = new Map<string, { end(): void; live(): boolean }>();
+    /**
+     * Everything this connection sends (events, and the answers to its own requests) goes through
+     * here: a client that stopped reading is let go rather than buffered for without end.
+     */
+    const reply = (message: unknown) => {
+      if (ws.readyState !== ws.OPEN) return;
+      if (ws.bufferedAmount > MAX_EVENT_BACKLOG) return ws.terminate();
+      ws.send(JSON.stringify(message));
+    };
     const send = (event: ServiceEvent) => {
       if (event.type === 'files' && !watches.has(event.session_id)) return;
-      if (ws.readyState !== ws.OPEN) return;
-      // A client that stopped reading is let go rather than buffered for without end.
-      if (ws.bufferedAmount > MAX_EVENT_BACKLOG) return ws.terminate();
-      ws.send(JSON.stringify(event));
+      reply(event);
     };
     const unsubscribe = this.d.events.subscribe(user, send);
-    ws.send(JSON.stringify({ type: 'hello', user: { id: user.id, name: user.name, isAdmin: user.isAdmin } }));
+    reply({ type: 'hello', user: { id: user.id, name: user.name, isAdmin: user.isAdmin } });
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
-      let msg: { type?: unknown; session_id?: unknown };
+      let parsed: unknown;
       try {
-        msg = JSON.parse((data as Buffer).toString('utf8')) as typeof msg;
+        parsed = JSON.parse((data as Buffer).toString('utf8'));
       } catch {
         return;
       }
+      // JSON, but no object (null, a number, a list): nothing this channel takes. (A throw here
+      // would escape ws's frame parser and end the service.)
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
+      const msg = parsed as { type?: unknown; session_id?: unknown };
       const sessionId = typeof msg.session_id === 'string' ? msg.session_id : '';
-      // A watch whose session stopped has ended in the watcher: asked again (the session resumed), it starts anew.
-      if (msg.type === 'watch' && sessionId && watches.has(sessionId) && !this.d.watcher.isWatching(sessionId)) {
-        watches.get(sessionId)?.();
+      // A watch whose session stopped has ended in the watcher: asked again (the session resumed), it
+      // starts anew, or joins the new watch that another connection (another window) started first.
+      if (msg.type === 'watch' && sessionId && watches.get(sessionId)?.live() === false) {
+        watches.get(sessionId)?.end();
         watches.delete(sessionId);
       }
       if (msg.type === 'watch' && sessionId && !watches.has(sessionId)) {
         if (watches.size >= MAX_WATCHES) {
           const error = { code: 'too_many_watches', message: `A connection watches at most ${MAX_WATCHES} sessions; unwatch one first.` };
-          ws.send(JSON.stringify({ type: 'error', session_id: sessionId, error }));
+          reply({ type: 'error', session_id: sessionId, error });
           return;
         }
         // Held at once (an unwatch that comes before the lookup ends cancels it), and counted against the limit.
-        let leave: (() => void) | null = null;
+        let leave: ReturnType<WorkspaceWatcher['watch']> | null = null;
         let cancelled = false;
-        const pending = () => {
-          cancelled = true;
-          leave?.();
+        const pending = {
+          end: () => {
+            cancelled = true;
+            leave?.();
+          },
+          live: () => leave?.live() ?? !cancelled,
         };
         watches.set(sessionId, pending);
         void this.d.sessions
@@ -203,17 +234,16 @@ export class ApiSockets {
           .catch((err: unknown) => {
             if (watches.get(sessionId) === pending) watches.delete(sessionId);
             const e = err instanceof AppError ? err : new AppError(500, 'internal', 'watch failed');
-            if (ws.readyState === ws.OPEN)
-              ws.send(JSON.stringify({ type: 'error', session_id: sessionId, error: { code: e.code, message: e.message } }));
+            reply({ type: 'error', session_id: sessionId, error: { code: e.code, message: e.message } });
           });
       } else if (msg.type === 'unwatch' && sessionId) {
-        watches.get(sessionId)?.();
+        watches.get(sessionId)?.end();
         watches.delete(sessionId);
       }
     });
     ws.on('close', () => {
       unsubscribe();
-      for (const leave of watches.values()) leave();
+      for (const watch of watches.values()) watch.end();
     });
     ws.on('error', () => ws.terminate());
   }

@@ -36,8 +36,11 @@ export class WorkspaceWatcher {
     });
   }
 
-  /** Starts (or joins) watching; the returned function leaves. */
-  watch(sessionId: string, ownerId: string, workspace: Workspace): () => void {
+  /**
+   * Starts (or joins) watching; the returned function leaves. Its `live()` says whether the watch it
+   * joined still runs (one ended by a stop is not the one a resumed session is watched by).
+   */
+  watch(sessionId: string, ownerId: string, workspace: Workspace): (() => void) & { live(): boolean } {
     let w = this.watches.get(sessionId);
     if (!w) {
       const created: Watch = {
@@ -56,12 +59,13 @@ export class WorkspaceWatcher {
     w.watchers++;
     const joined = w;
     let left = false;
-    return () => {
+    const leave = () => {
       if (left) return;
       left = true;
       // Only the watch this joined: a newer one of the same session (after a resume) is not this one's to end.
       if (this.watches.get(sessionId) === joined && --joined.watchers <= 0) this.stop(sessionId);
     };
+    return Object.assign(leave, { live: () => !left && this.watches.get(sessionId) === joined });
   }
 
   /** Whether the session is polled (a stopped session's watch has ended). */

@@ -51,10 +51,11 @@ function setup() {
   const fs = new SessionFileSystemProvider({ client: async () => undefined, watchSession() {}, unwatchSession() {}, batchDelayMs: 1 });
   fs.onDidChangeFile((changes) => fileChanges.push(...changes.map((c) => `${c.type} ${c.uri.toString()}`)));
   const sessions = new Map<string, Session>();
+  let refreshes = 0;
   const state = {
     connection: { kind: 'online' },
     loadedAt: Date.now(),
-    refresh: async () => undefined,
+    refresh: async () => void refreshes++,
     upsertSession: (s: Session) => sessions.set(s.session_id, s),
     session: (id: string) => sessions.get(id),
   };
@@ -71,7 +72,7 @@ function setup() {
     documents: () =>
       [doc(A, 'spider.py'), doc(B, 'b.py'), doc('not-watched', 'x.py'), { uri: vscodeStandIn.Uri.parse('file:///home/x.py') }] as any,
   });
-  return { router, fileChanges, scheduled, watched, sessions, fs, socket, wanted, watches, logged };
+  return { router, fileChanges, scheduled, watched, sessions, fs, socket, wanted, watches, logged, refreshes: () => refreshes };
 }
 
 describe('ServerEventRouter', () => {
@@ -92,6 +93,15 @@ describe('ServerEventRouter', () => {
       '1 crawlhub://session-b/workspace/b.py',
     ]);
     assert.deepEqual(scheduled, [A], "the window's session's changes are counted again");
+  });
+
+  it('loads the sessions again after every reconnect, even one soon after a load (session events of the gap were missed)', () => {
+    const { router, refreshes } = setup();
+    router.handle(hello);
+    assert.equal(refreshes(), 0, 'the first hello follows a load of a moment ago');
+    // Dropped and back within a second or two of that load: a stop, a save or a warning of the gap never came.
+    router.handle(hello);
+    assert.equal(refreshes(), 1);
   });
 
   it('asks again for a watch the server refused: at the next hello, or when the session is ready', () => {
