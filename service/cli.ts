@@ -3,10 +3,10 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { VERSION } from './app';
 import { ConfigError, loadConfig, SETTINGS } from './config';
-import { initOrm } from './db/orm';
 import { AppError } from './http/errors';
 import { createLogger } from './logger';
 import { serve } from './main';
+import { openDatabase } from './services';
 import { UserService } from './auth/users';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -25,7 +25,7 @@ async function withDb<T>(task: (em: import('./db/orm').Em, users: UserService) =
       `There is no database at ${sqliteFile}. Run crawlhub with the service's CRAWLHUB_DATA_DIR (or DATABASE_URL), or from the folder the service runs in; the service creates the database when it first starts.`,
     );
   }
-  const orm = await initOrm(config.databaseUrl);
+  const orm = await openDatabase(config);
   try {
     return await task(orm.em.fork(), new UserService());
   } finally {

@@ -32,6 +32,11 @@ export const MAX_SIZE_BYTES = Number.MAX_SAFE_INTEGER;
 /** The longest duration: Node runs a timer of more than 2^31 - 1 ms after 1 ms instead. */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
+/** The least memory a session container is given: code-server with one browser window open needs about that. */
+export const MIN_SESSION_MEMORY = 256 * 1024 * 1024;
+/** The least process (and thread) limit a session container is given: code-server with one window runs ~50. */
+export const MIN_SESSION_PIDS = 64;
+
 /** "500m", "25MiB", "1g" or a plain number of bytes; undefined past MAX_SIZE_BYTES. */
 export function parseSize(text: string): number | undefined {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
@@ -55,6 +60,43 @@ export function parseDuration(text: string): number | undefined {
  */
 export function redactCredentials(value: string): string {
   return value.replace(/^([a-z][a-z0-9+.-]*:)?(\/\/)?.*@/i, '$1$2***@').replace(/([?&][^=&#]*=)[^&#]*/g, '$1***');
+}
+
+/** The parts of a setting's value that must never be printed: a URL's user and password, every query value. */
+function secretsOf(value: string): string[] {
+  const found: string[] = [];
+  const userinfo = /^(?:[a-z][a-z0-9+.-]*:)?(?:\/\/)?(.*)@/i.exec(value)?.[1];
+  // The password (or a lone token before the @); a user name alone is no secret, and hiding it would
+  // hide every word that contains it ("crawlhub_migrations").
+  if (userinfo) found.push(userinfo, userinfo.slice(userinfo.indexOf(':') + 1));
+  const q = value.indexOf('?');
+  if (q !== -1) for (const [, v] of new URLSearchParams(value.slice(q + 1))) found.push(v);
+  const decoded = found.map((v) => {
+    try {
+      return decodeURIComponent(v);
+    } catch {
+      return v;
+    }
+  });
+  // Longest first, so that a password is not left half shown by one of its parts.
+  return [...new Set([...found, ...decoded])].filter((v) => v.length >= 3).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Runs a start-up step that a setting decides — opening the database, the storage, the data dir —
+ * so that what it throws is a ConfigError naming that setting: one line, the value shown with its
+ * credentials replaced, and nothing of them in the reason either.
+ */
+export async function fromSetting<T>(variable: string, value: string, what: string, task: () => T | Promise<T>): Promise<T> {
+  try {
+    return await task();
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    let reason = err instanceof Error ? err.message : String(err);
+    for (const secret of secretsOf(value)) reason = reason.split(secret).join('***');
+    reason = reason.replace(/\s*\n\s*/g, ' ').trim();
+    throw new ConfigError(variable, `cannot ${what} ${JSON.stringify(redactCredentials(value))}: ${reason}`);
+  }
 }
 
 interface Setting<T> {
@@ -86,8 +128,8 @@ const int = (d: string, min: number, max: number) =>
     const n = /^\s*\d+\s*$/.test(t) ? Number(t) : NaN;
     return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
   });
-const size = (d: string, min = 1) =>
-  setting(d, `a size such as 500m, 25MiB or a number of bytes (at least ${min}, at most ${MAX_SIZE_BYTES} bytes)`, (t) => {
+const size = (d: string, min = 1, why = '') =>
+  setting(d, `a size such as 500m, 25MiB or a number of bytes (at least ${min}, at most ${MAX_SIZE_BYTES} bytes${why})`, (t) => {
     const n = parseSize(t);
     return n !== undefined && n >= min ? n : undefined;
   });
@@ -172,8 +214,10 @@ export const SETTINGS = {
     const n = /^\s*(\d+(\.\d+)?|\.\d+)\s*$/.test(t) ? Number(t) : NaN;
     return n > 0 && n <= 64 ? n : undefined;
   }),
-  CRAWLHUB_SESSION_MEMORY: size('1g', 64 * 1024 * 1024),
-  CRAWLHUB_SESSION_PIDS: int('1024', 16, 100_000),
+  // The least a session works with: code-server with one browser window open measured ~240 MiB and
+  // ~50 processes and threads (idle, before any window: ~85 MiB and 22); below that it never starts.
+  CRAWLHUB_SESSION_MEMORY: size('1g', MIN_SESSION_MEMORY, '; 256m: code-server with one browser window needs about that'),
+  CRAWLHUB_SESSION_PIDS: int('1024', MIN_SESSION_PIDS, 100_000),
   CRAWLHUB_MAX_USER_SESSIONS: int('10', 1, 10_000),
   CRAWLHUB_WORKSPACE_SIZE: size('500m', 0),
   CRAWLHUB_PORT_RANGE: setting('10000-10100', 'two port numbers such as 10000-10100', (t) => {
@@ -232,11 +276,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   if (cfg.CRAWLHUB_MAX_FILE_SIZE > spiderSize) {
     throw new ConfigError('CRAWLHUB_MAX_FILE_SIZE', `must not exceed CRAWLHUB_MAX_SPIDER_SIZE (${spiderSize} bytes)`);
   }
+  const publicUrl = cfg.CRAWLHUB_PUBLIC_URL || localUrl(cfg.CRAWLHUB_HOST, cfg.CRAWLHUB_PORT);
+  if (cfg.CRAWLHUB_CODE_DOMAIN) {
+    // A request's Host under the code domain goes to the session it names: the service's own host
+    // there would send every API request and launch URL to a "session" instead.
+    const codeHost = cfg.CRAWLHUB_CODE_DOMAIN.replace(/:\d+$/, '');
+    const serviceHost = new URL(publicUrl).hostname;
+    if (serviceHost.endsWith(`.${codeHost}`)) {
+      throw new ConfigError(
+        'CRAWLHUB_CODE_DOMAIN',
+        `the service's own host ${serviceHost} (${cfg.CRAWLHUB_PUBLIC_URL ? 'CRAWLHUB_PUBLIC_URL' : 'CRAWLHUB_HOST'}) is under ${codeHost}, whose subdomains are sessions: pick a domain it is not under (code.example.com for crawlhub.example.com)`,
+      );
+    }
+  }
   return {
     ...cfg,
     dataDir,
     databaseUrl: cfg.DATABASE_URL || `sqlite:${path.join(dataDir, 'crawlhub.db')}`,
-    publicUrl: cfg.CRAWLHUB_PUBLIC_URL || localUrl(cfg.CRAWLHUB_HOST, cfg.CRAWLHUB_PORT),
+    publicUrl,
     instance: cfg.CRAWLHUB_INSTANCE || defaultInstance(dataDir),
   };
 }

@@ -1,4 +1,4 @@
-import type { Config } from './config';
+import { fromSetting, type Config } from './config';
 import { initOrm, type Orm } from './db/orm';
 import { EventHub } from './events/hub';
 import { ApiSockets } from './events/socket';
@@ -37,9 +37,33 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/** Opens the database the configuration names; a failure is a ConfigError naming DATABASE_URL (or the data dir it is in). */
+export function openDatabase(config: Config): Promise<Orm> {
+  const [variable, value] = config.DATABASE_URL ? ['DATABASE_URL', config.DATABASE_URL] : ['CRAWLHUB_DATA_DIR', config.databaseUrl];
+  return fromSetting(variable, value, 'open the database', () => initOrm(config.databaseUrl));
+}
+
 export async function createServices(config: Config, logger: Logger): Promise<Services> {
-  const orm = await initOrm(config.databaseUrl);
-  const blobs = BlobStore.fromConfig(config.CRAWLHUB_STORAGE, config.dataDir);
+  const orm = await openDatabase(config);
+  let blobs: BlobStore;
+  let secret: ServiceSecret;
+  try {
+    // Plain `fs` keeps the files in the data dir: a folder that cannot be made there is that setting's.
+    const [scheme, query = ''] = config.CRAWLHUB_STORAGE.split('?', 2);
+    const inDataDir = scheme === 'fs' && !new URLSearchParams(query).has('root');
+    blobs = await fromSetting(
+      inDataDir ? 'CRAWLHUB_DATA_DIR' : 'CRAWLHUB_STORAGE',
+      inDataDir ? config.dataDir : config.CRAWLHUB_STORAGE,
+      'open the file storage',
+      () => BlobStore.fromConfig(config.CRAWLHUB_STORAGE, config.dataDir),
+    );
+    secret = await fromSetting('CRAWLHUB_DATA_DIR', config.dataDir, "keep the service's secret key in", () =>
+      ServiceSecret.loadOrCreate(config.dataDir),
+    );
+  } catch (err) {
+    await orm.close().catch(() => undefined);
+    throw err;
+  }
   const users = new UserService();
   const metrics = new Metrics();
   const spiders = new SpiderService(
@@ -57,7 +81,6 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
     },
   );
   const docker = new DockerRuntime(logger, config.CRAWLHUB_DOCKER_TIMEOUT);
-  const secret = ServiceSecret.loadOrCreate(config.dataDir);
   const events = new EventHub();
   const sync = new SyncService(
     spiders,

@@ -33,6 +33,16 @@ if [ "${1:-}" = "--print-tag" ]; then echo "$tag"; exit 0; fi
 
 log() { echo "[image $(date +%H:%M:%S)] $*"; }
 
+# One build at a time per cache: two runs at once (two checkouts, CI beside a test run) would each
+# delete and refill the other's half-made cache folder, and one could mark the other's unfinished
+# install as done.
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+if ! flock -n 9; then
+  log "waiting for another images/local/build.sh using $cache"
+  flock 9
+fi
+
 # Each cache is keyed on what builds it: the variables it reads and the function that builds it
 # (`declare -f` prints its command lines). node and code-server keep the directory names the
 # workbench test looks for (test/extension/helpers/workbench.ts), with the key in <dir>.key beside.
@@ -166,14 +176,16 @@ cat >"$root/home/coder/.local/share/code-server/User/settings.json" <<'JSON'
 JSON
 chroot "$root" chown -R coder:coder /workspace /home/coder
 echo "en_US.UTF-8 UTF-8" >"$root/etc/locale.gen" && chroot "$root" locale-gen >/dev/null 2>&1 || true
-# Image metadata that the service and tests read: the recipe it came from.
+# The recipe it came from, for a person looking inside a container.
 echo "$tag" >"$root/etc/crawlhub-image"
 
 # The default command asks for a password (code-server generates one into
 # ~/.config/code-server/config.yaml, or takes PASSWORD / HASHED_PASSWORD): a plain `docker run -p`
 # of the image is not an open IDE. The service passes its own arguments (service/sessions/spawner.ts).
 log "docker import"
-tar -C "$root" -c . | docker import \
+# Imported without a tag, tagged once the whole pipeline succeeded: a tar that fails part way can
+# still hand over a well-formed archive, and an image under the recipe's tag counts as built.
+if ! imported=$(tar -C "$root" -c . | docker import \
   -c 'ENV PATH=/opt/node/bin:/usr/local/bin:/usr/bin:/bin' \
   -c 'ENV LANG=en_US.UTF-8' \
   -c 'ENV HOME=/home/coder' \
@@ -183,7 +195,12 @@ tar -C "$root" -c . | docker import \
   -c 'ENTRYPOINT ["/usr/bin/code-server"]' \
   -c 'CMD ["--bind-addr","0.0.0.0:8080","--auth","password","--disable-telemetry","--disable-update-check","/workspace"]' \
   -c "LABEL org.opencontainers.image.title=crawlhub-code-server crawlhub.recipe=local crawlhub.recipe.hash=$hash" \
-  - "$tag" >/dev/null
+  -); then
+  [[ ${imported:-} != sha256:* ]] || docker rmi "$imported" >/dev/null 2>&1 || true
+  echo "build.sh: making the image failed (see above); $tag was not tagged" >&2
+  exit 1
+fi
+docker tag "$imported" "$tag"
 log "built $tag"
 tag_latest
 # Older local builds go, unless a container still uses them.

@@ -113,6 +113,54 @@ describe('crawlhub CLI', () => {
     assert.match(res.stderr, /^crawlhub: bad configuration: CRAWLHUB_PORT: got "eighty"; expected a whole number/);
   });
 
+  it('stops at start with one line naming the setting when the database, storage or data dir it names cannot be opened', async () => {
+    // A port nothing listens on: taken, then given back.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const closedPort = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const aFile = path.join(dataDir, 'not-a-folder');
+    fs.writeFileSync(aFile, '');
+    const sqlite = `sqlite:${path.join(dataDir, 'elsewhere.db')}`;
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['serve'], { CRAWLHUB_STORAGE: 'nosuch' }, /^CRAWLHUB_STORAGE: cannot open the file storage "nosuch": .*not enabled or supported/],
+      [
+        ['serve'],
+        { CRAWLHUB_STORAGE: 's3?secret_access_key=hunter2zz' },
+        /^CRAWLHUB_STORAGE: cannot open the file storage "s3\?secret_access_key=\*\*\*": .*bucket/,
+      ],
+      [
+        ['serve'],
+        { DATABASE_URL: `postgres://crawl:hunter2zz@127.0.0.1:${closedPort}/x` },
+        new RegExp(`^DATABASE_URL: cannot open the database "postgres://\\*\\*\\*@127\\.0\\.0\\.1:${closedPort}/x": .*ECONNREFUSED`),
+      ],
+      [
+        ['token', 'list', 'dora'],
+        { DATABASE_URL: `postgres://crawl:hunter2zz@127.0.0.1:${closedPort}/x` },
+        /^DATABASE_URL: cannot open the database .*ECONNREFUSED/,
+      ],
+      [
+        ['serve'],
+        { CRAWLHUB_DATA_DIR: path.join(aFile, 'data') },
+        /^CRAWLHUB_DATA_DIR: cannot open the database "sqlite:.*not-a-folder\/data\/crawlhub\.db": ENOTDIR/,
+      ],
+      [
+        ['serve'],
+        { CRAWLHUB_DATA_DIR: path.join(aFile, 'data'), DATABASE_URL: sqlite },
+        /^CRAWLHUB_DATA_DIR: cannot open the file storage ".*not-a-folder\/data": /,
+      ],
+    ];
+    for (const [args, extra, expected] of cases) {
+      const res = run(args, { ...env, CRAWLHUB_PORT: '0', DOCKER_HOST: `unix://${path.join(dataDir, 'no-docker.sock')}`, ...extra });
+      const what = `${args.join(' ')} with ${JSON.stringify(extra)}: ${res.stderr}`;
+      assert.equal(res.code, 78, what);
+      assert.equal(res.stderr.trim().split('\n').length, 1, `one line, no stack: ${what}`);
+      assert.ok(res.stderr.startsWith('crawlhub: bad configuration: '), what);
+      assert.match(res.stderr.slice('crawlhub: bad configuration: '.length), expected, what);
+      assert.ok(!res.stderr.includes('hunter2zz'), `no credentials: ${what}`);
+    }
+  });
+
   it('stops at start with one line when its port is taken', async () => {
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));

@@ -171,6 +171,67 @@ describe('configuration', () => {
     }
   });
 
+  it('refuses session limits code-server cannot start or load a window under, naming the variable', () => {
+    // Measured with the session image: at 64m or a pid limit of 16 code-server never answers
+    // /healthz; one browser window took ~240 MiB and ~50 processes and threads.
+    for (const [name, value] of [
+      ['CRAWLHUB_SESSION_MEMORY', '64m'],
+      ['CRAWLHUB_SESSION_MEMORY', '255m'],
+      ['CRAWLHUB_SESSION_PIDS', '16'],
+      ['CRAWLHUB_SESSION_PIDS', '63'],
+    ]) {
+      assert.throws(
+        () => loadConfig({ [name]: value }),
+        (err: unknown) =>
+          err instanceof ConfigError && err.variable === name && err.message.startsWith(`${name}: got "${value}"; expected`),
+        `${name}=${value}`,
+      );
+    }
+    assert.match(
+      (() => {
+        try {
+          loadConfig({ CRAWLHUB_SESSION_MEMORY: '64m' });
+        } catch (err) {
+          return (err as Error).message;
+        }
+        return '';
+      })(),
+      /256m/,
+      'the message says what is enough',
+    );
+    const least = loadConfig({ CRAWLHUB_SESSION_MEMORY: '256m', CRAWLHUB_SESSION_PIDS: '64' });
+    assert.equal(least.CRAWLHUB_SESSION_MEMORY, 256 * 1024 * 1024);
+    assert.equal(least.CRAWLHUB_SESSION_PIDS, 64);
+  });
+
+  it("refuses a code domain that has the service's own host under it", () => {
+    // Every request whose Host is under the code domain goes to a session: the API would be unreachable.
+    for (const env of [
+      { CRAWLHUB_PUBLIC_URL: 'https://hub.code.example.com', CRAWLHUB_CODE_DOMAIN: 'code.example.com' },
+      { CRAWLHUB_PUBLIC_URL: 'https://hub.code.example.com:8443', CRAWLHUB_CODE_DOMAIN: 'code.example.com:443' },
+      { CRAWLHUB_HOST: 'crawlhub.localhost', CRAWLHUB_CODE_DOMAIN: 'localhost' },
+    ]) {
+      assert.throws(
+        () => loadConfig(env),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.variable === 'CRAWLHUB_CODE_DOMAIN' &&
+          /own host .* is under/.test(err.message) &&
+          !err.message.includes('\n'),
+        JSON.stringify(env),
+      );
+    }
+    // Beside the service's host, or the service's host itself: sessions are its subdomains, the service is not one.
+    for (const [publicUrl, domain] of [
+      ['https://crawlhub.example.com', 'code.example.com'],
+      ['https://code.example.com', 'code.example.com'],
+      ['https://hubcode.example.com', 'code.example.com'],
+      ['', 'code.localhost'],
+    ]) {
+      assert.equal(loadConfig({ CRAWLHUB_PUBLIC_URL: publicUrl, CRAWLHUB_CODE_DOMAIN: domain }).CRAWLHUB_CODE_DOMAIN, domain);
+    }
+  });
+
   it('every setting has a default that parses', () => {
     for (const [name, spec] of Object.entries(SETTINGS)) assert.doesNotThrow(() => spec.parse(spec.default, name), name);
   });
