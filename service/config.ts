@@ -276,6 +276,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   if (cfg.CRAWLHUB_MAX_FILE_SIZE > spiderSize) {
     throw new ConfigError('CRAWLHUB_MAX_FILE_SIZE', `must not exceed CRAWLHUB_MAX_SPIDER_SIZE (${spiderSize} bytes)`);
   }
+  if (cfg.CRAWLHUB_WORKSPACE_SIZE > 0 && cfg.CRAWLHUB_WORKSPACE_SIZE < spiderSize) {
+    // Every session's copy of a spider as large as allowed would fail for want of room.
+    throw new ConfigError(
+      'CRAWLHUB_WORKSPACE_SIZE',
+      `must be at least CRAWLHUB_MAX_SPIDER_SIZE (${spiderSize} bytes): a spider that large is copied into its session's /workspace (0: no limit)`,
+    );
+  }
   const publicUrl = cfg.CRAWLHUB_PUBLIC_URL || localUrl(cfg.CRAWLHUB_HOST, cfg.CRAWLHUB_PORT);
   if (cfg.CRAWLHUB_CODE_DOMAIN) {
     // A request's Host under the code domain goes to the session it names: the service's own host

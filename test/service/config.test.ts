@@ -52,6 +52,13 @@ describe('configuration', () => {
       () => loadConfig({ CRAWLHUB_MAX_FILE_SIZE: '1g', CRAWLHUB_MAX_SPIDER_SIZE: '1m' }),
       /CRAWLHUB_MAX_FILE_SIZE: must not exceed/,
     );
+    // A spider as large as allowed has to fit into its session's /workspace (0: no limit at all).
+    assert.throws(
+      () => loadConfig({ CRAWLHUB_WORKSPACE_SIZE: '100m', CRAWLHUB_MAX_SPIDER_SIZE: '200m' }),
+      /CRAWLHUB_WORKSPACE_SIZE: must be at least CRAWLHUB_MAX_SPIDER_SIZE \(209715200 bytes\)/,
+    );
+    assert.equal(loadConfig({ CRAWLHUB_WORKSPACE_SIZE: '0', CRAWLHUB_MAX_SPIDER_SIZE: '200m' }).CRAWLHUB_WORKSPACE_SIZE, 0);
+    assert.equal(loadConfig({ CRAWLHUB_WORKSPACE_SIZE: '200m', CRAWLHUB_MAX_SPIDER_SIZE: '200m' }).CRAWLHUB_WORKSPACE_SIZE, 200 * 2 ** 20);
   });
 
   it('never repeats a password or a storage key when it refuses a database URL or storage spec', () => {
