@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import readline from 'node:readline';
 import { Command } from 'commander';
 import { VERSION } from './app';
 import { ConfigError, loadConfig, SETTINGS } from './config';
@@ -10,6 +11,17 @@ import { openDatabase } from './services';
 import { UserService } from './auth/users';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
+
+/** The first line of standard input (a pasted token and Enter), or '' when it ends first. */
+async function firstLine(): Promise<string> {
+  const lines = readline.createInterface({ input: process.stdin, terminal: false });
+  try {
+    for await (const line of lines) return line;
+    return '';
+  } finally {
+    lines.close();
+  }
+}
 
 /** Opens the database for a one-off admin command. */
 async function withDb<T>(task: (em: import('./db/orm').Em, users: UserService) => Promise<T>): Promise<T> {
@@ -93,9 +105,11 @@ token
   );
 token
   .command('revoke <token>')
-  .description('revoke a token by its id, its prefix as listed (chub_1234567…) or the whole token')
-  .action((id: string) =>
+  .description('revoke a token by its id, its prefix as listed (chub_1234567…) or the whole token; - reads it from standard input')
+  .action((given: string) =>
     withDb(async (em, users) => {
+      // A leaked token given as `-` stays out of the process list and the shell's history.
+      const id = given === '-' ? await firstLine() : given;
       const info = await users.revokeToken(em, id);
       out(`Revoked token ${info.id} (${info.prefix}…).`);
     }),

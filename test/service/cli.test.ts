@@ -16,8 +16,8 @@ import { databases } from '../helpers/service';
 const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'dist/cli.js');
 
-function run(args: string[], env: Record<string, string>) {
-  const res = spawnSync(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+function run(args: string[], env: Record<string, string>, input?: string) {
+  const res = spawnSync(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000, input });
   return { code: res.status, stdout: res.stdout, stderr: res.stderr };
 }
 
@@ -97,8 +97,14 @@ describe('crawlhub CLI', () => {
     const whole = run(['token', 'revoke', tokens[3]], env);
     assert.equal(whole.code, 0, whole.stderr);
     assert.ok(whole.stdout.includes(tokens[3].slice(0, 12)) && !whole.stdout.includes(tokens[3].slice(12)), whole.stdout);
+    // Or from standard input, out of the process list and the shell's history.
+    const fifth = tokenOf(run(['token', 'add', 'evan', '--label', 'd'], env));
+    const piped = run(['token', 'revoke', '-'], env, `${fifth}\n`);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.ok(piped.stdout.includes(fifth.slice(0, 12)) && !piped.stdout.includes(fifth.slice(12)), piped.stdout);
+    assert.equal(run(['token', 'revoke', '-'], env, '').code, 1, 'nothing given: nothing revoked');
     const rows = run(['token', 'list', 'evan'], env).stdout.trim().split('\n').slice(1);
-    assert.equal(rows.length, 4);
+    assert.equal(rows.length, 5);
     for (const line of rows) assert.match(line, /\d{4}-\d\d-\d\dT[^\t]*Z$/, `revoked: ${line}`);
     const unknown = `chub_${randomBytes(32).toString('base64url')}`;
     const missing = run(['token', 'revoke', unknown], env);
