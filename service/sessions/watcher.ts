@@ -1,4 +1,5 @@
 import type { EventHub } from '../events/hub';
+import { AppError } from '../http/errors';
 import type { Logger } from '../logger';
 import type { Workspace } from './workspace';
 
@@ -110,6 +111,13 @@ export class WorkspaceWatcher {
       }
       w.previous = now;
     } catch (err) {
+      // Its container is gone (removed by hand, or stopped while a socket asked to watch it): nothing
+      // will answer again, so the watch ends rather than asking the engine every interval; a socket
+      // that asks again, or a resume, starts it anew.
+      if (err instanceof AppError && err.code === 'container_gone') {
+        if (this.watches.get(sessionId) === w) this.stop(sessionId);
+        return;
+      }
       this.logger.debug({ err, session: sessionId }, 'workspace watch poll failed');
     } finally {
       w.busy = false;

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { EventHub, type SessionView } from '../../service/events/hub';
 import { createLogger } from '../../service/logger';
+import { DockerError } from '../../service/runtime/docker';
 import { WorkspaceWatcher } from '../../service/sessions/watcher';
 import type { Workspace } from '../../service/sessions/workspace';
 
@@ -37,6 +38,29 @@ describe('the workspace watcher', () => {
       assert.ok(watches.has('s1'), 'the newer watch goes on');
       leaveNew();
       assert.ok(!watches.has('s1'));
+    } finally {
+      watcher.stopAll();
+    }
+  });
+
+  it('ends a watch whose container is gone instead of asking the engine every interval', async () => {
+    const hub = new EventHub();
+    let listings = 0;
+    const workspace = {
+      manifest: () => {
+        listings++;
+        return Promise.reject(new DockerError('no such container', 404, 410, 'container_gone'));
+      },
+    } as unknown as Workspace;
+    const watcher = new WorkspaceWatcher(hub, quiet, [], 10);
+    try {
+      const leave = watcher.watch('s1', 'u1', workspace);
+      for (let i = 0; i < 50 && watcher.isWatching('s1'); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(watcher.isWatching('s1'), false);
+      const seen = listings;
+      await new Promise((r) => setTimeout(r, 60));
+      assert.equal(listings, seen, 'no more listings of the removed container');
+      assert.equal(leave.live(), false, 'a socket that asks again starts it anew');
     } finally {
       watcher.stopAll();
     }
