@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import type { CrawlHubClient } from '../api/client';
 import { ApiError } from '../api/errors';
-import { isKept, type SaveResult, type Session } from '../api/types';
+import { isKept, isLive, type SaveResult, type Session } from '../api/types';
 import { ContextKeys } from '../core/contextKeys';
 import { setContext } from '../core/setContext';
 import { abortOn, type Notifier } from '../core/notify';
@@ -9,7 +9,7 @@ import { sessionUri } from '../fs/uris';
 import type { CrawlHubState } from '../state/store';
 import { openSaveDiff } from './serverDocuments';
 import { logSkipped, SHOW_SKIPPED, showSkipped } from './skippedFiles';
-import { changeCount, describeResult, listPaths, previewEntries, type PreviewEntry } from './summary';
+import { changeCount, describeResult, listPaths, previewEntries, printablePath, type PreviewEntry } from './summary';
 import type { SaveTracker } from './tracker';
 import { UnsavedEditorsError, unsavedEditorsOf, writeUnsavedEditors } from './unsavedEditors';
 
@@ -62,6 +62,31 @@ export class SaveController {
     await writeUnsavedEditors(session.session_id, vscode.workspace.textDocuments, (id) => this.files.writesSettled(id));
   }
 
+  /**
+   * A save (or preview) that failed because its session stopped after it was asked for (an idle or
+   * age stop, a Close elsewhere): the server's "it can be saved once it is ready", or an editor that
+   * could not be written, would send the user to try again. Said instead as what happened: its files
+   * are gone from here (a stop saves them first), and this window's unsaved editors are not in it.
+   */
+  private stoppedMeanwhile(session: SessionRef, err: unknown): unknown {
+    const notReady = err instanceof ApiError && err.status === 409 && err.code === 'session_not_ready';
+    if (!notReady && !(err instanceof UnsavedEditorsError)) return err;
+    const now = this.state.session(session.session_id);
+    if (!now || isLive(now) || isKept(now)) return err;
+    const why = now.status_reason ? ` (${now.status_reason})` : '';
+    const unsaved = unsavedEditorsOf(session.session_id, vscode.workspace.textDocuments);
+    const editors =
+      unsaved.length === 0
+        ? ''
+        : ` ${unsaved.length === 1 ? 'An editor has' : `${unsaved.length} editors have`} unsaved changes that are not in it (${listPaths(unsaved.map(printablePath))}): copy them elsewhere (File > Save As) before you open a new session.`;
+    return new ApiError(
+      409,
+      'session_stopped',
+      `the session stopped before this save (it is ${now.status}${why}), and its files are no longer reachable here.${editors}`,
+      (err as { details?: unknown }).details,
+    );
+  }
+
   /** "Saved books: 1 modified, 2 skipped." and the like, with "Show Skipped" when files were left out. */
   private tellSaved(spiderName: string, message: string, skipped: SaveResult['skipped']): void {
     void this.notify.info(message, ...(skipped.length ? [SHOW_SKIPPED] : [])).then((choice) => {
@@ -104,7 +129,8 @@ export class SaveController {
         this.tellSaved(session.spider_name, `Saved ${session.spider_name}: ${describeResult(result)}.${kept}`, result.skipped);
       }
       return result;
-    } catch (err) {
+    } catch (caught) {
+      const err = this.stoppedMeanwhile(session, caught);
       this.tracker.failed(id, err instanceof Error ? err.message : String(err));
       void this.notify.error(`Saving ${session.spider_name}`, err);
       return undefined;
@@ -133,7 +159,7 @@ export class SaveController {
         },
       );
     } catch (err) {
-      void this.notify.error(`Preview of ${session.spider_name}`, err);
+      void this.notify.error(`Preview of ${session.spider_name}`, this.stoppedMeanwhile(session, err));
       return;
     }
     this.tracker.planned(session.session_id, result);
@@ -188,7 +214,7 @@ export class SaveController {
         items.push({ label: entry.kind, kind: vscode.QuickPickItemKind.Separator });
       }
       items.push({
-        label: `${ICON[entry.kind]} ${entry.path}`,
+        label: `${ICON[entry.kind]} ${printablePath(entry.path)}`,
         description: entry.reason ?? entry.kind,
         entry,
       });
@@ -238,15 +264,31 @@ export class SaveController {
     }
   }
 
-  /** Conflicts after a save: the rest was saved; these files changed on the server meanwhile. */
-  async offerConflicts(session: SessionRef, result: Pick<SaveResult, 'conflicts'>, then?: 'close'): Promise<void> {
+  /**
+   * Conflicts after a save: the rest was saved (but the skipped files, which are said and listed
+   * too); these files changed on the server meanwhile.
+   */
+  async offerConflicts(
+    session: SessionRef,
+    result: Pick<SaveResult, 'conflicts'> & Partial<Pick<SaveResult, 'skipped'>>,
+    then?: 'close',
+  ): Promise<void> {
     const paths = result.conflicts.map((c) => c.path);
+    const skipped = result.skipped ?? [];
     // A diff reads the session's side from its container, which a kept session has stopped.
     const kept = isKept(session);
+    const rest =
+      then === 'close'
+        ? 'The session was kept open.'
+        : skipped.length
+          ? `Everything else was saved but ${skipped.length} skipped file${skipped.length === 1 ? '' : 's'}, which the server does not store.`
+          : 'Everything else was saved.';
     const choice = await vscode.window.showWarningMessage(
-      `CrawlHub: ${paths.length} file${paths.length === 1 ? '' : 's'} of ${session.spider_name} changed on the server since this session pulled ${paths.length === 1 ? 'it' : 'them'}: ${listPaths(paths)}. ${then === 'close' ? 'The session was kept open.' : 'Everything else was saved.'}${kept ? ' Open the session again to compare them.' : ''}`,
+      `CrawlHub: ${paths.length} file${paths.length === 1 ? '' : 's'} of ${session.spider_name} changed on the server since this session pulled ${paths.length === 1 ? 'it' : 'them'}: ${listPaths(paths.map(printablePath))}. ${rest}${kept ? ' Open the session again to compare them.' : ''}`,
       ...(kept ? [OVERWRITE] : [OVERWRITE, SHOW_DIFFS]),
+      ...(skipped.length && then !== 'close' ? [SHOW_SKIPPED] : []),
     );
+    if (choice === SHOW_SKIPPED) void showSkipped(session.spider_name, skipped);
     if (choice === OVERWRITE) {
       const saved = await this.save(session, { overwrite: true });
       if (saved && then === 'close') await this.close(session, { confirmed: true });

@@ -21,7 +21,12 @@ export interface TerminalClose {
   error?: string;
   /** The HTTP answer that came instead of the upgrade (the service's error in it, when it sent one). */
   refusal?: SocketRefusal;
+  /** The socket had opened: false when it never connected. */
+  opened: boolean;
 }
+
+/** The largest input frame: far below the service's 1 MiB limit on a frame. */
+export const INPUT_FRAME = 64 * 1024;
 
 /** A refused upgrade in words for the user. */
 function refusalMessage(r: SocketRefusal): string {
@@ -34,7 +39,9 @@ function refusalMessage(r: SocketRefusal): string {
 /**
  * The terminal WebSocket of a session: binary frames carry the shell's bytes both ways, a text frame
  * `{"type":"resize",cols,rows}` resizes its TTY. Output is decoded as a UTF-8 stream (a character may
- * span two frames).
+ * span two frames). Input goes in frames of at most INPUT_FRAME bytes: the service refuses a frame
+ * over 1 MiB by ending the terminal, and a paste arrives as one piece of any size. The bytes of a
+ * character cut between two frames are joined again in the TTY, which takes a byte stream.
  */
 export class TerminalConnection {
   private readonly output = new Emitter<string>();
@@ -44,9 +51,10 @@ export class TerminalConnection {
   private socket: WebSocket | undefined;
   private readonly decoder = new TextDecoder('utf-8');
   private pendingSize: Dimensions | undefined;
-  /** Keystrokes typed before the socket opened, sent once it does. */
-  private pendingInput: string[] = [];
-  private pendingBytes = 0;
+  /** Keystrokes (and pastes) typed before the socket opened, sent once it does: none is dropped. */
+  private pendingInput: Buffer[] = [];
+  /** The socket opened at some point (a close before that is a failure to connect). */
+  private opened = false;
   private ended = false;
 
   constructor(private readonly log: Log) {}
@@ -58,10 +66,11 @@ export class TerminalConnection {
     let failure: string | undefined;
     let refusal: SocketRefusal | undefined;
     socket.on('open', () => {
+      this.opened = true;
       if (this.pendingSize) this.resize(this.pendingSize);
-      for (const data of this.pendingInput) socket.send(Buffer.from(data, 'utf8'), { binary: true });
+      const pending = this.pendingInput;
       this.pendingInput = [];
-      this.pendingBytes = 0;
+      for (const bytes of pending) this.send(bytes);
     });
     socket.on('message', (data, isBinary) => {
       const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
@@ -84,7 +93,8 @@ export class TerminalConnection {
       this.ended = true;
       const rest = this.decoder.decode();
       if (rest) this.output.fire(rest);
-      this.closed.fire({ code, reason: reason.toString(), error: failure, refusal });
+      this.pendingInput = [];
+      this.closed.fire({ code, reason: reason.toString(), error: failure, refusal, opened: this.opened });
     });
   }
 
@@ -93,11 +103,15 @@ export class TerminalConnection {
   }
 
   input(data: string): void {
-    if (this.open) {
-      this.socket!.send(Buffer.from(data, 'utf8'), { binary: true });
-    } else if (this.socket && !this.ended && this.pendingBytes + data.length <= 64 * 1024) {
-      this.pendingInput.push(data);
-      this.pendingBytes += data.length;
+    const bytes = Buffer.from(data, 'utf8');
+    if (this.open) this.send(bytes);
+    else if (this.socket && !this.ended) this.pendingInput.push(bytes);
+  }
+
+  /** Bytes to the shell, in frames the service takes (ws queues them in order while the network is slower). */
+  private send(bytes: Buffer): void {
+    for (let at = 0; at < bytes.length; at += INPUT_FRAME) {
+      this.socket!.send(bytes.subarray(at, at + INPUT_FRAME), { binary: true });
     }
   }
 

@@ -4,7 +4,7 @@ import { ApiError, SIGN_IN_AGAIN } from '../api/errors';
 import { isLive, type Session } from '../api/types';
 import type { Event } from '../core/emitter';
 import type { Log } from '../core/log';
-import { TerminalConnection, type Dimensions } from './connection';
+import { TerminalConnection, type Dimensions, type TerminalClose } from './connection';
 
 const red = (s: string) => `\x1b[31m${s}\x1b[0m`;
 const dim = (s: string) => `\x1b[2m${s}\x1b[0m`;
@@ -21,6 +21,29 @@ export interface SessionTerminalOptions {
    * (see stoppedSession), so the terminal says so instead of vanishing.
    */
   sessionStopped?(): Promise<Session | undefined>;
+}
+
+/** What to do after the terminal ended: the shell is gone (the server hangs it up when its socket closes). */
+const OPEN_ANOTHER = '"CrawlHub: Open Terminal" opens a new one.';
+
+/**
+ * Why the terminal's socket closed other than by the shell's own exit, in words for the user: what
+ * failed, and what to do. Never a bare WebSocket close code ("code 1006").
+ */
+export function closeMessage(c: TerminalClose): string {
+  if (c.refusal) return `The terminal could not connect: ${c.error ?? `the server answered ${c.refusal.status}`}`;
+  if (!c.opened)
+    return `The terminal could not connect to the server (${c.error ?? (c.reason || `code ${c.code}`)}). Check that the server is reachable; then ${OPEN_ANOTHER}`;
+  switch (c.code) {
+    case 1001:
+      return `The server closed the terminal (${c.reason || 'going away'}): it is restarting or shutting down, and the shell is gone. Once it is back, ${OPEN_ANOTHER}`;
+    case 1006:
+      return `The connection to the server was lost${c.error ? ` (${c.error})` : ''}; the server ended the shell and what it ran. ${OPEN_ANOTHER}`;
+    case 1008:
+      return SIGN_IN_AGAIN;
+    default:
+      return `The terminal connection ended (${c.error ?? (c.reason || `code ${c.code}`)}). ${OPEN_ANOTHER}`;
+  }
 }
 
 /** How long a session that is saving may take to be told stopped after its shell ended. */
@@ -70,17 +93,19 @@ export class SessionPseudoterminal implements vscode.Pseudoterminal {
   constructor(private readonly opts: SessionTerminalOptions) {
     this.connection = new TerminalConnection(opts.log);
     this.connection.onOutput((text) => this.writeEmitter.fire(text));
-    this.connection.onClose(({ code, reason, error, refusal }) => {
+    this.connection.onClose((closed) => {
+      const { code, refusal } = closed;
       if (code === 1000 && !refusal) {
         void this.ended();
         return;
       }
       // The token is gone for every call, not just this one: the extension asks for a new sign-in.
-      if (refusal?.status === 401) opts.client.unauthorized(new ApiError(401, refusal.error?.code ?? 'unauthorized', SIGN_IN_AGAIN));
+      // (1008: the service found the token revoked while the terminal was open.)
+      if (refusal?.status === 401 || (code === 1008 && closed.opened))
+        opts.client.unauthorized(new ApiError(401, refusal?.error?.code ?? 'unauthorized', SIGN_IN_AGAIN));
       // Leave the reason on screen; the next key closes the terminal.
       this.finished = true;
-      const what = refusal ? 'The terminal could not connect' : 'The terminal connection ended';
-      this.writeEmitter.fire(`\r\n${red(`${what}: ${error ?? (reason || `code ${code}`)}`)}\r\n${dim('Press any key to close.')}`);
+      this.writeEmitter.fire(`\r\n${red(closeMessage(closed))}\r\n${dim('Press any key to close.')}`);
     });
   }
 

@@ -2,6 +2,7 @@ import { stubs } from './helpers/windowStubs';
 import { vscodeStandIn } from './helpers/vscode';
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
+import { ApiError } from '../../extension/api/errors';
 import { silentLog } from '../../extension/core/log';
 import { Notifier } from '../../extension/core/notify';
 import { SessionFileSystemProvider } from '../../extension/fs/provider';
@@ -38,7 +39,7 @@ function editor(path: string, opts: { dirty?: boolean; sessionId?: string; saves
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A file system provider over a container whose writes take a while (an autosave longer); `events` records the order of things. */
-function setup(server: { saved?: Record<string, unknown> } = {}) {
+function setup(server: { saved?: Record<string, unknown>; syncError?: Error; known?: Record<string, unknown> } = {}) {
   const events: string[] = [];
   const logged: string[] = [];
   const client = {
@@ -48,6 +49,7 @@ function setup(server: { saved?: Record<string, unknown> } = {}) {
     },
     sync: async (_spider: string, opts: { dryRun?: boolean }) => {
       events.push(`sync ${JSON.stringify(opts)}`);
+      if (server.syncError) throw server.syncError;
       // A dry run finds nothing to save (the preview then only says so).
       if (opts.dryRun) return sampleSave({ dry_run: true });
       return sampleSave({ modified: ['spider.py'], saved_at: '2026-01-01T10:00:00.000Z', ...server.saved });
@@ -58,7 +60,11 @@ function setup(server: { saved?: Record<string, unknown> } = {}) {
     },
   };
   const fs = new SessionFileSystemProvider({ client: async () => client as any, watchSession() {}, unwatchSession() {}, batchDelayMs: 1 });
-  const state = { upsertSession: (s: { status: string }) => events.push(`session ${s.status}`) };
+  const state = {
+    upsertSession: (s: { status: string }) => events.push(`session ${s.status}`),
+    // What the state knows of the session (the events socket's news), when a test says.
+    session: (id: string) => (server.known && id === SESSION ? sampleSession(server.known) : undefined),
+  };
   const tracker = new SaveTracker();
   const log = {
     ...silentLog,
@@ -169,6 +175,52 @@ describe('Save to Server and Close Session write unsaved editors first', () => {
     assert.equal(await (saves as any).runClose(session, true), true);
     assert.equal(spider.saved, 0);
     assert.deepEqual(events, [`closing ${SESSION}`, 'close {"discard":true}', 'session stopped']);
+  });
+});
+
+describe('a save whose session stopped after it was asked for', () => {
+  beforeEach(() => stubs.reset());
+  const stopped = { status: 'stopped', status_reason: 'stopped after saving (idle)' };
+  const notReady = () => new ApiError(409, 'session_not_ready', 'The session is stopped; it can be saved once it is ready.');
+
+  it('says that it stopped, not that it "can be saved once it is ready"', async () => {
+    for (const act of ['save', 'preview'] as const) {
+      stubs.reset();
+      const { saves, tracker } = setup({ syncError: notReady(), known: stopped });
+      await saves[act](session);
+      const error = stubs.shown.find((m) => m.kind === 'error');
+      assert.ok(error, `${act}: ${JSON.stringify(stubs.shown)}`);
+      assert.match(
+        error.message,
+        /failed: the session stopped before this save \(it is stopped \(stopped after saving \(idle\)\)\), and its files are no longer reachable here\.$/,
+      );
+      assert.doesNotMatch(error.message, /once it is ready/);
+      if (act === 'save') assert.match(tracker.get(SESSION).lastError ?? '', /stopped before this save/);
+    }
+  });
+
+  it('says where the unsaved editors it could not write stand, instead of "save them and try again"', async () => {
+    const { saves } = setup({ known: stopped });
+    const spider = editor('spider.py', {
+      write: async () => {
+        throw new ApiError(409, 'session_not_ready', 'The session is stopped; its files are reachable once it is ready.');
+      },
+    });
+    stubs.textDocuments = [spider];
+    await saves.save(session);
+    const error = stubs.shown.find((m) => m.kind === 'error');
+    assert.ok(error, JSON.stringify(stubs.shown));
+    assert.match(
+      error.message,
+      /An editor has unsaved changes that are not in it \(spider\.py\): copy them elsewhere \(File > Save As\) before you open a new session\.$/,
+    );
+    assert.doesNotMatch(error.message, /try again/);
+  });
+
+  it("keeps the server's words while the session is still live (it is starting, say)", async () => {
+    const { saves } = setup({ syncError: notReady(), known: { status: 'starting' } });
+    await saves.save(session);
+    assert.match(stubs.shown.find((m) => m.kind === 'error')?.message ?? '', /once it is ready/);
   });
 });
 
@@ -284,6 +336,21 @@ describe('files a save skipped', () => {
     ]);
     assert.match(String(pick.options.title), /books: 2 files skipped/);
     assert.match(String(pick.options.placeHolder), /The server keeps its stored copy of each of these files/);
+  });
+
+  it('are not hidden by conflicts: the conflict warning does not say "everything else was saved", and lists them too', async () => {
+    const conflicts = [{ path: 'a\u202Etxt.py', reason: 'changed on the server since this session pulled it' }];
+    const { saves } = setup({ saved: { skipped, conflicts } });
+    stubs.answers = ['Show Skipped'];
+    await saves.save(session);
+    await tick(1);
+    const warning = stubs.shown.find((m) => m.kind === 'warning');
+    assert.ok(warning, JSON.stringify(stubs.shown));
+    assert.match(warning.message, /Everything else was saved but 2 skipped files, which the server does not store\./);
+    assert.match(warning.message, /pulled it: a\\u\{202E\}txt\.py\./, 'a text-direction character in a name is shown, not obeyed');
+    assert.deepEqual(warning.items, ['Overwrite on Server', 'Show Diffs', 'Show Skipped']);
+    assert.equal(stubs.quickPicks.length, 1);
+    assert.match(String(stubs.quickPicks[0].options.title), /books: 2 files skipped/);
   });
 
   it('leave a save without them as it was', async () => {

@@ -44,6 +44,9 @@ describe('TerminalConnection', () => {
       if (req.url?.includes('upgrade-dropped'))
         return refuse('426 Upgrade Required', 'upgrade_required', 'This is a WebSocket: connect with "Upgrade: websocket".');
       wss.handleUpgrade(req, socket, head, (ws) => {
+        // The network gone under an open terminal (no close frame), and the service finding the token revoked.
+        if (req.url?.includes('cut-off')) return void setTimeout(() => ws.terminate(), 20);
+        if (req.url?.includes('ends-1008')) return void setTimeout(() => ws.close(1008, 'the API token was revoked'), 20);
         shell = ws;
         ws.on('message', (data: Buffer, binary) => frames.push({ data, binary }));
       });
@@ -87,6 +90,46 @@ describe('TerminalConnection', () => {
     conn.dispose();
   });
 
+  it('sends a paste of several MiB whole, in frames the service takes (at most 1 MiB each), multi-byte characters included', async () => {
+    // The service's sockets refuse a frame over 1 MiB (1009) and end the terminal: one big paste must not be one frame.
+    const server = http.createServer();
+    const limited = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+    const received: Buffer[] = [];
+    let closedByServer: number | undefined;
+    server.on('upgrade', (req, socket, head) =>
+      limited.handleUpgrade(req, socket, head, (ws) => {
+        ws.on('message', (data: Buffer) => received.push(data));
+        ws.on('close', (code) => (closedByServer = code));
+        ws.on('error', () => undefined); // (a frame over the limit: the close code says it)
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const conn = new TerminalConnection(silentLog);
+    const closed: { code: number }[] = [];
+    conn.onClose((c) => closed.push(c));
+    try {
+      // Typed while connecting (more than the old 64 KiB that was kept), then pasted once open.
+      const early = 'é'.repeat(100_000);
+      const paste = `${'€𝄞 line\n'.repeat(300_000)}end`;
+      conn.connect({ url: new URL(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`), headers: {} });
+      conn.input(early);
+      await until('open', () => conn.open);
+      conn.input(paste);
+      const expected = Buffer.byteLength(early) + Buffer.byteLength(paste);
+      await until('every byte', () => received.reduce((n, b) => n + b.length, 0) >= expected || closed.length > 0, 1000);
+      assert.deepEqual(closed, [], 'the terminal stays connected');
+      assert.equal(closedByServer, undefined);
+      assert.ok(received.every((b) => b.length <= 1024 * 1024));
+      assert.ok(Buffer.concat(received).equals(Buffer.from(early + paste, 'utf8')), 'every byte arrives, in order');
+    } finally {
+      conn.dispose();
+      for (const c of limited.clients) c.terminate();
+      limited.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it("reports the server's refusal message", async () => {
     const conn = new TerminalConnection(silentLog);
     const closed: { error?: string }[] = [];
@@ -97,11 +140,11 @@ describe('TerminalConnection', () => {
     conn.dispose();
   });
 
-  describe('a CrawlHub terminal the server refuses', () => {
+  describe('a CrawlHub terminal the server refuses, or that loses its connection', () => {
     /** A terminal of session `sessionId` over a real client; what it wrote, and the client's 401 reports. */
-    async function refused(sessionId: string) {
+    async function refused(sessionId: string, serverUrl = base.replace(/^ws:/, 'http:')) {
       let unauthorized = 0;
-      const client = new CrawlHubClient({ serverUrl: base.replace(/^ws:/, 'http:'), token: 't', onUnauthorized: () => unauthorized++ });
+      const client = new CrawlHubClient({ serverUrl, token: 't', onUnauthorized: () => unauthorized++ });
       const pty = new SessionPseudoterminal({ client, sessionId, spiderName: 'books', log: silentLog, onInput() {} });
       let output = '';
       pty.onDidWrite((t) => (output += t));
@@ -123,6 +166,35 @@ describe('TerminalConnection', () => {
       assert.match(t.output, /a proxy between VS Code and the server does not pass WebSocket upgrades/i);
       assert.doesNotMatch(t.output, /connect with "Upgrade: websocket"/);
       assert.equal(t.unauthorized(), 0);
+    });
+
+    it('says the connection was lost, not "code 1006", when the network drops under an open terminal, and how to go on', async () => {
+      const t = await refused('cut-off');
+      assert.match(t.output, /The connection to the server was lost; the server ended the shell and what it ran\./);
+      assert.match(t.output, /"CrawlHub: Open Terminal" opens a new one\./);
+      assert.doesNotMatch(t.output, /code 1006/);
+      assert.equal(t.unauthorized(), 0);
+    });
+
+    it('says it could not connect, not that the connection "ended", when the server cannot be reached', async () => {
+      const closedPort = await new Promise<number>((resolve) => {
+        const probe = http.createServer().listen(0, '127.0.0.1', () => {
+          const { port } = probe.address() as AddressInfo;
+          probe.close(() => resolve(port));
+        });
+      });
+      const t = await refused('x', `http://127.0.0.1:${closedPort}`);
+      assert.match(
+        t.output,
+        /The terminal could not connect to the server \(connect ECONNREFUSED [^)]*\)\. Check that the server is reachable/,
+      );
+      assert.doesNotMatch(t.output, /connection ended/);
+    });
+
+    it('says to sign in again when the service ends an open terminal because its token was revoked, and tells the client', async () => {
+      const t = await refused('ends-1008');
+      assert.match(t.output, /Sign in to CrawlHub again: the server no longer accepts the stored API token/);
+      assert.equal(t.unauthorized(), 1);
     });
   });
 

@@ -6,6 +6,8 @@ import WebSocket from 'ws';
 import { json, startTestService, type TestService } from '../helpers/service';
 import { containerName, docker, removeContainers, requireDocker, until } from '../helpers/docker';
 import { rawExchange } from '../proxy/harness';
+import { silentLog } from '../../extension/core/log';
+import { TerminalConnection } from '../../extension/terminal/connection';
 
 describe('the terminal WebSocket on the real engine', () => {
   let svc: TestService;
@@ -170,6 +172,32 @@ describe('the terminal WebSocket on the real engine', () => {
         50,
       );
       for (const o of open) o.ws.terminate();
+    }
+  });
+
+  it("a paste of several MiB from the editor's terminal reaches the shell whole, and the terminal stays open", async () => {
+    // VS Code hands a paste to the terminal as one piece; the service refuses a frame over 1 MiB (1009).
+    const conn = new TerminalConnection(silentLog);
+    let output = '';
+    const closed: number[] = [];
+    conn.onOutput((t) => (output += t));
+    conn.onClose((c) => closed.push(c.code));
+    try {
+      const url = new URL(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal`);
+      conn.connect({ url, headers: { authorization: `Bearer ${alice.token}` } });
+      const line = `${'é€𝄞'.repeat(10)}${'x'.repeat(40)}\n`; // 110 bytes, multi-byte characters included
+      const paste = line.repeat(20_000); // 2.2 MB
+      conn.input(`stty -echo; echo go-$((6*7)); head -c ${Buffer.byteLength(paste)} > /tmp/pasted; stty echo; echo pasted-$((6*7))\n`);
+      await until('the shell reads', () => output.includes('go-42') || closed.length > 0, 30_000, 20);
+      conn.input(paste);
+      await until('the shell took the paste', () => output.includes('pasted-42') || closed.length > 0, 60_000, 50);
+      assert.deepEqual(closed, [], 'the terminal stays open');
+      const sum = docker('exec', containerName(svc, sessionId), 'sh', '-c', 'wc -c < /tmp/pasted; sha256sum < /tmp/pasted').split(/\s+/);
+      assert.equal(Number(sum[0]), Buffer.byteLength(paste));
+      const { createHash } = await import('node:crypto');
+      assert.equal(sum[1], createHash('sha256').update(paste).digest('hex'), 'every byte, in order');
+    } finally {
+      conn.dispose();
     }
   });
 
