@@ -207,9 +207,12 @@ export class CrawlHubClient {
     });
   }
 
-  /** Saves, then stops the container; `discard` skips the save. */
-  closeSession(spiderId: string, opts: CallOptions & { discard?: boolean } = {}): Promise<CloseResultT> {
-    return this.json('DELETE', `/api/spiders/${encodeURIComponent(spiderId)}/code-session`, CloseResult, {
+  /**
+   * Saves, then stops the container; `discard` skips the save. By the session's id, as are sync and
+   * heartbeat: a window whose session stopped meanwhile never acts on a newer session of its spider.
+   */
+  closeSession(sessionId: string, opts: CallOptions & { discard?: boolean } = {}): Promise<CloseResultT> {
+    return this.json('DELETE', `/api/sessions/${encodeURIComponent(sessionId)}`, CloseResult, {
       ...opts,
       query: { discard: opts.discard },
       long: true,
@@ -217,16 +220,16 @@ export class CrawlHubClient {
   }
 
   /** Save to Server; `dryRun` only plans, `overwrite` replaces stored files that changed since the pull. */
-  sync(spiderId: string, opts: CallOptions & { dryRun?: boolean; overwrite?: boolean } = {}): Promise<SaveResultT> {
-    return this.json('POST', `/api/spiders/${encodeURIComponent(spiderId)}/code-session/sync`, SaveResult, {
+  sync(sessionId: string, opts: CallOptions & { dryRun?: boolean; overwrite?: boolean } = {}): Promise<SaveResultT> {
+    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/sync`, SaveResult, {
       ...opts,
       query: { dry_run: opts.dryRun, overwrite: opts.overwrite },
       long: true,
     });
   }
 
-  heartbeat(spiderId: string, opts?: CallOptions): Promise<SessionT> {
-    return this.json('POST', `/api/spiders/${encodeURIComponent(spiderId)}/code-session/heartbeat`, Session, opts);
+  heartbeat(sessionId: string, opts?: CallOptions): Promise<SessionT> {
+    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/heartbeat`, Session, opts);
   }
 
   /** The browser IDE's address with a one-time ticket; with a port, that port of the session (code-server's forwarding). */

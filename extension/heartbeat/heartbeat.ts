@@ -114,7 +114,7 @@ export class HeartbeatController implements vscode.Disposable {
     const client = await this.client();
     if (!client) return undefined;
     try {
-      const fresh = await client.heartbeat(session.spider_id);
+      const fresh = await client.heartbeat(session.session_id);
       this.state.upsertSession(fresh);
       this.log.debug(`heartbeat ${fresh.spider_name}: idle stop moved to ${fresh.idle_deadline}`);
       this.problems.fire({ sessionId, message: undefined });

@@ -37,11 +37,9 @@ export class PendingCounter {
   }
 
   async count(sessionId: string): Promise<void> {
-    // The dry run asks for the spider's current session: once this one has stopped that is nothing,
-    // or another one (opened elsewhere), whose count is not this session's.
+    // A stopped session has nothing to count (the server would answer 409).
     const session = this.sessionOf(sessionId);
     if (!session || !(isLive(session) || isKept(session))) return;
-    const spiderId = session.spider_id;
     if (this.running.has(sessionId) || this.tracker.get(sessionId).saving) {
       // Count once the running count or save is over.
       this.schedule(sessionId);
@@ -52,7 +50,7 @@ export class PendingCounter {
     this.running.add(sessionId);
     const version = this.tracker.version(sessionId);
     try {
-      const plan = await client.sync(spiderId, { dryRun: true });
+      const plan = await client.sync(sessionId, { dryRun: true });
       // A save or a file change since the start makes this count stale.
       const stale = this.tracker.version(sessionId) !== version;
       this.log.debug(`counted ${sessionId}: ${changeCount(plan)} change(s)${stale ? ' (stale, dropped)' : ''}`);

@@ -161,6 +161,36 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
     }),
     route({
       method: 'post',
+      path: '/api/sessions/:id/sync',
+      tag: 'sessions',
+      summary:
+        'Save to Server of a session by its id (yours; an admin: anyone’s); a stopped session answers 409 instead of saving a newer one of its spider',
+      params: SessionId,
+      query: z.object({ dry_run: flag, overwrite: flag }),
+      responses: {
+        200: { description: 'what was (or would be) saved', schema: SaveResultView },
+        404: 'no such session (or another user’s)',
+        409: 'not ready',
+        413: 'over a limit',
+        422: 'the workspace breaks a cap',
+      },
+      async handler(ctx, { params, query }) {
+        return sessions.syncById(ctx.state.em, ctx.state.user, params.id, { dryRun: on(query.dry_run), overwrite: on(query.overwrite) });
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/sessions/:id/heartbeat',
+      tag: 'sessions',
+      summary: 'Mark activity of a session by its id: moves its idle deadline; a stopped session answers 409',
+      params: SessionId,
+      responses: { 200: { description: 'the session', schema: SessionView }, 404: 'no such session (or another user’s)', 409: 'not live' },
+      async handler(ctx, { params }) {
+        return view(ctx, await sessions.heartbeatById(ctx.state.em, ctx.state.user, params.id));
+      },
+    }),
+    route({
+      method: 'post',
       path: '/api/spiders/:id/code-session/heartbeat',
       tag: 'sessions',
       summary: 'Mark activity: moves the idle deadline',

@@ -261,7 +261,15 @@ export class SessionService {
   }
 
   async heartbeat(em: Em, user: User, spiderId: string): Promise<CodeSession> {
-    const found = await this.current(em, user, spiderId);
+    return this.beat(em, await this.current(em, user, spiderId));
+  }
+
+  /** `heartbeat` of a session named by its id: a stopped one answers 409, never moving a newer session of its spider. */
+  async heartbeatById(em: Em, user: User, sessionId: string): Promise<CodeSession> {
+    return this.beat(em, await this.get(em, user, sessionId));
+  }
+
+  private async beat(em: Em, found: CodeSession): Promise<CodeSession> {
     // Only while it is live, in one statement: a stop that ended since the session was read is not
     // answered (and announced) as a live session with a row that says otherwise.
     const now = new Date();
@@ -278,7 +286,18 @@ export class SessionService {
 
   /** Save to Server on demand. */
   async sync(em: Em, user: User, spiderId: string, opts: { dryRun: boolean; overwrite: boolean }): Promise<SaveResult> {
-    const session = await this.current(em, user, spiderId);
+    return this.syncSession(em, await this.current(em, user, spiderId), opts);
+  }
+
+  /**
+   * `sync` of a session named by its id (its user's; an admin's: anyone's, saved to its spider as its
+   * user's would be): a stopped one answers 409, never saving a newer session of its spider instead.
+   */
+  async syncById(em: Em, user: User, sessionId: string, opts: { dryRun: boolean; overwrite: boolean }): Promise<SaveResult> {
+    return this.syncSession(em, await this.get(em, user, sessionId), opts);
+  }
+
+  private async syncSession(em: Em, session: CodeSession, opts: { dryRun: boolean; overwrite: boolean }): Promise<SaveResult> {
     return this.sessionLock.run(session.id, async () => {
       const fresh = await this.reload(em, session.id);
       if (fresh.status !== 'ready' && !(fresh.savePending && fresh.containerId))

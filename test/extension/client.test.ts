@@ -34,8 +34,7 @@ describe('CrawlHubClient', () => {
       if (u.pathname === '/api/me') return sendJson(res, 200, { id: 'u1', name: 'alice', isAdmin: false, extra: 1 });
       if (u.pathname === '/api/spiders')
         return sendJson(res, 200, [{ id: 'sp1', name: 'books', description: '', ownerId: 'u1', createdAt: 'x', updatedAt: 'y' }]);
-      if (u.pathname === '/api/spiders/sp1/code-session/sync')
-        return sendJson(res, 200, sampleSave({ dry_run: u.searchParams.get('dry_run') === '1' }));
+      if (u.pathname === '/api/sessions/s1/sync') return sendJson(res, 200, sampleSave({ dry_run: u.searchParams.get('dry_run') === '1' }));
       if (u.pathname === '/api/spiders/sp1/code-session') return sendJson(res, 201, sampleSession());
       if (u.pathname === '/api/spiders/missing/code-session')
         return sendJson(res, 404, { error: { code: 'not_found', message: 'Spider was not found.' } });
@@ -166,7 +165,7 @@ describe('CrawlHubClient', () => {
   });
 
   it('sends flags as =1 and leaves false ones out', async () => {
-    const plan = await client().sync('sp1', { dryRun: true, overwrite: false });
+    const plan = await client().sync('s1', { dryRun: true, overwrite: false });
     assert.equal(plan.dry_run, true);
     assert.match(srv.seen.at(-1)!.url, /\/sync\?dry_run=1$/);
     await client().openSession('sp1', { wait: true });

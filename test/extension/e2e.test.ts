@@ -97,8 +97,8 @@ describe('the extension in a real VS Code workbench', { skip: workbenchSkipped()
     const base = 20_000 + Math.floor(Math.random() * 400) * 20;
     svc = await startTestService({ env: { CRAWLHUB_PORT_RANGE: `${base}-${base + 19}` } });
     const sessions = svc.services.sessions;
-    const heartbeat = sessions.heartbeat.bind(sessions);
-    sessions.heartbeat = async (...args: Parameters<typeof heartbeat>) => {
+    const heartbeat = sessions.heartbeatById.bind(sessions);
+    sessions.heartbeatById = async (...args: Parameters<typeof heartbeat>) => {
       const session = await heartbeat(...args);
       heartbeats++;
       return session;

@@ -54,11 +54,11 @@ describe('an idle stop warning', () => {
       onDidChange: () => ({ dispose() {} }),
     };
     const client = {
-      heartbeat: async (spiderId: string) => {
+      heartbeat: async (sessionId: string) => {
         const failure = failNext;
         failNext = undefined;
         if (failure) throw failure;
-        beats.push(spiderId);
+        beats.push(sessionId);
         return sampleSession({ last_active_at: '2026-01-01T10:24:00.000Z', idle_deadline: '2026-01-01T10:54:00.000Z' });
       },
     };
@@ -71,7 +71,7 @@ describe('an idle stop warning', () => {
   it('sends a heartbeat at once, and shows nothing, when the user worked in the session since the last one', async () => {
     heartbeat.note(SESSION);
     await warnings.show(warning());
-    assert.deepEqual(beats, ['sp1']);
+    assert.deepEqual(beats, [SESSION]);
     assert.deepEqual(stubs.shown, [], 'no warning for someone who is typing');
   });
 
@@ -182,8 +182,8 @@ describe('the heartbeat and what counts as activity', () => {
       onDidChange: () => ({ dispose() {} }),
     };
     const client = {
-      heartbeat: async (spiderId: string) => {
-        beats.push(spiderId);
+      heartbeat: async (sessionId: string) => {
+        beats.push(sessionId);
         return sampleSession();
       },
     };
@@ -206,7 +206,7 @@ describe('the heartbeat and what counts as activity', () => {
     assert.ok(await heartbeat.keepAliveIfActive(LIVE), 'an undo back to the saved text is activity too');
     fire('onDidChangeTextEditorSelection', { textEditor: { document }, selections: [], kind: 2 });
     assert.ok(await heartbeat.keepAliveIfActive(LIVE), 'a click in the editor is activity');
-    assert.deepEqual(beats, ['sp1', 'sp1', 'sp1']);
+    assert.deepEqual(beats, [LIVE, LIVE, LIVE]);
   });
 
   it("sends none for a session that has stopped, which would move the idle stop of the spider's next session", async () => {
@@ -220,6 +220,6 @@ describe('the heartbeat and what counts as activity', () => {
     assert.deepEqual(beats, []);
     assert.deepEqual(problems, [], 'and no "keeping the session open failed" for it');
     assert.ok(await heartbeat.send(LIVE));
-    assert.deepEqual(beats, ['sp1']);
+    assert.deepEqual(beats, [LIVE]);
   });
 });

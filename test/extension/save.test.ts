@@ -126,7 +126,7 @@ describe('PendingCounter', () => {
     const tracker = new SaveTracker();
     const calls: unknown[] = [];
     const client = {
-      sync: async (spider: string, opts: unknown) => (calls.push([spider, opts]), result({ modified: ['a.py'], added: ['b.py'] })),
+      sync: async (session: string, opts: unknown) => (calls.push([session, opts]), result({ modified: ['a.py'], added: ['b.py'] })),
     };
     const counter = new PendingCounter(
       async () => client as any,
@@ -142,7 +142,7 @@ describe('PendingCounter', () => {
     assert.equal(tracker.get('s').pending, undefined);
     await until('a count', () => tracker.get('s').pending !== undefined);
     assert.equal(tracker.get('s').pending, 2);
-    assert.deepEqual(calls, [['sp1', { dryRun: true }]]);
+    assert.deepEqual(calls, [['s', { dryRun: true }]], 'by the session’s id, not its spider’s');
     counter.dispose();
   });
 
@@ -176,7 +176,7 @@ describe('PendingCounter', () => {
   it("counts nothing for a session that stopped: the spider's next session is not it", async () => {
     const tracker = new SaveTracker();
     const calls: string[] = [];
-    const client = { sync: async (spider: string) => (calls.push(spider), result({ modified: ['a.py'] })) };
+    const client = { sync: async (session: string) => (calls.push(session), result({ modified: ['a.py'] })) };
     const sessions: Record<string, { spider_id: string; status: string; save_pending: boolean }> = {
       stopped: { spider_id: 'sp1', status: 'stopped', save_pending: false },
       kept: { spider_id: 'sp2', status: 'failed', save_pending: true },
@@ -193,7 +193,7 @@ describe('PendingCounter', () => {
     assert.deepEqual(calls, []);
     assert.equal(tracker.get('stopped').pending, undefined, 'no count of another session on its button');
     await counter.count('kept');
-    assert.deepEqual(calls, ['sp2'], 'a kept session still has its files to save');
+    assert.deepEqual(calls, ['kept'], 'a kept session still has its files to save');
     counter.dispose();
   });
 

@@ -640,6 +640,38 @@ describe('code sessions on the real engine', () => {
     assert.equal((await svc.api(alice.token, 'DELETE', '/api/sessions/not-a-session')).status, 404);
   });
 
+  it('sync and heartbeat by session id act on that session only: a stopped one answers 409, never its spider’s newer session', async () => {
+    const spider = await spiderWithProject(alice.token, 'by-id');
+    const old = await open(alice.token, spider.id);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/sessions/${old.session_id}?discard=1`)).status, 200);
+    // A window still on the old session; the spider has a newer one (opened from the browser, say) with an edit.
+    const current = await open(alice.token, spider.id);
+    dockerExec(containerName(svc, current.session_id), 'echo "BOT_NAME = \\"newer\\"" > /workspace/quotes/settings.py');
+    const refused = async (path: string, code: string) => {
+      const res = await svc.api(alice.token, 'POST', path);
+      assert.equal(res.status, 409, path);
+      assert.equal((await json(res)).error.code, code);
+    };
+    await refused(`/api/sessions/${old.session_id}/sync`, 'session_not_ready');
+    await refused(`/api/sessions/${old.session_id}/heartbeat`, 'session_not_live');
+    const after = await json(await svc.api(alice.token, 'GET', `/api/sessions/${current.session_id}`));
+    assert.equal(after.last_active_at, current.last_active_at, 'the newer session was not kept alive by the old window');
+    const stored = await svc.api(alice.token, 'GET', `/api/spiders/${spider.id}/files/quotes/settings.py`);
+    assert.doesNotMatch(await stored.text(), /newer/, 'nor saved by it');
+    // The session itself, by its id: a dry run, a save, a heartbeat; another user's id is not found.
+    const plan = await json(await svc.api(alice.token, 'POST', `/api/sessions/${current.session_id}/sync?dry_run=1`));
+    assert.deepEqual(plan.modified, ['quotes/settings.py']);
+    assert.deepEqual((await json(await svc.api(alice.token, 'POST', `/api/sessions/${current.session_id}/sync`))).modified, [
+      'quotes/settings.py',
+    ]);
+    await new Promise((r) => setTimeout(r, 20));
+    const beat = await json(await svc.api(alice.token, 'POST', `/api/sessions/${current.session_id}/heartbeat`));
+    assert.ok(Date.parse(beat.idle_deadline) > Date.parse(current.idle_deadline));
+    for (const path of [`/api/sessions/${current.session_id}/sync`, `/api/sessions/${current.session_id}/heartbeat`])
+      assert.equal((await svc.api(bob.token, 'POST', path)).status, 404, path);
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/sessions/${current.session_id}?discard=1`)).status, 200);
+  });
+
   it('heartbeat moves the idle deadline', async () => {
     const spider = await spiderWithProject(alice.token, 'heartbeat');
     const session = await open(alice.token, spider.id);
