@@ -116,7 +116,7 @@ export class SaveController {
         { location: vscode.ProgressLocation.Window, title: `Saving ${session.spider_name} to the server…` },
         async () => {
           await this.writeEditors(session);
-          return client.sync(session.spider_id, { overwrite: opts.overwrite });
+          return client.sync(session.session_id, { overwrite: opts.overwrite });
         },
       );
       this.tracker.saved(id, result);
@@ -152,7 +152,7 @@ export class SaveController {
           try {
             // The dry run compares what the container has: the session's unsaved editors go in first, as for a save.
             await this.writeEditors(session);
-            return await client.sync(session.spider_id, { dryRun: true, signal: abort.signal });
+            return await client.sync(session.session_id, { dryRun: true, signal: abort.signal });
           } finally {
             abort.dispose();
           }
@@ -301,6 +301,11 @@ export class SaveController {
 
   /** Close Session: asks, saves, then stops the container. Conflicts or a failed save keep it. */
   async close(session: SessionRef, opts: { confirmed?: boolean } = {}): Promise<boolean> {
+    // One at a time: a close beside a running save would end the button's spin early and race it.
+    if (this.tracker.get(session.session_id).saving) {
+      void this.notify.info(`A save of ${session.spider_name} is running; close the session once it is done.`);
+      return false;
+    }
     if (!opts.confirmed) {
       const answer = await vscode.window.showWarningMessage(
         `Close the CrawlHub session of ${session.spider_name}?`,
@@ -332,7 +337,7 @@ export class SaveController {
           if (!discard) await this.writeEditors(session);
           // The stop this brings is the user's own doing: no "the session is stopped" news for it.
           this.closes.closing(session.session_id);
-          return client.closeSession(session.spider_id, { discard });
+          return client.closeSession(session.session_id, { discard });
         },
       );
       this.state.upsertSession(closed.session);

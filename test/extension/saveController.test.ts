@@ -167,6 +167,15 @@ describe('Save to Server and Close Session write unsaved editors first', () => {
     assert.deepEqual(events, [`closing ${SESSION}`, 'close', `close failed ${SESSION}`]);
   });
 
+  it('Close Session waits for no running save: it says one runs and leaves it alone', async () => {
+    const { events, saves, tracker } = setup();
+    tracker.begin(SESSION);
+    assert.equal(await saves.close(session, { confirmed: true }), false);
+    assert.deepEqual(events, [], 'the server was not asked to close');
+    assert.match(stubs.shown.at(-1)?.message ?? '', /A save of books is running; close the session once it is done\./);
+    assert.equal(tracker.get(SESSION).saving, true, 'the save still shows as running');
+  });
+
   it('Close Without Saving does not write the editors', async () => {
     const { events, saves } = setup();
     const spider = editor('spider.py');
