@@ -68,7 +68,12 @@ export function manifestCommand(dir: string, ignore: string[], opts: { maxDepth?
     ...(opts.minDepth !== undefined ? ['-mindepth', String(opts.minDepth)] : []),
     ...(opts.maxDepth !== undefined ? ['-maxdepth', String(opts.maxDepth)] : []),
   ];
-  const prune = ignore.length ? ['(', ...ignore.flatMap((p, i) => (i ? ['-o', '-name', p] : ['-name', p])), ')', '-prune', '-o'] : [];
+  // Never the starting point itself: a glob that matches its name ("w*" and /workspace) would list
+  // nothing, and every stored file would read as deleted. (-path takes a glob: the folder's own
+  // wildcard characters are escaped.)
+  const names = ignore.flatMap((p, i) => (i ? ['-o', '-name', p] : ['-name', p]));
+  const start = dir.replace(/[*?[\]\\]/g, '\\$&');
+  const prune = ignore.length ? ['(', '!', '-path', start, '(', ...names, ')', ')', '-prune', '-o'] : [];
   const closed = ['-type', 'd', '(', '!', '-readable', '-o', '!', '-executable', ')', '-prune', '-printf', UNREADABLE_FORMAT, '-o'];
   return ['find', dir, ...depth, ...prune, ...closed, '-printf', FIND_FORMAT];
 }

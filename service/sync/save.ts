@@ -5,6 +5,7 @@ import type { Metrics } from '../http/metrics';
 import { SessionBaseFile, SyncRecord, type CodeSession, type SyncTrigger } from '../sessions/entities';
 import { ignoreMatcher, type Workspace } from '../sessions/workspace';
 import type { SpiderFile } from '../spiders/entities';
+import { parentFolders } from '../spiders/paths';
 import { storedContent, type SpiderService } from '../spiders/service';
 import type { StoredBlob } from '../storage/blobs';
 import type { TarLimits } from './tar-guard';
@@ -276,7 +277,47 @@ export class SyncService {
           if (files.has(path)) plan.unchanged++;
       }
     }
+    this.holdClashes(plan, base, stored);
     return plan;
+  }
+
+  /**
+   * A new file where the stored files (after this save) have a folder of its name, or under a name
+   * that is a stored file: another session or the API made that since the pull, or it is a stored
+   * file this save keeps (a conflict, an ignored or skipped one). Such a file is a conflict and the
+   * rest is saved; committed, it would refuse the whole save, again at every retry, and `overwrite`
+   * would not help (it deletes nothing the workspace never had). Only an added file can clash: the
+   * stored files are a tree, and a modified one is a file there already.
+   */
+  private holdClashes(plan: Plan, base: Map<string, string>, stored: Map<string, { sha256: string }>): void {
+    const result = new Set(stored.keys());
+    for (const path of plan.deleted) result.delete(path);
+    for (const path of plan.added) result.add(path);
+    const folders = new Map<string, string>();
+    for (const path of result) for (const dir of parentFolders(path)) if (!folders.has(dir)) folders.set(dir, path);
+    const conflicted = new Set(plan.conflicts.map((c) => c.path));
+    const held = new Map<string, string>();
+    for (const path of plan.added) {
+      const file = parentFolders(path).find((dir) => result.has(dir));
+      if (file !== undefined)
+        held.set(
+          path,
+          conflicted.has(file)
+            ? `"${file}" is still a file on the server (a conflict of its own), where this needs a folder`
+            : `"${file}" is a file on the server, where this needs a folder: rename or delete one of them`,
+        );
+      else if (folders.has(path))
+        held.set(path, `the server has a folder of this name (with "${folders.get(path)}"): rename or delete one of them`);
+    }
+    if (held.size === 0) return;
+    plan.added = plan.added.filter((path) => !held.has(path));
+    for (const [path, reason] of held) {
+      plan.conflicts.push({ path, reason });
+      const before = base.get(path);
+      if (before === undefined) plan.newBase.delete(path);
+      else plan.newBase.set(path, before);
+    }
+    plan.conflicts.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
 
   /** The running container: list with stat keys, then read only the files whose stat key moved. */

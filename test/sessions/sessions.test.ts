@@ -509,6 +509,62 @@ describe('code sessions on the real engine', () => {
     await assertStorageClean(spider.id);
   });
 
+  it('a new file where the server now has a folder, or a folder where it has a file, is a conflict: the rest is saved', async () => {
+    const spider = await spiderWithProject(alice.token, 'file-folder-clash');
+    const session = await open(alice.token, spider.id);
+    const c = containerName(svc, session.session_id);
+    // Since the pull, the server got a folder "lib", a file "notes" and a changed quotes/__init__.py (another session, or the API).
+    const put = async (p: string, data: string) =>
+      assert.equal((await svc.api(alice.token, 'PUT', `/api/spiders/${spider.id}/files/${p}`, data)).status, 200);
+    await put('lib/util.py', 'server lib\n');
+    await put('notes', 'server notes\n');
+    await put('quotes/__init__.py', 'server init\n');
+    const script = [
+      'cd /workspace',
+      'echo ws > lib',
+      'mkdir notes && echo todo > notes/todo.txt',
+      'rm quotes/__init__.py && mkdir quotes/__init__.py && echo x > quotes/__init__.py/x',
+      'echo "X = 3" > quotes/settings.py',
+      // A file becomes a folder of the same name, and a folder a file, in one save; and an empty file.
+      'rm scrapy.cfg && mkdir scrapy.cfg && echo inner > scrapy.cfg/inner.cfg',
+      'rm -r quotes/spiders && echo flat > quotes/spiders',
+      ': > empty.txt',
+    ].join(' && ');
+    assert.equal(dockerExec(c, script).code, 0);
+    const save = async (query = '') => {
+      const res = await svc.api(alice.token, 'POST', `/api/spiders/${spider.id}/code-session/sync${query}`);
+      const body = await json(res);
+      assert.equal(res.status, 200, JSON.stringify(body));
+      return body;
+    };
+    const first = await save();
+    assert.deepEqual(
+      first.conflicts.map((x: { path: string }) => x.path),
+      ['lib', 'notes/todo.txt', 'quotes/__init__.py', 'quotes/__init__.py/x'],
+    );
+    const reasons = Object.fromEntries(first.conflicts.map((x: { path: string; reason: string }) => [x.path, x.reason]));
+    assert.match(reasons.lib, /the server has a folder of this name/);
+    assert.match(reasons['notes/todo.txt'], /"notes" is a file on the server/);
+    assert.match(reasons['quotes/__init__.py/x'], /a conflict of its own/);
+    assert.deepEqual(first.added.sort(), ['empty.txt', 'quotes/spiders', 'scrapy.cfg/inner.cfg']);
+    assert.deepEqual(first.modified, ['quotes/settings.py']);
+    assert.deepEqual(first.deleted.sort(), ['quotes/spiders/__init__.py', 'quotes/spiders/quotes.py', 'scrapy.cfg']);
+    // Overwrite resolves the conflict that makes a folder of quotes/__init__.py; no overwrite makes a file and a folder of one name.
+    const forced = await save('?overwrite=1');
+    assert.deepEqual(
+      forced.conflicts.map((x: { path: string }) => x.path),
+      ['lib', 'notes/todo.txt'],
+    );
+    assert.deepEqual([forced.added, forced.modified, forced.deleted], [['quotes/__init__.py/x'], [], ['quotes/__init__.py']]);
+    const stored = await storedFiles(alice.token, spider.id);
+    assert.deepEqual(
+      [stored['lib/util.py'], stored.notes, stored['quotes/settings.py'], stored['quotes/spiders'], stored['empty.txt']],
+      ['server lib\n', 'server notes\n', 'X = 3\n', 'flat\n', ''],
+    );
+    assert.deepEqual([stored['scrapy.cfg/inner.cfg'], stored['quotes/__init__.py/x']], ['inner\n', 'x\n']);
+    await assertStorageClean(spider.id);
+  });
+
   it('closing saves, then removes the container; the session shows as stopped', async () => {
     const spider = await spiderWithProject(alice.token, 'close');
     const session = await open(alice.token, spider.id);

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { planPath } from '../../service/sync/save';
 import { ignoreMatcher, manifestCommand, parseManifest } from '../../service/sessions/workspace';
@@ -40,8 +44,47 @@ describe('workspace listing', () => {
 
   it('prunes ignored folders in the find command, passed as argv', () => {
     const cmd = manifestCommand('/workspace', ['__pycache__', '.git']);
-    assert.deepEqual(cmd.slice(0, 9), ['find', '/workspace', '(', '-name', '__pycache__', '-o', '-name', '.git', ')']);
+    assert.deepEqual(cmd.slice(0, 13), [
+      'find',
+      '/workspace',
+      '(',
+      '!',
+      '-path',
+      '/workspace',
+      '(',
+      '-name',
+      '__pycache__',
+      '-o',
+      '-name',
+      '.git',
+      ')',
+    ]);
     assert.ok(cmd.includes('-prune'));
+  });
+
+  it('never prunes the workspace folder itself, whatever glob the ignore list holds (GNU find runs the command)', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-manifest-'));
+    try {
+      // Named like the real one, and with wildcard characters of its own (escaped for -path).
+      const workspace = path.join(root, 'w[1]*', 'workspace');
+      fs.mkdirSync(path.join(workspace, 'pkg', 'node_modules', 'x'), { recursive: true });
+      fs.mkdirSync(path.join(workspace, 'work'), { recursive: true });
+      fs.writeFileSync(path.join(workspace, 'pkg', 'a.py'), 'a');
+      fs.writeFileSync(path.join(workspace, 'pkg', 'node_modules', 'x', 'i.js'), 'x');
+      fs.writeFileSync(path.join(workspace, 'work', 'b.py'), 'b');
+      const [cmd, ...args] = manifestCommand(workspace, ['node_modules', 'w*']);
+      const out = execFileSync(cmd, args);
+      assert.ok(out.includes(Buffer.from('\t\0')), 'the starting point is listed (an unreadable one is told apart)');
+      assert.deepEqual(
+        parseManifest(out, 100)
+          .entries.map((e) => e.path)
+          .sort(),
+        ['pkg', 'pkg/a.py'],
+        '"w*" prunes "work" but not the workspace it matches too; node_modules is pruned',
+      );
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('parses find output strictly and reports bad names', () => {
