@@ -1,5 +1,6 @@
 import { fromSetting, type Config } from './config';
 import { initOrm, type Orm } from './db/orm';
+import { takeServingLock, type ServingLock } from './db/serving-lock';
 import { EventHub } from './events/hub';
 import { ApiSockets } from './events/socket';
 import { Metrics } from './http/metrics';
@@ -47,7 +48,9 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
   const orm = await openDatabase(config);
   let blobs: BlobStore;
   let secret: ServiceSecret;
+  let serving: ServingLock | undefined;
   try {
+    serving = await takeServingLock(orm, config.databaseUrl, config.DATABASE_URL ? 'DATABASE_URL' : 'CRAWLHUB_DATA_DIR');
     // Plain `fs` keeps the files in the data dir: a folder that cannot be made there is that setting's.
     const [scheme, query = ''] = config.CRAWLHUB_STORAGE.split('?', 2);
     const inDataDir = scheme === 'fs' && !new URLSearchParams(query).has('root');
@@ -61,6 +64,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       ServiceSecret.loadOrCreate(config.dataDir),
     );
   } catch (err) {
+    await serving?.release().catch(() => undefined);
     await orm.close().catch(() => undefined);
     throw err;
   }
@@ -135,6 +139,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Se
       await sessions.shutdown();
       await sockets.close();
       watcher.stopAll();
+      await serving.release().catch(() => undefined);
       await orm.close();
     },
   };

@@ -312,3 +312,42 @@ for (const db of databases()) {
     });
   });
 }
+
+for (const db of databases()) {
+  describe(`one service per database, on ${db}`, () => {
+    it('a second service on the same database is refused in one line; the successor of a killed one starts', async () => {
+      const database = await emptyDatabase(db);
+      const dirs = [0, 1, 2].map(() => fs.mkdtempSync(path.join(os.tmpdir(), 'crawlhub-serving-')));
+      // Each its own data dir (a second data dir is no way around it on PostgreSQL); SQLite's file is the first's.
+      const env = (i: number) => ({
+        CRAWLHUB_DATA_DIR: dirs[i],
+        DATABASE_URL: database.url,
+        DOCKER_HOST: `unix://${path.join(dirs[i], 'no-docker.sock')}`,
+      });
+      const started: Awaited<ReturnType<typeof spawnService>>[] = [];
+      try {
+        started.push(await spawnService(env(0), { cli }));
+        const second = run(['serve'], { ...env(1), CRAWLHUB_PORT: '0', CRAWLHUB_LOG_LEVEL: 'warn' });
+        assert.equal(second.code, 78, second.stderr);
+        assert.equal(second.stderr.trim().split('\n').length, 1, second.stderr);
+        assert.match(
+          second.stderr,
+          new RegExp(
+            `^crawlhub: bad configuration: DATABASE_URL: another CrawlHub service is serving from ${db === 'sqlite' ? '\\S+crawlhub\\.db' : 'this database'}; run one service per database`,
+          ),
+        );
+        // The CLI's commands run beside the service.
+        assert.equal(run(['user', 'add', 'fay'], env(1)).code, 0);
+        // Killed without a chance to let go: the lock goes with its process.
+        started[0].child.kill('SIGKILL');
+        await started[0].exited;
+        started.push(await spawnService(env(2), { cli }));
+        assert.equal(((await (await fetch(`${started[1].url}/healthz`)).json()) as { status: string }).status, 'ok');
+      } finally {
+        for (const s of started) await s.stop();
+        for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+        await database.drop();
+      }
+    });
+  });
+}
