@@ -617,6 +617,8 @@ export class SessionService {
     if (status === 'stopped' || status === 'failed') s.stoppedAt ??= new Date();
     em.create(SessionEvent, { sessionId: s.id, status, reason });
     await em.flush();
+    // Ended, nothing kept to save or resume: its base (a row per file it was given) has no more use.
+    if ((status === 'stopped' || status === 'failed') && !s.savePending) await this.d.sync.forgetBase(em, s.id);
     this.track(s);
     this.d.logger.info({ session: s.id, status, reason }, 'session status');
     await this.publish(em, s);

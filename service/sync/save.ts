@@ -93,6 +93,11 @@ export class SyncService {
     this.statCache.delete(sessionId);
   }
 
+  /** Drops an ended session's base: nothing will be saved from it again. */
+  async forgetBase(em: Em, sessionId: string): Promise<void> {
+    await em.nativeDelete(SessionBaseFile, { sessionId });
+  }
+
   /** The base of a fresh session: the stored files it was given. */
   async recordBase(em: Em, sessionId: string, files: SpiderFile[]): Promise<void> {
     await em.nativeDelete(SessionBaseFile, { sessionId });

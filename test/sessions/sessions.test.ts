@@ -728,6 +728,23 @@ describe('code sessions on the real engine', () => {
     assert.equal((await svc.api(alice.token, 'DELETE', `/api/sessions/${current.session_id}?discard=1`)).status, 200);
   });
 
+  it('forgets the base of a session once it ended (a row per file it was given)', async () => {
+    const spider = await spiderWithProject(alice.token, 'base-rows');
+    const baseRows = async (id: string) =>
+      Number(
+        (
+          (await svc.services.orm.em
+            .fork()
+            .getConnection()
+            .execute('select count(*) as n from session_base_files where session_id = ?', [id])) as { n: number | string }[]
+        )[0].n,
+      );
+    const session = await open(alice.token, spider.id);
+    assert.ok((await baseRows(session.session_id)) > 0, 'a live session has its base');
+    assert.equal((await svc.api(alice.token, 'DELETE', `/api/sessions/${session.session_id}`)).status, 200);
+    assert.equal(await baseRows(session.session_id), 0, 'an ended session’s base is gone');
+  });
+
   it('heartbeat moves the idle deadline', async () => {
     const spider = await spiderWithProject(alice.token, 'heartbeat');
     const session = await open(alice.token, spider.id);
