@@ -318,11 +318,22 @@ export class ApiSockets {
     // be missed, and shown); a resize is applied at once, as the shell starts.
     let early: (Buffer | string)[] | null = [];
     let earlyBytes = 0;
+    // Input after a resize waits for it: a command typed (or sent) after the window changed size runs
+    // at the new size (`stty size`, a full-screen program's first frame), not at the old one.
+    let resizing = 0;
+    let afterResize: (Buffer | string)[] = [];
+    let afterResizeBytes = 0;
     const input = (data: Buffer | string) => {
       if (early !== null) {
         early.push(data);
         earlyBytes += data.length;
         if (earlyBytes > TERMINAL_BACKLOG) ws.pause(); // (the rest waits in the socket)
+        return;
+      }
+      if (resizing > 0) {
+        afterResize.push(data);
+        afterResizeBytes += data.length;
+        if (afterResizeBytes > TERMINAL_BACKLOG) ws.pause();
         return;
       }
       if (!tty.socket.write(data) && !inputWaits) {
@@ -376,7 +387,18 @@ export class ApiSockets {
         if (msg.type === 'resize' && Number.isInteger(msg.cols) && Number.isInteger(msg.rows)) {
           const cols = Math.min(Math.max(msg.cols as number, 1), 1000);
           const rows = Math.min(Math.max(msg.rows as number, 1), 1000);
-          void tty.resize(cols, rows).catch(() => undefined);
+          resizing++;
+          void tty
+            .resize(cols, rows)
+            .catch(() => undefined)
+            .finally(() => {
+              if (--resizing > 0) return;
+              const waiting = afterResize;
+              afterResize = [];
+              afterResizeBytes = 0;
+              for (const data of waiting) input(data);
+              if (!inputWaits && early === null) ws.resume();
+            });
         } else if (msg.type === 'input' && typeof (msg as { data?: unknown }).data === 'string') {
           input((msg as { data: string }).data);
         }

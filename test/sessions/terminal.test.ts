@@ -72,6 +72,41 @@ describe('the terminal WebSocket on the real engine', () => {
   };
   const shells = () => (docker('top', containerName(svc, sessionId), '-o', 'pid,args').match(/bash -i/g) ?? []).length;
 
+  it('runs what is typed after a resize at the new size, however long the engine takes to resize', async () => {
+    const runtime = svc.services.docker;
+    const execTty = runtime.execTty.bind(runtime);
+    let letResize!: () => void;
+    const resizeHeld = new Promise<void>((r) => (letResize = r));
+    let asked = 0;
+    runtime.execTty = async (...args) => {
+      const tty = await execTty(...args);
+      return {
+        ...tty,
+        resize: async (cols: number, rows: number) => {
+          asked++;
+          await resizeHeld;
+          return tty.resize(cols, rows);
+        },
+      };
+    };
+    try {
+      const term = await openTerminal();
+      term.ws.send(Buffer.from('echo ready\n'), { binary: true });
+      await until('the shell', () => /[\r\n]ready\r\n/.test(term.output()), 15_000);
+      term.ws.send(JSON.stringify({ type: 'resize', cols: 123, rows: 45 }));
+      term.ws.send(Buffer.from('stty size\n'), { binary: true });
+      await until('the resize to reach the engine', () => asked === 1, 15_000);
+      await new Promise((r) => setTimeout(r, 300)); // an old-size answer would be back by now
+      assert.doesNotMatch(term.output(), /[\r\n]\d+ \d+\r\n/, 'nothing ran before the resize');
+      letResize();
+      await until('the size', () => /[\r\n]45 123\r\n/.test(term.output()), 15_000);
+      term.ws.close();
+    } finally {
+      letResize();
+      runtime.execTty = execTty;
+    }
+  });
+
   it("keeps the image's PATH, as the editor's own terminal does (the crawl tools first)", async () => {
     const env = JSON.parse(docker('inspect', '--format', '{{json .Config.Env}}', containerName(svc, sessionId))) as string[];
     const imagePath = env.find((e) => e.startsWith('PATH='))!.slice('PATH='.length);
