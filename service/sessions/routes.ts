@@ -3,7 +3,7 @@ import { badRequest, conflict } from '../http/errors';
 import { readBytes, route, type AppContext, type RouteDef } from '../http/route';
 import type { Logger } from '../logger';
 import type { LaunchTarget } from '../proxy';
-import { normalizePath } from '../spiders/paths';
+import { pathProblem } from '../spiders/paths';
 import { Spider } from '../spiders/entities';
 import type { SessionService } from './service';
 import { CODE_SERVER_PORT } from './workspace';
@@ -66,7 +66,20 @@ const targetOf = (e: { type: string; target?: z.infer<typeof LinkTarget> }) =>
   e.type === 'symlink' && e.target !== undefined ? { target: e.target } : {};
 
 /** A workspace path: "" is /workspace itself; anything else follows the spider path rules. */
-const fsPath = (p: string) => (p === '' || p === '/' || p === '.' ? '' : normalizePath(p));
+/**
+ * A path inside /workspace for the editor's file operations, by the path rules but as given, byte
+ * for byte: the container's file system tells a name macOS wrote in Unicode NFD form from its NFC
+ * twin, and the folder listing gives names as they are there.
+ */
+function fsPath(p: string): string {
+  if (p === '' || p === '/' || p === '.') return '';
+  const problem = pathProblem(p);
+  if (problem) throw badRequest(`Invalid path ${JSON.stringify(String(p).slice(0, 200))}: ${problem}.`, 'invalid_path');
+  return p
+    .split('/')
+    .filter((s) => s !== '' && s !== '.')
+    .join('/');
+}
 
 export interface SessionRouteDeps {
   sessions: SessionService;
@@ -322,7 +335,7 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       async handler(ctx, { params, query }) {
         const { workspace } = await sessions.workspace(ctx.state.em, ctx.state.user, params.id);
         const entries = await workspace.list(fsPath(query.path));
-        return entries.map((e) => ({ name: e.path.split('/').at(-1)!, type: e.type, ...targetOf(e) }));
+        return entries.map((e) => ({ name: (e.onDisk ?? e.path).split('/').at(-1)!, type: e.type, ...targetOf(e) }));
       },
     }),
     route({

@@ -91,7 +91,8 @@ export class WorkspaceWatcher {
     w.busy = true;
     try {
       const manifest = await w.workspace.manifest(this.ignore, 100_000);
-      const now = new Map(manifest.entries.map((e) => [e.path, `${e.type}:${e.statKey}`]));
+      // Named as the editor lists them: as they are on disk (a name in NFD form too).
+      const now = new Map(manifest.entries.map((e) => [e.onDisk ?? e.path, `${e.type}:${e.statKey}`]));
       if (w.previous) {
         const changes: { path: string; kind: 'created' | 'changed' | 'deleted' }[] = [];
         for (const [path, key] of now) {

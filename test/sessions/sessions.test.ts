@@ -797,6 +797,22 @@ describe('code sessions on the real engine', () => {
     // A symlink inside the workspace to a root-only file is read with the user's own rights.
     dockerExec(containerName(svc, id), 'ln -s /etc/shadow /workspace/shadow');
     assert.equal((await fs('GET', '/file?path=shadow')).status, 403);
+    // A name in Unicode NFD form (as macOS writes "café"), beside its NFC twin: each listed, read and
+    // written as it is on disk, never the one for the other.
+    const nfd = 'cafe\u0301.py';
+    const nfc = 'caf\u00e9.py';
+    dockerExec(containerName(svc, id), `mkdir -p /workspace/out2 && printf nfd > "/workspace/out2/${nfd}"`);
+    dockerExec(containerName(svc, id), `printf nfc > "/workspace/out2/${nfc}"`);
+    const names = (await json(await fs('GET', '/dir?path=out2'))).map((e: { name: string }) => e.name).sort();
+    assert.deepEqual(names, [nfd, nfc].sort());
+    const at = (name: string) => `/file?path=${encodeURIComponent(`out2/${name}`)}`;
+    assert.equal(await (await fs('GET', at(nfd))).text(), 'nfd');
+    assert.equal(await (await fs('GET', at(nfc))).text(), 'nfc');
+    assert.equal((await fs('PUT', `${at(nfd)}&overwrite=1`, 'nfd v2')).status, 204);
+    assert.equal(
+      dockerExec(containerName(svc, id), `cat "/workspace/out2/${nfd}"; echo; cat "/workspace/out2/${nfc}"`).stdout,
+      'nfd v2\nnfc',
+    );
   });
 
   it('says what a symbolic link leads to, lists and reads through links to folders, and saves no link', async () => {

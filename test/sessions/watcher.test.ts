@@ -66,6 +66,33 @@ describe('the workspace watcher', () => {
     }
   });
 
+  it('names a changed file as it is on disk (a name in NFD form too), as the editor lists it', async () => {
+    const hub = new EventHub();
+    const sent: string[] = [];
+    hub.subscribe({ id: 'u1', isAdmin: false }, (e) => {
+      if (e.type === 'files') sent.push(...e.changes.map((c) => `${c.kind} ${c.path}`));
+    });
+    let stat = '1:1:1:1';
+    const workspace = {
+      manifest: () =>
+        Promise.resolve({
+          entries: [{ path: 'caf\u00e9.py', onDisk: 'cafe\u0301.py', type: 'file', statKey: stat }],
+          problems: [],
+          unreadable: [],
+        }),
+    } as unknown as Workspace;
+    const watcher = new WorkspaceWatcher(hub, quiet, [], 10);
+    try {
+      watcher.watch('s1', 'u1', workspace);
+      await new Promise((r) => setTimeout(r, 40));
+      stat = '2:2:2:2';
+      for (let i = 0; i < 50 && sent.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(sent, ['changed cafe\u0301.py']);
+    } finally {
+      watcher.stopAll();
+    }
+  });
+
   it('sends one overflow event instead of listing more changes than a socket should hold', async () => {
     const hub = new EventHub();
     const sent: { changes: number; overflow?: boolean }[] = [];
