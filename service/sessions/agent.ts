@@ -7,24 +7,41 @@ import { ENTRY_FORMAT, STAT_SCRIPT } from './find-format';
 const FROZEN_MARK = '/tmp/.crawlhub-frozen';
 
 /**
+ * Runs `body` with the mark open as fd 3 when it is a regular file, else not at all. The mark is in
+ * the user's /tmp, theirs to replace: a named pipe there would hold a plain open (`>` or `<`) until
+ * a writer or reader comes, which none does, and a freeze or thaw would wait out its time limit (a
+ * stop failing, a restart's reconcile held up for everyone). `<>` never waits, the type is that of
+ * what was opened (/proc/self/fd/3, never a name that could be swapped since), and what is done
+ * through /proc/self/fd/3 is done to that same file. A link is not followed. Builtins only: it forks
+ * nothing, which a full pid limit would refuse (and a fork that fails ends the shell).
+ */
+const withMark = (body: string) => `{ [ ! -L ${FROZEN_MARK} ] && [ -f /proc/self/fd/3 ] && { ${body}; }; } 2>/dev/null 3<>${FROZEN_MARK}`;
+
+/**
  * Freezes every process of the container's user with SIGSTOP, which none can catch or ignore, but
  * the shell that runs it (the builtin `kill -1` spares its caller, and PID 1): what that shell forks
  * afterwards runs. Prints kill's exit status. Builtins only: it forks nothing, which a full pid
- * limit would refuse. The mark is the user's to forge: it only ever says which of their own processes to resume.
+ * limit would refuse. The mark is written once every other process is stopped, so that nothing of
+ * its user's can write in it before a thaw reads it; it is the user's to forge beforehand, and only
+ * ever says which of their own processes to resume.
  */
 export const FREEZE_SCRIPT =
   'k=x; for d in /proc/[0-9]*; do read -r s 2>/dev/null < "$d/stat" || continue; ' +
   'case "${s##*)}" in " T"*|" t"*) k="$k ${d#/proc/}" ;; esac; done; ' +
-  `printf '%s\\n' "$k" > ${FROZEN_MARK} 2>/dev/null; kill -STOP -1 2>/dev/null; printf '%s' "$?"`;
+  `kill -STOP -1 2>/dev/null; r=$?; ${withMark(`printf '%s\\n' "$k" > /proc/self/fd/3`)}; printf '%s' "$r"`;
 
 /**
- * Thaws what FREEZE_SCRIPT froze (SIGCONT to every process of the user but those its mark lists).
- * Without a mark, mode "C" ($m) resumes them all, mode "R" (a service restart adopting a container) nothing.
+ * Thaws what FREEZE_SCRIPT froze (SIGCONT to every process of the user but those its mark lists),
+ * and empties the mark (an empty one is none; emptied, not removed: `rm` would fork). Without a
+ * mark, mode "C" ($m) resumes them all, mode "R" (a service restart adopting a container) nothing.
+ * Mode "R" does not read the mark, only whether it holds anything: a mark left from before a
+ * restart may be one its user wrote, as long as their disk allows, and `read` takes it a byte
+ * at a time; it resumes every process then.
  */
 export const THAW_SCRIPT =
-  `k=; read -r k 2>/dev/null < ${FROZEN_MARK}; rm -f ${FROZEN_MARK}; case "$k" in ` +
+  `k=; ${withMark('if [ -s /proc/self/fd/3 ]; then k=y; [ "$m" = R ] || IFS= read -r k <&3; fi; : > /proc/self/fd/3')}; case "$k" in ` +
   'x*) for d in /proc/[0-9]*; do case "$k " in *" ${d#/proc/} "*) ;; *) kill -CONT "${d#/proc/}" 2>/dev/null ;; esac; done ;; ' +
-  `*) [ "$m" = R ] || kill -CONT -1 2>/dev/null ;; esac; printf '%s' 0`;
+  `y) kill -CONT -1 2>/dev/null ;; *) [ "$m" = R ] || kill -CONT -1 2>/dev/null ;; esac; printf '%s' 0`;
 
 /**
  * The loop every agent runs: a shell reading one request per line from stdin, as the container's

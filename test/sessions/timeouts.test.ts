@@ -587,6 +587,33 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.equal((await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}/fs/file?path=typing.txt`)).status, 200);
     assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session?discard=1`)).status, 200);
   });
+  it('a named pipe its user leaves where a stop marks its freeze holds up neither the close nor its save', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { spider, session, container } = await open(svc, 'fifo-mark');
+    // Opening a pipe to write (or read) it waits for the other end, which nothing ever opens.
+    assert.equal(dockerExec(container, 'mkfifo /tmp/.crawlhub-frozen && echo "v2" > /workspace/main.py').code, 0);
+    const closing = await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`);
+    assert.equal(closing.status, 200, JSON.stringify(await closing.clone().json()));
+    assert.equal((await status(svc, session.session_id)).status, 'stopped');
+    assert.equal(await file(svc, spider.id), 'v2\n');
+  });
+  it("a restart's thaw of an adopted container reads no pipe and no mark its user filled: it answers, and what was frozen runs", async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
+    const { container } = await open(svc, 'fifo-mark-restart');
+    const id = docker('inspect', '-f', '{{.Id}}', container).trim();
+    // Without the agent: the one-off exec a thaw falls back to, whose time limit a blocked read waits out.
+    const workspace = new Workspace(svc.services.docker, id);
+    const frozen = () => Number(dockerExec(container, "ps -o stat= -u 1000 | grep -c '^T'").stdout.trim());
+    assert.equal(dockerExec(container, 'mkfifo /tmp/.crawlhub-frozen').code, 0);
+    await workspace.thaw({ ifFrozen: true });
+    assert.equal(dockerExec(container, 'rm /tmp/.crawlhub-frozen').code, 0);
+    // Frozen by a stop a restart cut short, with a mark its user wrote: one line as long as their disk allows.
+    await workspace.freeze();
+    assert.equal(dockerExec(container, 'head -c 100000000 /dev/zero | tr "\\0" x > /tmp/.crawlhub-frozen').code, 0);
+    assert.ok(frozen() >= 2, 'code-server is frozen');
+    await workspace.thaw({ ifFrozen: true });
+    assert.equal(frozen(), 0, 'every process runs again');
+  });
   it('no terminal shell escapes a stop: one starting as a close begins is waited for (and frozen), one asked for during its save is refused', async () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const { spider, session } = await open(svc, 'terminal-at-close');
