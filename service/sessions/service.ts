@@ -42,6 +42,8 @@ export interface SessionDeps {
 }
 
 const ACTIVITY_PERSIST_MS = 30_000;
+/** Users whose sessions the sweep works on at once. */
+const SWEEP_USERS_AT_ONCE = 4;
 /** A crawl that keeps running out of memory is reported at most this often per session. */
 const OOM_NOTICE_INTERVAL_MS = 60_000;
 
@@ -527,45 +529,61 @@ export class SessionService {
     const leftOver = this.reconcileAgain.size > 0 || this.orphansAgain.size > 0;
     if (!this.reconciled || !this.watching || this.recheckDue || leftOver) await this.connectEngine();
     if (!this.reconciled) return;
-    const em = this.d.orm.em.fork();
-    const rows = await em.find(CodeSession, { $or: [{ status: { $in: ['ready'] } }, { savePending: true }] });
-    for (const s of rows) {
-      if (this.closed) return;
-      try {
-        if (s.savePending) {
-          if (now < (this.conflictBackoff.get(s.id)?.at ?? 0)) continue;
-          await this.finishBeforeShutdown(this.sessionLock.run(s.id, () => this.retrySave(em, s.id)));
-          continue;
+    const rows = await this.d.orm.em.fork().find(CodeSession, { $or: [{ status: { $in: ['ready'] } }, { savePending: true }] });
+    // One user's sessions one after another, users side by side (a few at once): a container that
+    // makes every engine call wait out its time limit (its user's doing) delays its own user's
+    // stops, not everyone's.
+    const byUser = new Map<string, CodeSession[]>();
+    for (const s of rows) byUser.set(s.userId, [...(byUser.get(s.userId) ?? []), s]);
+    const queue = [...byUser.values()];
+    const worker = async () => {
+      for (let group = queue.shift(); group; group = queue.shift()) {
+        const em = this.d.orm.em.fork();
+        for (const s of group) {
+          if (this.closed) return;
+          await this.sweepOne(em, s, now);
         }
-        await this.pollBrowserActivity(em, s);
-        const idleAt = s.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT;
-        const ageAt = s.expiresAt.getTime();
-        if (now >= ageAt || now >= idleAt) {
-          await this.finishBeforeShutdown(
-            this.sessionLock.run(s.id, async () => {
-              // A stop (SIGTERM) that began while the sweep asked after this session waits only for
-              // the work it saw under way: this one is the next start's, as the sweep's remaining sessions are.
-              if (this.closed) return;
-              // Decided again on the row as it is now: a heartbeat, a save or a resume may have come in
-              // while the sweep worked through the sessions before this one.
-              const fresh = await this.reload(em, s.id);
-              const at = Math.max(now, Date.now());
-              const freshAgeAt = fresh.expiresAt.getTime();
-              if (fresh.status !== 'ready' || (at < freshAgeAt && at < fresh.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT))
-                return;
-              if (at >= freshAgeAt) await this.stopWithSave(em, fresh, 'max_age');
-              // Its user may come back while it saves (a heartbeat, the browser IDE): then it goes on.
-              else await this.stopWithSave(em, fresh, 'idle', (frozen) => this.stillIdle(em, fresh, frozen));
-            }),
-          );
-          continue;
-        }
-        this.warn(s, idleAt, ageAt, now);
-      } catch (err) {
-        this.d.logger.error({ err, session: s.id }, 'sweep failed for a session');
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(SWEEP_USERS_AT_ONCE, queue.length) }, worker));
+    if (this.closed) return;
     this.updateGauge();
+  }
+
+  /** The sweep's work on one session: a retried save, an idle or age stop, or a warning. */
+  private async sweepOne(em: Em, s: CodeSession, now: number): Promise<void> {
+    try {
+      if (s.savePending) {
+        if (now < (this.conflictBackoff.get(s.id)?.at ?? 0)) return;
+        await this.finishBeforeShutdown(this.sessionLock.run(s.id, () => this.retrySave(em, s.id)));
+        return;
+      }
+      await this.pollBrowserActivity(em, s);
+      const idleAt = s.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT;
+      const ageAt = s.expiresAt.getTime();
+      if (now >= ageAt || now >= idleAt) {
+        await this.finishBeforeShutdown(
+          this.sessionLock.run(s.id, async () => {
+            // A stop (SIGTERM) that began while the sweep asked after this session waits only for
+            // the work it saw under way: this one is the next start's, as the sweep's remaining sessions are.
+            if (this.closed) return;
+            // Decided again on the row as it is now: a heartbeat, a save or a resume may have come in
+            // while the sweep worked through the sessions before this one.
+            const fresh = await this.reload(em, s.id);
+            const at = Math.max(now, Date.now());
+            const freshAgeAt = fresh.expiresAt.getTime();
+            if (fresh.status !== 'ready' || (at < freshAgeAt && at < fresh.lastActiveAt.getTime() + this.cfg.CRAWLHUB_IDLE_TIMEOUT)) return;
+            if (at >= freshAgeAt) await this.stopWithSave(em, fresh, 'max_age');
+            // Its user may come back while it saves (a heartbeat, the browser IDE): then it goes on.
+            else await this.stopWithSave(em, fresh, 'idle', (frozen) => this.stillIdle(em, fresh, frozen));
+          }),
+        );
+        return;
+      }
+      this.warn(s, idleAt, ageAt, now);
+    } catch (err) {
+      this.d.logger.error({ err, session: s.id }, 'sweep failed for a session');
+    }
   }
 
   // ---- internals -------------------------------------------------------------------------------

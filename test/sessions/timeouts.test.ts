@@ -79,6 +79,36 @@ describe('idle and hard timeouts (short configured values)', () => {
     ws.close();
   });
 
+  it("one user's container that holds the sweep up does not hold up another user's idle stop", async () => {
+    const svc = await start({ CRAWLHUB_IDLE_TIMEOUT: '3s', CRAWLHUB_STOP_WARNING: '0' });
+    const slow = await open(svc, 'held-up');
+    const bob = await svc.newUser('bob');
+    const spider = await json(await svc.api(bob.token, 'POST', '/api/spiders', { name: 'bobs' }));
+    const session = await json(await svc.api(bob.token, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+    // Every engine call about the first user's session waits (as a container that stalls its exec would make it).
+    const sessions = svc.services.sessions as unknown as { pollBrowserActivity(em: unknown, s: { id: string }): Promise<void> };
+    const poll = sessions.pollBrowserActivity.bind(sessions);
+    let letGo!: () => void;
+    const held = new Promise<void>((r) => (letGo = r));
+    sessions.pollBrowserActivity = async (em, s) => {
+      if (s.id === slow.session.session_id) await held;
+      return poll(em, s);
+    };
+    try {
+      const stopped = await until(
+        "bob's idle stop",
+        async () => ((await status(svc, session.session_id)).status === 'stopped' ? true : null),
+        30_000,
+        200,
+      );
+      assert.ok(stopped);
+      assert.equal((await status(svc, slow.session.session_id)).status, 'ready', 'the held one is still being looked at');
+    } finally {
+      letGo();
+      sessions.pollBrowserActivity = poll;
+    }
+  });
+
   it('a session older than the maximum age is saved and stopped even while active', async () => {
     const svc = await start({ CRAWLHUB_MAX_SESSION_AGE: '5s' });
     const { spider, session, container } = await open(svc, 'old');
