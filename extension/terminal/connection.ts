@@ -42,12 +42,20 @@ function refusalMessage(r: SocketRefusal): string {
  * span two frames). Input goes in frames of at most INPUT_FRAME bytes: the service refuses a frame
  * over 1 MiB by ending the terminal, and a paste arrives as one piece of any size. The bytes of a
  * character cut between two frames are joined again in the TTY, which takes a byte stream.
+ *
+ * The service's first text frame `{"type":"terminal",id,offset}` names the shell: a socket lost
+ * without a close leaves it running, detached, and `connect` again with `?attach=<id>` reattaches.
+ * The service then replays its latest output from `offset`; what was shown already is skipped.
+ * `close` (the user closed the terminal) says so first, and the service hangs the shell up.
  */
 export class TerminalConnection {
   private readonly output = new Emitter<string>();
   private readonly closed = new Emitter<TerminalClose>();
   readonly onOutput = this.output.event;
   readonly onClose = this.closed.event;
+  private readonly shell = new Emitter<string>();
+  /** The service named the shell (on a reattach: the shell is back). */
+  readonly onShell = this.shell.event;
   private socket: WebSocket | undefined;
   private readonly decoder = new TextDecoder('utf-8');
   private pendingSize: Dimensions | undefined;
@@ -56,10 +64,23 @@ export class TerminalConnection {
   /** The socket opened at some point (a close before that is a failure to connect). */
   private opened = false;
   private ended = false;
+  /** The shell's id, once the service said it (a service without reattaching never does). */
+  private shellId: string | undefined;
+  /** Where in the shell's output the next byte is, and how much of it was shown (bytes). */
+  private position: number | undefined;
+  private shown = 0;
 
   constructor(private readonly log: Log) {}
 
+  /** The id a reattach names (`?attach=`), once the service gave one. */
+  get id(): string | undefined {
+    return this.shellId;
+  }
+
+  /** Connects (again, after a close: to reattach, with the id in `target`). */
   connect(target: TerminalTarget): void {
+    this.ended = false;
+    this.opened = false;
     const socket = new WebSocket(target.url, { headers: target.headers, handshakeTimeout: 20_000, followRedirects: false });
     this.socket = socket;
     socket.binaryType = 'nodebuffer';
@@ -73,8 +94,18 @@ export class TerminalConnection {
       for (const bytes of pending) this.send(bytes);
     });
     socket.on('message', (data, isBinary) => {
-      const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      if (isBinary) this.output.fire(this.decoder.decode(chunk, { stream: true }));
+      if (this.socket !== socket) return;
+      let chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      if (!isBinary) return this.control(chunk);
+      if (this.position !== undefined) {
+        // A replay repeats what was shown before the connection was lost: skipped.
+        const start = this.position;
+        this.position += chunk.length;
+        if (this.position <= this.shown) return;
+        if (start < this.shown) chunk = chunk.subarray(this.shown - start);
+        this.shown = this.position;
+      }
+      this.output.fire(this.decoder.decode(chunk, { stream: true }));
     });
     socket.on('unexpected-response', (_req, res) => {
       refusal = { status: res.statusCode ?? 0 };
@@ -89,13 +120,28 @@ export class TerminalConnection {
       this.log.debug(`terminal: ${err.message}`);
     });
     socket.on('close', (code, reason) => {
-      if (this.ended) return;
+      if (this.ended || this.socket !== socket) return;
       this.ended = true;
       const rest = this.decoder.decode();
       if (rest) this.output.fire(rest);
       this.pendingInput = [];
       this.closed.fire({ code, reason: reason.toString(), error: failure, refusal, opened: this.opened });
     });
+  }
+
+  private control(frame: Buffer): void {
+    let msg: { type?: unknown; id?: unknown; offset?: unknown };
+    try {
+      msg = JSON.parse(frame.toString('utf8')) as typeof msg;
+    } catch {
+      return;
+    }
+    if (msg?.type !== 'terminal' || typeof msg.id !== 'string' || !Number.isSafeInteger(msg.offset)) return;
+    this.shellId = msg.id;
+    this.position = msg.offset as number;
+    // Output the service no longer kept (the shell wrote more than it keeps while detached) is gone.
+    if (this.position > this.shown) this.shown = this.position;
+    this.shell.fire(msg.id);
   }
 
   get open(): boolean {
@@ -122,6 +168,8 @@ export class TerminalConnection {
 
   close(): void {
     this.ended = true;
+    // The user closed the terminal: the service hangs the shell up rather than keep it for a reattach.
+    if (this.open) this.socket!.send(JSON.stringify({ type: 'close' }));
     this.socket?.close(1000, 'closed by the user');
     this.socket = undefined;
   }
@@ -130,5 +178,6 @@ export class TerminalConnection {
     this.close();
     this.output.dispose();
     this.closed.dispose();
+    this.shell.dispose();
   }
 }

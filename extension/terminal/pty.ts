@@ -21,9 +21,18 @@ export interface SessionTerminalOptions {
    * (see stoppedSession), so the terminal says so instead of vanishing.
    */
   sessionStopped?(): Promise<Session | undefined>;
+  /** The waits between attempts to reattach a shell whose connection was lost (tests shorten them). */
+  reconnectDelaysMs?: readonly number[];
 }
 
-/** What to do after the terminal ended: the shell is gone (the server hangs it up when its socket closes). */
+/**
+ * Waits between attempts to reattach: within the service's grace for a detached shell (5 minutes),
+ * the last repeated until RECONNECT_WINDOW_MS has passed.
+ */
+const RECONNECT_DELAYS_MS = [250, 1000, 2000, 4000, 8000, 15_000];
+const RECONNECT_WINDOW_MS = 4.5 * 60_000;
+
+/** What to do after the terminal ended: the shell is gone (the server hangs it up when the terminal is closed, or was away too long). */
 const OPEN_ANOTHER = '"CrawlHub: Open Terminal" opens a new one.';
 
 /**
@@ -41,6 +50,8 @@ export function closeMessage(c: TerminalClose): string {
       return `The connection to the server was lost${c.error ? ` (${c.error})` : ''}; the server ended the shell and what it ran. ${OPEN_ANOTHER}`;
     case 1008:
       return SIGN_IN_AGAIN;
+    case 4404:
+      return `The shell ended while the terminal was disconnected: the server keeps a shell for 5 minutes after its connection is lost, and not across its own restart. ${OPEN_ANOTHER}`;
     default:
       return `The terminal connection ended (${c.error ?? (c.reason || `code ${c.code}`)}). ${OPEN_ANOTHER}`;
   }
@@ -89,12 +100,24 @@ export class SessionPseudoterminal implements vscode.Pseudoterminal {
   readonly onDidClose = this.closeEmitter.event;
   private readonly connection: TerminalConnection;
   private finished = false;
+  private size: Dimensions = { columns: 80, rows: 24 };
+  /** Reattaching after a lost connection: since when, the attempts made, the wait for the next. */
+  private reconnecting: { since: number; attempts: number; timer?: NodeJS.Timeout } | undefined;
+  private disposed = false;
 
   constructor(private readonly opts: SessionTerminalOptions) {
     this.connection = new TerminalConnection(opts.log);
     this.connection.onOutput((text) => this.writeEmitter.fire(text));
+    // Reattached: a later loss starts its own attempts, over a new window.
+    this.connection.onShell(() => (this.reconnecting = undefined));
     this.connection.onClose((closed) => {
+      if (this.disposed) return;
       const { code, refusal } = closed;
+      if (this.shouldReconnect(closed)) {
+        void this.reconnect();
+        return;
+      }
+      this.reconnecting = undefined;
       if (code === 1000 && !refusal) {
         void this.ended();
         return;
@@ -110,19 +133,64 @@ export class SessionPseudoterminal implements vscode.Pseudoterminal {
   }
 
   open(initial: vscode.TerminalDimensions | undefined): void {
-    const size: Dimensions = { columns: initial?.columns ?? 80, rows: initial?.rows ?? 24 };
+    this.size = { columns: initial?.columns ?? 80, rows: initial?.rows ?? 24 };
     this.writeEmitter.fire(dim(`Connecting to the ${this.opts.spiderName} session…\r\n`));
+    this.connect();
+  }
+
+  /** Connects: a new shell, or (`attach`) the shell whose connection was lost. */
+  private connect(attach?: string): void {
     try {
       const url = this.opts.client.socketUrl(`/api/sessions/${encodeURIComponent(this.opts.sessionId)}/terminal`, {
-        cols: size.columns,
-        rows: size.rows,
+        cols: this.size.columns,
+        rows: this.size.rows,
+        ...(attach ? { attach } : {}),
       });
-      this.connection.resize(size);
+      this.connection.resize(this.size);
       this.connection.connect({ url, headers: this.opts.client.authorize(url) });
     } catch (err) {
       this.finished = true;
+      this.reconnecting = undefined;
       this.writeEmitter.fire(red(`${(err as Error).message}\r\n`));
     }
+  }
+
+  /**
+   * A shell the service keeps (it gave an id) whose connection was lost (1006: no close from the
+   * service), or a reattach that could not reach the service yet (the network, a restart under
+   * way), within the reconnect window. Any answer from the service (a refusal, a close with a
+   * code) ends the terminal with its message instead.
+   */
+  private shouldReconnect(c: TerminalClose): boolean {
+    if (!this.connection.id || c.refusal) return false;
+    if (this.reconnecting) {
+      const within = Date.now() - this.reconnecting.since < RECONNECT_WINDOW_MS;
+      return within && (!c.opened || c.code === 1006);
+    }
+    return c.opened && c.code === 1006;
+  }
+
+  private async reconnect(): Promise<void> {
+    if (!this.reconnecting) {
+      this.reconnecting = { since: Date.now(), attempts: 0 };
+      this.writeEmitter.fire(`\r\n${dim('Reconnecting…')}\r\n`);
+    }
+    const r = this.reconnecting;
+    const delays = this.opts.reconnectDelaysMs ?? RECONNECT_DELAYS_MS;
+    const wait = delays[Math.min(r.attempts, delays.length - 1)];
+    r.attempts++;
+    await new Promise<void>((resolve) => (r.timer = setTimeout(resolve, wait)));
+    if (this.disposed || this.reconnecting !== r) return;
+    // A session that stopped meanwhile took the shell with it: say so, as when the shell ends.
+    const stopped = await this.opts.sessionStopped?.().catch(() => undefined);
+    if (this.disposed || this.reconnecting !== r) return;
+    if (stopped) {
+      this.reconnecting = undefined;
+      void this.ended();
+      return;
+    }
+    const id = this.connection.id;
+    if (id) this.connect(id);
   }
 
   handleInput(data: string): void {
@@ -130,15 +198,22 @@ export class SessionPseudoterminal implements vscode.Pseudoterminal {
       this.finish(undefined);
       return;
     }
+    // Typed while the connection is being restored: not kept (it would run at a moment nobody sees).
+    if (this.reconnecting && !this.connection.open) return;
     this.connection.input(data);
     this.opts.onInput();
   }
 
   setDimensions(size: vscode.TerminalDimensions): void {
-    this.connection.resize({ columns: size.columns, rows: size.rows });
+    this.size = { columns: size.columns, rows: size.rows };
+    this.connection.resize(this.size);
   }
 
+  /** The user closed the terminal: the deliberate close, which hangs the shell up. */
   close(): void {
+    this.disposed = true;
+    clearTimeout(this.reconnecting?.timer);
+    this.reconnecting = undefined;
     this.connection.dispose();
     this.writeEmitter.dispose();
     this.closeEmitter.dispose();

@@ -12,6 +12,7 @@ import type { WorkspaceWatcher } from '../sessions/watcher';
 import type { DockerRuntime } from '../runtime/docker';
 import { CONTAINER_USER, WORKSPACE } from '../sessions/workspace';
 import type { EventHub, ServiceEvent } from './hub';
+import { SHELL_PID_MARK, TERMINAL_DETACH_GRACE_MS, TerminalShell } from './terminals';
 
 export interface SocketDeps {
   orm: Orm;
@@ -32,11 +33,6 @@ const MAX_EVENT_SOCKETS_PER_USER = 20;
 const MAX_TERMINALS_PER_SESSION = 10;
 /** Events a client has not taken yet: past this, it is disconnected (its views reload on reconnect). */
 export const MAX_EVENT_BACKLOG = 8 * 1024 * 1024;
-/** Terminal output unsent to the browser before the shell's output is paused. */
-const TERMINAL_BACKLOG = 1024 * 1024;
-/** The shell's first line: its process id. */
-const SHELL_PID_MARK = 'crawlhub-shell-pid:';
-const SHELL_PID_LINE = new RegExp(`^${SHELL_PID_MARK}(\\d+)\\r?$`);
 
 function refuse(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
@@ -70,6 +66,11 @@ export class ApiSockets {
     return true;
   }
 
+  /** How long a shell whose socket was lost waits, detached, for its terminal to reattach (tests shorten it). */
+  terminalGraceMs = TERMINAL_DETACH_GRACE_MS;
+  /** Terminal shells, attached or detached, by id. */
+  private readonly shells = new Map<string, TerminalShell>();
+
   /** How long a stop waits for clients to answer their close frame (tests may change it). */
   closeGraceMs = 2000;
 
@@ -79,6 +80,8 @@ export class ApiSockets {
    * short grace instead, so that it does not hold the stop up.
    */
   async close(): Promise<void> {
+    // Shells do not outlive the service (a reattach after its restart finds none): hung up, not detached.
+    const hungUp = [...this.shells.values()].map((shell) => shell.end(1001, 'service stopping', true));
     const clients = [...this.wss.clients];
     this.wss.close();
     const closed = clients.map(
@@ -89,6 +92,7 @@ export class ApiSockets {
     await Promise.race([Promise.all(closed), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.closeGraceMs)))]);
     clearTimeout(timer);
     for (const client of clients) if (client.readyState !== client.CLOSED) client.terminate();
+    await Promise.all(hungUp);
   }
 
   private async accept(req: http.IncomingMessage, socket: Duplex, head: Buffer, sessionId?: string): Promise<void> {
@@ -104,16 +108,34 @@ export class ApiSockets {
       const { session } = await this.d.sessions.workspace(em, user, sessionId, { change: true });
       const url = new URL(req.url ?? '/', 'http://x');
       const size = (name: string, dflt: number) => Math.min(Math.max(Number(url.searchParams.get(name)) || dflt, 1), 1000);
-      const shell = { containerId: session.containerId!, cols: size('cols', 80), rows: size('rows', 24) };
+      const attach = url.searchParams.get('attach');
+      if (attach !== null) {
+        if (socket.destroyed) return;
+        // Ids are per user and session: another's id is as unknown as a made-up one.
+        const found = this.shells.get(attach);
+        const shell = found && found.owner.sessionId === session.id && found.owner.userId === user.id ? found : undefined;
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          ws.on('error', () => ws.terminate());
+          if (!shell) return void ws.close(4404, 'the shell ended (or is unknown): open a new terminal');
+          shell.owner.token = token!;
+          this.keepChecking(ws, token!, () => void shell.end(1008, 'the API token was revoked', true));
+          shell.attach(ws, true);
+        });
+        return;
+      }
+      const shell = { containerId: session.containerId!, cols: size('cols', 80), rows: size('rows', 24), userId: user.id, token: token! };
       // Reset during the checks above: its 'close' has passed, and a count taken now would never be given back.
       if (socket.destroyed) return;
       const release = this.take(`terminal:${session.id}`, MAX_TERMINALS_PER_SESSION, 'terminals open in this session');
+      // The place is the socket's until its shell runs, then the shell's (detached, it still counts).
+      const place = { release, shell: false };
       // The shell starts only once the handshake is accepted: ws drops a bad one without calling
       // back, and a shell started before it would stay behind in the container.
-      socket.once('close', release);
+      socket.once('close', () => place.shell || release());
       this.wss.handleUpgrade(req, socket, head, (ws) => {
-        this.keepChecking(ws, token!);
-        this.openTerminal(ws, session.id, shell);
+        let running: TerminalShell | undefined;
+        this.keepChecking(ws, token!, () => void running?.end(1008, 'the API token was revoked', true));
+        this.openTerminal(ws, session.id, shell, place, (s) => (running = s));
       });
       return;
     }
@@ -151,7 +173,7 @@ export class ApiSockets {
    * A ping, and the token asked after again, every 30 s: a socket outlives no revocation (of the
    * token, or of its user) by more than that.
    */
-  private keepChecking(ws: WebSocket, token: string): void {
+  private keepChecking(ws: WebSocket, token: string, revoked?: () => void): void {
     // A client gone without a close (a laptop asleep) misses its pong: its socket, and the place it
     // holds under the per-user limit, end at the next check instead of when TCP gives up.
     let answered = true;
@@ -163,7 +185,9 @@ export class ApiSockets {
       ws.ping();
       this.d.users.authenticate(this.d.orm.em.fork(), token).then(
         (user) => {
-          if (!user && ws.readyState === ws.OPEN) ws.close(1008, 'the API token was revoked');
+          if (user || ws.readyState !== ws.OPEN) return;
+          revoked?.();
+          if (ws.readyState === ws.OPEN) ws.close(1008, 'the API token was revoked');
         },
         (err: unknown) => this.d.logger.warn({ err }, 'could not check a socket’s token again'),
       );
@@ -248,17 +272,34 @@ export class ApiSockets {
     ws.on('error', () => ws.terminate());
   }
 
-  private openTerminal(ws: WebSocket, sessionId: string, shell: { containerId: string; cols: number; rows: number }): void {
+  private openTerminal(
+    ws: WebSocket,
+    sessionId: string,
+    shell: { containerId: string; cols: number; rows: number; userId: string; token: string },
+    place: { release(): void; shell: boolean },
+    onShell: (shell: TerminalShell) => void,
+  ): void {
     // Frames wait in the socket (not in memory) until the shell is there to take them.
     ws.pause();
     ws.on('error', () => ws.terminate());
     const started = (tty: Awaited<ReturnType<DockerRuntime['execTty']>>) => {
-      if (ws.readyState !== ws.OPEN) {
-        tty.socket.destroy();
-        return;
-      }
-      this.terminal(ws, tty, sessionId, (pid) => this.hangUp(shell.containerId, pid));
-      ws.resume();
+      const term = new TerminalShell({ sessionId, userId: shell.userId, token: shell.token }, tty, {
+        touch: () => this.d.sessions.touch(sessionId),
+        hangUp: (pid) => this.hangUp(shell.containerId, pid),
+        ended: (s) => {
+          if (this.shells.get(s.id) === s) this.shells.delete(s.id);
+          place.release();
+        },
+        stillValid: async (token) => (await this.d.users.authenticate(this.d.orm.em.fork(), token)) !== null,
+        graceMs: () => this.terminalGraceMs,
+        recheckMs: () => this.tokenRecheckMs,
+      });
+      // Closed while its shell started: hung up once it says its id (the engine would leave it running).
+      if (ws.readyState !== ws.OPEN) return void term.end(1000, 'closed', true);
+      place.shell = true;
+      this.shells.set(term.id, term);
+      onShell(term);
+      term.attach(ws, false);
     };
     // A stop's save (Close, idle, age) freezes the session's processes before it reads the files: a
     // shell started after that would write what goes with the container. Counted as a file change
@@ -294,125 +335,10 @@ export class ApiSockets {
   }
 
   /** SIGHUP to a terminal's shell, which passes it on to its jobs, as when a terminal window closes. */
-  private hangUp(containerId: string, pid: number): void {
-    void this.d.docker
-      .exec(containerId, ['kill', '-HUP', String(pid)], { user: CONTAINER_USER, timeoutMs: 10_000 })
-      .catch((err: unknown) => this.d.logger.debug({ err }, 'could not hang up a terminal shell'));
-  }
-
-  /**
-   * Bytes both ways with backpressure: the shell's output waits in its stream while the browser's
-   * socket holds more than 1 MiB unsent, and the browser's input waits in its socket while the shell
-   * is not taking it.
-   */
-  private terminal(
-    ws: WebSocket,
-    tty: { socket: Duplex; resize(cols: number, rows: number): Promise<void> },
-    sessionId: string,
-    hangUp: (pid: number) => void,
-  ): void {
-    let pid: number | null = null;
-    let head: Buffer | null = Buffer.alloc(0);
-    let inputWaits = false;
-    // The browser's input waits here until the shell's id is read (echoed before it, the id would
-    // be missed, and shown); a resize is applied at once, as the shell starts.
-    let early: (Buffer | string)[] | null = [];
-    let earlyBytes = 0;
-    // Input after a resize waits for it: a command typed (or sent) after the window changed size runs
-    // at the new size (`stty size`, a full-screen program's first frame), not at the old one.
-    let resizing = 0;
-    let afterResize: (Buffer | string)[] = [];
-    let afterResizeBytes = 0;
-    const input = (data: Buffer | string) => {
-      if (early !== null) {
-        early.push(data);
-        earlyBytes += data.length;
-        if (earlyBytes > TERMINAL_BACKLOG) ws.pause(); // (the rest waits in the socket)
-        return;
-      }
-      if (resizing > 0) {
-        afterResize.push(data);
-        afterResizeBytes += data.length;
-        if (afterResizeBytes > TERMINAL_BACKLOG) ws.pause();
-        return;
-      }
-      if (!tty.socket.write(data) && !inputWaits) {
-        inputWaits = true;
-        ws.pause();
-        tty.socket.once('drain', () => {
-          inputWaits = false;
-          ws.resume();
-        });
-      }
-    };
-    const forward = (chunk: Buffer) => {
-      if (ws.readyState !== ws.OPEN || chunk.length === 0) return;
-      ws.send(chunk, { binary: true }, () => {
-        if (tty.socket.isPaused() && ws.bufferedAmount < TERMINAL_BACKLOG) tty.socket.resume();
-      });
-      if (ws.bufferedAmount >= TERMINAL_BACKLOG) tty.socket.pause();
-    };
-    const started = (rest: Buffer) => {
-      clearTimeout(fallback);
-      head = null;
-      forward(rest);
-      const waiting = early ?? [];
-      early = null;
-      for (const data of waiting) input(data);
-      if (!inputWaits) ws.resume();
-    };
-    // A shell that never says its id (it cannot start, say) still gets its terminal.
-    const fallback = setTimeout(() => head !== null && started(head), 10_000);
-    tty.socket.on('data', (chunk: Buffer) => {
-      this.d.sessions.touch(sessionId);
-      if (head === null) return forward(chunk);
-      // The first line is the shell's process id.
-      head = Buffer.concat([head, chunk]);
-      const nl = head.indexOf(0x0a);
-      if (nl === -1 && head.length < 128) return;
-      const match = nl === -1 ? null : SHELL_PID_LINE.exec(head.subarray(0, nl).toString('latin1'));
-      if (match) pid = Number(match[1]);
-      started(match ? head.subarray(nl + 1) : head);
-    });
-    tty.socket.on('end', () => {
-      // It exited by itself: nothing to hang up (its id may be another process's by now).
-      pid = null;
-      ws.close(1000, 'the shell exited');
-    });
-    tty.socket.on('error', () => ws.close(1011, 'the terminal stream failed'));
-    ws.on('message', (data, isBinary) => {
-      if (isBinary) return input(data as Buffer);
-      try {
-        const msg = JSON.parse((data as Buffer).toString('utf8')) as { type?: string; cols?: unknown; rows?: unknown };
-        if (msg.type === 'resize' && Number.isInteger(msg.cols) && Number.isInteger(msg.rows)) {
-          const cols = Math.min(Math.max(msg.cols as number, 1), 1000);
-          const rows = Math.min(Math.max(msg.rows as number, 1), 1000);
-          resizing++;
-          void tty
-            .resize(cols, rows)
-            .catch(() => undefined)
-            .finally(() => {
-              if (--resizing > 0) return;
-              const waiting = afterResize;
-              afterResize = [];
-              afterResizeBytes = 0;
-              for (const data of waiting) input(data);
-              if (!inputWaits && early === null) ws.resume();
-            });
-        } else if (msg.type === 'input' && typeof (msg as { data?: unknown }).data === 'string') {
-          input((msg as { data: string }).data);
-        }
-      } catch {
-        // ignore malformed control frames
-      }
-    });
-    const close = () => {
-      clearTimeout(fallback);
-      if (pid !== null) hangUp(pid);
-      pid = null;
-      tty.socket.destroy();
-    };
-    ws.on('close', close);
-    ws.on('error', close);
+  private hangUp(containerId: string, pid: number): Promise<void> {
+    return this.d.docker.exec(containerId, ['kill', '-HUP', String(pid)], { user: CONTAINER_USER, timeoutMs: 10_000 }).then(
+      () => undefined,
+      (err: unknown) => this.d.logger.debug({ err }, 'could not hang up a terminal shell'),
+    );
   }
 }

@@ -264,4 +264,137 @@ describe('TerminalConnection', () => {
       t.pty.close();
     });
   });
+
+  describe('a CrawlHub terminal whose connection is lost', () => {
+    /**
+     * A service that keeps shells: a new terminal gets id "shell-1", "one" is shown, then the
+     * connection drops (no close frame) when `cut` says so; a reattach replays from offset 0.
+     */
+    async function keepingServer(opts: { attach: 'replay' | 'unknown' }) {
+      const server = http.createServer();
+      const wss = new WebSocketServer({ noServer: true });
+      const urls: string[] = [];
+      const texts: string[] = [];
+      const closes: number[] = [];
+      const input: string[] = [];
+      let current: WebSocket | undefined;
+      server.on('upgrade', (req, socket, head) =>
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          urls.push(req.url ?? '');
+          current = ws;
+          ws.on('message', (d: Buffer, binary) => (binary ? input.push(d.toString()) : texts.push(d.toString())));
+          ws.on('close', (code) => closes.push(code));
+          const attach = new URL(req.url ?? '/', 'http://x').searchParams.get('attach');
+          if (attach === null) {
+            ws.send(JSON.stringify({ type: 'terminal', id: 'shell-1', offset: 0 }));
+            ws.send(Buffer.from('one\r\n'), { binary: true });
+          } else if (opts.attach === 'unknown' || attach !== 'shell-1') {
+            ws.close(4404, 'the shell ended (or is unknown): open a new terminal');
+          } else {
+            ws.send(JSON.stringify({ type: 'terminal', id: 'shell-1', offset: 0 }));
+            ws.send(Buffer.from('one\r\ntwo\r\n'), { binary: true });
+          }
+        }),
+      );
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const client = {
+        socketUrl: (path: string, query: Record<string, string | number> = {}) => {
+          const u = new URL(`${url}${path}`);
+          for (const [k, v] of Object.entries(query)) u.searchParams.set(k, String(v));
+          return u;
+        },
+        authorize: () => ({}),
+        unauthorized: () => undefined,
+      };
+      const pty = new SessionPseudoterminal({
+        client: client as any,
+        sessionId: 'x',
+        spiderName: 'books',
+        log: silentLog,
+        onInput() {},
+        reconnectDelaysMs: [10],
+      });
+      let output = '';
+      const closed: unknown[] = [];
+      pty.onDidWrite((t) => (output += t));
+      pty.onDidClose((c) => closed.push(c));
+      pty.open({ columns: 80, rows: 24 });
+      await until('the shell', () => output.includes('one'));
+      return {
+        pty,
+        urls,
+        texts,
+        closes,
+        input,
+        closed,
+        output: () => output,
+        cut: () => current!.terminate(),
+        async stop() {
+          pty.close();
+          for (const c of wss.clients) c.terminate();
+          wss.close();
+          server.closeAllConnections();
+          await new Promise((r) => server.close(r));
+        },
+      };
+    }
+
+    it('says it is reconnecting, reattaches the same shell, shows what it missed once, and goes on', async () => {
+      const t = await keepingServer({ attach: 'replay' });
+      try {
+        t.cut();
+        await until('the reattach', () => t.output().includes('two'));
+        assert.match(t.output(), /Reconnecting…/);
+        assert.equal(t.urls.length, 2);
+        assert.equal(new URL(t.urls[1], 'http://x').searchParams.get('attach'), 'shell-1');
+        assert.equal(t.output().match(/one/g)?.length, 1, 'what was shown is not shown again');
+        assert.doesNotMatch(t.output(), /Press any key|lost/);
+        t.pty.handleInput('ls\r');
+        await until('input on the reattached shell', () => t.input.includes('ls\r'));
+        assert.deepEqual(t.closed, []);
+        // Lost again later: reattached again.
+        t.cut();
+        await until('the second reattach', () => t.urls.length === 3 && t.output().match(/two/g)?.length === 1 && t.closes.length === 2);
+        t.pty.close();
+        await until('the deliberate close', () => t.closes.length === 3);
+        assert.deepEqual(JSON.parse(t.texts.at(-1)!), { type: 'close' });
+        assert.equal(t.closes[2], 1000);
+      } finally {
+        await t.stop();
+      }
+    });
+
+    it('does not reconnect when the user closes the terminal: it says so to the service, which hangs the shell up', async () => {
+      const t = await keepingServer({ attach: 'replay' });
+      try {
+        t.pty.close();
+        await until('the close', () => t.closes.length === 1);
+        assert.deepEqual(t.closes, [1000]);
+        assert.deepEqual(
+          t.texts.map((x) => JSON.parse(x).type),
+          ['resize', 'close'],
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(t.urls.length, 1, 'no reattach');
+        assert.doesNotMatch(t.output(), /Reconnecting/);
+      } finally {
+        await t.stop();
+      }
+    });
+
+    it('says the shell ended when the service no longer has it', async () => {
+      const t = await keepingServer({ attach: 'unknown' });
+      try {
+        t.cut();
+        await until('the message', () => t.output().includes('Press any key'));
+        assert.match(t.output(), /Reconnecting…/);
+        assert.match(t.output(), /The shell ended while the terminal was disconnected/);
+        assert.match(t.output(), /"CrawlHub: Open Terminal" opens a new one\./);
+        assert.equal(t.urls.length, 2);
+      } finally {
+        await t.stop();
+      }
+    });
+  });
 });

@@ -61,15 +61,29 @@ describe('the terminal WebSocket on the real engine', () => {
       runtime.execTty = execTty;
     }
   });
-  const openTerminal = async () => {
-    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal`, {
-      headers: { authorization: `Bearer ${alice.token}` },
+  /** A terminal (`attach`: reattached to that shell) over a raw socket: its output, and the service's text frames. */
+  const openTerminal = async (opts: { attach?: string; token?: string } = {}) => {
+    const query = opts.attach === undefined ? '' : `?attach=${encodeURIComponent(opts.attach)}`;
+    const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal${query}`, {
+      headers: { authorization: `Bearer ${opts.token ?? alice.token}` },
     });
     let output = '';
-    ws.on('message', (d: Buffer) => (output += d.toString('latin1')));
+    const texts: { type?: string; id?: string; offset?: number }[] = [];
+    const closed = new Promise<[number, string]>((r) => ws.once('close', (c: number, why: Buffer) => r([c, why.toString()])));
+    ws.on('message', (d: Buffer, binary: boolean) => (binary ? (output += d.toString('latin1')) : texts.push(JSON.parse(d.toString()))));
     await new Promise((r, j) => ws.once('open', r).once('error', j));
-    return { ws, output: () => output };
+    /** Cuts the connection (no close frame), as a network that drops does. */
+    const cut = async () => {
+      (ws as unknown as { _socket: import('node:net').Socket })._socket.destroy();
+      await closed;
+    };
+    return { ws, output: () => output, texts, closed, cut };
   };
+  /** The service's shells of the session, and how many have no socket (private state, read to know the service saw a cut). */
+  const detached = () =>
+    [...(svc.services.sockets as unknown as { shells: Map<string, { attached: boolean }> }).shells.values()].filter((s) => !s.attached)
+      .length;
+  const ps = () => docker('top', containerName(svc, sessionId), '-o', 'pid,args');
   const shells = () => (docker('top', containerName(svc, sessionId), '-o', 'pid,args').match(/bash -i/g) ?? []).length;
 
   it('runs what is typed after a resize at the new size, however long the engine takes to resize', async () => {
@@ -130,6 +144,122 @@ describe('the terminal WebSocket on the real engine', () => {
     term.ws.close();
     await until('the shell is gone', () => shells() === before, 30_000, 100);
     await until('its job is gone', () => !/sleep 600/.test(docker('top', containerName(svc, sessionId), '-o', 'pid,args')), 30_000, 100);
+  });
+
+  it('a terminal closed the moment it opens, before its shell said its id, leaves no shell behind', async () => {
+    const before = shells();
+    for (let i = 0; i < 4; i++) {
+      const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal`, {
+        headers: { authorization: `Bearer ${alice.token}` },
+      });
+      await new Promise((r) => ws.once('open', () => (ws.close(), ws.once('close', r))));
+    }
+    await until('every shell hung up', () => shells() === before, 30_000, 100);
+  });
+
+  it('a lost connection leaves the shell running; reattaching with its id replays what it wrote meanwhile, and input works', async () => {
+    const before = shells();
+    const term = await openTerminal();
+    term.ws.send(Buffer.from('rm -f /tmp/away; sleep 300 & echo job-$((6*7))\n'), { binary: true });
+    await until('the shell answers', () => term.output().includes('job-42'), 30_000, 50);
+    const id = term.texts.find((t) => t.type === 'terminal')?.id;
+    assert.ok(id && id.length >= 20, `the service gave the terminal an id: ${JSON.stringify(term.texts)}`);
+    term.ws.send(Buffer.from('(sleep 1; echo away-$((6*7)); touch /tmp/away) &\n'), { binary: true });
+    await term.cut();
+    await until('the service saw the cut', () => detached() === 1, 30_000, 50);
+    await until(
+      'the shell wrote while detached',
+      () => {
+        try {
+          docker('exec', containerName(svc, sessionId), 'test', '-f', '/tmp/away');
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      100,
+    );
+    assert.equal(shells(), before + 1, 'the shell still runs');
+    assert.match(ps(), /sleep 300/, 'and so does its job');
+
+    const back = await openTerminal({ attach: id });
+    await until('the replay', () => back.output().includes('away-42'), 30_000, 50);
+    const hello = back.texts[0];
+    assert.equal(hello.type, 'terminal');
+    assert.equal(hello.id, id);
+    assert.ok(Number.isInteger(hello.offset) && hello.offset! >= 0, 'the replay says where in the output it starts');
+    assert.ok(back.output().includes('job-42'), 'output from before the cut is replayed too');
+    back.ws.send(Buffer.from('echo back-$((6*7))\n'), { binary: true });
+    await until('input works', () => back.output().includes('back-42'), 30_000, 50);
+    assert.equal(detached(), 0);
+
+    // The user closes the terminal: `{"type":"close"}`, whatever the close (or cut) that follows, hangs it up at once.
+    await new Promise((r) => back.ws.send(JSON.stringify({ type: 'close' }), r));
+    await back.cut();
+    await until('the shell is gone', () => shells() === before, 30_000, 100);
+    await until('its job is gone', () => !/sleep 300/.test(ps()), 30_000, 100);
+    const again = await openTerminal({ attach: id });
+    assert.deepEqual(await again.closed, [4404, 'the shell ended (or is unknown): open a new terminal']);
+  });
+
+  it("no other user attaches a shell, an unknown id or one whose grace ran out is refused, and a revoked token's detached shells end", async () => {
+    const sockets = svc.services.sockets;
+    const before = shells();
+    const term = await openTerminal();
+    await until('the id', () => term.texts.length > 0, 30_000, 20);
+    const id = term.texts[0].id!;
+    await term.cut();
+    await until('the service saw the cut', () => detached() === 1, 30_000, 50);
+    // The admin reaches alice's session, but not her shell; bob reaches neither.
+    const admin = await openTerminal({ attach: id, token: svc.adminToken });
+    assert.equal((await admin.closed)[0], 4404);
+    const bob = await svc.newUser('bob-terminal');
+    const refused = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal?attach=${id}`, {
+      headers: { authorization: `Bearer ${bob.token}` },
+    });
+    refused.on('error', () => undefined);
+    const status = await new Promise<number>((r) => {
+      refused.once('unexpected-response', (_req, res) => r(res.statusCode ?? 0));
+      refused.once('open', () => r(101));
+    });
+    refused.terminate();
+    assert.equal(status, 404);
+    assert.equal((await (await openTerminal({ attach: 'made-up' })).closed)[0], 4404);
+    assert.equal(detached(), 1, 'the refused attaches left the shell alone');
+    assert.equal(shells(), before + 1);
+
+    // Grace runs out: hung up; its id is refused.
+    sockets.terminalGraceMs = 200;
+    try {
+      const short = await openTerminal();
+      await until('the id', () => short.texts.length > 0, 30_000, 20);
+      await short.cut();
+      await until('the shell hung up after its grace', () => shells() === before + 1 && detached() === 1, 30_000, 100);
+      assert.equal((await (await openTerminal({ attach: short.texts[0].id })).closed)[0], 4404);
+    } finally {
+      sockets.terminalGraceMs = 5 * 60_000;
+    }
+
+    // A revoked token: the detached shell opened with it ends.
+    const users = svc.services.users;
+    const em = svc.services.orm.em.fork();
+    const { token, info } = await users.createToken(em, await users.findUser(em, 'alice'), 'to revoke, detached');
+    sockets.tokenRecheckMs = 100;
+    try {
+      const revoked = await openTerminal({ token });
+      await until('the id', () => revoked.texts.length > 0, 30_000, 20);
+      await revoked.cut();
+      await until('the service saw the cut', () => detached() === 2, 30_000, 50);
+      await users.revokeToken(svc.services.orm.em.fork(), info.id);
+      await until('the revoked shell hung up', () => detached() === 1 && shells() === before + 1, 30_000, 100);
+    } finally {
+      sockets.tokenRecheckMs = 30_000;
+    }
+    const last = await openTerminal({ attach: id });
+    await until('the replay', () => last.texts.length > 0, 30_000, 20);
+    last.ws.close();
+    await until('every shell hung up', () => shells() === before, 30_000, 100);
   });
 
   it('input sent the moment the socket opens (as the editor sends what was typed while connecting) keeps the hang-up working', async () => {
@@ -200,14 +330,45 @@ describe('the terminal WebSocket on the real engine', () => {
         'a place freed',
         async () => {
           const next = await connect(path);
-          next.ws.terminate();
+          if (next.status === 101) next.ws.close();
+          else next.ws.terminate();
           return next.status === 101;
         },
         10_000,
         50,
       );
-      for (const o of open) o.ws.terminate();
+      for (const o of open) {
+        if (o.status === 101) o.ws.close();
+        else o.ws.terminate();
+      }
     }
+  });
+
+  it('counts detached shells under the limit of 10 terminals a session has', async () => {
+    await until('no shell is left', () => shells() === 0 && detached() === 0, 30_000, 100);
+    const open: Awaited<ReturnType<typeof openTerminal>>[] = [];
+    for (let i = 0; i < 10; i++) open.push(await openTerminal());
+    await until('the ids', () => open.every((t) => t.texts.length > 0), 30_000, 20);
+    for (const t of open) await t.cut();
+    await until('the service saw the cuts', () => detached() === 10, 30_000, 50);
+    const status = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${sessionId}/terminal`, {
+        headers: { authorization: `Bearer ${alice.token}` },
+      });
+      ws.on('error', () => undefined);
+      ws.once('open', () => (resolve(101), ws.close()));
+      ws.once('unexpected-response', (_req, res) => (resolve(res.statusCode ?? 0), ws.terminate()));
+    });
+    assert.equal(status, 429, 'the eleventh is refused while ten shells wait detached');
+    for (const t of open) {
+      const back = await openTerminal({ attach: t.texts[0].id });
+      await until('attached', () => back.texts.length > 0, 30_000, 20);
+      back.ws.close();
+    }
+    await until('every shell hung up', () => shells() === 0 && detached() === 0, 30_000, 100).catch((e) => {
+      console.log('DEBUG', shells(), detached(), ps());
+      throw e;
+    });
   });
 
   it("a paste of several MiB from the editor's terminal reaches the shell whole, and the terminal stays open", async () => {
@@ -253,6 +414,68 @@ describe('the terminal WebSocket on the real engine', () => {
     }
     assert.ok(peak < 64 * 1024 * 1024, `the service held ${peak} more bytes while the browser did not read`);
     term.ws.terminate();
+  });
+});
+
+describe('detached terminal shells and the service stop', () => {
+  it('are hung up by it: they cannot outlive the service, whose restart finds no shell to reattach', { timeout: 120_000 }, async () => {
+    requireDocker();
+    const svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    let name = '';
+    let stopped = false;
+    try {
+      const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'detached-stop' }));
+      const session = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+      assert.equal(session.status, 'ready', JSON.stringify(session));
+      name = containerName(svc, session.session_id);
+      const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
+        headers: { authorization: `Bearer ${svc.adminToken}` },
+      });
+      let output = '';
+      ws.on('message', (d: Buffer, binary: boolean) => binary && (output += d.toString('latin1')));
+      const closed = new Promise((r) => ws.once('close', r));
+      await new Promise((r, j) => ws.once('open', r).once('error', j));
+      ws.send(Buffer.from('sleep 300 & echo job-$((6*7))\n'), { binary: true });
+      await until('the shell answers', () => output.includes('job-42'), 30_000, 50);
+      (ws as unknown as { _socket: import('node:net').Socket })._socket.destroy();
+      await closed;
+      const shells = svc.services.sockets as unknown as { shells: Map<string, { attached: boolean }> };
+      await until('the service saw the cut', () => [...shells.shells.values()].some((s) => !s.attached), 30_000, 50);
+      stopped = true;
+      await svc.close();
+      const top = docker('top', name, '-o', 'pid,args');
+      assert.doesNotMatch(top, /bash -i/, 'the detached shell was hung up');
+      assert.doesNotMatch(top, /sleep 300/, 'and its job with it');
+    } finally {
+      if (!stopped) await svc.close();
+      removeContainers(svc.config.instance);
+    }
+  });
+});
+
+describe('detached terminal shells and the session stop', () => {
+  it('end with the session: its place under the limit is given back', { timeout: 120_000 }, async () => {
+    requireDocker();
+    const svc = await startTestService({ env: { CRAWLHUB_SWEEP_INTERVAL: '1h' } });
+    try {
+      const spider = await json(await svc.api(svc.adminToken, 'POST', '/api/spiders', { name: 'detached-session-stop' }));
+      const session = await json(await svc.api(svc.adminToken, 'POST', `/api/spiders/${spider.id}/code-session?wait=1`));
+      assert.equal(session.status, 'ready', JSON.stringify(session));
+      const ws = new WebSocket(`${svc.url.replace('http', 'ws')}/api/sessions/${session.session_id}/terminal`, {
+        headers: { authorization: `Bearer ${svc.adminToken}` },
+      });
+      const closed = new Promise((r) => ws.once('close', r));
+      await new Promise((r, j) => ws.once('message', r).once('error', j)); // the shell's id: it runs
+      (ws as unknown as { _socket: import('node:net').Socket })._socket.destroy();
+      await closed;
+      const shells = (svc.services.sockets as unknown as { shells: Map<string, { attached: boolean }> }).shells;
+      await until('the service saw the cut', () => [...shells.values()].some((s) => !s.attached), 30_000, 50);
+      assert.equal((await svc.api(svc.adminToken, 'DELETE', `/api/spiders/${spider.id}/code-session`)).status, 200);
+      await until('the detached shell ended with its session', () => shells.size === 0, 30_000, 50);
+    } finally {
+      await svc.close();
+      removeContainers(svc.config.instance);
+    }
   });
 });
 
