@@ -81,6 +81,15 @@ function fsPath(p: string): string {
     .join('/');
 }
 
+/** Save to Server's options and answers, by spider or by session. */
+const SyncQuery = z.object({ dry_run: flag, overwrite: flag });
+const SYNC_RESPONSES = {
+  200: { description: 'what was (or would be) saved', schema: SaveResultView },
+  409: 'not ready',
+  413: 'over a limit',
+  422: 'the workspace breaks a cap',
+};
+
 export interface SessionRouteDeps {
   sessions: SessionService;
   maxFileBytes: number;
@@ -161,13 +170,8 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       tag: 'sessions',
       summary: 'Save to Server (?dry_run=1: plan only; ?overwrite=1: replace files that changed on the server)',
       params: SpiderId,
-      query: z.object({ dry_run: flag, overwrite: flag }),
-      responses: {
-        200: { description: 'what was (or would be) saved', schema: SaveResultView },
-        409: 'not ready',
-        413: 'over a limit',
-        422: 'the workspace breaks a cap',
-      },
+      query: SyncQuery,
+      responses: SYNC_RESPONSES,
       async handler(ctx, { params, query }) {
         return sessions.sync(ctx.state.em, ctx.state.user, params.id, { dryRun: on(query.dry_run), overwrite: on(query.overwrite) });
       },
@@ -179,14 +183,8 @@ export function sessionRoutes({ sessions, maxFileBytes, launchUrl, logger }: Ses
       summary:
         'Save to Server of a session by its id (yours; an admin: anyone’s); a stopped session answers 409 instead of saving a newer one of its spider',
       params: SessionId,
-      query: z.object({ dry_run: flag, overwrite: flag }),
-      responses: {
-        200: { description: 'what was (or would be) saved', schema: SaveResultView },
-        404: 'no such session (or another user’s)',
-        409: 'not ready',
-        413: 'over a limit',
-        422: 'the workspace breaks a cap',
-      },
+      query: SyncQuery,
+      responses: { ...SYNC_RESPONSES, 404: 'no such session (or another user’s)' },
       async handler(ctx, { params, query }) {
         return sessions.syncById(ctx.state.em, ctx.state.user, params.id, { dryRun: on(query.dry_run), overwrite: on(query.overwrite) });
       },

@@ -20,6 +20,13 @@ async function until(what: string, check: () => boolean, tries = 200): Promise<v
   assert.fail(`timed out waiting for ${what}`);
 }
 
+/** Ends a test's WebSocket server: its clients cut off, its HTTP server closed. */
+async function stopServer(wss: WebSocketServer, server: http.Server): Promise<void> {
+  for (const c of wss.clients) c.terminate();
+  wss.close();
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+}
 describe('TerminalConnection', () => {
   let server: http.Server;
   let wss: WebSocketServer;
@@ -55,10 +62,7 @@ describe('TerminalConnection', () => {
     base = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   after(async () => {
-    for (const c of wss.clients) c.terminate();
-    wss.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await stopServer(wss, server);
   });
 
   it('sends keystrokes as binary frames, resizes with a text frame, decodes UTF-8 across frames', async () => {
@@ -123,10 +127,7 @@ describe('TerminalConnection', () => {
       assert.ok(Buffer.concat(received).equals(Buffer.from(early + paste, 'utf8')), 'every byte arrives, in order');
     } finally {
       conn.dispose();
-      for (const c of limited.clients) c.terminate();
-      limited.close();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await stopServer(limited, server);
     }
   });
 
@@ -332,10 +333,7 @@ describe('TerminalConnection', () => {
         cut: () => current!.terminate(),
         async stop() {
           pty.close();
-          for (const c of wss.clients) c.terminate();
-          wss.close();
-          server.closeAllConnections();
-          await new Promise((r) => server.close(r));
+          await stopServer(wss, server);
         },
       };
     }
