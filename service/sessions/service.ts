@@ -972,16 +972,24 @@ export class SessionService {
           `${result.conflicts.length} conflict(s) with files changed on the server; open the session to resolve them`,
           'conflicts',
         );
-        const waitMs = Math.min(2 * (this.conflictBackoff.get(s.id)?.waitMs ?? this.cfg.CRAWLHUB_SWEEP_INTERVAL / 2), 6 * 3_600_000);
-        this.conflictBackoff.set(s.id, { waitMs, at: Date.now() + waitMs });
+        this.backOff(s.id);
         return;
       }
       this.conflictBackoff.delete(s.id);
       await this.destroy(em, s, 'stopped after a retried save');
     } catch (err) {
-      this.conflictBackoff.delete(s.id);
+      // Over a cap (a file or the whole workspace too big, too many files): only its user can mend
+      // that, so it is retried ever more rarely, as conflicts are, not restarted and read every sweep.
+      if (err instanceof AppError && (err.status === 413 || err.status === 422)) this.backOff(s.id);
+      else this.conflictBackoff.delete(s.id);
       await this.keep(em, s, `save failed again: ${told(err)}; it will be retried`, told(err));
     }
+  }
+
+  /** The next retry of a kept session's save waits twice as long as the last (at most 6 hours). */
+  private backOff(sessionId: string): void {
+    const waitMs = Math.min(2 * (this.conflictBackoff.get(sessionId)?.waitMs ?? this.cfg.CRAWLHUB_SWEEP_INTERVAL / 2), 6 * 3_600_000);
+    this.conflictBackoff.set(sessionId, { waitMs, at: Date.now() + waitMs });
   }
 
   /** code-server's /healthz lastHeartbeat is browser activity: validated, never in the future. */

@@ -352,6 +352,22 @@ describe('idle and hard timeouts (short configured values)', () => {
     assert.match(kept.status_reason, /conflict/);
     assert.equal(await file(svc, spider.id), 'theirs\n', 'nothing was overwritten');
   });
+  it('a kept session whose retried save breaks a cap only its user can mend is retried ever more rarely too', async () => {
+    const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h', CRAWLHUB_MAX_FILE_SIZE: '1k' });
+    const { spider, session, container } = await open(svc, 'over-cap');
+    dockerExec(container, 'head -c 4096 /dev/zero > /workspace/big.bin');
+    const sessions = svc.services.sessions as unknown as Internals;
+    // Past its maximum age: the stop's save breaks the file size cap and keeps the container.
+    await sessions.sweep(Date.now() + 10 * 3_600_000);
+    assert.equal((await status(svc, session.session_id)).save_pending, true);
+    for (let i = 0; i < 3; i++) await sessions.sweep();
+    const history = await json(await svc.api(svc.adminToken, 'GET', `/api/sessions/${session.session_id}/history`));
+    const retries = history.statuses.filter((e: { reason: string }) => e.reason.startsWith('save failed again'));
+    assert.equal(retries.length, 1, 'one retry, then it waits');
+    assert.match(retries[0].reason, /big\.bin is 4096 bytes/);
+    assert.equal((await status(svc, session.session_id)).save_pending, true);
+    assert.equal(await file(svc, spider.id), 'v1\n');
+  });
   it('a start that comes after its session was closed starts nothing', async () => {
     const svc = await start({ CRAWLHUB_SWEEP_INTERVAL: '1h' });
     const { spider, session } = await open(svc, 'late-start');
