@@ -3,7 +3,7 @@ import { badRequest, conflict } from '../http/errors';
 import { readBytes, route, type AppContext, type RouteDef } from '../http/route';
 import type { Logger } from '../logger';
 import type { LaunchTarget } from '../proxy';
-import { pathProblem } from '../spiders/paths';
+import { normalizePath } from '../spiders/paths';
 import { Spider } from '../spiders/entities';
 import type { SessionService } from './service';
 import { CODE_SERVER_PORT } from './workspace';
@@ -71,15 +71,7 @@ const targetOf = (e: { type: string; target?: z.infer<typeof LinkTarget> }) =>
  * for byte: the container's file system tells a name macOS wrote in Unicode NFD form from its NFC
  * twin, and the folder listing gives names as they are there.
  */
-function fsPath(p: string): string {
-  if (p === '' || p === '/' || p === '.') return '';
-  const problem = pathProblem(p);
-  if (problem) throw badRequest(`Invalid path ${JSON.stringify(String(p).slice(0, 200))}: ${problem}.`, 'invalid_path');
-  return p
-    .split('/')
-    .filter((s) => s !== '' && s !== '.')
-    .join('/');
-}
+const fsPath = (p: string) => (p === '' || p === '/' || p === '.' ? '' : normalizePath(p, { exact: true }));
 
 /** Save to Server's options and answers, by spider or by session. */
 const SyncQuery = z.object({ dry_run: flag, overwrite: flag });

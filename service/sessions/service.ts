@@ -534,7 +534,11 @@ export class SessionService {
     // makes every engine call wait out its time limit (its user's doing) delays its own user's
     // stops, not everyone's.
     const byUser = new Map<string, CodeSession[]>();
-    for (const s of rows) byUser.set(s.userId, [...(byUser.get(s.userId) ?? []), s]);
+    for (const s of rows) {
+      const group = byUser.get(s.userId);
+      if (group) group.push(s);
+      else byUser.set(s.userId, [s]);
+    }
     const queue = [...byUser.values()];
     const worker = async () => {
       for (let group = queue.shift(); group; group = queue.shift()) {

@@ -67,8 +67,8 @@ export function existingPathForm(input: string): string | null {
 }
 
 /** The canonical form of an untrusted path, or why it is refused (for archive entries that are skipped and reported). */
-export function tryNormalizePath(input: string): { path: string } | { problem: string } {
-  const nfc = typeof input === 'string' ? input.normalize('NFC') : input;
+export function tryNormalizePath(input: string, opts: { exact?: boolean } = {}): { path: string } | { problem: string } {
+  const nfc = typeof input === 'string' && !opts.exact ? input.normalize('NFC') : input;
   const problem = pathProblem(nfc);
   if (problem) return { problem };
   return {
@@ -81,10 +81,11 @@ export function tryNormalizePath(input: string): { path: string } | { problem: s
 
 /**
  * The canonical form of a file path inside a spider: relative, "/"-separated, NFC, no "." or
- * empty segments. Throws a 400 `invalid_path` for anything that could escape the folder.
+ * empty segments. Throws a 400 `invalid_path` for anything that could escape the folder. `exact`
+ * keeps the name's Unicode form (a path in a container, whose file system tells NFD from NFC).
  */
-export function normalizePath(input: string): string {
-  const result = tryNormalizePath(input);
+export function normalizePath(input: string, opts: { exact?: boolean } = {}): string {
+  const result = tryNormalizePath(input, opts);
   if ('problem' in result)
     throw badRequest(`Invalid path ${JSON.stringify(String(input).slice(0, 200))}: ${result.problem}.`, 'invalid_path');
   return result.path;

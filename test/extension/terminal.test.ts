@@ -20,6 +20,24 @@ async function until(what: string, check: () => boolean, tries = 200): Promise<v
   assert.fail(`timed out waiting for ${what}`);
 }
 
+/** A terminal of session "x" on `client`, opened at 80×24: what it writes and how it closes are kept. */
+function openPty(client: object, opts: Partial<ConstructorParameters<typeof SessionPseudoterminal>[0]> = {}) {
+  const pty = new SessionPseudoterminal({
+    client: client as any,
+    sessionId: 'x',
+    spiderName: 'books',
+    log: silentLog,
+    onInput() {},
+    ...opts,
+  });
+  let output = '';
+  const closed: unknown[] = [];
+  pty.onDidWrite((t) => (output += t));
+  pty.onDidClose((c) => closed.push(c));
+  pty.open({ columns: 80, rows: 24 });
+  return { pty, closed, output: () => output };
+}
+
 /** Ends a test's WebSocket server: its clients cut off, its HTTP server closed. */
 async function stopServer(wss: WebSocketServer, server: http.Server): Promise<void> {
   for (const c of wss.clients) c.terminate();
@@ -219,24 +237,12 @@ describe('TerminalConnection', () => {
         socketUrl: (path: string) => new URL(`${base}${path}`),
         authorize: () => ({}),
       };
-      const pty = new SessionPseudoterminal({
-        client: client as any,
-        sessionId: 'x',
-        spiderName: 'books',
-        log: silentLog,
-        onInput() {},
-        sessionStopped: () => stoppedSession(state, 'x', 500),
-      });
-      let output = '';
-      const closed: unknown[] = [];
-      pty.onDidWrite((t) => (output += t));
-      pty.onDidClose((c) => closed.push(c));
       shell = undefined;
-      pty.open({ columns: 80, rows: 24 });
+      const t = openPty(client, { sessionStopped: () => stoppedSession(state, 'x', 500) });
       await until('the shell', () => shell !== undefined);
       shell!.close(1000, 'the shell exited');
       whileClosing?.();
-      return { pty, closed, output: () => output };
+      return t;
     }
 
     it('says that the session stopped, and closes at the next key', async () => {
@@ -308,20 +314,8 @@ describe('TerminalConnection', () => {
         authorize: () => ({}),
         unauthorized: () => undefined,
       };
-      const pty = new SessionPseudoterminal({
-        client: client as any,
-        sessionId: 'x',
-        spiderName: 'books',
-        log: silentLog,
-        onInput() {},
-        reconnectDelaysMs: [10],
-      });
-      let output = '';
-      const closed: unknown[] = [];
-      pty.onDidWrite((t) => (output += t));
-      pty.onDidClose((c) => closed.push(c));
-      pty.open({ columns: 80, rows: 24 });
-      await until('the shell', () => output.includes('one'));
+      const { pty, closed, output } = openPty(client, { reconnectDelaysMs: [10] });
+      await until('the shell', () => output().includes('one'));
       return {
         pty,
         urls,
@@ -329,7 +323,7 @@ describe('TerminalConnection', () => {
         closes,
         input,
         closed,
-        output: () => output,
+        output,
         cut: () => current!.terminate(),
         async stop() {
           pty.close();
