@@ -93,6 +93,7 @@ export async function serve(
     cookieMaxAgeMs: config.CRAWLHUB_MAX_SESSION_AGE,
     tokens: { isLive: (tokenId) => services.users.isTokenLive(services.orm.em.fork(), tokenId) },
   });
+  proxy.install(server);
   const ide = proxy;
   services.launchUrl = (session, opts) => ide.launchUrl(session, opts);
   let stopping: Promise<void> | undefined;

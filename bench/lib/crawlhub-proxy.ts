@@ -2,6 +2,8 @@
 // service's header limits, a real Metrics registry and an info-level logger — with one ready
 // session pointing at the benchmark upstream: its published port (UPSTREAM_PORT) and, as the service
 // finds it for a session, its address on the container network (UPSTREAM_ADDRESS, host:port), if any.
+// As in the service, the proxy's fast lane reads the connections first (FAST_LANE=off measures the
+// proxy without it: every request through Node's HTTP server and undici).
 // Prints {"port": n, "launchUrl": "…", "sessionId": "…"} on its first line of stdout.
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -35,7 +37,9 @@ function main(): void {
       metrics: new Metrics(),
       // In the service a database question per token every 30 s; nothing on a request's path.
       tokens: { isLive: () => Promise.resolve(true) },
+      fastLane: process.env.FAST_LANE !== 'off',
     });
+    proxy.install(server);
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (!proxy.handleRequest(req, res)) {
         res.writeHead(404);

@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import type stream from 'node:stream';
+import { FastLane, type LaneDecision, type LaneRequest } from './lane';
 import type { Metrics } from '../http/metrics';
 import { pathOnly, type Logger } from '../logger';
 import { ActivityThrottle } from './activity';
@@ -7,7 +8,7 @@ import { BROWSER_COOKIE, BROWSER_SCOPE, IDE_COOKIE, IdeCookieSigner, UPSTREAM_CO
 import { Forwarder, type ForwardOutcome, type Upstream } from './forward';
 import { clientAddress, FRAME_POLICY, FRAME_POLICY_SELF, scanRequest, upstreamHeaders, type ScannedRequest } from './headers';
 import { PAGES, refuseUpgrade, sendPage, sendRedirect, type Page } from './pages';
-import { PATH_PREFIX, route, sessionBaseUrl, sessionOrigin, takeTicket, topology, type Route } from './routing';
+import { PATH_PREFIX, route, routeTarget, sessionBaseUrl, sessionOrigin, takeTicket, topology, type Route } from './routing';
 import { TicketBook } from './tickets';
 import { TokenLiveness } from './tokens';
 
@@ -67,6 +68,8 @@ export interface ProxyOptions {
   tokenRecheckMs?: number;
   /** Tests move time. */
   now?: () => number;
+  /** Relay admitted GETs and HEADs on the raw sockets (see lane.ts); default true. */
+  fastLane?: boolean;
 }
 
 export interface Proxy {
@@ -79,6 +82,11 @@ export interface Proxy {
   /** Handles the request if it is the proxy's (`/code-server/<id>/…`, or a `<id>.<codeDomain>` host); false otherwise. */
   handleRequest(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): boolean;
+  /**
+   * Reads the server's connections first, relaying admitted GETs and HEADs itself (the fast lane);
+   * the server still gets every other request, and handleRequest/handleUpgrade still see them.
+   */
+  install(server: http.Server): void;
   close(): void;
 }
 
@@ -119,12 +127,12 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     now,
     (err, sessionId) => log.warn({ err, sessionId }, 'touch failed'),
   );
-  const forwarder = new Forwarder(topo.publicOrigin, (err, upstream, path) =>
+  const upstreamError = (err: Error, upstream: string, path: string) =>
     log.warn(
       { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, upstream, path: pathOnly(path) },
       'container did not answer',
-    ),
-  );
+    );
+  const forwarder = new Forwarder(topo.publicOrigin, upstreamError);
   // `code-server-session=<secret>` per session: the secret is an HMAC, worth computing once.
   const upstreamCookies = new Map<string, string>();
   const verified = new Map<string, IdeAdmission>();
@@ -333,7 +341,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
   }
 
   function upstream(
-    req: http.IncomingMessage,
+    remoteAddress: string | undefined,
     r: Extract<Route, { kind: 'session' }>,
     scan: ScannedRequest,
     a: Admitted,
@@ -345,7 +353,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
       host: a.host,
       port: a.port,
       path: r.upstreamPath,
-      headers: upstreamHeaders(scan, clientAddress(req.socket.remoteAddress), fwd, ws, a.originOverride),
+      headers: upstreamHeaders(scan, clientAddress(remoteAddress), fwd, ws, a.originOverride),
       prefix: r.prefix,
       hasBody: scan.hasBody,
       framePolicy: scan.forFrame ? FRAME_POLICY_SELF : FRAME_POLICY,
@@ -440,7 +448,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
         const a = result as Admitted;
         holdSocket(tokenId!, r.sessionId, res);
         activity.seen(r.sessionId);
-        forwarder.web(req, res, upstream(req, r, scan, a, false), (outcome) => count('http', outcome));
+        forwarder.web(req, res, upstream(req.socket.remoteAddress, r, scan, a, false), (outcome) => count('http', outcome));
       });
     } catch (err) {
       log.error({ err, path: pathOnly(req.url) }, 'proxy request failed');
@@ -449,6 +457,37 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     }
     return true;
   }
+
+  /**
+   * The fast lane's question: relay this GET or HEAD, or leave it to handleRequest (null) — which
+   * answers everything but an admitted request (refusals, tickets, redirects, bad requests) itself.
+   */
+  function decideLane(req: LaneRequest, next: (decision: LaneDecision | null) => void): void {
+    const r = routeTarget(topo, req.url, req.host);
+    if (r === null || r.kind !== 'session' || takeTicket(r.upstreamPath) !== null) return next(null);
+    const scan = scanRequest(req.rawHeaders);
+    if (scan === null || scan.unsupportedCoding || scan.hasBody || scan.upgrade !== undefined || scan.fromOtherSite) return next(null);
+    admit('http', req.method, r, scan, (result, refusal, tokenId) => {
+      if (refusal) return next(null);
+      next({ upstream: upstream(req.remoteAddress, r, scan, result as Admitted, false), sessionId: r.sessionId, tokenId: tokenId! });
+    });
+  }
+
+  const lane =
+    opts.fastLane === false
+      ? null
+      : new FastLane(
+          {
+            decide: decideLane,
+            done: (outcome) => count('http', outcome),
+            hold: holdSocket,
+            seen: (sessionId) => activity.seen(sessionId),
+            upstreamError,
+          },
+          topo.publicOrigin,
+        );
+
+  if (lane && !lane.enabled) log.warn('the proxy’s fast lane is off: this Node’s HTTP parser binding is not as expected');
 
   function handleUpgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): boolean {
     const r = route(topo, req);
@@ -480,7 +519,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
           req,
           socket,
           head,
-          upstream(req, r, scan, result as Admitted, true),
+          upstream(req.socket.remoteAddress, r, scan, result as Admitted, true),
           () => activity.seen(sessionId),
           (outcome) => {
             if (outcome === 'proxied') holdSocket(tokenId!, sessionId, socket);
@@ -503,7 +542,11 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
     },
     handleRequest,
     handleUpgrade,
+    install(server) {
+      lane?.install(server);
+    },
     close() {
+      lane?.close();
       clearInterval(sweeper);
       clearInterval(rechecker);
       tokens.clear();

@@ -57,11 +57,8 @@ export const PAGES = {
 
 const CSP = `default-src 'none'; style-src 'unsafe-inline'; ${FRAME_POLICY}`;
 
-export function sendPage(req: http.IncomingMessage, res: http.ServerResponse, p: Page): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
+/** The headers of one of the proxy's pages, flat. */
+export function pageHead(p: Page): string[] {
   const headers: string[] = [
     'Content-Type',
     'text/html; charset=utf-8',
@@ -75,7 +72,15 @@ export function sendPage(req: http.IncomingMessage, res: http.ServerResponse, p:
     'nosniff',
   ];
   if (p.refresh) headers.push('Retry-After', String(p.refresh));
-  res.writeHead(p.status, headers);
+  return headers;
+}
+
+export function sendPage(req: http.IncomingMessage, res: http.ServerResponse, p: Page): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(p.status, pageHead(p));
   res.end(req.method === 'HEAD' ? undefined : p.body);
 }
 

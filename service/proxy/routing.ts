@@ -53,9 +53,13 @@ export function sessionBaseUrl(t: Topology, sessionId: string): string {
 
 /** Null when the request is not the proxy's (Koa gets it). */
 export function route(t: Topology, req: http.IncomingMessage): Route | null {
-  const url = req.url ?? '';
+  return routeTarget(t, req.url ?? '', req.headers.host);
+}
+
+/** The same, from a request's target and Host. */
+export function routeTarget(t: Topology, url: string, host: string | undefined): Route | null {
   if (t.codeHost) {
-    const sessionId = sessionFromHost(t.codeHost, req.headers.host);
+    const sessionId = sessionFromHost(t.codeHost, host);
     if (sessionId === null) return null;
     if (sessionId === '') return { kind: 'invalid', status: 404, reason: 'no such session host' };
     if (url.charCodeAt(0) !== 47 /* / */) return { kind: 'invalid', status: 400, reason: 'request target is not a path' };

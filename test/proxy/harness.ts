@@ -279,6 +279,8 @@ export interface ProxyServer {
   logs: () => string;
   /** Requests the proxy passed on to "Koa". */
   passedOn: string[];
+  /** Requests Node's HTTP server parsed (those the fast lane relayed are not among them). */
+  nodeRequests: { count: number };
   close(): Promise<void>;
 }
 
@@ -312,7 +314,11 @@ export async function startProxyServer(sessions: ProxySessions, options: Partial
     tokens: new FakeTokens(),
     ...options,
   });
+  // As main.ts: the fast lane reads the connections first (PROXY_FAST_LANE=off runs these tests without it).
+  if (process.env.PROXY_FAST_LANE !== 'off') proxy.install(server);
+  const nodeRequests = { count: 0 };
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    nodeRequests.count++;
     if (proxy.handleRequest(req, res)) return;
     passedOn.push(req.url!);
     res.writeHead(200, { 'content-type': 'text/plain' });
@@ -328,6 +334,7 @@ export async function startProxyServer(sessions: ProxySessions, options: Partial
     metrics,
     logs: () => chunks.join(''),
     passedOn,
+    nodeRequests,
     async close() {
       proxy.close();
       server.closeAllConnections();
