@@ -469,6 +469,7 @@ class UpstreamConnection {
   private finished: ExchangeEvents | null = null;
   /** A byte of the current answer has come. */
   private heard = false;
+  private readonly onRead: (d: Buffer) => void;
 
   constructor(
     readonly key: string,
@@ -477,12 +478,24 @@ class UpstreamConnection {
     binding: ParserBinding,
     onClose: (conn: UpstreamConnection) => void,
   ) {
-    this.socket = net.connect({ host, port, noDelay: true });
+    this.socket = net.connect({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        // A fresh buffer per read (what is read is passed on, not copied): large while a long body streams.
+        buffer: () => Buffer.allocUnsafe(this.bodyLeft > SMALL_READ ? Math.min(this.bodyLeft, LARGE_READ) : SMALL_READ),
+        callback: (n: number, buf: Uint8Array) => {
+          this.onRead((buf as Buffer).subarray(0, n));
+          return !this.socket.isPaused();
+        },
+      },
+    });
     // Idle in the pool too long.
     this.socket.on('timeout', () => this.destroy());
     const parser = (this.parser = new binding());
     parser.initialize(binding.RESPONSE, {}, 64 * 1024, 0);
-    this.socket.on('data', (d: Buffer) => {
+    this.onRead = (d: Buffer) => {
       // The read that holds the head: the head and what follows of the body go out in one write.
       // Later reads are written as they come (corking them would only hold bytes back).
       if (this.events) this.heard = true;
@@ -509,7 +522,7 @@ class UpstreamConnection {
       const done = this.finished;
       this.finished = null;
       done?.complete();
-    });
+    };
     this.socket.on('end', () => {
       // A body that runs to the end of the connection is complete now.
       if (this.answered && this.events) {
@@ -718,6 +731,9 @@ class UpstreamConnection {
 }
 
 const CRLF = Buffer.from('\r\n');
+/** Read sizes from a container: as Node's own, and up to this while a long body streams (fewer reads and writes). */
+const SMALL_READ = 64 * 1024;
+const LARGE_READ = 1024 * 1024;
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /** Where the head ends in `d` (just past its blank line), given the end of the previous read; -1 if not in it. */
