@@ -483,10 +483,11 @@ class UpstreamConnection {
       port,
       noDelay: true,
       onread: {
-        // A fresh buffer per read (what is read is passed on, not copied): large while a long body streams.
-        buffer: () => Buffer.allocUnsafe(this.bodyLeft > SMALL_READ ? Math.min(this.bodyLeft, LARGE_READ) : SMALL_READ),
+        // While a long body streams, a fresh large buffer per read, passed on as it is (fewer reads
+        // and writes); otherwise one shared buffer, whose few bytes are copied out before the next read.
+        buffer: () => (this.bodyLeft > SMALL_READ ? Buffer.allocUnsafe(Math.min(this.bodyLeft, LARGE_READ)) : scratch),
         callback: (n: number, buf: Uint8Array) => {
-          this.onRead((buf as Buffer).subarray(0, n));
+          this.onRead(buf === scratch ? Buffer.from(scratch.subarray(0, n)) : (buf as Buffer).subarray(0, n));
           return !this.socket.isPaused();
         },
       },
@@ -734,6 +735,8 @@ const CRLF = Buffer.from('\r\n');
 /** Read sizes from a container: as Node's own, and up to this while a long body streams (fewer reads and writes). */
 const SMALL_READ = 64 * 1024;
 const LARGE_READ = 1024 * 1024;
+/** Reads land here one at a time (each is copied out in its callback), as Node's own reads do in C++. */
+const scratch = Buffer.allocUnsafe(SMALL_READ);
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /** Where the head ends in `d` (just past its blank line), given the end of the previous read; -1 if not in it. */
