@@ -734,7 +734,7 @@ class UpstreamConnection {
 const CRLF = Buffer.from('\r\n');
 /** Read sizes from a container: as Node's own, and up to this while a long body streams (fewer reads and writes). */
 const SMALL_READ = 64 * 1024;
-const LARGE_READ = 1024 * 1024;
+const LARGE_READ = 256 * 1024;
 /** Reads land here one at a time (each is copied out in its callback), as Node's own reads do in C++. */
 const scratch = Buffer.allocUnsafe(SMALL_READ);
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
