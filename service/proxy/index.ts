@@ -483,6 +483,7 @@ export function createProxy(sessions: ProxySessions, opts: ProxyOptions): Proxy 
             hold: holdSocket,
             seen: (sessionId) => activity.seen(sessionId),
             upstreamError,
+            now,
           },
           topo.publicOrigin,
         );

@@ -49,6 +49,8 @@ export interface LaneHooks {
   /** Browser traffic for the idle timer. */
   seen(sessionId: string): void;
   upstreamError(err: Error, upstream: string, path: string): void;
+  /** The clock for the head timeout (tests move it). */
+  now(): number;
 }
 
 interface ParserBinding {
@@ -203,9 +205,10 @@ class LaneConnection {
     socket.on('drain', this.onDrain);
   }
 
-  destroy(): void {
+  /** Ends the connection; an answer in flight is counted as `outcome`. */
+  destroy(outcome: ForwardOutcome = 'client_closed'): void {
     if (this.state === 'gone') return;
-    if (this.state === 'relaying') this.hooks.done('client_closed');
+    if (this.state === 'relaying') this.hooks.done(outcome);
     this.state = 'gone';
     this.upstream?.destroy();
     this.upstream = null;
@@ -226,8 +229,9 @@ class LaneConnection {
       this.headStartedAt = 0;
       return;
     }
-    if (this.headStartedAt === 0) this.headStartedAt = Date.now();
-    else if (Date.now() - this.headStartedAt > HEAD_TIMEOUT_MS) return this.destroy();
+    const now = this.hooks.now();
+    if (this.headStartedAt === 0) this.headStartedAt = now;
+    else if (now - this.headStartedAt > HEAD_TIMEOUT_MS) return this.destroy();
     // Anything but GET or HEAD goes to Node's server as soon as that is clear.
     if (!startsLikeGetOrHead(buf)) return this.release();
     const end = buf.indexOf(CRLF2);
@@ -250,7 +254,10 @@ class LaneConnection {
         this.relay(req, decision, headLength);
       });
     } catch {
+      // Not decided: Node's server answers (a 500 of the proxy's, as for any request); decided and
+      // then failed to relay: the connection is cut rather than left waiting.
       if (!answered) this.release();
+      else if ((this.state as State) === 'relaying') this.destroy('bad_gateway');
     }
   }
 
@@ -288,6 +295,8 @@ class LaneConnection {
     }
     this.state = 'relaying';
     this.buf = this.buf.subarray(headLength);
+    // A head pipelined behind this one is timed from when it is read, not from this one's start.
+    this.headStartedAt = 0;
     let lines = `${req.method} ${up.path} HTTP/1.1\r\n`;
     for (let i = 0; i < up.headers.length; i += 2) lines += `${up.headers[i]}: ${up.headers[i + 1]}\r\n`;
     lines += 'Connection: keep-alive\r\n\r\n';
@@ -333,8 +342,7 @@ class LaneConnection {
       failedMidAnswer: () => {
         if (this.upstream === up) this.upstream = null;
         // The container went away mid-stream (or its answer broke the rules): so does the browser's response.
-        this.hooks.done('bad_gateway');
-        this.destroy();
+        this.destroy('bad_gateway');
       },
     });
   }

@@ -284,6 +284,78 @@ describe('the fast lane', () => {
   });
 });
 
+describe('the fast lane’s clock', () => {
+  it('times a pipelined head from when it is read, not from the start of the long answer before it', async () => {
+    let clock = 1_700_000_000_000;
+    const sessions = new FakeSessions();
+    let release: (() => void) | null = null;
+    // The first answer takes "two minutes" (the test moves the clock), the second is at once.
+    const container = net.createServer((s) => {
+      let buf = '';
+      s.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
+          const url = buf.slice(0, end).split(' ')[1];
+          buf = buf.slice(end + 4);
+          const answer = () => s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${url.length}\r\n\r\n${url}`);
+          if (url === '/slow') release = answer;
+          else answer();
+        }
+      });
+    });
+    await new Promise<void>((r) => container.listen(0, '127.0.0.1', r));
+    sessions.add({ id: S1, userId: ALICE, status: 'ready', port: (container.address() as net.AddressInfo).port });
+    const p = await startProxyServer(sessions, { now: () => clock });
+    const socket = net.connect(p.port, '127.0.0.1');
+    try {
+      const cookie = await signIn(p, { id: S1, userId: ALICE });
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      const req = (path: string) => `GET /code-server/${S1}${path} HTTP/1.1\r\nHost: 127.0.0.1:${p.port}\r\nCookie: ${cookie}\r\n\r\n`;
+      socket.write(req('/slow') + req('/next'));
+      await eventually(() => release !== null, 5000, 'the slow request reaching the container');
+      clock += 120_000;
+      release!();
+      await eventually(() => Buffer.concat(chunks).toString('latin1').includes('/next'), 5000, 'the pipelined answer');
+    } finally {
+      socket.destroy();
+      await p.close();
+      container.close();
+    }
+  });
+});
+
+describe('the fast lane’s counts', () => {
+  it('counts an answer the container cut short once, as bad_gateway', async () => {
+    const sessions = new FakeSessions();
+    const container = net.createServer((s) => {
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial');
+        setTimeout(() => s.destroy(), 20);
+      });
+    });
+    await new Promise<void>((r) => container.listen(0, '127.0.0.1', r));
+    sessions.add({ id: S1, userId: ALICE, status: 'ready', port: (container.address() as net.AddressInfo).port });
+    const p = await startProxyServer(sessions);
+    const socket = net.connect(p.port, '127.0.0.1');
+    try {
+      const cookie = await signIn(p, { id: S1, userId: ALICE });
+      socket.on('data', () => undefined);
+      const closed = new Promise<void>((r) => socket.once('close', () => r()));
+      socket.write(`GET /code-server/${S1}/cut HTTP/1.1\r\nHost: 127.0.0.1:${p.port}\r\nCookie: ${cookie}\r\n\r\n`);
+      await within(closed, 'the browser’s connection closing');
+      const counted = (await p.metrics.proxyRequests.get()).values.filter((v) => v.labels.kind === 'http' && v.value > 0);
+      const by = Object.fromEntries(counted.map((v) => [String(v.labels.outcome), v.value]));
+      assert.equal(by.bad_gateway, 1);
+      assert.equal(by.client_closed, undefined, JSON.stringify(by));
+    } finally {
+      socket.destroy();
+      await p.close();
+      container.close();
+    }
+  });
+});
+
 describe('the fast lane’s request reader', () => {
   const head = (lines: string[]) => lines.join('\r\n');
 
