@@ -180,14 +180,19 @@ export class ApiSockets {
     ws.on('pong', () => (answered = true));
     const timer = setInterval(() => {
       if (ws.readyState !== ws.OPEN) return;
-      if (!answered) return ws.terminate();
+      // A terminal whose shell is still starting reads nothing (paused), its pong included: not a vanished client.
+      if (!answered && !ws.isPaused) return ws.terminate();
       answered = false;
       ws.ping();
       this.d.users.authenticate(this.d.orm.em.fork(), token).then(
         (user) => {
           if (user || ws.readyState !== ws.OPEN) return;
           revoked?.();
-          if (ws.readyState === ws.OPEN) ws.close(1008, 'the API token was revoked');
+          if (ws.readyState !== ws.OPEN) return;
+          // A terminal whose shell is still starting reads nothing yet (paused): it reads again, so
+          // that the client's answer to this close can come in.
+          ws.resume();
+          ws.close(1008, 'the API token was revoked');
         },
         (err: unknown) => this.d.logger.warn({ err }, 'could not check a socket’s token again'),
       );
