@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { FakeSessions, signIn, startEcho, startProxyServer, type Echo, type ProxyServer, type Received, within } from './harness';
+import {
+  eventually,
+  FakeSessions,
+  signIn,
+  startEcho,
+  startProxyServer,
+  type Echo,
+  type ProxyServer,
+  type Received,
+  within,
+} from './harness';
 
 /**
  * The fast lane (service/proxy/lane.ts) against a container that misbehaves on the wire: a raw
@@ -561,20 +571,10 @@ describe('the fast lane, against a container that misbehaves on the wire', () =>
       const c = await container(() => undefined);
       const b = await browser();
       b.send(get('/never'));
-      await within(
-        (async () => {
-          while (c.requests.length === 0) await tick(10);
-        })(),
-        'the request reaching the container',
-      );
+      await eventually(() => c.requests.length > 0, 5000, 'the request reaching the container');
       // Gone at once (a reset), as a closed tab's connection.
       b.socket.resetAndDestroy();
-      await within(
-        (async () => {
-          while (c.closedSockets === 0) await tick(10);
-        })(),
-        'the container’s connection closing',
-      );
+      await eventually(() => c.closedSockets > 0, 5000, 'the container’s connection closing');
       await stillServing();
     });
 
@@ -582,20 +582,10 @@ describe('the fast lane, against a container that misbehaves on the wire', () =>
       const c = await container(() => undefined);
       const b = await browser();
       b.send(get('/never'));
-      await within(
-        (async () => {
-          while (c.requests.length === 0) await tick(10);
-        })(),
-        'the request reaching the container',
-      );
+      await eventually(() => c.requests.length > 0, 5000, 'the request reaching the container');
       // A half-close, as Node's server takes it: the browser has given up on the answer.
       b.socket.end();
-      await within(
-        (async () => {
-          while (c.closedSockets === 0) await tick(10);
-        })(),
-        'the container’s connection closing',
-      );
+      await eventually(() => c.closedSockets > 0, 5000, 'the container’s connection closing');
     });
 
     it('does not send a request again when a reused connection answers it with garbage', async () => {
@@ -618,12 +608,7 @@ describe('the fast lane, against a container that misbehaves on the wire', () =>
       });
       const b = await browser();
       assert.equal((await ask(b, '/one', 'the first')).body.toString(), '/one');
-      await within(
-        (async () => {
-          while (c.closedSockets === 0) await tick(10);
-        })(),
-        'the close',
-      );
+      await eventually(() => c.closedSockets > 0, 5000, 'the close');
       assert.equal((await ask(b, '/two', 'the second')).body.toString(), '/two');
       assert.equal(c.connections, 2);
     });
