@@ -197,12 +197,19 @@ class LaneConnection {
   ) {
     socket.setNoDelay(true);
     socket.setTimeout(KEEP_ALIVE_MS);
-    socket.on('data', this.onData);
-    socket.on('timeout', this.onTimeout);
-    socket.on('error', this.onGone);
-    socket.on('close', this.onGone);
-    socket.on('end', this.onEnd);
-    socket.on('drain', this.onDrain);
+    for (const [event, listener] of this.listeners()) socket.on(event, listener);
+  }
+
+  /** What the lane listens to on the browser's socket (all of it let go when Node's server takes over). */
+  private listeners(): [string, (chunk: Buffer) => void][] {
+    return [
+      ['data', this.onData],
+      ['timeout', this.onTimeout],
+      ['error', this.onGone],
+      ['close', this.onGone],
+      ['end', this.onEnd],
+      ['drain', this.onDrain],
+    ];
   }
 
   /** Ends the connection; an answer in flight is counted as `outcome`. */
@@ -267,12 +274,7 @@ class LaneConnection {
     this.state = 'gone';
     const s = this.socket;
     s.setTimeout(0);
-    s.off('data', this.onData);
-    s.off('timeout', this.onTimeout);
-    s.off('error', this.onGone);
-    s.off('close', this.onGone);
-    s.off('end', this.onEnd);
-    s.off('drain', this.onDrain);
+    for (const [event, listener] of this.listeners()) s.off(event, listener);
     this.upstream?.destroy();
     this.upstream = null;
     const pending = this.buf;
